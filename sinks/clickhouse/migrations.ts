@@ -1,0 +1,84 @@
+import type { ClickHouseClient } from "./client.ts";
+import { quoteIdent } from "./client.ts";
+
+export interface Migration {
+  version: number;
+  name: string;
+  /** Each statement is idempotent (IF NOT EXISTS), so a half-applied migration can simply run again. */
+  statements: (db: string) => string[];
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "usage_events",
+    statements: (db) => [
+      `CREATE TABLE IF NOT EXISTS ${db}.usage_events (
+        topic LowCardinality(String),
+        partition UInt32,
+        offset UInt64,
+        record_id String,
+        level LowCardinality(String),
+        enterprise_id String,
+        mozaiks_user_id String,
+        platform_user_id String,
+        user_id String,
+        account_key String,
+        workflow_type LowCardinality(String),
+        workflow_name String,
+        session_id String,
+        chat_id String,
+        occurred_at DateTime64(3, 'UTC'),
+        prompt_tokens UInt64,
+        completion_tokens UInt64,
+        tokens_used UInt64,
+        trial_tokens_used UInt64,
+        paid_tokens_used UInt64,
+        cost_micros Int64,
+        billed_micros Int64,
+        creator_share_micros Int64,
+        platform_fee_micros Int64,
+        decision LowCardinality(String),
+        billing_target LowCardinality(String),
+        price_id LowCardinality(String),
+        agent_names Array(String),
+        agent_models Array(LowCardinality(String)),
+        agent_prompt_tokens Array(UInt64),
+        agent_completion_tokens Array(UInt64),
+        agent_response_time_ms Array(Float64),
+        agent_message_count Array(UInt32),
+        ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+      )
+      ENGINE = ReplacingMergeTree
+      PARTITION BY toYYYYMM(occurred_at)
+      ORDER BY (enterprise_id, level, occurred_at, account_key, record_id)
+      SETTINGS non_replicated_deduplication_window = 1000`,
+    ],
+  },
+];
+
+export async function applyMigrations(client: ClickHouseClient, database: string): Promise<number[]> {
+  const db = quoteIdent(database);
+  await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${db}` });
+  await client.command({
+    query: `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
+            ENGINE = ReplacingMergeTree ORDER BY version`,
+  });
+  const result = await client.query({
+    query: `SELECT DISTINCT version FROM ${db}.schema_migrations`,
+    format: "JSONEachRow",
+  });
+  const applied = new Set((await result.json<{ version: number }>()).map((row) => Number(row.version)));
+  const newlyApplied: number[] = [];
+  for (const migration of MIGRATIONS) {
+    if (applied.has(migration.version)) continue;
+    for (const statement of migration.statements(db)) await client.command({ query: statement });
+    await client.insert({
+      table: `${db}.schema_migrations`,
+      values: [{ version: migration.version, name: migration.name }],
+      format: "JSONEachRow",
+    });
+    newlyApplied.push(migration.version);
+  }
+  return newlyApplied;
+}
