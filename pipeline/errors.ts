@@ -12,6 +12,7 @@ export const ERROR_CODES = [
   "RECORD_INVALID",
   "RECORD_KEY_MISMATCH",
   "UNKNOWN_MODEL",
+  "RECORD_TOO_LATE",
   // local stack and services
   "SERVICE_INSTALL_FAILED",
   "SERVICE_START_FAILED",

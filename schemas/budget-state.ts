@@ -1,0 +1,28 @@
+import { z } from "zod";
+import { levelSchema, SCHEMA_VERSION } from "./common.ts";
+
+/**
+ * The latest budget view of one account, for agent runtimes (a compacted topic keyed by account
+ * key): can they continue, and which chats are paused. Tokens only, so it is plain JSON.
+ */
+export const budgetStateSchema = z.strictObject({
+  schema_version: z.literal(SCHEMA_VERSION),
+  account_key: z.string(),
+  level: levelSchema,
+  enterprise_id: z.string().nullable(),
+  mozaiks_user_id: z.string(),
+  platform_user_id: z.string().nullable(),
+  can_continue: z.boolean(),
+  /** Why the account cannot continue, null when it can. */
+  pause_reason: z.string().nullable(),
+  allowance_tokens: z.int(),
+  trial_remaining_tokens: z.int(),
+  paid_tokens: z.int(),
+  available_tokens: z.int(),
+  paused_chats: z.array(
+    z.strictObject({ chat_id: z.string(), pause_reason: z.string().nullable(), can_resume: z.boolean() }),
+  ),
+  /** Event time of the last record applied to the account. */
+  as_of: z.string().nullable(),
+});
+export type BudgetState = z.infer<typeof budgetStateSchema>;

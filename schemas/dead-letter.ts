@@ -1,0 +1,23 @@
+import { z } from "zod";
+import { ERROR_CODES } from "../pipeline/errors.ts";
+import { SCHEMA_VERSION } from "./common.ts";
+import { isoDateTimeSchema } from "./time.ts";
+
+/** What the processor writes to the dead-letter topic for a record it could not apply. */
+export const deadLetterSchema = z.strictObject({
+  schema_version: z.literal(SCHEMA_VERSION),
+  reason_code: z.enum(ERROR_CODES),
+  /** Human text; for schema errors it names each zod issue path. */
+  reason: z.string(),
+  /** The original message value, base64, byte for byte (so it can be fixed and replayed). */
+  original: z.base64(),
+  source: z.strictObject({
+    topic: z.string(),
+    partition: z.int().nonnegative(),
+    /** Kafka offsets are int64: a decimal string. */
+    offset: z.string().regex(/^[0-9]+$/),
+  }),
+  key: z.string().nullable(),
+  failed_at: isoDateTimeSchema,
+});
+export type DeadLetter = z.infer<typeof deadLetterSchema>;
