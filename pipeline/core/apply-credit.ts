@@ -1,0 +1,38 @@
+import type { CreditRecord, Output } from "../../schemas/index.ts";
+import { type AccountState, balanceSnapshot, canContinue } from "./account.ts";
+import { overdraftEvents, resumableEvents, thresholdEvents } from "./budget.ts";
+import type { BillingConfig } from "./config.ts";
+import { outputBase } from "./output-base.ts";
+
+/**
+ * Top-ups and grants add paid tokens; budget_set replaces the allowance. Afterwards thresholds are
+ * re-armed and, if the account can continue again, its paused chats become resumable. Mutates.
+ */
+export function applyCredit(
+  account: AccountState,
+  record: CreditRecord,
+  config: BillingConfig,
+  outputs: Output[],
+): void {
+  const base = outputBase(record);
+  if (record.kind === "budget_set") {
+    account.allowance_tokens = record.tokens;
+  } else {
+    account.credited_tokens += record.tokens;
+  }
+  account.paid_amount_micros += record.amount_micros ?? 0n;
+  outputs.push({
+    kind: "credit_applied",
+    ...base,
+    credit_kind: record.kind,
+    tokens: record.tokens,
+    amount_micros: record.amount_micros ?? null,
+    balance_after: balanceSnapshot(account),
+    can_continue: canContinue(account),
+  });
+  outputs.push(
+    ...thresholdEvents(account, config, base),
+    ...overdraftEvents(account, base),
+    ...resumableEvents(account, base),
+  );
+}

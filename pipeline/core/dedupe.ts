@@ -1,0 +1,87 @@
+import type { BillingConfig } from "./config.ts";
+
+/**
+ * Record ids seen by one account, with their event times. Deterministic: it depends only on the
+ * ordered records, never on the clock. `max_event_ms` is the newest event time accepted so far.
+ */
+export type DedupeState = {
+  seen: Record<string, number>;
+  count: number;
+  max_event_ms: number | null;
+  oldest_ms: number | null;
+};
+
+export function horizonMs(config: BillingConfig): number {
+  return config.dedupe.horizon_seconds * 1000;
+}
+
+/**
+ * A record at or before max_event_ms - horizon is too late: its id may already be forgotten, so it
+ * could be a duplicate counted twice. It is refused (dead-lettered) instead of guessed at.
+ */
+export function isTooLate(dedupe: DedupeState, occurredMs: number, config: BillingConfig): boolean {
+  return dedupe.max_event_ms !== null && occurredMs <= dedupe.max_event_ms - horizonMs(config);
+}
+
+export function isDuplicate(dedupe: DedupeState, recordId: string): boolean {
+  return Object.hasOwn(dedupe.seen, recordId);
+}
+
+/** Remembers an applied record, then forgets what can no longer matter. Mutates `dedupe`. */
+export function remember(
+  dedupe: DedupeState,
+  recordId: string,
+  occurredMs: number,
+  config: BillingConfig,
+): void {
+  dedupe.seen[recordId] = occurredMs;
+  dedupe.count += 1;
+  dedupe.max_event_ms = dedupe.max_event_ms === null ? occurredMs : Math.max(dedupe.max_event_ms, occurredMs);
+  dedupe.oldest_ms = dedupe.oldest_ms === null ? occurredMs : Math.min(dedupe.oldest_ms, occurredMs);
+  forgetPastHorizon(dedupe, config);
+  forgetOverCap(dedupe, config);
+}
+
+/**
+ * Ids at or before the horizon are never consulted again (such records are too late), so they can
+ * go. Pruning waits until the oldest id is a sixteenth of a horizon past it, so the O(n) sweep runs
+ * rarely instead of on every record; which ids are kept never changes a result.
+ */
+function forgetPastHorizon(dedupe: DedupeState, config: BillingConfig): void {
+  if (dedupe.max_event_ms === null || dedupe.oldest_ms === null) return;
+  const cutoff = dedupe.max_event_ms - horizonMs(config);
+  if (dedupe.oldest_ms > cutoff - horizonMs(config) / 16) return;
+  sweep(dedupe, cutoff);
+}
+
+function sweep(dedupe: DedupeState, cutoff: number): void {
+  let oldest: number | null = null;
+  for (const [id, at] of Object.entries(dedupe.seen)) {
+    if (at <= cutoff) {
+      delete dedupe.seen[id];
+      dedupe.count -= 1;
+    } else if (oldest === null || at < oldest) {
+      oldest = at;
+    }
+  }
+  dedupe.oldest_ms = oldest;
+}
+
+/**
+ * Safety cap on one account's document size: past max_entries, forget the oldest (by event time,
+ * then id) down to 90% of the cap. This can forget ids inside the horizon, so size the cap above an
+ * account's records per horizon.
+ */
+function forgetOverCap(dedupe: DedupeState, config: BillingConfig): void {
+  if (dedupe.count <= config.dedupe.max_entries) return;
+  if (dedupe.max_event_ms !== null) sweep(dedupe, dedupe.max_event_ms - horizonMs(config));
+  if (dedupe.count <= config.dedupe.max_entries) return;
+  const keep = Math.floor(config.dedupe.max_entries * 0.9);
+  const byAge = Object.entries(dedupe.seen).sort(([idA, atA], [idB, atB]) =>
+    atA !== atB ? atA - atB : idA < idB ? -1 : idA > idB ? 1 : 0,
+  );
+  const drop = byAge.length - keep;
+  for (const [id] of byAge.slice(0, drop)) delete dedupe.seen[id];
+  dedupe.count = keep;
+  dedupe.oldest_ms = byAge[drop]?.[1] ?? null;
+}
