@@ -1,0 +1,177 @@
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { AgentmeterError } from "../../pipeline/errors.ts";
+import type { StackConfig } from "./config.ts";
+import { run, runOrThrow, spawnDetached, stopGroup } from "./process.ts";
+import { type LocalService, logPath, serviceHome } from "./service.ts";
+
+/**
+ * PostgreSQL is FerretDB's storage. It comes from the OS (Debian's postgresql package), not from our cache:
+ * building it is slow and apt is one of the registries we may use. The cluster is ours alone: initdb into
+ * AGENTMETER_HOME, own port, own socket dir; the system service (if any) is never touched.
+ */
+const DB_USER = "postgres";
+export const FERRET_DATABASE = "ferretdb";
+
+function findBinDir(): string | undefined {
+  const root = "/usr/lib/postgresql";
+  let versions: string[] = [];
+  try {
+    versions = readdirSync(root).filter((v) => /^\d+$/.test(v));
+  } catch {
+    // Not a Debian layout: fall back to PATH below.
+  }
+  versions.sort((a, b) => Number(b) - Number(a));
+  for (const version of versions) {
+    const dir = path.join(root, version, "bin");
+    if (existsSync(path.join(dir, "initdb"))) return dir;
+  }
+  for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
+    if (dir && existsSync(path.join(dir, "initdb")) && existsSync(path.join(dir, "postgres"))) return dir;
+  }
+  return undefined;
+}
+
+function binDir(): string {
+  const dir = findBinDir();
+  if (dir === undefined) {
+    throw new AgentmeterError("SERVICE_INSTALL_FAILED", "postgres: initdb not found; install PostgreSQL");
+  }
+  return dir;
+}
+
+/** postgres refuses to run as root, so as root we run it as the postgres account Debian's package creates. */
+function runAs(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const line = readFileSync("/etc/passwd", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith(`${DB_USER}:`));
+  const fields = line?.split(":");
+  if (fields === undefined || fields.length < 4) {
+    throw new AgentmeterError(
+      "SERVICE_START_FAILED",
+      "postgres: running as root but there is no 'postgres' account to run the server as",
+    );
+  }
+  return { uid: Number(fields[2]), gid: Number(fields[3]) };
+}
+
+function paths(config: StackConfig) {
+  const home = serviceHome(config, "postgres");
+  return { home, data: path.join(home, "data"), sockets: path.join(home, "run") };
+}
+
+function ownedDir(dir: string, owner: { uid: number; gid: number } | undefined): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (owner) chownSync(dir, owner.uid, owner.gid);
+}
+
+function clientArgs(config: StackConfig): string[] {
+  return ["-h", "127.0.0.1", "-p", String(config.pgPort), "-U", DB_USER];
+}
+
+async function psql(config: StackConfig, sql: string): Promise<string> {
+  const out = await runOrThrow("SERVICE_START_FAILED", "psql", path.join(binDir(), "psql"), [
+    ...clientArgs(config),
+    "-d",
+    "postgres",
+    "-tAc",
+    sql,
+  ]);
+  return out.trim();
+}
+
+export const postgres: LocalService = {
+  name: "postgres",
+  readyTimeoutMs: 60_000,
+  ports: (config) => [{ port: config.pgPort, variable: "AGENTMETER_PG_PORT" }],
+  logFile: (config) => logPath(config, "postgres"),
+
+  async install(_config, log) {
+    if (findBinDir() !== undefined) return;
+    if (process.getuid?.() !== 0) {
+      throw new AgentmeterError(
+        "SERVICE_INSTALL_FAILED",
+        "postgres: PostgreSQL is not installed; run `sudo apt-get install -y postgresql` (or your OS's package)",
+      );
+    }
+    const started = Date.now();
+    log("installing postgresql from Debian (apt-get) ...");
+    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+    await runOrThrow("SERVICE_INSTALL_FAILED", "apt-get update", "apt-get", ["update"], { env });
+    await runOrThrow(
+      "SERVICE_INSTALL_FAILED",
+      "apt-get install postgresql",
+      "apt-get",
+      ["install", "-y", "postgresql"],
+      {
+        env,
+      },
+    );
+    log(`installed postgresql in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+  },
+
+  async start(config, log) {
+    const p = paths(config);
+    const owner = runAs();
+    ownedDir(p.home, owner);
+    ownedDir(p.sockets, owner);
+    if (!existsSync(path.join(p.data, "PG_VERSION"))) {
+      log("postgres: initdb (first start)");
+      ownedDir(p.data, owner);
+      await runOrThrow(
+        "SERVICE_START_FAILED",
+        "postgres initdb",
+        path.join(binDir(), "initdb"),
+        // trust on 127.0.0.1 only: a throwaway local store, no secrets to manage.
+        ["-D", p.data, "-U", DB_USER, "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"],
+        { ...owner, cwd: p.home },
+      );
+    }
+    return spawnDetached(
+      path.join(binDir(), "postgres"),
+      [
+        "-D",
+        p.data,
+        "-p",
+        String(config.pgPort),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        `unix_socket_directories=${p.sockets}`,
+        // Test stack, data is disposable: trade crash safety for write speed. Never copy these to production.
+        "-c",
+        "fsync=off",
+        "-c",
+        "synchronous_commit=off",
+        "-c",
+        "full_page_writes=off",
+        "-c",
+        "max_connections=200",
+      ],
+      { cwd: p.home, logFile: logPath(config, "postgres"), ...owner },
+    );
+  },
+
+  async ready(config) {
+    const result = await run(path.join(binDir(), "pg_isready"), ["-q", ...clientArgs(config)]);
+    return result.code === 0;
+  },
+
+  async afterReady(config, log) {
+    const exists = await psql(config, `SELECT 1 FROM pg_database WHERE datname = '${FERRET_DATABASE}'`);
+    if (exists !== "1") {
+      log(`postgres: creating database ${FERRET_DATABASE}`);
+      await psql(config, `CREATE DATABASE ${FERRET_DATABASE}`);
+    }
+  },
+
+  async stop(_config, record) {
+    // SIGINT is PostgreSQL's "fast" shutdown; SIGTERM ("smart") would wait for clients to leave.
+    await stopGroup(record.pid, "SIGINT", 30_000);
+  },
+
+  async version(config) {
+    return psql(config, "SHOW server_version");
+  },
+};

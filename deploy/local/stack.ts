@@ -1,0 +1,198 @@
+import { AgentmeterError } from "../../pipeline/errors.ts";
+import { clickhouse } from "./clickhouse.ts";
+import { endpointsOf, loadStackConfig, type StackConfig, type StackEndpoints } from "./config.ts";
+import { ferretdb } from "./ferretdb.ts";
+import { kafka } from "./kafka.ts";
+import { withStackLock } from "./lock.ts";
+import { postgres } from "./postgres.ts";
+import {
+  groupRssBytes,
+  isRunning,
+  portFree,
+  readPidRecord,
+  removePidRecord,
+  waitReady,
+  writePidRecord,
+} from "./process.ts";
+import { type LocalService, type Log, pidPath, type ServiceName } from "./service.ts";
+
+export { connectionEnv, loadStackConfig, type StackConfig, type StackEndpoints } from "./config.ts";
+
+export interface StackOptions {
+  config?: StackConfig;
+  /** Progress lines; default stderr, so stdout stays clean for the connection env. */
+  log?: Log;
+}
+
+export type ServiceState = "running" | "unready" | "dead" | "stopped";
+
+export interface ServiceStatus {
+  name: ServiceName;
+  state: ServiceState;
+  pid: number | undefined;
+  ports: number[];
+  rssBytes: number | undefined;
+  version: string | undefined;
+  logFile: string;
+}
+
+const stderrLog: Log = (line) => process.stderr.write(`${line}\n`);
+
+function servicesOf(config: StackConfig): LocalService[] {
+  return config.ferretBackend === "postgresql"
+    ? [kafka, clickhouse, postgres, ferretdb]
+    : [kafka, clickhouse, ferretdb];
+}
+
+/** FerretDB needs its PostgreSQL up; everything else starts side by side. */
+function dependenciesOf(service: LocalService, config: StackConfig): ServiceName[] {
+  return service.name === "ferretdb" && config.ferretBackend === "postgresql" ? ["postgres"] : [];
+}
+
+async function assertPortsFree(config: StackConfig, service: LocalService): Promise<void> {
+  for (const { port, variable } of service.ports(config)) {
+    if (!(await portFree(port))) {
+      throw new AgentmeterError(
+        "PORT_IN_USE",
+        `${service.name}: port ${port} on 127.0.0.1 is taken by a process that is not this stack's (set ${variable} to move it)`,
+        { details: { service: service.name, port, variable } },
+      );
+    }
+  }
+}
+
+function seconds(since: number): string {
+  return `${((Date.now() - since) / 1000).toFixed(1)}s`;
+}
+
+/**
+ * Installs (first use only) and starts whatever part of the stack is not running, then returns where it
+ * listens. Running services are left alone, so calling it again is cheap and changes nothing.
+ */
+export async function stackUp(options: StackOptions = {}): Promise<StackEndpoints> {
+  const config = options.config ?? loadStackConfig();
+  const log = options.log ?? stderrLog;
+  await withStackLock(config.homeDir, log, async () => {
+    const services = servicesOf(config);
+    const toStart = new Set<ServiceName>();
+    for (const service of services) {
+      const file = pidPath(config, service.name);
+      const record = await readPidRecord(file);
+      if (record !== undefined && isRunning(record)) {
+        // Ours and alive; if it is still warming up, wait for it rather than start another copy.
+        if (!(await service.ready(config))) {
+          await waitReady({
+            service: service.name,
+            record,
+            probe: () => service.ready(config),
+            timeoutMs: service.readyTimeoutMs,
+            logFile: service.logFile(config),
+          });
+        }
+        continue;
+      }
+      if (record !== undefined) {
+        log(`${service.name}: pid ${record.pid} is gone (died or was killed); starting it again`);
+        await removePidRecord(file);
+      }
+      toStart.add(service.name);
+    }
+    if (toStart.size === 0) return;
+    // Before any download: a clash should fail in a second, not after minutes of installing.
+    for (const service of services) if (toStart.has(service.name)) await assertPortsFree(config, service);
+
+    const started = Date.now();
+    const done = new Map<ServiceName, Promise<void>>();
+    for (const service of services) {
+      done.set(
+        service.name,
+        (async () => {
+          await service.install(config, log);
+          await Promise.all(dependenciesOf(service, config).map((dep) => done.get(dep)));
+          if (!toStart.has(service.name)) return;
+          const t0 = Date.now();
+          const record = await service.start(config, log);
+          await writePidRecord(pidPath(config, service.name), record);
+          await waitReady({
+            service: service.name,
+            record,
+            probe: () => service.ready(config),
+            timeoutMs: service.readyTimeoutMs,
+            logFile: service.logFile(config),
+          });
+          await service.afterReady?.(config, log);
+          log(`${service.name}: ready in ${seconds(t0)} (pid ${record.pid})`);
+        })(),
+      );
+    }
+    const results = await Promise.allSettled(done.values());
+    const failures = results.flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []));
+    if (failures.length > 0) {
+      if (failures.length === 1) throw failures[0];
+      throw new AgentmeterError(
+        "SERVICE_START_FAILED",
+        failures.map((f) => (f instanceof Error ? f.message : String(f))).join("\n"),
+        { cause: failures[0] },
+      );
+    }
+    log(`stack up in ${seconds(started)}`);
+  });
+  return endpointsOf(config);
+}
+
+/** Stops every service of this stack (process groups, then SIGKILL for stragglers) and forgets their pids. */
+export async function stackDown(options: StackOptions = {}): Promise<void> {
+  const config = options.config ?? loadStackConfig();
+  const log = options.log ?? stderrLog;
+  await withStackLock(config.homeDir, log, async () => {
+    const stopOne = async (service: LocalService) => {
+      const file = pidPath(config, service.name);
+      const record = await readPidRecord(file);
+      if (record !== undefined && isRunning(record)) {
+        const t0 = Date.now();
+        await service.stop(config, record);
+        if (isRunning(record)) {
+          throw new AgentmeterError(
+            "SERVICE_UNAVAILABLE",
+            `${service.name}: pid ${record.pid} survived SIGKILL`,
+          );
+        }
+        log(`${service.name}: stopped in ${seconds(t0)}`);
+      }
+      await removePidRecord(file);
+    };
+    // FerretDB first: it holds connections that PostgreSQL's shutdown would otherwise cut under it.
+    // Whatever the configured backend, stop every service that has a pid file.
+    await stopOne(ferretdb);
+    await Promise.all([kafka, clickhouse, postgres].map(stopOne));
+  });
+}
+
+export async function stackStatus(
+  options: StackOptions & { versions?: boolean } = {},
+): Promise<ServiceStatus[]> {
+  const config = options.config ?? loadStackConfig();
+  return Promise.all(
+    servicesOf(config).map(async (service): Promise<ServiceStatus> => {
+      const record = await readPidRecord(pidPath(config, service.name));
+      const base = {
+        name: service.name,
+        pid: record?.pid,
+        ports: service.ports(config).map((p) => p.port),
+        logFile: service.logFile(config),
+      };
+      if (record === undefined) return { ...base, state: "stopped", rssBytes: undefined, version: undefined };
+      if (!isRunning(record)) return { ...base, state: "dead", rssBytes: undefined, version: undefined };
+      const ready = await service.ready(config);
+      const version =
+        ready && options.versions ? await service.version(config).catch(() => undefined) : undefined;
+      return { ...base, state: ready ? "running" : "unready", rssBytes: groupRssBytes(record.pid), version };
+    }),
+  );
+}
+
+/** True when every service of the stack runs and answers. */
+export async function stackIsUp(config: StackConfig = loadStackConfig()): Promise<boolean> {
+  const statuses = await stackStatus({ config });
+  return statuses.every((s) => s.state === "running");
+}
