@@ -49,6 +49,10 @@ export const ConfigSchema = z.object({
     .string()
     .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "expected a ClickHouse identifier")
     .default("agentmeter"),
+  /** JSON file with billing rules (price book, allowances, split); absent means the defaults. */
+  AGENTMETER_BILLING_CONFIG: z.string().min(1).optional(),
+  /** How many partitions one processor works on at once (each flushes on its own). */
+  AGENTMETER_CONCURRENCY: positiveInt.max(64).default(6),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 

@@ -45,7 +45,7 @@ export const MIGRATIONS: readonly Migration[] = [
         agent_models Array(LowCardinality(String)),
         agent_prompt_tokens Array(UInt64),
         agent_completion_tokens Array(UInt64),
-        agent_response_time_ms Array(Float64),
+        agent_response_time_ms Array(Nullable(Float64)),
         agent_message_count Array(UInt32),
         ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
       )

@@ -1,0 +1,24 @@
+import type { DeadLetter } from "../../schemas/index.ts";
+import { SCHEMA_VERSION } from "../../schemas/index.ts";
+import type { LogPosition } from "../../sinks/clickhouse/usage-events.ts";
+import type { ErrorCode } from "../errors.ts";
+
+/** The dead-letter envelope keeps the original bytes, so a fixed record can be replayed byte for byte. */
+export function deadLetter(
+  position: LogPosition,
+  key: Buffer | null,
+  value: Buffer | null,
+  code: ErrorCode,
+  reason: string,
+  failedAt: string,
+): DeadLetter {
+  return {
+    schema_version: SCHEMA_VERSION,
+    reason_code: code,
+    reason,
+    original: (value ?? Buffer.alloc(0)).toString("base64"),
+    source: { topic: position.topic, partition: position.partition, offset: position.offset },
+    key: key === null ? null : key.toString("utf8"),
+    failed_at: failedAt,
+  };
+}

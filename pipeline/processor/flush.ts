@@ -1,0 +1,66 @@
+import type { Message, Producer } from "kafkajs";
+import { bigintReplacer } from "../../schemas/index.ts";
+import type { UsageEventsSink } from "../../sinks/clickhouse/usage-events.ts";
+import { writeDocs } from "../../sinks/mongo/watermarked-store.ts";
+import type { FlushPlan } from "./partition-worker.ts";
+
+export interface FlushTargets {
+  producer: Producer;
+  usageEvents: UsageEventsSink;
+  topics: { deadLetter: string; events: string; state: string };
+}
+
+function json(value: unknown): string {
+  return JSON.stringify(value, bigintReplacer);
+}
+
+/**
+ * Makes one batch's effects durable. The order is the exactly-once argument, so it is fixed:
+ *  1. Kafka outputs (dead letters, budget events, latest budget state): at least once; events carry a
+ *     deterministic id header and the state topic is compacted, so a repeat is harmless.
+ *  2. ClickHouse rows: once per offset (partition watermark + deduplication token).
+ *  3. Revenue ledgers: compare-and-set on their own watermark, written BEFORE the accounts, so that any
+ *     record an account document does not yet hold is re-applied and re-counted only where missing.
+ *  4. Account documents: compare-and-set on their watermark. After this the batch is applied.
+ *  5. (the caller) commit offsets: a crash before it only causes re-delivery, which 2-4 skip.
+ * Every step may be retried as a whole: each is idempotent for the same plan.
+ */
+export async function flush(
+  plan: FlushPlan,
+  targets: FlushTargets,
+  heartbeat: () => Promise<void>,
+): Promise<void> {
+  const topicMessages: { topic: string; messages: Message[] }[] = [];
+  if (plan.deadLetters.length > 0) {
+    topicMessages.push({
+      topic: targets.topics.deadLetter,
+      messages: plan.deadLetters.map((letter) => ({ key: letter.key, value: json(letter) })),
+    });
+  }
+  if (plan.budgetEvents.length > 0) {
+    topicMessages.push({
+      topic: targets.topics.events,
+      messages: plan.budgetEvents.map((event) => ({
+        key: "chat_id" in event ? event.chat_id : event.account_key,
+        value: json(event),
+        headers: { "agentmeter-event-id": `${event.record_id}:${event.event}` },
+      })),
+    });
+  }
+  if (plan.budgetStates.length > 0) {
+    topicMessages.push({
+      topic: targets.topics.state,
+      messages: plan.budgetStates.map((state) => ({ key: state.account_key, value: json(state) })),
+    });
+  }
+  if (topicMessages.length > 0) await targets.producer.sendBatch({ topicMessages, acks: -1 });
+  await heartbeat();
+
+  if (plan.usage.length > 0) await targets.usageEvents.append(plan.topic, plan.partition, plan.usage);
+  await heartbeat();
+
+  const wm = { topic: plan.topic, partition: plan.partition };
+  if (plan.ledgerWrites.length > 0) await writeDocs(plan.ledgerWrites, wm);
+  await heartbeat();
+  if (plan.accountWrites.length > 0) await writeDocs(plan.accountWrites, wm);
+}

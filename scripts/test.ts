@@ -1,0 +1,48 @@
+/**
+ * The one test command (`npm test`, also what .ci/run calls): unit tests first, then the integration tests
+ * against real servers. Servers come from test/support/services.ts, resolved once here so that the test
+ * files (each run in its own process) share one stack instead of racing to start it.
+ */
+import { spawnSync } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { getServices } from "../test/support/services.ts";
+
+function testFiles(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((name) => name.endsWith(".test.ts"))
+    .sort()
+    .map((name) => join(dir, name));
+}
+
+function runNodeTests(files: string[], env: NodeJS.ProcessEnv, concurrency: number): number {
+  if (files.length === 0) return 0;
+  const args = [
+    "--import",
+    "tsx",
+    "--test",
+    `--test-concurrency=${concurrency}`,
+    "--test-reporter=spec",
+    ...files,
+  ];
+  const result = spawnSync(process.execPath, args, { stdio: "inherit", env });
+  return result.status ?? 1;
+}
+
+const only = process.argv[2];
+const unitStatus = only === "int" ? 0 : runNodeTests(testFiles("test/unit"), process.env, 2);
+if (unitStatus !== 0 || only === "unit") process.exit(unitStatus);
+
+const services = await getServices();
+console.log(
+  `integration services (${services.source}): kafka=${services.kafkaBrokers.join(",")} mongo=${services.mongoUri} clickhouse=${services.clickhouseUrl}`,
+);
+const env = {
+  ...process.env,
+  KAFKA_BROKERS: services.kafkaBrokers.join(","),
+  MONGODB_URI: services.mongoUri,
+  CLICKHOUSE_URL: services.clickhouseUrl,
+};
+// One integration file at a time: two cores are shared with the brokers, and timing-sensitive tests
+// (crash, rebalance) should not compete with each other.
+process.exit(runNodeTests(testFiles("test/int"), env, 1));

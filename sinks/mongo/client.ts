@@ -1,0 +1,15 @@
+import { MongoClient } from "mongodb";
+
+/**
+ * Money is bigint in the billing core; useBigInt64 makes the driver write bigint as BSON int64 and read
+ * int64 back as bigint, so a balance survives a round trip exactly.
+ */
+export function createMongo(uri: string): MongoClient {
+  return new MongoClient(uri, {
+    useBigInt64: true,
+    ignoreUndefined: true,
+    maxPoolSize: 20,
+    serverSelectionTimeoutMS: 10_000,
+    retryWrites: false,
+  });
+}

@@ -1,0 +1,53 @@
+import type { Db, MongoClient } from "mongodb";
+
+/** Database names of the seed's layout; configurable so tests and replays can use their own namespace. */
+export interface LayoutNames {
+  platformDb: string;
+  appDbPrefix: string;
+  workflowDb: string;
+}
+
+/**
+ * The seed's three databases and their collections. Account documents are the source of truth for
+ * balances; everything else is derived from the same records and written before them (see the flush order).
+ */
+export class MongoLayout {
+  constructor(
+    private readonly client: MongoClient,
+    readonly names: LayoutNames,
+  ) {}
+
+  platform(): Db {
+    return this.client.db(this.names.platformDb);
+  }
+
+  /** enterprise_id is validated by the id rule in schemas/ids.ts, so it cannot escape the database name. */
+  app(enterpriseId: string): Db {
+    return this.client.db(this.names.appDbPrefix + enterpriseId);
+  }
+
+  workflow(): Db {
+    return this.client.db(this.names.workflowDb);
+  }
+}
+
+export const COLLECTIONS = {
+  platform: {
+    users: "MozaiksUsers",
+    enterprises: "Enterprises",
+    sessions: "PlatformSessions",
+    usage: "PlatformUsage",
+  },
+  app: {
+    users: "AppUsers",
+    sessions: "AppSessions",
+    revenue: "RevenueSharing",
+    pausedChats: "PausedChats",
+  },
+  workflow: {
+    workflows: "Workflows",
+    tokenSessions: "TokenSessions",
+    chatPauses: "ChatPauses",
+    tokenChats: "TokenChats",
+  },
+} as const;

@@ -1,0 +1,149 @@
+import { type Collection, type Document, MongoServerError } from "mongodb";
+import { AgentmeterError } from "../../pipeline/errors.ts";
+
+/**
+ * Documents owned by one input partition (account documents, per-partition revenue ledgers) are written
+ * as whole values, each with the offset of the last record applied to it (`wm_offset`) in the same
+ * single-document write. That gives exactly-once effect without transactions:
+ *  - a record at or below a document's watermark is already in it, so re-delivery skips it;
+ *  - a write is a compare-and-set on the watermark the owner loaded, so a member that lost the partition
+ *    cannot overwrite what the new owner wrote (it gets OWNERSHIP_LOST and reloads).
+ */
+export interface DocRef {
+  collection: Collection<Document>;
+  id: string;
+}
+
+export interface LoadedDoc<T> {
+  body: T | undefined;
+  /** -1 when the document does not exist yet. */
+  wmOffset: bigint;
+}
+
+export interface PendingWrite<T> {
+  ref: DocRef;
+  body: T;
+  loadedWm: bigint;
+  newWm: bigint;
+}
+
+export const WM_FIELDS = ["_id", "wm_topic", "wm_partition", "wm_offset"] as const;
+
+function toBody<T>(doc: Document): T {
+  const { _id, wm_topic, wm_partition, wm_offset, ...body } = doc;
+  return body as T;
+}
+
+function toOffset(value: unknown): bigint {
+  if (typeof value === "bigint") return value;
+  if (typeof value === "number") return BigInt(value);
+  return -1n;
+}
+
+/** Loads many documents of one collection in one round trip. */
+export async function loadDocs<T>(
+  collection: Collection<Document>,
+  ids: readonly string[],
+): Promise<Map<string, LoadedDoc<T>>> {
+  const found = new Map<string, LoadedDoc<T>>();
+  if (ids.length === 0) return found;
+  const docs = await collection.find({ _id: { $in: [...ids] } } as Document).toArray();
+  for (const doc of docs)
+    found.set(String(doc._id), { body: toBody<T>(doc), wmOffset: toOffset(doc.wm_offset) });
+  for (const id of ids) if (!found.has(id)) found.set(id, { body: undefined, wmOffset: -1n });
+  return found;
+}
+
+function isDuplicateKey(error: unknown): boolean {
+  // FerretDB v1 can answer a duplicate key with code 1 instead of 11000; its message still says so.
+  return error instanceof MongoServerError && (error.code === 11000 || /duplicate key/i.test(error.message));
+}
+
+/**
+ * Writes one document as compare-and-set on its watermark. A write that finds the document already at
+ * `newWm` is a retry of our own earlier write (its response was lost) and counts as done.
+ */
+export async function writeDoc<T extends Document>(
+  write: PendingWrite<T>,
+  wm: { topic: string; partition: number },
+): Promise<void> {
+  const { ref, body, loadedWm, newWm } = write;
+  const doc = { ...body, wm_topic: wm.topic, wm_partition: wm.partition, wm_offset: newWm };
+  try {
+    if (loadedWm < 0n) {
+      await ref.collection.insertOne({ _id: ref.id, ...doc } as Document);
+      return;
+    }
+    const result = await ref.collection.replaceOne({ _id: ref.id, wm_offset: loadedWm } as Document, doc);
+    if (result.matchedCount === 1) return;
+  } catch (error) {
+    if (!isDuplicateKey(error)) throw error;
+  }
+  const current = await ref.collection.findOne({ _id: ref.id } as Document, { projection: { wm_offset: 1 } });
+  if (current !== null && toOffset(current.wm_offset) === newWm) return;
+  throw new AgentmeterError(
+    "OWNERSHIP_LOST",
+    `${ref.collection.dbName}.${ref.collection.collectionName}/${ref.id} moved to wm ${String(current?.wm_offset)} (expected ${loadedWm})`,
+    { details: { collection: ref.collection.collectionName, id: ref.id } },
+  );
+}
+
+/**
+ * Writes many documents: per collection, one ordered bulk of compare-and-set replaces and one insertMany
+ * of new documents (one round trip each instead of one per document). If a bulk does not match every
+ * document (a lost response retried, or a lost partition) or fails, that collection's writes are redone
+ * one by one, where each mismatch is told apart as "already ours" or OWNERSHIP_LOST.
+ */
+export async function writeDocs<T extends Document>(
+  writes: readonly PendingWrite<T>[],
+  wm: { topic: string; partition: number },
+): Promise<void> {
+  const byCollection = new Map<Collection<Document>, PendingWrite<T>[]>();
+  for (const write of writes) {
+    const group = byCollection.get(write.ref.collection);
+    if (group === undefined) byCollection.set(write.ref.collection, [write]);
+    else group.push(write);
+  }
+  await Promise.all([...byCollection].map(([collection, group]) => writeCollection(collection, group, wm)));
+}
+
+async function writeCollection<T extends Document>(
+  collection: Collection<Document>,
+  writes: readonly PendingWrite<T>[],
+  wm: { topic: string; partition: number },
+): Promise<void> {
+  const stamp = (write: PendingWrite<T>): Document => ({
+    ...write.body,
+    wm_topic: wm.topic,
+    wm_partition: wm.partition,
+    wm_offset: write.newWm,
+  });
+  const updates = writes.filter((write) => write.loadedWm >= 0n);
+  const inserts = writes.filter((write) => write.loadedWm < 0n);
+  let clean = true;
+  try {
+    if (updates.length > 0) {
+      const result = await collection.bulkWrite(
+        updates.map((write) => ({
+          replaceOne: {
+            filter: { _id: write.ref.id, wm_offset: write.loadedWm } as Document,
+            replacement: stamp(write),
+          },
+        })),
+        { ordered: true },
+      );
+      if (result.matchedCount !== updates.length) clean = false;
+    }
+    if (inserts.length > 0) {
+      await collection.insertMany(
+        inserts.map((write) => ({ _id: write.ref.id, ...stamp(write) }) as Document),
+        { ordered: true },
+      );
+    }
+  } catch (error) {
+    if (!(error instanceof MongoServerError)) throw error;
+    clean = false;
+  }
+  if (clean) return;
+  for (const write of writes) await writeDoc(write, wm);
+}
