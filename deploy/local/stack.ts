@@ -92,8 +92,8 @@ export async function stackUp(options: StackOptions = {}): Promise<StackEndpoint
         continue;
       }
       if (record !== undefined) {
+        // The record stays until the new process replaces it, so a failed `up` still reports it as dead.
         log(`${service.name}: pid ${record.pid} is gone (died or was killed); starting it again`);
-        await removePidRecord(file);
       }
       toStart.add(service.name);
     }
