@@ -1,0 +1,78 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { applyBatch, emptyState } from "../../pipeline/core/index.ts";
+import { accountOf, at, config, credit, ofKind, run, tokens, usage } from "./builders.ts";
+
+const DAY = 24 * 60;
+
+describe("dedupe", () => {
+  test("Given a record seen before, When it comes again (also as another type), Then it is ignored", () => {
+    const { outputs, state } = run([
+      usage({ record_id: "r-1", ...tokens(100) }),
+      usage({ record_id: "r-1", ...tokens(100) }),
+      credit({ record_id: "r-1", tokens: 5 }),
+    ]);
+    assert.deepEqual(
+      outputs.map((o) => o.kind),
+      ["usage_outcome", "duplicate_ignored", "duplicate_ignored"],
+    );
+    assert.equal(accountOf(state).tokens_used, 100);
+  });
+  test("Given a duplicate 6 days later in event time, Then it is still ignored (7-day horizon)", () => {
+    const { outputs } = run([
+      usage({ record_id: "r-1", occurred_at: at(0) }),
+      usage({ record_id: "r-2", occurred_at: at(6 * DAY) }),
+      usage({ record_id: "r-1", occurred_at: at(0) }),
+    ]);
+    assert.equal(outputs.at(-1)?.kind, "duplicate_ignored");
+  });
+  test("Given a record 7 days or more older than the account's newest event, Then it is rejected RECORD_TOO_LATE", () => {
+    const { outputs, state } = run([
+      usage({ record_id: "r-1", occurred_at: at(7 * DAY) }),
+      usage({ record_id: "r-0", occurred_at: at(0) }),
+      usage({ record_id: "r-1", occurred_at: at(7 * DAY) }),
+      usage({ record_id: "r-3", occurred_at: at(1) }),
+    ]);
+    assert.deepEqual(
+      outputs.map((o) => (o.kind === "rejected" ? o.code : o.kind)),
+      ["usage_outcome", "RECORD_TOO_LATE", "duplicate_ignored", "usage_outcome"],
+    );
+    assert.equal(accountOf(state).tokens_used, 400);
+  });
+  test("Given a 1-hour horizon, When ids age past it, Then they are swept and the document stays small", () => {
+    const cfg = config({ dedupe: { horizon_seconds: 3600 } });
+    const records = Array.from({ length: 300 }, (_, i) => usage({ record_id: `r-${i}`, occurred_at: at(i) }));
+    const account = accountOf(run(records, cfg).state);
+    assert.ok(account.dedupe.count <= 60 + 60 / 16 + 1, `kept ${account.dedupe.count}`);
+    assert.equal(account.dedupe.count, Object.keys(account.dedupe.seen).length);
+  });
+  test("Given the entry cap, When exceeded, Then the oldest ids are forgotten first, down to 90%", () => {
+    const cfg = config({ dedupe: { max_entries: 100 } });
+    const records = Array.from({ length: 101 }, (_, i) => usage({ record_id: `r-${i}`, occurred_at: at(i) }));
+    const account = accountOf(run(records, cfg).state);
+    assert.equal(account.dedupe.count, 90);
+    assert.equal(Object.hasOwn(account.dedupe.seen, "r-10"), false);
+    assert.equal(Object.hasOwn(account.dedupe.seen, "r-11"), true);
+  });
+  test("Given a record id like constructor, Then it is not mistaken for seen (prototype keys)", () => {
+    const { outputs } = run([
+      usage({ record_id: "constructor" }),
+      usage({ record_id: "toString", occurred_at: at(1) }),
+    ]);
+    assert.equal(ofKind(outputs, "usage_outcome").length, 2);
+  });
+  test("Given one batch, When it is applied again to its own result, Then state is unchanged and all are duplicates", () => {
+    const batch = [usage({ record_id: "r-1" }), credit({ record_id: "c-1", occurred_at: at(1) })].map(
+      (record) => ({
+        record,
+      }),
+    );
+    const once = applyBatch(emptyState(), batch, config());
+    const twice = applyBatch(once.state, batch, config());
+    assert.deepEqual(twice.state, once.state);
+    assert.deepEqual(
+      twice.outputs.map((o) => o.kind),
+      ["duplicate_ignored", "duplicate_ignored"],
+    );
+  });
+});
