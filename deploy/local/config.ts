@@ -31,7 +31,12 @@ export interface StackConfig {
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
-const port = z.coerce.number().int().min(1).max(65535);
+const PORT_ERROR = "expected a port number, 1-65535";
+const port = z
+  .string()
+  .regex(/^\d{1,5}$/, PORT_ERROR)
+  .transform(Number)
+  .pipe(z.number().int().min(1, PORT_ERROR).max(65535, PORT_ERROR));
 
 // Defaults sit away from the usual ports so a developer's own Kafka/ClickHouse/Mongo/Postgres can keep running.
 const ENV_SCHEMA = {
@@ -47,7 +52,12 @@ const ENV_SCHEMA = {
   AGENTMETER_MONGO_PORT: port.default(27117),
   AGENTMETER_PG_PORT: port.default(15433),
   AGENTMETER_FERRETDB_BACKEND: z.enum(["postgresql", "sqlite"]).default("postgresql"),
-  AGENTMETER_KAFKA_HEAP_MB: z.coerce.number().int().min(128).max(8192).default(448),
+  AGENTMETER_KAFKA_HEAP_MB: z
+    .string()
+    .regex(/^\d+$/, "expected megabytes, 128-8192")
+    .transform(Number)
+    .pipe(z.number().int().min(128, "expected megabytes, 128-8192").max(8192, "expected megabytes, 128-8192"))
+    .default(448),
 } as const;
 
 type EnvKey = keyof typeof ENV_SCHEMA;
