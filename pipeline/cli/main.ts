@@ -1,10 +1,12 @@
 import { pathToFileURL } from "node:url";
 import { computeCommand } from "./compute.ts";
+import { demoCommand } from "./demo.ts";
 import { type Command, EXIT_OK, EXIT_USAGE, type Io, processIo } from "./io.ts";
 
 /** Subcommands by name; a new command is one line here. */
 const commands: Readonly<Record<string, Command>> = {
   compute: computeCommand,
+  demo: demoCommand,
 };
 
 function help(): string {

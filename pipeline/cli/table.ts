@@ -1,7 +1,7 @@
 import { microsToDecimalString } from "../../schemas/index.ts";
 import type { ComputeReport } from "./report.ts";
 
-function renderTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+export function renderTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = headers.map((header, column) =>
     Math.max(header.length, ...rows.map((row) => row[column]!.length)),
   );

@@ -8,6 +8,7 @@ import type { InputRecordJson } from "../../schemas/index.ts";
  */
 export interface WorkloadOptions {
   seed: number;
+  /** How many records to generate in all (usage, credits and session records together). */
   records: number;
   apps: number;
   usersPerApp: number;
@@ -20,6 +21,8 @@ export interface WorkloadOptions {
   stepMs: number;
   /** Prefix of every record_id, so two workloads never share ids. */
   runId: string;
+  /** Prefix of app and creator ids (lower-case), so a run can bill accounts of its own. */
+  idPrefix: string;
 }
 
 export const defaultWorkload: WorkloadOptions = {
@@ -32,6 +35,7 @@ export const defaultWorkload: WorkloadOptions = {
   startAt: "2026-11-01T09:00:00.000Z",
   stepMs: 250,
   runId: "sim",
+  idPrefix: "",
 };
 
 /** mulberry32: tiny, fast, and the same sequence on every machine. */
@@ -51,12 +55,13 @@ const PLATFORM_AGENTS = ["ConceptAgent", "ArchitectAgent", "CoderAgent", "Tester
 const MODELS = ["gpt-4o", "gpt-4o-mini", "default"];
 const APP_WORKFLOWS = ["chat", "support", "research"];
 
-export function enterpriseIdOf(index: number): string {
-  return `app-${String(index).padStart(3, "0")}`;
+export function enterpriseIdOf(index: number, prefix = ""): string {
+  return `${prefix}app-${String(index).padStart(3, "0")}`;
 }
 
-export function creatorOf(appIndex: number): string {
-  return `creator-${String(Math.floor(appIndex / 2)).padStart(3, "0")}`;
+/** Two apps per creator. */
+export function creatorOf(appIndex: number, prefix = ""): string {
+  return `${prefix}creator-${String(Math.floor(appIndex / 2)).padStart(3, "0")}`;
 }
 
 export function* generateWorkload(options: Partial<WorkloadOptions> = {}): Generator<InputRecordJson> {
@@ -64,14 +69,28 @@ export function* generateWorkload(options: Partial<WorkloadOptions> = {}): Gener
   const random = prng(opts.seed);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
   const startMs = Date.parse(opts.startAt);
+  let remaining = opts.records;
+  if (remaining <= 0) return;
   const openChats = new Map<string, { chat: string; session: string; workflow: string; turns: number }>();
+  for (const record of steps(opts, random, pick, startMs, openChats)) {
+    yield record;
+    if (--remaining === 0) return;
+  }
+}
 
-  for (let i = 0; i < opts.records; i++) {
+function* steps(
+  opts: WorkloadOptions,
+  random: () => number,
+  pick: <T>(list: readonly T[]) => T,
+  startMs: number,
+  openChats: Map<string, { chat: string; session: string; workflow: string; turns: number }>,
+): Generator<InputRecordJson> {
+  for (let i = 0; ; i++) {
     const occurred_at = new Date(startMs + i * opts.stepMs).toISOString();
     const record_id = `${opts.runId}-${i}`;
     const appIndex = Math.floor(random() * opts.apps);
-    const enterprise_id = enterpriseIdOf(appIndex);
-    const mozaiks_user_id = creatorOf(appIndex);
+    const enterprise_id = enterpriseIdOf(appIndex, opts.idPrefix);
+    const mozaiks_user_id = creatorOf(appIndex, opts.idPrefix);
     const roll = random();
 
     if (roll < opts.platformShare) {

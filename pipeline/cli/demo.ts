@@ -1,0 +1,312 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { parseArgs } from "node:util";
+import { Partitioners } from "kafkajs";
+import { stackUp } from "../../deploy/local/stack.ts";
+import {
+  accountKeyOf,
+  decodeRecord,
+  type InputRecordJson,
+  microsToDecimalString,
+} from "../../schemas/index.ts";
+import { createClickHouse } from "../../sinks/clickhouse/client.ts";
+import { totalsByLevel } from "../../sinks/clickhouse/totals.ts";
+import { createMongo } from "../../sinks/mongo/client.ts";
+import { MongoLayout } from "../../sinks/mongo/layout.ts";
+import { readAccount, readAppRevenue } from "../../sinks/mongo/read.ts";
+import { type Config, loadConfig } from "../config.ts";
+import { type AccountState, applyBatch, emptyState, paidTokens, trialRemaining } from "../core/index.ts";
+import { createKafka } from "../kafka.ts";
+import { createLogger } from "../log.ts";
+import { loadBillingConfig } from "../processor/main.ts";
+import { Processor } from "../processor/processor.ts";
+import { generateWorkload } from "../simulate/workload.ts";
+import { type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
+import { renderTable } from "./table.ts";
+
+const USAGE = `Usage: agentmeter demo [--records N] [--apps N] [--users-per-app N]
+
+Brings the local stack up (unless KAFKA_BROKERS, MONGODB_URI and CLICKHOUSE_URL are set), starts a
+processor, produces a realistic workload for both billing levels, waits until it is processed, and
+prints balances, creator earnings and ClickHouse totals, checked against the billing core.
+`;
+
+const money = microsToDecimalString;
+
+async function endpoints(io: Io): Promise<Record<string, string>> {
+  const { KAFKA_BROKERS, MONGODB_URI, CLICKHOUSE_URL } = process.env;
+  if (KAFKA_BROKERS && MONGODB_URI && CLICKHOUSE_URL) return { KAFKA_BROKERS, MONGODB_URI, CLICKHOUSE_URL };
+  io.stderr.write(
+    "demo: starting the local stack (first run installs Kafka, ClickHouse and FerretDB into ~/.cache/agentmeter)\n",
+  );
+  const up = await stackUp();
+  return {
+    KAFKA_BROKERS: up.kafkaBrokers.join(","),
+    MONGODB_URI: up.mongoUri,
+    CLICKHOUSE_URL: up.clickhouseUrl,
+  };
+}
+
+function decodeAll(records: readonly InputRecordJson[]) {
+  return records.map((json) => {
+    const decoded = decodeRecord(JSON.stringify(json), { maxBytes: 1 << 20 });
+    if (!decoded.ok) throw new Error(`generated record is invalid: ${decoded.reason}`);
+    return { record: decoded.record };
+  });
+}
+
+async function produce(config: Config, records: readonly InputRecordJson[], io: Io): Promise<void> {
+  const kafka = createKafka(config, createLogger("warn", "demo"));
+  const producer = kafka.producer({
+    createPartitioner: Partitioners.DefaultPartitioner,
+    idempotent: true,
+    maxInFlightRequests: 1,
+  });
+  await producer.connect();
+  const chunk = 1_000;
+  for (let start = 0; start < records.length; start += chunk) {
+    const messages = records
+      .slice(start, start + chunk)
+      .map((record) => ({ key: accountKeyOf(record), value: JSON.stringify(record) }));
+    await producer.send({ topic: config.AGENTMETER_INPUT_TOPIC, acks: -1, messages });
+    io.stderr.write(`\rdemo: produced ${Math.min(start + chunk, records.length)}/${records.length} records`);
+  }
+  io.stderr.write("\n");
+  await producer.disconnect();
+}
+
+export const demoCommand: Command = {
+  summary: "run the pipeline end to end on the local stack and print balances and totals",
+  async run(argv, io) {
+    let values: { records: string; apps: string; "users-per-app": string; help: boolean | undefined };
+    try {
+      ({ values } = parseArgs({
+        args: [...argv],
+        options: {
+          records: { type: "string", default: "5000" },
+          apps: { type: "string", default: "6" },
+          "users-per-app": { type: "string", default: "25" },
+          help: { type: "boolean", short: "h" },
+        },
+        strict: true,
+      }) as never);
+    } catch (error) {
+      io.stderr.write(`agentmeter demo: ${(error as Error).message}\n`);
+      return EXIT_USAGE;
+    }
+    if (values.help) {
+      io.stdout.write(USAGE);
+      return EXIT_OK;
+    }
+    const counts = {
+      records: Number(values.records),
+      apps: Number(values.apps),
+      usersPerApp: Number(values["users-per-app"]),
+    };
+    for (const [name, value] of Object.entries(counts)) {
+      if (!Number.isInteger(value) || value < 1 || value > 1_000_000) {
+        io.stderr.write(
+          `agentmeter demo: --${name} must be a whole number from 1 to 1000000, got ${JSON.stringify(String(value))}\n`,
+        );
+        return EXIT_USAGE;
+      }
+    }
+
+    const config = loadConfig({
+      ...process.env,
+      ...(await endpoints(io)),
+      LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
+    });
+    const billing = loadBillingConfig(config);
+    // Each run bills apps and users of its own, so its figures can be checked against the core alone.
+    const run = `d${Date.now().toString(36)}`;
+    const records = [...generateWorkload({ ...counts, runId: run, idPrefix: `${run}-` })];
+    const expected = applyBatch(emptyState(), decodeAll(records), billing).state;
+
+    const processor = new Processor(config, billing, createLogger(config.LOG_LEVEL, "processor"));
+    await processor.start();
+    const started = Date.now();
+    await produce(config, records, io);
+    const mongo = createMongo(config.MONGODB_URI);
+    const clickhouse = createClickHouse({
+      url: config.CLICKHOUSE_URL,
+      username: config.CLICKHOUSE_USER,
+      password: config.CLICKHOUSE_PASSWORD,
+    });
+    try {
+      const layout = new MongoLayout(mongo, {
+        platformDb: config.AGENTMETER_PLATFORM_DB,
+        appDbPrefix: config.AGENTMETER_APP_DB_PREFIX,
+        workflowDb: config.AGENTMETER_WORKFLOW_DB,
+      });
+      const accounts = Object.values(expected.accounts);
+      const stored = await waitForAccounts(layout, accounts, io);
+      const elapsed = (Date.now() - started) / 1000;
+      io.stderr.write(`demo: ${records.length} records produced and billed in ${elapsed.toFixed(1)} s\n\n`);
+      await printReport(io, { layout, clickhouse, config, run, accounts, stored });
+    } finally {
+      await processor.stop();
+      await mongo.close();
+      await clickhouse.close();
+    }
+    io.stdout.write(
+      "\nThe local stack is still running (npm run stack:status; npm run stack:down to stop it).\n",
+    );
+    return EXIT_OK;
+  },
+};
+
+/** Waits until every account document carries the figures the core computed (the processor is asynchronous). */
+async function waitForAccounts(layout: MongoLayout, accounts: readonly AccountState[], io: Io) {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const stored = await Promise.all(
+      accounts.map((account) =>
+        readAccount(layout, {
+          level: account.level,
+          enterprise_id: account.enterprise_id ?? "",
+          mozaiks_user_id: account.mozaiks_user_id,
+          platform_user_id: account.platform_user_id,
+        }),
+      ),
+    );
+    const done = stored.filter(
+      (doc, index) => doc !== null && doc.tokens_used === accounts[index]!.tokens_used,
+    ).length;
+    io.stderr.write(`\rdemo: ${done}/${accounts.length} accounts up to date in MongoDB`);
+    if (done === accounts.length) {
+      io.stderr.write("\n");
+      return stored;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`only ${done}/${accounts.length} accounts were billed within 120 s`);
+    await sleep(300);
+  }
+}
+
+async function printReport(
+  io: Io,
+  ctx: {
+    layout: MongoLayout;
+    clickhouse: ReturnType<typeof createClickHouse>;
+    config: Config;
+    run: string;
+    accounts: readonly AccountState[];
+    stored: Awaited<ReturnType<typeof readAccount>>[];
+  },
+): Promise<void> {
+  const { accounts, stored } = ctx;
+  const endUsers = accounts
+    .map((account, index) => ({ account, doc: stored[index]! }))
+    .filter(({ account }) => account.level === "app_usage")
+    .sort((a, b) => b.account.tokens_used - a.account.tokens_used);
+  io.stdout.write(
+    `App end users (${ctx.config.AGENTMETER_APP_DB_PREFIX}<app>.AppUsers), top 10 of ${endUsers.length} by tokens\n`,
+  );
+  io.stdout.write(
+    renderTable(
+      [
+        "account",
+        "tokens used",
+        "trial left",
+        "paid tokens",
+        "billed",
+        "creator 70%",
+        "platform 30%",
+        "paused chats",
+      ],
+      endUsers
+        .slice(0, 10)
+        .map(({ doc }) => [
+          String(doc!.account_key),
+          String(doc!.tokens_used),
+          String(trialRemaining(doc!)),
+          String(paidTokens(doc!)),
+          money(BigInt(doc!.billed_micros)),
+          money(BigInt(doc!.creator_share_micros)),
+          money(BigInt(doc!.platform_fee_micros)),
+          String(Object.values(doc!.chats).filter((chat) => chat.paused).length),
+        ]),
+    ) + "\n\n",
+  );
+
+  const creators = accounts
+    .map((account, index) => ({ account, doc: stored[index]! }))
+    .filter(({ account }) => account.level === "platform");
+  const apps = [
+    ...new Set(accounts.filter((a) => a.level === "app_usage").map((a) => a.enterprise_id!)),
+  ].sort();
+  const revenue = await Promise.all(apps.map((app) => readAppRevenue(ctx.layout, app)));
+  io.stdout.write(`Apps (${ctx.config.AGENTMETER_APP_DB_PREFIX}<app>.RevenueSharing)\n`);
+  io.stdout.write(
+    renderTable(
+      ["app", "billed records", "billed", "creator earnings", "platform fee"],
+      revenue.map((app) => [
+        app.enterprise_id,
+        String(app.records),
+        money(app.billed_micros),
+        money(app.creator_share_micros),
+        money(app.platform_fee_micros),
+      ]),
+    ) + "\n\n",
+  );
+  io.stdout.write(`Creators' platform budgets (${ctx.config.AGENTMETER_PLATFORM_DB}.MozaiksUsers)\n`);
+  io.stdout.write(
+    renderTable(
+      ["creator", "tokens used", "allowance left", "paid tokens", "billed to creator"],
+      creators.map(({ doc }) => [
+        String(doc!.mozaiks_user_id),
+        String(doc!.tokens_used),
+        String(trialRemaining(doc!)),
+        String(paidTokens(doc!)),
+        money(BigInt(doc!.billed_micros)),
+      ]),
+    ) + "\n\n",
+  );
+
+  const totals = await waitForTotals(ctx.clickhouse, ctx.config.CLICKHOUSE_DATABASE, `${ctx.run}-`, accounts);
+  io.stdout.write(`ClickHouse (${ctx.config.CLICKHOUSE_DATABASE}.usage_events) totals of this run\n`);
+  io.stdout.write(
+    renderTable(
+      ["level", "records", "tokens", "cost", "billed", "creator share", "platform fee"],
+      totals.map((row) => [
+        row.level,
+        String(row.records),
+        String(row.tokens),
+        money(row.cost_micros),
+        money(row.billed_micros),
+        money(row.creator_share_micros),
+        money(row.platform_fee_micros),
+      ]),
+    ) + "\n\n",
+  );
+
+  const sum = (pick: (account: AccountState) => bigint) =>
+    accounts.reduce((total, account) => total + pick(account), 0n);
+  const expectedBilled = sum((account) => account.billed_micros);
+  const storedBilled = stored.reduce((total, doc) => total + BigInt(doc!.billed_micros), 0n);
+  const clickhouseBilled = totals.reduce((total, row) => total + row.billed_micros, 0n);
+  const appBilled = revenue.reduce((total, app) => total + app.billed_micros, 0n);
+  const splitOk = revenue.every(
+    (app) => app.creator_share_micros + app.platform_fee_micros === app.billed_micros,
+  );
+  const ok = expectedBilled === storedBilled && expectedBilled === clickhouseBilled && splitOk;
+  io.stdout.write(
+    `Check: billed ${money(expectedBilled)} by the billing core offline, ${money(storedBilled)} in MongoDB, ${money(clickhouseBilled)} in ClickHouse; ` +
+      `app revenue ${money(appBilled)} split exactly into creator + platform: ${ok ? "OK" : "MISMATCH"}\n`,
+  );
+}
+
+async function waitForTotals(
+  clickhouse: ReturnType<typeof createClickHouse>,
+  database: string,
+  prefix: string,
+  accounts: readonly AccountState[],
+) {
+  const usage = accounts.reduce((total, account) => total + account.tokens_used, 0);
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const totals = await totalsByLevel(clickhouse, database, { enterprisePrefix: prefix });
+    if (totals.reduce((total, row) => total + row.tokens, 0) >= usage) return totals;
+    await sleep(200);
+  }
+  return totalsByLevel(clickhouse, database, { enterprisePrefix: prefix });
+}

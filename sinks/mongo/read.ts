@@ -1,0 +1,47 @@
+import type { Document } from "mongodb";
+import type { AccountState } from "../../pipeline/core/index.ts";
+import { type AccountAddress, accountDocRef } from "./accounts.ts";
+import { COLLECTIONS, type MongoLayout } from "./layout.ts";
+import type { RevenueLedger } from "./revenue.ts";
+
+/** Read side of the account documents, for the demo, tests and the audit (never used by the processor's writes). */
+export async function readAccount(
+  layout: MongoLayout,
+  address: AccountAddress,
+): Promise<(AccountState & Document) | null> {
+  const ref = accountDocRef(layout, address);
+  return (await ref.collection.findOne({ _id: ref.id } as Document)) as (AccountState & Document) | null;
+}
+
+export interface AppRevenue {
+  enterprise_id: string;
+  records: number;
+  billed_micros: bigint;
+  creator_share_micros: bigint;
+  platform_fee_micros: bigint;
+}
+
+/** An app's revenue: the sum of its per-partition ledgers (summed here, since FerretDB's $group cannot sum int64 exactly). */
+export async function readAppRevenue(layout: MongoLayout, enterpriseId: string): Promise<AppRevenue> {
+  const ledgers = (await layout
+    .app(enterpriseId)
+    .collection(COLLECTIONS.app.revenue)
+    .find()
+    .toArray()) as unknown as RevenueLedger[];
+  return ledgers.reduce<AppRevenue>(
+    (sum, ledger) => ({
+      enterprise_id: enterpriseId,
+      records: sum.records + ledger.records,
+      billed_micros: sum.billed_micros + BigInt(ledger.billed_micros),
+      creator_share_micros: sum.creator_share_micros + BigInt(ledger.creator_share_micros),
+      platform_fee_micros: sum.platform_fee_micros + BigInt(ledger.platform_fee_micros),
+    }),
+    {
+      enterprise_id: enterpriseId,
+      records: 0,
+      billed_micros: 0n,
+      creator_share_micros: 0n,
+      platform_fee_micros: 0n,
+    },
+  );
+}
