@@ -1,19 +1,25 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { Readable } from "node:stream";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { main } from "../../pipeline/cli/main.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const fixture = "test/fixtures/billing/worked-example.jsonl";
 
-function agentmeter(args: string[], input?: string) {
-  const result = spawnSync(process.execPath, ["bin/agentmeter.mjs", ...args], {
-    cwd: root,
-    input,
-    encoding: "utf8",
+/** Runs the CLI in-process (fast); paths are relative to the repository root. */
+async function agentmeter(args: string[], input = "") {
+  let stdout = "";
+  let stderr = "";
+  const resolved = args.map((arg) => (/^(test|docs|package)/.test(arg) ? `${root}${arg}` : arg));
+  const code = await main(resolved, {
+    stdin: Readable.from([input]),
+    stdout: { write: (text: string) => (stdout += text) },
+    stderr: { write: (text: string) => (stderr += text) },
   });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+  return { code, stdout, stderr };
 }
 
 type Report = {
@@ -24,8 +30,8 @@ type Report = {
 };
 
 describe("agentmeter compute", () => {
-  test("Given the worked example, When computed as JSON, Then balances, billed, earnings and fees are the documented ones", () => {
-    const { code, stdout, stderr } = agentmeter(["compute", fixture]);
+  test("Given the worked example, When computed as JSON, Then balances, billed, earnings and fees are the documented ones", async () => {
+    const { code, stdout, stderr } = await agentmeter(["compute", fixture]);
     assert.equal(code, 0, stderr);
     const report = JSON.parse(stdout) as Report;
     const app = report.accounts.find((a) => a.account_key === "app:app_456:enduser_789")!;
@@ -44,20 +50,20 @@ describe("agentmeter compute", () => {
     ]);
     assert.equal(report.outputs.filter((o) => o.kind === "duplicate_ignored").length, 1);
   });
-  test("Given records on stdin, When FILE is -, Then the same result", () => {
-    const fromFile = agentmeter(["compute", fixture]);
-    const fromStdin = agentmeter(["compute", "-"], readFileSync(`${root}${fixture}`, "utf8"));
+  test("Given records on stdin, When FILE is -, Then the same result", async () => {
+    const fromFile = await agentmeter(["compute", fixture]);
+    const fromStdin = await agentmeter(["compute", "-"], readFileSync(`${root}${fixture}`, "utf8"));
     assert.equal(fromStdin.stdout, fromFile.stdout);
   });
-  test("Given docs/billing.md, Then its compute table is exactly what compute prints for the fixture", () => {
+  test("Given docs/billing.md, Then its compute table is exactly what compute prints for the fixture", async () => {
     const docs = readFileSync(`${root}docs/billing.md`, "utf8");
     const block = /<!-- compute-table: (\S+) -->\n```text\n([\s\S]*?)```/.exec(docs);
     assert.ok(block, "docs/billing.md has no compute-table block");
-    const { stdout } = agentmeter(["compute", block[1]!, "--format", "table"]);
+    const { stdout } = await agentmeter(["compute", block[1]!, "--format", "table"]);
     assert.equal(block[2]!.trimEnd(), stdout.trimEnd());
   });
-  test("Given malformed lines, Then each is reported with its line number and reason, the rest computed, exit 1", () => {
-    const { code, stdout, stderr } = agentmeter(["compute", "test/fixtures/billing/malformed.jsonl"]);
+  test("Given malformed lines, Then each is reported with its line number and reason, the rest computed, exit 1", async () => {
+    const { code, stdout, stderr } = await agentmeter(["compute", "test/fixtures/billing/malformed.jsonl"]);
     assert.equal(code, 1);
     const lines = stderr.trim().split("\n");
     assert.equal(lines.length, 3);
@@ -67,25 +73,38 @@ describe("agentmeter compute", () => {
     const report = JSON.parse(stdout) as Report;
     assert.deepEqual([report.counts.records, report.counts.malformed_lines], [2, 3]);
   });
-  test("Given a bad argument, Then one line saying what, exit 2", () => {
+  test("Given a bad argument, Then one line saying what, exit 2", async () => {
     for (const args of [
       ["compute", "--colour"],
       ["compute", "--format", "xml"],
       ["compute", "missing.jsonl"],
       ["nope"],
     ]) {
-      const { code, stderr } = agentmeter(args);
+      const { code, stderr } = await agentmeter(args);
       assert.equal(code, 2, args.join(" "));
       assert.equal(stderr.trim().split("\n").length, 1, stderr);
     }
   });
-  test("Given an invalid config file, Then exit 2 naming the field", () => {
-    const { code, stderr } = agentmeter(["compute", fixture, "--config", "package.json"]);
+  test("Given an invalid config file, Then exit 2 naming the field", async () => {
+    const { code, stderr } = await agentmeter(["compute", fixture, "--config", "package.json"]);
     assert.equal(code, 2);
-    assert.match(stderr, /--config package\.json: billing config: Unrecognized key/);
+    assert.match(stderr, /--config \S*package\.json: billing config: Unrecognized key/);
   });
-  test("Given --help, Then usage on stdout, exit 0", () => {
-    assert.match(agentmeter(["--help"]).stdout, /compute/);
-    assert.match(agentmeter(["compute", "--help"]).stdout, /--price-book FILE/);
+  test("Given --help, Then usage on stdout, exit 0", async () => {
+    assert.match((await agentmeter(["--help"])).stdout, /compute/);
+    assert.match((await agentmeter(["compute", "--help"])).stdout, /--price-book FILE/);
+  });
+  test("Given the installed launcher bin/agentmeter.mjs, When run as a process on a file with a bad line, Then stdout, stderr and exit code come through", async () => {
+    const result = spawnSync(
+      process.execPath,
+      ["bin/agentmeter.mjs", "compute", "test/fixtures/billing/malformed.jsonl", "--format", "table"],
+      {
+        cwd: root,
+        encoding: "utf8",
+      },
+    );
+    assert.equal(result.status, 1, result.stderr);
+    assert.match(result.stdout, /^Accounts/);
+    assert.match(result.stderr, /^line 2: RECORD_NOT_JSON/);
   });
 });
