@@ -10,7 +10,7 @@ import {
   statSync,
   writeSync,
 } from "node:fs";
-import { rename, writeFile } from "node:fs/promises";
+import { rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { AgentmeterError } from "../../pipeline/errors.ts";
@@ -99,6 +99,8 @@ export const clickhouse: LocalService = {
             `npm did not provide ${LIB_PACKAGE}/libchdb.so`,
           );
         }
+        // npm's cache would keep a second, compressed copy of the 566 MB library.
+        await rm(path.join(config.cacheDir, "npm"), { recursive: true, force: true });
       },
     );
     const loader = loaderPath(config);

@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync } from "node:fs";
-import { chmod, cp, writeFile } from "node:fs/promises";
+import { chmod, cp, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { MongoClient } from "mongodb";
 import { AgentmeterError } from "../../pipeline/errors.ts";
@@ -81,6 +81,9 @@ export const ferretdb: LocalService = {
       await runOrThrow("SERVICE_INSTALL_FAILED", "checking the FerretDB binary", binary(config), [
         "--version",
       ]);
+      // Only the binary is kept: the Go caches (about 1 GB) and the source copy served this one build.
+      await rm(path.join(config.cacheDir, "go"), { recursive: true, force: true });
+      await rm(src, { recursive: true, force: true });
     });
   },
 

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import kafkajs from "kafkajs";
 import { AgentmeterError } from "../../pipeline/errors.ts";
@@ -148,6 +148,8 @@ export const kafka: LocalService = {
           `Maven did not produce kafka_2.13-${VERSIONS.kafka}.jar`,
         );
       }
+      // lib/ holds copies of every jar; the Maven repository was only the way there.
+      await rm(path.join(config.cacheDir, "m2"), { recursive: true, force: true });
     });
   },
 

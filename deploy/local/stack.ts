@@ -108,7 +108,14 @@ export async function stackUp(options: StackOptions = {}): Promise<StackEndpoint
         service.name,
         (async () => {
           await service.install(config, log);
-          await Promise.all(dependenciesOf(service, config).map((dep) => done.get(dep)));
+          const deps = dependenciesOf(service, config);
+          await Promise.all(deps.map((dep) => done.get(dep))).catch(() => {
+            // The dependency's own error is reported once, by the dependency.
+            throw new AgentmeterError(
+              "SERVICE_START_FAILED",
+              `${service.name}: not started because ${deps} failed`,
+            );
+          });
           if (!toStart.has(service.name)) return;
           const t0 = Date.now();
           const record = await service.start(config, log);

@@ -61,7 +61,7 @@ async function resolveServices(): Promise<Services> {
       const missing = ENV_VARS.filter((name) => !set.includes(name));
       throw new AgentmeterError(
         "CONFIG_INVALID",
-        `services from env need ${ENV_VARS.join(", ")}; missing ${missing}`,
+        `services from env need ${ENV_VARS.join(", ")}; missing ${missing.join(", ")}`,
       );
     }
     const services: Services = {
@@ -74,7 +74,18 @@ async function resolveServices(): Promise<Services> {
     return services;
   }
   if (forced === "testcontainers" || (!forced && (await dockerEngineAnswers()))) {
-    const services = await startContainers();
+    if (forced === "testcontainers" && !(await dockerEngineAnswers())) {
+      throw new AgentmeterError(
+        "SERVICE_UNAVAILABLE",
+        "AGENTMETER_TEST_SERVICES=testcontainers but no Docker engine answers (DOCKER_HOST or /var/run/docker.sock)",
+      );
+    }
+    const services = await startContainers().catch((error: unknown) => {
+      if (error instanceof AgentmeterError) throw error;
+      throw new AgentmeterError("SERVICE_START_FAILED", `testcontainers failed: ${String(error)}`, {
+        cause: error,
+      });
+    });
     await assertReachable(services);
     return services;
   }
