@@ -1,6 +1,7 @@
 import type { Message, Producer } from "kafkajs";
 import { bigintReplacer } from "../../schemas/index.ts";
 import type { UsageEventsSink } from "../../sinks/clickhouse/usage-events.ts";
+import { writeProjections } from "../../sinks/mongo/projections.ts";
 import { writeDocs } from "../../sinks/mongo/watermarked-store.ts";
 import type { FlushPlan } from "./partition-worker.ts";
 
@@ -21,8 +22,9 @@ function json(value: unknown): string {
  *  2. ClickHouse rows: once per offset (partition watermark + deduplication token).
  *  3. Revenue ledgers: compare-and-set on their own watermark, written BEFORE the accounts, so that any
  *     record an account document does not yet hold is re-applied and re-counted only where missing.
- *  4. Account documents: compare-and-set on their watermark. After this the batch is applied.
- *  5. (the caller) commit offsets: a crash before it only causes re-delivery, which 2-4 skip.
+ *  4. Projections (pause states, sessions, chat summaries, apps, workflows): absolute values, upserted.
+ *  5. Account documents: compare-and-set on their watermark. After this the batch is applied.
+ *  6. (the caller) commit offsets: a crash before it only causes re-delivery, which 2-5 skip.
  * Every step may be retried as a whole: each is idempotent for the same plan.
  */
 export async function flush(
@@ -61,6 +63,7 @@ export async function flush(
 
   const wm = { topic: plan.topic, partition: plan.partition };
   if (plan.ledgerWrites.length > 0) await writeDocs(plan.ledgerWrites, wm);
+  if (plan.projections.length > 0) await writeProjections(plan.projections);
   await heartbeat();
   if (plan.accountWrites.length > 0) await writeDocs(plan.accountWrites, wm);
 }

@@ -10,7 +10,9 @@ import type {
 import { accountKeyOf, decodeRecord } from "../../schemas/index.ts";
 import type { LogPosition, PositionedOutcome } from "../../sinks/clickhouse/usage-events.ts";
 import { accountDocRef } from "../../sinks/mongo/accounts.ts";
+import type { IndexRegistry } from "../../sinks/mongo/indexes.ts";
 import type { MongoLayout } from "../../sinks/mongo/layout.ts";
+import { type ProjectionWrite, projectionWrites } from "../../sinks/mongo/projections.ts";
 import { emptyLedger, type RevenueLedger, revenueDocRef } from "../../sinks/mongo/revenue.ts";
 import { type DocRef, loadDocs, type PendingWrite } from "../../sinks/mongo/watermarked-store.ts";
 import { type AccountState, applyBatch, type BillingConfig, budgetStateOf } from "../core/index.ts";
@@ -42,6 +44,7 @@ export interface FlushPlan {
   sessionSummaries: SessionSummary[];
   usage: PositionedOutcome[];
   ledgerWrites: PendingWrite<RevenueLedger & Document>[];
+  projections: ProjectionWrite[];
   accountWrites: PendingWrite<AccountState & Document>[];
   /** The offset to commit once everything above is durable (last offset + 1). */
   commitOffset: string;
@@ -56,6 +59,7 @@ export interface FlushPlan {
 
 export interface WorkerDeps {
   layout: MongoLayout;
+  indexes: IndexRegistry;
   billing: BillingConfig;
   maxRecordBytes: number;
   /** Wall clock for the dead-letter envelope only; billing never reads it. */
@@ -127,11 +131,14 @@ export class PartitionWorker {
       this.route(output, position, messagesByOffset.get(position.offset)!, plan);
     }
 
+    const touchedStates = new Map<string, AccountState>();
     for (const key of touched) {
       const owned = this.accounts.get(key)!;
+      touchedStates.set(key, owned.body!);
       plan.budgetStates.push(budgetStateOf(owned.body!));
       plan.accountWrites.push(this.pendingWrite(owned) as PendingWrite<AccountState & Document>);
     }
+    plan.projections = projectionWrites(this.deps.layout, touchedStates, result.outputs);
     for (const owned of this.ledgers.values()) {
       if (owned.pendingWm !== undefined)
         plan.ledgerWrites.push(this.pendingWrite(owned) as PendingWrite<RevenueLedger & Document>);
@@ -165,6 +172,7 @@ export class PartitionWorker {
       sessionSummaries: [],
       usage: [],
       ledgerWrites: [],
+      projections: [],
       accountWrites: [],
       commitOffset: last === undefined ? "0" : (BigInt(last.offset) + 1n).toString(),
       stats: { consumed: messages.length, applied: 0, replayedSkipped: 0, deadLettered: 0, duplicates: 0 },
@@ -229,6 +237,9 @@ export class PartitionWorker {
         });
       }
     }
+    const newApps = new Set<string>();
+    for (const { record } of items) if (record.level === "app_usage") newApps.add(record.enterprise_id);
+    await Promise.all([...newApps].map((app) => this.deps.indexes.app(app)));
     const byCollection = new Map<string, { ref: DocRef; target: Map<string, Owned<never>>; key: string }[]>();
     for (const item of wanted.values()) {
       const ns = `${item.ref.collection.dbName}.${item.ref.collection.collectionName}`;

@@ -5,6 +5,7 @@ import { type ClickHouseClient, createClickHouse } from "../../sinks/clickhouse/
 import { applyMigrations } from "../../sinks/clickhouse/migrations.ts";
 import { UsageEventsSink } from "../../sinks/clickhouse/usage-events.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
+import { IndexRegistry } from "../../sinks/mongo/indexes.ts";
 import { MongoLayout } from "../../sinks/mongo/layout.ts";
 import type { Config } from "../config.ts";
 import type { BillingConfig } from "../core/index.ts";
@@ -48,6 +49,7 @@ export class Processor {
   private readonly clickhouse: ClickHouseClient;
   private readonly usageEvents: UsageEventsSink;
   private readonly layout: MongoLayout;
+  private readonly indexes: IndexRegistry;
   private readonly workers = new Map<number, PartitionWorker>();
   private stopping = false;
 
@@ -80,6 +82,7 @@ export class Processor {
       appDbPrefix: config.AGENTMETER_APP_DB_PREFIX,
       workflowDb: config.AGENTMETER_WORKFLOW_DB,
     });
+    this.indexes = new IndexRegistry(this.layout);
   }
 
   async start(): Promise<void> {
@@ -93,6 +96,7 @@ export class Processor {
     const migrated = await applyMigrations(this.clickhouse, this.config.CLICKHOUSE_DATABASE);
     if (migrated.length > 0) this.logger.info({ versions: migrated }, "clickhouse migrations applied");
     await this.mongo.connect();
+    await this.indexes.shared();
     await this.producer.connect();
     await this.consumer.connect();
     // Whatever was cached may have been written by another member since: every (re)join starts cold.
@@ -129,6 +133,7 @@ export class Processor {
     if (worker === undefined) {
       worker = new PartitionWorker(topic, partition, {
         layout: this.layout,
+        indexes: this.indexes,
         billing: this.billing,
         maxRecordBytes: this.config.AGENTMETER_MAX_RECORD_BYTES,
         now: () => new Date(),
