@@ -16,7 +16,7 @@ import { isAgentmeterError } from "../pipeline/errors.ts";
 function formatStatus(statuses: ServiceStatus[]): string {
   return statuses
     .map((s) => {
-      const rss = s.rssBytes === undefined ? "" : `rss ${Math.round(s.rssBytes / 1024 / 1024)}MB`;
+      const memory = s.memoryBytes === undefined ? "" : `mem ${Math.round(s.memoryBytes / 1024 / 1024)}MB`;
       return [
         s.name.padEnd(10),
         s.state.padEnd(8),
@@ -25,7 +25,7 @@ function formatStatus(statuses: ServiceStatus[]): string {
           .map((p) => `127.0.0.1:${p}`)
           .join(",")
           .padEnd(32),
-        rss.padEnd(11),
+        memory.padEnd(11),
         s.version ?? "",
         s.state === "dead" || s.state === "unready" ? `(see ${s.logFile})` : "",
       ]

@@ -52,9 +52,13 @@ export async function removePidRecord(file: string): Promise<void> {
   await rm(file, { force: true });
 }
 
-/** Resident memory of every process in the group led by pid (postgres forks workers, java is one process). */
-export function groupRssBytes(pid: number): number {
-  let total = 0;
+/**
+ * Memory of a server and all its descendants, as PSS (shared pages split between sharers): PostgreSQL runs a
+ * process per connection over one shared buffer pool, and summing RSS would count that pool once per backend.
+ * The tree, not the process group: PostgreSQL's children put themselves in their own groups.
+ */
+export function treeMemoryBytes(pid: number): number {
+  const children = new Map<number, number[]>();
   let entries: string[];
   try {
     entries = readdirSync("/proc");
@@ -65,12 +69,23 @@ export function groupRssBytes(pid: number): number {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      // fields[2] is the process group id, fields[21] the RSS in pages.
-      if (Number(fields[2]) !== pid) continue;
-      total += Number(fields[21] ?? 0) * 4096;
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(entry));
+      children.set(ppid, list);
     } catch {
       // The process went away while we looked.
+    }
+  }
+  let total = 0;
+  const queue = [pid];
+  for (let next = queue.pop(); next !== undefined; next = queue.pop()) {
+    queue.push(...(children.get(next) ?? []));
+    try {
+      const rollup = readFileSync(`/proc/${next}/smaps_rollup`, "utf8");
+      total += Number(/^Pss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? 0) * 1024;
+    } catch {
+      // Gone, or not ours to read.
     }
   }
   return total;

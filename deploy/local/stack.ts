@@ -6,11 +6,11 @@ import { kafka } from "./kafka.ts";
 import { withStackLock } from "./lock.ts";
 import { postgres } from "./postgres.ts";
 import {
-  groupRssBytes,
   isRunning,
   portFree,
   readPidRecord,
   removePidRecord,
+  treeMemoryBytes,
   waitReady,
   writePidRecord,
 } from "./process.ts";
@@ -31,7 +31,7 @@ export interface ServiceStatus {
   state: ServiceState;
   pid: number | undefined;
   ports: number[];
-  rssBytes: number | undefined;
+  memoryBytes: number | undefined;
   version: string | undefined;
   logFile: string;
 }
@@ -188,12 +188,18 @@ export async function stackStatus(
         ports: service.ports(config).map((p) => p.port),
         logFile: service.logFile(config),
       };
-      if (record === undefined) return { ...base, state: "stopped", rssBytes: undefined, version: undefined };
-      if (!isRunning(record)) return { ...base, state: "dead", rssBytes: undefined, version: undefined };
+      if (record === undefined)
+        return { ...base, state: "stopped", memoryBytes: undefined, version: undefined };
+      if (!isRunning(record)) return { ...base, state: "dead", memoryBytes: undefined, version: undefined };
       const ready = await service.ready(config);
       const version =
         ready && options.versions ? await service.version(config).catch(() => undefined) : undefined;
-      return { ...base, state: ready ? "running" : "unready", rssBytes: groupRssBytes(record.pid), version };
+      return {
+        ...base,
+        state: ready ? "running" : "unready",
+        memoryBytes: treeMemoryBytes(record.pid),
+        version,
+      };
     }),
   );
 }
