@@ -19,7 +19,8 @@ function json(value: unknown): string {
  * Makes one batch's effects durable. The order is the exactly-once argument, so it is fixed:
  *  1. Kafka outputs (dead letters, budget events, latest budget state): at least once; events carry a
  *     deterministic id header and the state topic is compacted, so a repeat is harmless.
- *  2. ClickHouse rows: once per offset (partition watermark + deduplication token).
+ *  2. ClickHouse rows: once per offset (partition watermark + deduplication token); session summaries
+ *     (a replay re-inserts them identically and ReplacingMergeTree + FINAL collapses them).
  *  3. Revenue ledgers: compare-and-set on their own watermark, written BEFORE the accounts, so that any
  *     record an account document does not yet hold is re-applied and re-counted only where missing.
  *  4. Projections (pause states, sessions, chat summaries, apps, workflows): absolute values, upserted.
@@ -59,6 +60,7 @@ export async function flush(
   await heartbeat();
 
   if (plan.usage.length > 0) await targets.usageEvents.append(plan.topic, plan.partition, plan.usage);
+  await targets.usageEvents.appendSessionSummaries(plan.topic, plan.partition, plan.sessionSummaries);
   await heartbeat();
 
   const wm = { topic: plan.topic, partition: plan.partition };

@@ -23,6 +23,9 @@ export function createClickHouse(connection: ClickHouseConnection): ClickHouseCl
       output_format_json_quote_64bit_integers: 1,
       // An insert retried after a lost response carries the same token and is dropped by the server.
       insert_deduplicate: 1,
+      // Pinned (26.x defaults to 1, older servers to 0): a retried insert is pushed through the MVs again
+      // and each MV target drops it by a derived token, so an insert cut between table and MVs heals.
+      deduplicate_blocks_in_dependent_materialized_views: 1,
     },
   });
 }

@@ -1,5 +1,7 @@
 import type { ClickHouseClient } from "./client.ts";
 import { quoteIdent } from "./client.ts";
+import { rollupStatements } from "./rollups.ts";
+import { sessionSummaryStatements } from "./session-summaries.ts";
 
 export interface Migration {
   version: number;
@@ -53,6 +55,25 @@ export const MIGRATIONS: readonly Migration[] = [
       PARTITION BY toYYYYMM(occurred_at)
       ORDER BY (enterprise_id, level, occurred_at, account_key, record_id)
       SETTINGS non_replicated_deduplication_window = 1000`,
+    ],
+  },
+  {
+    version: 2,
+    name: "usage rollups per minute and hour, per agent",
+    statements: rollupStatements,
+  },
+  {
+    version: 3,
+    name: "session_summaries, performance_metrics, workflow_averages",
+    statements: sessionSummaryStatements,
+  },
+  {
+    version: 4,
+    name: "usage_events skip indexes for one chat or one account",
+    // The sorting key starts with the app and time; these let a lookup by chat or account skip granules.
+    statements: (db) => [
+      `ALTER TABLE ${db}.usage_events ADD INDEX IF NOT EXISTS idx_chat_id chat_id TYPE bloom_filter(0.01) GRANULARITY 4`,
+      `ALTER TABLE ${db}.usage_events ADD INDEX IF NOT EXISTS idx_account_key account_key TYPE bloom_filter(0.01) GRANULARITY 4`,
     ],
   },
 ];

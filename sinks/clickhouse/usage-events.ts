@@ -1,6 +1,7 @@
-import type { UsageOutcome } from "../../schemas/index.ts";
+import type { SessionSummary, UsageOutcome } from "../../schemas/index.ts";
 import type { ClickHouseClient } from "./client.ts";
 import { quoteIdent } from "./client.ts";
+import { appendSessionSummaries } from "./session-summaries.ts";
 
 /** Where a record sits in the input log; carried into ClickHouse so a partition's progress can be read back. */
 export interface LogPosition {
@@ -63,12 +64,14 @@ export function usageEventRow({ position, outcome }: PositionedOutcome): Record<
 export class UsageEventsSink {
   private readonly watermarks = new Map<string, bigint>();
   private readonly table: string;
+  private readonly summariesTable: string;
 
   constructor(
     private readonly client: ClickHouseClient,
     database: string,
   ) {
     this.table = `${quoteIdent(database)}.usage_events`;
+    this.summariesTable = `${quoteIdent(database)}.session_summaries`;
   }
 
   /** Forget what is known of a partition (on revocation), so the next owner reads the watermark afresh. */
@@ -110,5 +113,17 @@ export class UsageEventsSink {
     });
     this.watermarks.set(`${topic}:${partition}`, BigInt(last));
     return fresh.length;
+  }
+
+  /**
+   * Appends the session summaries of one partition's flush (finalized chats). They need no watermark:
+   * the table collapses a replayed summary and is read with FINAL only (see session-summaries.ts).
+   */
+  appendSessionSummaries(
+    topic: string,
+    partition: number,
+    summaries: readonly SessionSummary[],
+  ): Promise<number> {
+    return appendSessionSummaries(this.client, this.summariesTable, { topic, partition }, summaries);
   }
 }

@@ -1,0 +1,151 @@
+/**
+ * Rolling aggregations of usage_events, as materialized views that write into AggregatingMergeTree
+ * tables (`MV ... TO target`). One MV per target, each reading the inserted block of usage_events, so a
+ * per-hour figure never depends on the per-minute table having been written.
+ *
+ * Exactly once: every target keeps a deduplication window. The client pins
+ * `deduplicate_blocks_in_dependent_materialized_views = 1`, under which a retried insert (same token) is
+ * pushed through the MVs again and each target drops the block by a token derived from the source token.
+ * A target without a window would count a retried insert twice (measured on ClickHouse 26.7).
+ */
+
+/** Rows of usage_events one rollup grain sees, and how a bucket is cut from `occurred_at`. */
+interface Grain {
+  suffix: "minute" | "hour";
+  bucket: string;
+}
+
+const GRAINS: readonly Grain[] = [
+  { suffix: "minute", bucket: "toStartOfMinute(occurred_at)" },
+  { suffix: "hour", bucket: "toStartOfHour(occurred_at)" },
+];
+
+/** A target keeps as many recent insert tokens as usage_events does, so a retry is recognised by both. */
+const DEDUP_WINDOW = "non_replicated_deduplication_window = 1000";
+
+// Response times are Nullable per agent (not every runtime reports them); the -Array states take the
+// reported ones only, so an average is over answers that have a time.
+const REPORTED_TIMES = "CAST(arrayFilter(x -> isNotNull(x), agent_response_time_ms), 'Array(Float64)')";
+
+function usageTarget(db: string, grain: Grain): string {
+  return `CREATE TABLE IF NOT EXISTS ${db}.usage_by_${grain.suffix} (
+    ${grain.suffix} DateTime('UTC'),
+    enterprise_id String,
+    workflow_name String,
+    level LowCardinality(String),
+    mozaiks_user_id String,
+    records SimpleAggregateFunction(sum, UInt64),
+    tokens SimpleAggregateFunction(sum, UInt64),
+    prompt_tokens SimpleAggregateFunction(sum, UInt64),
+    completion_tokens SimpleAggregateFunction(sum, UInt64),
+    trial_tokens SimpleAggregateFunction(sum, UInt64),
+    paid_tokens SimpleAggregateFunction(sum, UInt64),
+    cost_micros SimpleAggregateFunction(sum, Int64),
+    billed_micros SimpleAggregateFunction(sum, Int64),
+    creator_share_micros SimpleAggregateFunction(sum, Int64),
+    platform_fee_micros SimpleAggregateFunction(sum, Int64),
+    sessions AggregateFunction(uniq, String),
+    accounts AggregateFunction(uniq, String),
+    response_ms_avg AggregateFunction(avgArray, Array(Float64)),
+    response_ms_p95 AggregateFunction(quantileArray(0.95), Array(Float64))
+  )
+  ENGINE = AggregatingMergeTree
+  PARTITION BY toYYYYMM(${grain.suffix})
+  ORDER BY (enterprise_id, workflow_name, level, mozaiks_user_id, ${grain.suffix})
+  SETTINGS ${DEDUP_WINDOW}`;
+}
+
+function usageSelect(db: string, grain: Grain, source: string): string {
+  return `SELECT
+      ${grain.bucket} AS ${grain.suffix},
+      enterprise_id, workflow_name, level, mozaiks_user_id,
+      count() AS records,
+      sum(tokens_used) AS tokens,
+      sum(prompt_tokens) AS prompt_tokens,
+      sum(completion_tokens) AS completion_tokens,
+      sum(trial_tokens_used) AS trial_tokens,
+      sum(paid_tokens_used) AS paid_tokens,
+      sum(cost_micros) AS cost_micros,
+      sum(billed_micros) AS billed_micros,
+      sum(creator_share_micros) AS creator_share_micros,
+      sum(platform_fee_micros) AS platform_fee_micros,
+      uniqState(session_id) AS sessions,
+      uniqState(account_key) AS accounts,
+      avgArrayState(${REPORTED_TIMES}) AS response_ms_avg,
+      quantileArrayState(0.95)(${REPORTED_TIMES}) AS response_ms_p95
+    FROM ${db}.${source}
+    GROUP BY ${grain.suffix}, enterprise_id, workflow_name, level, mozaiks_user_id`;
+}
+
+function agentTarget(db: string, grain: Grain): string {
+  return `CREATE TABLE IF NOT EXISTS ${db}.agent_usage_by_${grain.suffix} (
+    ${grain.suffix} DateTime('UTC'),
+    enterprise_id String,
+    workflow_name String,
+    level LowCardinality(String),
+    agent_name String,
+    agent_model LowCardinality(String),
+    calls SimpleAggregateFunction(sum, UInt64),
+    messages SimpleAggregateFunction(sum, UInt64),
+    prompt_tokens SimpleAggregateFunction(sum, UInt64),
+    completion_tokens SimpleAggregateFunction(sum, UInt64),
+    sessions AggregateFunction(uniq, String),
+    response_ms_avg AggregateFunction(avgIf, Float64, UInt8),
+    response_ms_p95 AggregateFunction(quantileIf(0.95), Float64, UInt8)
+  )
+  ENGINE = AggregatingMergeTree
+  PARTITION BY toYYYYMM(${grain.suffix})
+  ORDER BY (enterprise_id, workflow_name, level, agent_name, agent_model, ${grain.suffix})
+  SETTINGS ${DEDUP_WINDOW}`;
+}
+
+function agentSelect(db: string, grain: Grain, source: string): string {
+  return `SELECT
+      ${grain.bucket} AS ${grain.suffix},
+      enterprise_id, workflow_name, level, agent_name, agent_model,
+      count() AS calls,
+      sum(agent_messages) AS messages,
+      sum(agent_prompt) AS prompt_tokens,
+      sum(agent_completion) AS completion_tokens,
+      uniqState(session_id) AS sessions,
+      avgIfState(assumeNotNull(agent_rt), isNotNull(agent_rt)) AS response_ms_avg,
+      quantileIfState(0.95)(assumeNotNull(agent_rt), isNotNull(agent_rt)) AS response_ms_p95
+    FROM ${db}.${source}
+    ARRAY JOIN
+      agent_names AS agent_name,
+      agent_models AS agent_model,
+      agent_prompt_tokens AS agent_prompt,
+      agent_completion_tokens AS agent_completion,
+      agent_response_time_ms AS agent_rt,
+      agent_message_count AS agent_messages
+    GROUP BY ${grain.suffix}, enterprise_id, workflow_name, level, agent_name, agent_model`;
+}
+
+/**
+ * A database upgraded from version 1 may already hold raw rows: each target is filled from
+ * `usage_events FINAL` while it is still empty, then its MV starts. Rows inserted between the two
+ * statements would be missed, so the upgrade runs with the processors stopped (applyMigrations runs
+ * before a processor consumes; see docs/analytics.md). On a new database the backfill inserts nothing.
+ */
+function backfill(db: string, table: string, select: string): string {
+  return `INSERT INTO ${db}.${table} ${select.replace(/\n\s*GROUP BY/, `\n    WHERE (SELECT count() FROM ${db}.${table}) = 0\n    GROUP BY`)}`;
+}
+
+export function rollupStatements(db: string): string[] {
+  const statements: string[] = [];
+  for (const grain of GRAINS) {
+    const usage = `usage_by_${grain.suffix}`;
+    statements.push(
+      usageTarget(db, grain),
+      backfill(db, usage, usageSelect(db, grain, "usage_events FINAL")),
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.${usage}_mv TO ${db}.${usage} AS ${usageSelect(db, grain, "usage_events")}`,
+    );
+    const agent = `agent_usage_by_${grain.suffix}`;
+    statements.push(
+      agentTarget(db, grain),
+      backfill(db, agent, agentSelect(db, grain, "usage_events FINAL")),
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.${agent}_mv TO ${db}.${agent} AS ${agentSelect(db, grain, "usage_events")}`,
+    );
+  }
+  return statements;
+}

@@ -1,0 +1,127 @@
+import type { SessionSummary } from "../../schemas/index.ts";
+import type { ClickHouseClient } from "./client.ts";
+
+/**
+ * One row per finalized chat (the core's `session_summary` output): the seed's PerformanceMetrics.
+ * ReplacingMergeTree keyed by the finalize record, and nothing aggregates it incrementally (no MV):
+ * a summary re-emitted by a replay is identical, collapses under FINAL, and the views below read FINAL,
+ * so a duplicate can never be counted. The table is small (a row per chat), so FINAL costs little.
+ */
+export function sessionSummaryStatements(db: string): string[] {
+  return [
+    `CREATE TABLE IF NOT EXISTS ${db}.session_summaries (
+      record_id String,
+      account_key String,
+      level LowCardinality(String),
+      enterprise_id String,
+      mozaiks_user_id String,
+      platform_user_id String,
+      session_id String,
+      chat_id String,
+      workflow_name String,
+      started_at DateTime64(3, 'UTC'),
+      ended_at DateTime64(3, 'UTC'),
+      session_duration_seconds Float64,
+      total_tokens UInt64,
+      total_cost_micros Int64,
+      billed_micros Int64,
+      agent_names Array(String),
+      agent_prompt_tokens Array(UInt64),
+      agent_completion_tokens Array(UInt64),
+      agent_total_response_time_ms Array(Float64),
+      agent_message_count Array(UInt32),
+      agent_avg_response_time_ms Array(Nullable(Float64)),
+      ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    )
+    ENGINE = ReplacingMergeTree
+    PARTITION BY toYYYYMM(ended_at)
+    ORDER BY (enterprise_id, workflow_name, chat_id, record_id)
+    SETTINGS non_replicated_deduplication_window = 1000`,
+    // The seed's PerformanceMetrics document, field for field; money also as exact micros.
+    `CREATE VIEW IF NOT EXISTS ${db}.performance_metrics AS
+      SELECT
+        chat_id, enterprise_id, workflow_name, level, session_id, account_key,
+        ended_at AS timestamp,
+        total_tokens,
+        total_cost_micros,
+        toDecimal128(total_cost_micros, 6) / 1000000 AS total_cost,
+        session_duration_seconds,
+        agent_names AS agents_used,
+        mapFromArrays(
+          agent_names,
+          arrayMap(
+            (total, n, average) -> CAST((total, n, average),
+              'Tuple(total_response_time_ms Float64, message_count UInt32, avg_response_time_ms Nullable(Float64))'),
+            agent_total_response_time_ms, agent_message_count, agent_avg_response_time_ms)
+        ) AS agent_performance
+      FROM ${db}.session_summaries FINAL`,
+    // The seed's WorkflowAverages; sums are kept beside the averages so a threshold can be exact.
+    `CREATE VIEW IF NOT EXISTS ${db}.workflow_averages AS
+      SELECT
+        enterprise_id, workflow_name,
+        count() AS session_count,
+        avg(session_duration_seconds) AS avg_session_duration_seconds,
+        sum(total_cost_micros) AS sessions_cost_micros,
+        intDiv(sessions_cost_micros, session_count) AS avg_cost_micros,
+        toDecimal128(avg_cost_micros, 6) / 1000000 AS avg_cost_per_session,
+        sum(total_tokens) AS sessions_tokens,
+        avg(total_tokens) AS avg_tokens_per_session,
+        avg(length(agent_names)) AS avg_agents_per_session,
+        max(ended_at) AS last_updated
+      FROM ${db}.session_summaries FINAL
+      GROUP BY enterprise_id, workflow_name`,
+  ];
+}
+
+export function sessionSummaryRow(summary: SessionSummary): Record<string, unknown> {
+  const names = Object.keys(summary.agent_performance).sort();
+  const agents = names.map((name) => summary.agent_performance[name]!);
+  return {
+    record_id: summary.record_id,
+    account_key: summary.account_key,
+    level: summary.level,
+    enterprise_id: summary.enterprise_id,
+    mozaiks_user_id: summary.mozaiks_user_id,
+    platform_user_id: summary.platform_user_id ?? "",
+    session_id: summary.session_id,
+    chat_id: summary.chat_id,
+    workflow_name: summary.workflow_name,
+    started_at: summary.started_at,
+    ended_at: summary.ended_at,
+    session_duration_seconds: summary.session_duration_seconds,
+    total_tokens: summary.total_tokens,
+    total_cost_micros: summary.total_cost_micros.toString(),
+    billed_micros: summary.billed_micros.toString(),
+    agent_names: names,
+    agent_prompt_tokens: agents.map((agent) => agent.prompt_tokens),
+    agent_completion_tokens: agents.map((agent) => agent.completion_tokens),
+    agent_total_response_time_ms: agents.map((agent) => agent.total_response_time_ms),
+    agent_message_count: agents.map((agent) => agent.message_count),
+    agent_avg_response_time_ms: agents.map((agent) => agent.avg_response_time_ms),
+  };
+}
+
+/**
+ * Appends one flush's summaries. The token names the partition and the finalize records it carries, so
+ * a retry of the same flush is dropped by the server; a replay with other batch boundaries inserts a
+ * second copy, which FINAL collapses (same sorting key, same values).
+ */
+export async function appendSessionSummaries(
+  client: ClickHouseClient,
+  table: string,
+  source: { topic: string; partition: number },
+  summaries: readonly SessionSummary[],
+): Promise<number> {
+  if (summaries.length === 0) return 0;
+  const first = summaries[0]!.record_id;
+  const last = summaries[summaries.length - 1]!.record_id;
+  await client.insert({
+    table,
+    values: summaries.map(sessionSummaryRow),
+    format: "JSONEachRow",
+    clickhouse_settings: {
+      insert_deduplication_token: `summaries:${source.topic}:${source.partition}:${first}:${last}:${summaries.length}`,
+    },
+  });
+  return summaries.length;
+}
