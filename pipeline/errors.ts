@@ -21,6 +21,10 @@ export const ERROR_CODES = [
   // sinks
   "SINK_WRITE_FAILED",
   "OWNERSHIP_LOST",
+  // producer SDK
+  "PRODUCE_FAILED",
+  "SDK_CLOSED",
+  "VIEW_NOT_READY",
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
