@@ -1,0 +1,140 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { parseBillingConfig } from "../../pipeline/core/index.ts";
+import { isAgentmeterError } from "../../pipeline/errors.ts";
+import {
+  Agentmeter,
+  PlatformTokenManager,
+  RecordInvalidError,
+  TokenManager,
+  uuidv7,
+} from "../../sdk/index.ts";
+import { uuidv7Time } from "../../sdk/record-id.ts";
+
+const billing = parseBillingConfig({
+  app_trial_tokens: { default: 3_000 },
+  platform_allowance_tokens: 5_000,
+});
+
+describe("SDK record ids", () => {
+  it("are UUIDv7, time-ordered and unique in a burst", () => {
+    const ids = Array.from({ length: 20_000 }, () => uuidv7());
+    assert.equal(new Set(ids).size, ids.length);
+    assert.deepEqual([...ids].sort(), ids, "ids sort in creation order");
+    assert.match(ids[0]!, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.ok(Math.abs(uuidv7Time(ids[0]!) - Date.now()) < 5_000);
+  });
+});
+
+describe("SDK validation", () => {
+  it("a bad record is a thrown RecordInvalidError naming the field, and nothing is applied", async () => {
+    const meter = await Agentmeter.connect({ mock: true, billing });
+    await assert.rejects(
+      meter.send({
+        type: "usage",
+        level: "app_usage",
+        enterprise_id: "app-1",
+        mozaiks_user_id: "creator-1",
+        platform_user_id: "user-1",
+        workflow_type: "chat_interaction",
+        workflow_name: "chat",
+        session_id: "s1",
+        chat_id: "c1",
+        agent_usage: { CustomerAgent: { prompt_tokens: -5, completion_tokens: 1 } },
+        occurred_at: new Date().toISOString(),
+      }),
+      (error: unknown) =>
+        error instanceof RecordInvalidError &&
+        isAgentmeterError(error, "RECORD_INVALID") &&
+        error.fields.includes("agent_usage.CustomerAgent.prompt_tokens"),
+    );
+    assert.equal(meter.mock!.outputs.length, 0);
+    await meter.close();
+  });
+
+  it("an unknown model is refused before sending", async () => {
+    const meter = await Agentmeter.connect({ mock: true, billing });
+    const manager = new TokenManager(meter, {
+      enterprise_id: "app-1",
+      mozaiks_user_id: "creator-1",
+      platform_user_id: "user-1",
+      workflow_name: "chat",
+    });
+    await assert.rejects(
+      manager.trackUsage({ A: { prompt_tokens: 1, completion_tokens: 1, model: "no-such-model" } }),
+      (error: unknown) => isAgentmeterError(error, "UNKNOWN_MODEL"),
+    );
+    await meter.close();
+  });
+});
+
+describe("SDK mock mode: the billing core in process", () => {
+  it("an app chat runs out of trial, pauses with the reason, resumes after a top-up, and finalizes with the core's summary", async () => {
+    const meter = await Agentmeter.connect({ mock: true, billing });
+    const manager = new TokenManager(meter, {
+      enterprise_id: "app-1",
+      mozaiks_user_id: "creator-1",
+      platform_user_id: "user-1",
+      workflow_name: "chat",
+    });
+    const start = await manager.initializeBudget();
+    assert.equal(start.can_continue, true);
+    assert.equal(start.available_tokens, 3_000);
+    let turns = 0;
+    while (await manager.canContinue()) {
+      manager.trackAgentResponseTime("CustomerAgent", 120);
+      manager.trackAgentMessage("CustomerAgent", "hello", "assistant");
+      await manager.trackUsage({ CustomerAgent: { prompt_tokens: 400, completion_tokens: 300 } });
+      turns++;
+    }
+    assert.equal(turns, 5, "3,000 trial tokens last 5 turns of 700");
+    const exhausted = await manager.budgetStatus();
+    assert.equal(exhausted.pause_reason, "trial_exhausted");
+    assert.equal(exhausted.chat?.paused, true);
+    assert.equal(await manager.canResumeChat(), false);
+    assert.equal(await manager.resumeChat(), false);
+    await manager.handleNoTokens();
+    await manager.topUp(10_000, 200_000);
+    assert.equal(await manager.canContinue(), true);
+    assert.equal(await manager.canResumeChat(), true);
+    assert.equal(await manager.resumeChat(), true);
+    assert.equal((await manager.budgetStatus()).chat?.paused, false);
+    await manager.trackUsage({ CustomerAgent: { prompt_tokens: 100, completion_tokens: 100 } });
+    const result = await manager.finalizeSession();
+    const core = meter.mock!.outputs.find((output) => output.kind === "session_summary");
+    assert.ok(core !== undefined && core.kind === "session_summary");
+    assert.equal(result.session_summary.total_tokens, 5 * 700 + 200);
+    assert.equal(result.session_summary.total_tokens, core.total_tokens);
+    assert.equal(result.session_summary.total_cost_micros, core.total_cost_micros);
+    assert.deepEqual(result.agent_performance, core.agent_performance);
+    assert.equal(result.agent_performance.CustomerAgent?.message_count, 5);
+    assert.equal(result.cost_analysis.status, "no_baseline");
+    const trial = await manager.trackTrialUsage();
+    assert.equal(trial.trial_remaining_tokens, 0);
+    const data = await manager.loadAppUserData();
+    assert.equal(data?.tokens_used, 3_700);
+    await meter.close();
+  });
+
+  it("a platform session compares itself with the workflow's averages once there is a baseline", async () => {
+    const meter = await Agentmeter.connect({ mock: true, billing: parseBillingConfig({}) });
+    const run = async (tokens: number) => {
+      const manager = new PlatformTokenManager(meter, {
+        enterprise_id: "app-9",
+        mozaiks_user_id: "creator-9",
+        workflow_name: "Generator",
+      });
+      await manager.initializePlatformBudget();
+      await manager.trackPlatformUsage({
+        ConceptAgent: { prompt_tokens: tokens, completion_tokens: tokens },
+      });
+      return manager.finalizePlatformSession();
+    };
+    for (let i = 0; i < 3; i++) await run(1_000);
+    const big = await run(5_000);
+    assert.equal(big.workflow_averages?.session_count, 3);
+    assert.equal(big.cost_analysis.status, "exceeded");
+    assert.equal(big.cost_analysis.cost_ratio_bp, 50_000);
+    await meter.close();
+  });
+});
