@@ -1,12 +1,16 @@
 import { pathToFileURL } from "node:url";
+import { auditCommand } from "./audit.ts";
 import { computeCommand } from "./compute.ts";
 import { demoCommand } from "./demo.ts";
 import { type Command, EXIT_OK, EXIT_USAGE, type Io, processIo } from "./io.ts";
+import { replayCommand } from "./replay.ts";
 
 /** Subcommands by name; a new command is one line here. */
 const commands: Readonly<Record<string, Command>> = {
+  audit: auditCommand,
   compute: computeCommand,
   demo: demoCommand,
+  replay: replayCommand,
 };
 
 function help(): string {

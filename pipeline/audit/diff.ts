@@ -1,0 +1,225 @@
+import {
+  ACCOUNT_FIELDS,
+  accountFigures,
+  pausedChatsOf,
+  REVENUE_FIELDS,
+  toBigint,
+  USAGE_FIELDS,
+  type UsageField,
+  zeroFigures,
+} from "./figures.ts";
+import type { ClickHouseSource, UsageTotals } from "./read-clickhouse.ts";
+import type { MongoActual } from "./read-mongo.ts";
+import type { AccountTrail, Expected } from "./recompute.ts";
+
+export const STORES = [
+  "mongodb.accounts",
+  "mongodb.revenue",
+  "clickhouse.usage_events",
+  "clickhouse.usage_by_hour",
+  "clickhouse.usage_by_minute",
+] as const;
+export type Store = (typeof STORES)[number];
+
+/** One figure a store holds that the billing core does not agree with. Money and tokens as decimal strings. */
+export interface Difference {
+  store: Store;
+  /** The account key, the app, or `app/level`: what the figure belongs to. */
+  subject: string;
+  enterprise_id: string | null;
+  account_key: string | null;
+  level: string | null;
+  field: string;
+  expected: string | null;
+  actual: string | null;
+  /** actual - expected, for numeric figures. */
+  delta: string | null;
+  /** How record_ids were chosen. */
+  explained_by: string;
+  /** The records that explain the difference (capped; record_ids_total says how many there are). */
+  record_ids: string[];
+  record_ids_total: number;
+}
+
+export const RECORD_IDS_CAP = 50;
+
+export interface ActualStores {
+  mongo?: MongoActual;
+  clickhouse: Partial<Record<ClickHouseSource, Map<string, UsageTotals>>>;
+}
+
+function show(value: bigint | string | null): string | null {
+  return value === null ? null : value.toString();
+}
+
+function evidence(
+  explainedBy: string,
+  ids: readonly string[],
+): Pick<Difference, "explained_by" | "record_ids" | "record_ids_total"> {
+  return {
+    explained_by: explainedBy,
+    record_ids: ids.slice(0, RECORD_IDS_CAP),
+    record_ids_total: ids.length,
+  };
+}
+
+/**
+ * The records of an account that explain a difference on its document: those after the document's
+ * watermark when it is behind the topic (not applied yet, or lost), else all of them (the figures were
+ * changed by something that is not a record).
+ */
+function accountEvidence(trail: AccountTrail | undefined, doc: Record<string, unknown> | undefined) {
+  if (trail === undefined) return evidence("no record of this account in the topic", []);
+  const wm = doc === undefined ? null : toBigint(doc.wm_offset);
+  const samePartition = doc !== undefined && toBigint(doc.wm_partition) === BigInt(trail.partition);
+  if (wm !== null && samePartition) {
+    const after = trail.ids.filter((_id, index) => BigInt(trail.offsets[index]!) > wm);
+    if (after.length > 0) return evidence(`records after the document's watermark (wm_offset ${wm})`, after);
+  }
+  return evidence("every record of the account, in topic order", trail.ids);
+}
+
+function compareFigures<F extends string>(
+  fields: readonly F[],
+  expected: Record<F, bigint | null>,
+  actual: Record<F, bigint | null>,
+  base: Omit<Difference, "field" | "expected" | "actual" | "delta">,
+  out: Difference[],
+): void {
+  for (const field of fields) {
+    const want = expected[field];
+    const got = actual[field];
+    if (want === got) continue;
+    out.push({
+      ...base,
+      field,
+      expected: show(want),
+      actual: show(got),
+      delta: want !== null && got !== null ? (got - want).toString() : null,
+    });
+  }
+}
+
+function diffAccounts(expected: Expected, mongo: MongoActual, out: Difference[]): void {
+  const keys = new Set([...Object.keys(expected.state.accounts), ...mongo.accounts.keys()]);
+  for (const key of [...keys].sort()) {
+    const want = expected.state.accounts[key];
+    const stored = mongo.accounts.get(key);
+    const trail = expected.trails.get(key);
+    const doc = stored?.doc as Record<string, unknown> | undefined;
+    const base = {
+      store: "mongodb.accounts" as const,
+      subject: key,
+      enterprise_id: want?.enterprise_id ?? stored?.enterprise_id ?? null,
+      account_key: key,
+      level: want?.level ?? (key.startsWith("platform:") ? "platform" : "app_usage"),
+      ...accountEvidence(trail, doc),
+    };
+    if (want === undefined || doc === undefined) {
+      out.push({
+        ...base,
+        field: "document",
+        expected: want === undefined ? null : "present",
+        actual: doc === undefined ? null : "present",
+        delta: null,
+      });
+      continue;
+    }
+    compareFigures(ACCOUNT_FIELDS, accountFigures(want), accountFigures(doc), base, out);
+    const wantPaused = pausedChatsOf(want.chats);
+    const gotPaused = pausedChatsOf(doc.chats as typeof want.chats | undefined);
+    if (wantPaused !== gotPaused) {
+      out.push({ ...base, field: "paused_chats", expected: wantPaused, actual: gotPaused, delta: null });
+    }
+  }
+}
+
+function diffRevenue(expected: Expected, mongo: MongoActual, out: Difference[]): void {
+  const apps = new Set([...expected.revenue.keys(), ...mongo.revenue.keys()]);
+  for (const app of [...apps].sort()) {
+    const want = expected.revenue.get(app);
+    compareFigures(
+      REVENUE_FIELDS,
+      want?.figures ?? zeroFigures(REVENUE_FIELDS),
+      mongo.revenue.get(app) ?? zeroFigures(REVENUE_FIELDS),
+      {
+        store: "mongodb.revenue",
+        subject: app,
+        enterprise_id: app,
+        account_key: null,
+        level: "app_usage",
+        ...evidence("the app's billed usage records, in topic order", want?.ids ?? []),
+      },
+      out,
+    );
+  }
+}
+
+function diffUsage(
+  expected: Expected,
+  source: ClickHouseSource,
+  actual: Map<string, UsageTotals>,
+  fields: readonly UsageField[],
+  out: Difference[],
+): void {
+  const keys = new Set([...expected.usage.keys(), ...actual.keys()]);
+  for (const key of [...keys].sort()) {
+    const want = expected.usage.get(key);
+    const got = actual.get(key);
+    const enterpriseId = want?.enterprise_id ?? got?.enterprise_id ?? "";
+    const level = want?.level ?? got?.level ?? "";
+    compareFigures(
+      fields,
+      want?.figures ?? zeroFigures(USAGE_FIELDS),
+      got?.figures ?? zeroFigures(USAGE_FIELDS),
+      {
+        store: `clickhouse.${source}`,
+        subject: `${enterpriseId}/${level}`,
+        enterprise_id: enterpriseId,
+        account_key: null,
+        level,
+        ...evidence("the app's usage records at this level, in topic order", want?.ids ?? []),
+      },
+      out,
+    );
+  }
+}
+
+/** Every difference between the core's figures and the stores read, sorted by store, subject and field. */
+export function diffStores(
+  expected: Expected,
+  actual: ActualStores,
+  usageFields: readonly UsageField[] = USAGE_FIELDS,
+): Difference[] {
+  const out: Difference[] = [];
+  if (actual.mongo !== undefined) {
+    diffAccounts(expected, actual.mongo, out);
+    diffRevenue(expected, actual.mongo, out);
+  }
+  for (const source of ["usage_events", "usage_by_hour", "usage_by_minute"] as const) {
+    const totals = actual.clickhouse[source];
+    if (totals !== undefined) diffUsage(expected, source, totals, usageFields, out);
+  }
+  return sortDifferences(out);
+}
+
+const FIELD_ORDER = new Map<string, number>(
+  ["document", ...ACCOUNT_FIELDS, "paused_chats", ...USAGE_FIELDS, ...REVENUE_FIELDS].map((field, index) => [
+    field,
+    index,
+  ]),
+);
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+export function sortDifferences(differences: Difference[]): Difference[] {
+  return differences.sort(
+    (a, b) =>
+      STORES.indexOf(a.store) - STORES.indexOf(b.store) ||
+      compareText(a.subject, b.subject) ||
+      (FIELD_ORDER.get(a.field) ?? 99) - (FIELD_ORDER.get(b.field) ?? 99) ||
+      compareText(a.field, b.field),
+  );
+}

@@ -1,0 +1,184 @@
+import type { Level } from "../../schemas/index.ts";
+import { accountKeyOf, decodeRecord } from "../../schemas/index.ts";
+import {
+  applyBatch,
+  type BillingConfig,
+  type BillingState,
+  emptyState,
+  type SequencedRecord,
+} from "../core/index.ts";
+import {
+  type Figures,
+  REVENUE_FIELDS,
+  type RevenueField,
+  USAGE_FIELDS,
+  type UsageField,
+  zeroFigures,
+} from "./figures.ts";
+
+/** A Kafka message as the audit reads it (kafkajs' KafkaMessage, narrowed). */
+export interface TopicMessage {
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+}
+
+/** The records of one account in topic order: what explains any difference found on it. */
+export interface AccountTrail {
+  partition: number;
+  ids: string[];
+  offsets: number[];
+}
+
+export interface UsageGroup {
+  enterprise_id: string;
+  level: Level;
+  figures: Figures<UsageField>;
+  /** record_ids of every usage record that must have a row in ClickHouse. */
+  ids: string[];
+}
+
+export interface AppRevenueExpected {
+  enterprise_id: string;
+  figures: Figures<RevenueField>;
+  ids: string[];
+}
+
+export interface RecomputeCounts {
+  messages: number;
+  records: number;
+  skipped_undecodable: number;
+  skipped_key_mismatch: number;
+  duplicates_ignored: number;
+  rejected: number;
+  usage_outcomes: number;
+}
+
+/** What the billing core says the stores must hold, from the records read so far. */
+export interface Expected {
+  state: BillingState;
+  trails: Map<string, AccountTrail>;
+  /** By `enterprise_id` + NUL + `level`. */
+  usage: Map<string, UsageGroup>;
+  revenue: Map<string, AppRevenueExpected>;
+  counts: RecomputeCounts;
+}
+
+export function usageGroupKey(enterpriseId: string, level: string): string {
+  return `${enterpriseId}\u0000${level}`;
+}
+
+// Large chunks amortise applyBatch's one copy of each touched account per call (dedupe memory included).
+const CHUNK = 20_000;
+
+/**
+ * Decodes messages exactly as the processor's PartitionWorker does (decodeRecord, then the key must be
+ * accountKeyOf(record); anything else is dead-lettered there and skipped here) and applies them with the
+ * billing core. Accounts are independent and each partition arrives in offset order, so applying the
+ * partitions' records interleaved gives the same state as the processor's per-partition batches.
+ */
+export class Recomputer {
+  private state: BillingState = emptyState();
+  private pending: SequencedRecord<undefined>[] = [];
+  private readonly trails = new Map<string, AccountTrail>();
+  private readonly usage = new Map<string, UsageGroup>();
+  private readonly revenue = new Map<string, AppRevenueExpected>();
+  readonly counts: RecomputeCounts = {
+    messages: 0,
+    records: 0,
+    skipped_undecodable: 0,
+    skipped_key_mismatch: 0,
+    duplicates_ignored: 0,
+    rejected: 0,
+    usage_outcomes: 0,
+  };
+
+  constructor(
+    private readonly billing: BillingConfig,
+    private readonly maxRecordBytes: number,
+  ) {}
+
+  add(partition: number, message: TopicMessage): void {
+    this.counts.messages++;
+    if (message.value === null) {
+      this.counts.skipped_undecodable++;
+      return;
+    }
+    const decoded = decodeRecord(message.value, { maxBytes: this.maxRecordBytes });
+    if (!decoded.ok) {
+      this.counts.skipped_undecodable++;
+      return;
+    }
+    const record = decoded.record;
+    const key = accountKeyOf(record);
+    if (message.key === null || message.key.toString("utf8") !== key) {
+      this.counts.skipped_key_mismatch++;
+      return;
+    }
+    this.counts.records++;
+    let trail = this.trails.get(key);
+    if (trail === undefined) {
+      trail = { partition, ids: [], offsets: [] };
+      this.trails.set(key, trail);
+    }
+    trail.ids.push(record.record_id);
+    trail.offsets.push(Number(message.offset));
+    this.pending.push({ record, seq: undefined });
+    if (this.pending.length >= CHUNK) this.apply();
+  }
+
+  finish(): Expected {
+    this.apply();
+    return {
+      state: this.state,
+      trails: this.trails,
+      usage: this.usage,
+      revenue: this.revenue,
+      counts: this.counts,
+    };
+  }
+
+  private apply(): void {
+    if (this.pending.length === 0) return;
+    const { state, outputs } = applyBatch(this.state, this.pending, this.billing);
+    this.state = state;
+    this.pending = [];
+    for (const output of outputs) {
+      if (output.kind === "duplicate_ignored") this.counts.duplicates_ignored++;
+      else if (output.kind === "rejected") this.counts.rejected++;
+      if (output.kind !== "usage_outcome") continue;
+      this.counts.usage_outcomes++;
+      const groupKey = usageGroupKey(output.enterprise_id, output.level);
+      let group = this.usage.get(groupKey);
+      if (group === undefined) {
+        group = {
+          enterprise_id: output.enterprise_id,
+          level: output.level,
+          figures: zeroFigures(USAGE_FIELDS),
+          ids: [],
+        };
+        this.usage.set(groupKey, group);
+      }
+      const figures = group.figures;
+      figures.records += 1n;
+      figures.tokens += BigInt(output.tokens_used);
+      figures.cost_micros += output.cost_micros;
+      figures.billed_micros += output.billed_micros;
+      figures.creator_share_micros += output.creator_share_micros;
+      figures.platform_fee_micros += output.platform_fee_micros;
+      group.ids.push(output.record_id);
+      // The processor keeps a ledger entry only for billed app usage (see PartitionWorker.addRevenue).
+      if (output.level !== "app_usage" || output.billed_micros === 0n) continue;
+      let ledger = this.revenue.get(output.enterprise_id);
+      if (ledger === undefined) {
+        ledger = { enterprise_id: output.enterprise_id, figures: zeroFigures(REVENUE_FIELDS), ids: [] };
+        this.revenue.set(output.enterprise_id, ledger);
+      }
+      ledger.figures.records += 1n;
+      ledger.figures.billed_micros += output.billed_micros;
+      ledger.figures.creator_share_micros += output.creator_share_micros;
+      ledger.figures.platform_fee_micros += output.platform_fee_micros;
+      ledger.ids.push(output.record_id);
+    }
+  }
+}

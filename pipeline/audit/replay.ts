@@ -1,0 +1,77 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Config } from "../config.ts";
+import type { BillingConfig } from "../core/index.ts";
+import { createKafka } from "../kafka.ts";
+import type { Logger } from "../log.ts";
+import { Processor, type ProcessorTotals } from "../processor/processor.ts";
+import { suffixedConfig } from "./namespace.ts";
+import { reach } from "./reach.ts";
+
+export interface ReplayProgress {
+  done: number;
+  total: number;
+}
+
+export interface ReplayResult {
+  namespace: Config;
+  ends: { partition: number; offset: string }[];
+  totals: ProcessorTotals;
+}
+
+/**
+ * Rebuilds a namespace from the topic with the live processor's own code: a Processor whose group,
+ * databases and output topics carry the suffix consumes the topic from the beginning until its group has
+ * committed every partition up to the end captured at start, then stops. Its commit is the last step of a
+ * flush, so a committed end means every store of the namespace holds the records before it.
+ */
+export async function runReplay(options: {
+  config: Config;
+  suffix: string;
+  billing: BillingConfig;
+  logger: Logger;
+  pollMs?: number;
+  onProgress?: (progress: ReplayProgress) => void;
+}): Promise<ReplayResult> {
+  const namespace = suffixedConfig(options.config, options.suffix);
+  const topic = namespace.AGENTMETER_INPUT_TOPIC;
+  const brokers = namespace.KAFKA_BROKERS.join(",");
+  const admin = createKafka(namespace, options.logger).admin();
+  await reach("Kafka", brokers, () => admin.connect());
+  const processor = new Processor(namespace, options.billing, options.logger);
+  try {
+    const offsets = await reach("Kafka", brokers, () => admin.fetchTopicOffsets(topic));
+    const ends = offsets
+      .map(({ partition, low, high }) => ({ partition, low: BigInt(low), high: BigInt(high) }))
+      .sort((a, b) => a.partition - b.partition);
+    const total = ends.reduce((sum, end) => sum + Number(end.high - end.low), 0);
+    await reach("the stores", "the configured addresses", () => processor.start());
+    for (;;) {
+      const [committed] = await admin.fetchOffsets({
+        groupId: namespace.AGENTMETER_GROUP_ID,
+        topics: [topic],
+      });
+      const byPartition = new Map(
+        (committed?.partitions ?? []).map((entry) => [entry.partition, BigInt(entry.offset)]),
+      );
+      let done = 0;
+      let caughtUp = true;
+      for (const end of ends) {
+        const at = byPartition.get(end.partition) ?? -1n;
+        const reached = at < end.low ? end.low : at > end.high ? end.high : at;
+        done += Number(reached - end.low);
+        if (end.high > end.low && at < end.high) caughtUp = false;
+      }
+      options.onProgress?.({ done, total });
+      if (caughtUp) break;
+      await sleep(options.pollMs ?? 500);
+    }
+    return {
+      namespace,
+      ends: ends.map((end) => ({ partition: end.partition, offset: end.high.toString() })),
+      totals: processor.totals,
+    };
+  } finally {
+    await processor.stop().catch(() => {});
+    await admin.disconnect().catch(() => {});
+  }
+}

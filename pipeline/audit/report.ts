@@ -1,0 +1,107 @@
+import { createHash } from "node:crypto";
+import { bigintReplacer } from "../../schemas/index.ts";
+import { renderTable } from "../cli/table.ts";
+import type { BillingConfig } from "../core/index.ts";
+import { type Difference, STORES, type Store } from "./diff.ts";
+import type { TopicRange } from "./range.ts";
+import type { RecomputeCounts } from "./recompute.ts";
+
+export interface AuditNamespace {
+  mongodb_platform_db: string;
+  mongodb_app_db_prefix: string;
+  clickhouse_database: string;
+}
+
+/**
+ * The audit's machine-readable result. Deterministic by construction: no clock, no duration, no host;
+ * everything sorted; money and tokens as decimal strings. Two audits of the same topic and stores give
+ * byte-identical files.
+ */
+export interface AuditReport {
+  report_version: 1;
+  /** complete: the whole topic, absolute figures compared; delta: a range, see docs/audit.md. */
+  mode: "complete" | "delta";
+  topic: string;
+  partitions: TopicRange["partitions"];
+  namespace: AuditNamespace;
+  /** SHA-256 of the billing config used to recompute (price book included). */
+  billing_config_sha256: string;
+  counts: RecomputeCounts;
+  summary: { store: Store; checked: number; differences: number }[];
+  differences: Difference[];
+}
+
+export function billingConfigHash(billing: BillingConfig): string {
+  return createHash("sha256").update(JSON.stringify(billing, bigintReplacer)).digest("hex");
+}
+
+export function buildReport(input: {
+  range: TopicRange;
+  namespace: AuditNamespace;
+  billing: BillingConfig;
+  counts: RecomputeCounts;
+  checked: Partial<Record<Store, number>>;
+  differences: Difference[];
+}): AuditReport {
+  const summary = STORES.filter((store) => input.checked[store] !== undefined).map((store) => ({
+    store,
+    checked: input.checked[store]!,
+    differences: input.differences.filter((difference) => difference.store === store).length,
+  }));
+  return {
+    report_version: 1,
+    mode: input.range.complete ? "complete" : "delta",
+    topic: input.range.topic,
+    partitions: input.range.partitions,
+    namespace: input.namespace,
+    billing_config_sha256: billingConfigHash(input.billing),
+    counts: { ...input.counts },
+    summary,
+    differences: input.differences,
+  };
+}
+
+export function reportJson(report: AuditReport): string {
+  return `${JSON.stringify(report, bigintReplacer, 2)}\n`;
+}
+
+const SHOWN = 20;
+
+/** The summary for a person: per store what was checked and how many differ, then the first differences. */
+export function formatSummary(report: AuditReport, title = "Audit"): string {
+  const c = report.counts;
+  const lines = [
+    `${title} of ${report.topic} (${report.mode}): ${c.messages} messages, ${c.records} records applied, ` +
+      `${c.skipped_undecodable + c.skipped_key_mismatch} skipped as the processor dead-letters them, ` +
+      `${c.duplicates_ignored} duplicates, ${c.rejected} rejected`,
+    "",
+    renderTable(
+      ["store", "checked", "differences"],
+      report.summary.map((row) => [row.store, String(row.checked), String(row.differences)]),
+    ),
+  ];
+  if (report.differences.length > 0) {
+    lines.push(
+      "",
+      renderTable(
+        ["store", "subject", "field", "expected", "actual", "delta", "records"],
+        report.differences
+          .slice(0, SHOWN)
+          .map((d) => [
+            d.store,
+            d.subject,
+            d.field,
+            d.expected ?? "-",
+            d.actual ?? "-",
+            d.delta ?? "-",
+            d.record_ids_total === 0
+              ? "-"
+              : `${d.record_ids.slice(0, 2).join(" ")}${d.record_ids_total > 2 ? ` (+${d.record_ids_total - 2})` : ""}`,
+          ]),
+      ),
+    );
+    if (report.differences.length > SHOWN)
+      lines.push(`... and ${report.differences.length - SHOWN} more in the report`);
+  }
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,194 @@
+import { createClickHouse } from "../../sinks/clickhouse/client.ts";
+import { createMongo } from "../../sinks/mongo/client.ts";
+import { MongoLayout } from "../../sinks/mongo/layout.ts";
+import type { Config } from "../config.ts";
+import type { BillingConfig } from "../core/index.ts";
+import { AgentmeterError } from "../errors.ts";
+import { createKafka } from "../kafka.ts";
+import type { Logger } from "../log.ts";
+import { type ActualStores, type Difference, diffStores, RECORD_IDS_CAP, type Store } from "./diff.ts";
+import { USAGE_FIELDS, type UsageField } from "./figures.ts";
+import { namespaceOf } from "./namespace.ts";
+import { type RangeRequest, resolveRange, type TopicRange } from "./range.ts";
+import { reach } from "./reach.ts";
+import { type ClickHouseSource, readRecordIds, readUsageTotals } from "./read-clickhouse.ts";
+import { readMongo } from "./read-mongo.ts";
+import { type Expected, Recomputer } from "./recompute.ts";
+import { type AuditReport, buildReport } from "./report.ts";
+import { type ReadProgress, readTopic } from "./topic-reader.ts";
+
+export interface AuditOptions {
+  /** The namespace audited (live, or a replay's via suffixedConfig); the input topic is read from it. */
+  config: Config;
+  billing: BillingConfig;
+  range: RangeRequest;
+  /** For kafkajs' own logs only. */
+  logger: Logger;
+  onProgress?: (progress: ReadProgress) => void;
+}
+
+/** What a delta audit can check: figures of a record that do not depend on the account's history. */
+export const DELTA_USAGE_FIELDS: readonly UsageField[] = ["records", "tokens", "cost_micros"];
+
+/**
+ * Reads the topic, recomputes with the billing core and diffs against MongoDB and ClickHouse. Reads only:
+ * no store is written (the Kafka group it reads with is its own, never committed, deleted after).
+ */
+export async function runAudit(options: AuditOptions): Promise<AuditReport> {
+  const { config, billing } = options;
+  const kafka = createKafka(config, options.logger);
+  const brokers = config.KAFKA_BROKERS.join(",");
+  const range = await reach("Kafka", brokers, async () => {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      return await resolveRange(admin, config.AGENTMETER_INPUT_TOPIC, options.range);
+    } finally {
+      await admin.disconnect();
+    }
+  });
+  const recomputer = new Recomputer(billing, config.AGENTMETER_MAX_RECORD_BYTES);
+  await reach("Kafka", brokers, () =>
+    readTopic(kafka, range, (partition, message) => recomputer.add(partition, message), options.onProgress),
+  );
+  const expected = recomputer.finish();
+  const actual = await readStores(config, expected, range);
+  const differences = diffStores(expected, actual, range.complete ? USAGE_FIELDS : DELTA_USAGE_FIELDS);
+  await explainMissingRows(config, differences, expected, range);
+  const checked: Partial<Record<Store, number>> = {};
+  if (actual.mongo !== undefined) {
+    checked["mongodb.accounts"] = new Set([
+      ...Object.keys(expected.state.accounts),
+      ...actual.mongo.accounts.keys(),
+    ]).size;
+    checked["mongodb.revenue"] = new Set([...expected.revenue.keys(), ...actual.mongo.revenue.keys()]).size;
+  }
+  for (const [source, totals] of Object.entries(actual.clickhouse)) {
+    checked[`clickhouse.${source}` as Store] = new Set([...expected.usage.keys(), ...totals.keys()]).size;
+  }
+  return buildReport({
+    range,
+    namespace: namespaceOf(config),
+    billing,
+    counts: expected.counts,
+    checked,
+    differences,
+  });
+}
+
+/**
+ * A complete audit compares everything; a delta audit only what does not depend on the state before the
+ * range: the ClickHouse rows of the range's offsets (records, tokens, list-price cost).
+ */
+async function readStores(config: Config, expected: Expected, range: TopicRange): Promise<ActualStores> {
+  const clickhouse = createClickHouse({
+    url: config.CLICKHOUSE_URL,
+    username: config.CLICKHOUSE_USER,
+    password: config.CLICKHOUSE_PASSWORD,
+  });
+  const actual: ActualStores = { clickhouse: {} };
+  try {
+    await reach("ClickHouse", config.CLICKHOUSE_URL, async () => {
+      const exists = await clickhouse.query({
+        query:
+          "SELECT count() AS n FROM system.tables WHERE database = {db:String} AND name = 'usage_events'",
+        query_params: { db: config.CLICKHOUSE_DATABASE },
+        format: "JSONEachRow",
+      });
+      const [row] = await exists.json<{ n: string }>();
+      if (Number(row?.n ?? 0) === 0) {
+        throw new AgentmeterError(
+          "CONFIG_INVALID",
+          `ClickHouse database ${config.CLICKHOUSE_DATABASE} has no usage_events table (CLICKHOUSE_DATABASE, or --suffix of a replay that never ran)`,
+        );
+      }
+      const sources: ClickHouseSource[] = range.complete
+        ? ["usage_events", "usage_by_hour", "usage_by_minute"]
+        : ["usage_events"];
+      for (const source of sources) {
+        actual.clickhouse[source] = await readUsageTotals(
+          clickhouse,
+          config.CLICKHOUSE_DATABASE,
+          source,
+          range.complete ? undefined : range,
+        );
+      }
+    });
+  } finally {
+    await clickhouse.close();
+  }
+  // Balances, ledgers and billed amounts depend on every record before the range: not comparable.
+  if (!range.complete) return actual;
+  const mongo = createMongo(config.MONGODB_URI);
+  try {
+    actual.mongo = await reach("MongoDB", config.MONGODB_URI.replace(/\/\/[^@/]*@/, "//"), async () => {
+      await mongo.connect();
+      const layout = new MongoLayout(mongo, {
+        platformDb: config.AGENTMETER_PLATFORM_DB,
+        appDbPrefix: config.AGENTMETER_APP_DB_PREFIX,
+        workflowDb: config.AGENTMETER_WORKFLOW_DB,
+      });
+      const apps = new Set<string>();
+      for (const account of Object.values(expected.state.accounts))
+        if (account.enterprise_id !== null) apps.add(account.enterprise_id);
+      return readMongo(mongo, layout, apps);
+    });
+  } finally {
+    await mongo.close();
+  }
+  return actual;
+}
+
+/**
+ * Totals say how much is wrong; the rows say which. For every app and level whose raw events differ,
+ * the stored record_ids are read and set against the recomputed ones: the records with no row, and the
+ * rows with no record, become the evidence of that difference.
+ */
+async function explainMissingRows(
+  config: Config,
+  differences: Difference[],
+  expected: Expected,
+  range: TopicRange,
+): Promise<void> {
+  const groups = new Map<string, Difference[]>();
+  for (const difference of differences) {
+    if (difference.store !== "clickhouse.usage_events") continue;
+    const list = groups.get(difference.subject) ?? [];
+    list.push(difference);
+    groups.set(difference.subject, list);
+  }
+  if (groups.size === 0) return;
+  const clickhouse = createClickHouse({
+    url: config.CLICKHOUSE_URL,
+    username: config.CLICKHOUSE_USER,
+    password: config.CLICKHOUSE_PASSWORD,
+  });
+  try {
+    for (const list of groups.values()) {
+      const { enterprise_id: enterpriseId, level } = list[0]!;
+      const stored = await reach("ClickHouse", config.CLICKHOUSE_URL, () =>
+        readRecordIds(
+          clickhouse,
+          config.CLICKHOUSE_DATABASE,
+          enterpriseId ?? "",
+          level ?? "",
+          range.complete ? undefined : range,
+        ),
+      );
+      const want = expected.usage.get(`${enterpriseId}\u0000${level}`)?.ids ?? [];
+      const storedSet = new Set(stored);
+      const wantSet = new Set(want);
+      const missing = want.filter((id) => !storedSet.has(id));
+      const extra = stored.filter((id) => !wantSet.has(id)).sort();
+      if (missing.length + extra.length === 0) continue;
+      const ids = [...missing, ...extra];
+      for (const difference of list) {
+        difference.explained_by = `${missing.length} record(s) with no row in usage_events, then ${extra.length} row(s) with no record in the topic`;
+        difference.record_ids = ids.slice(0, RECORD_IDS_CAP);
+        difference.record_ids_total = ids.length;
+      }
+    }
+  } finally {
+    await clickhouse.close();
+  }
+}

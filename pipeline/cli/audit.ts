@@ -1,0 +1,177 @@
+import { writeFile } from "node:fs/promises";
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import { suffixedConfig } from "../audit/namespace.ts";
+import { parseOffsetSpec, type RangeRequest } from "../audit/range.ts";
+import { formatSummary, reportJson } from "../audit/report.ts";
+import { runAudit } from "../audit/run-audit.ts";
+import type { ReadProgress } from "../audit/topic-reader.ts";
+import { type Config, loadConfig } from "../config.ts";
+import type { BillingConfig } from "../core/index.ts";
+import { AgentmeterError, isAgentmeterError } from "../errors.ts";
+import { createLogger } from "../log.ts";
+import { loadBillingConfig } from "../processor/main.ts";
+import { type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
+
+/** Exit codes of audit and replay: 0 no difference, 1 differences, 2 usage or config, 3 a store does not answer. */
+export const EXIT_DIFFERENCES = 1;
+export const EXIT_UNREACHABLE = 3;
+
+const USAGE = `Usage: agentmeter audit [--from-time TIME | --from-offset SPEC] [--to-offset SPEC]
+                       [--report FILE] [--suffix NAME] [--billing-config FILE]
+
+Reads the input topic (AGENTMETER_INPUT_TOPIC) up to its end as it stands at start, recomputes every
+figure with the billing core, and compares with MongoDB (every account: balances, trial counter, paid
+tokens, billed, creator share, platform fee, paused chats; every app's revenue ledgers) and ClickHouse
+(per app and level: records, tokens, cost, billed, creator share, platform fee, in usage_events FINAL and
+in the hourly and per-minute rollups). Never writes to the stores. Prints a summary and writes a JSON
+report listing every difference with the records that explain it.
+
+  --from-time TIME      start at the first record at or after TIME (ISO 8601 or epoch ms): delta audit
+  --from-offset SPEC    start at these offsets: N (every partition) or P:N,P:N: delta audit
+  --to-offset SPEC      stop before these offsets (default: the end at start)
+  --report FILE         where to write the JSON report (default audit-report.json)
+  --suffix NAME         audit the namespace written by 'agentmeter replay --suffix NAME'
+  --billing-config FILE billing config to recompute with (default AGENTMETER_BILLING_CONFIG)
+
+Only an audit of the whole topic compares balances and totals; a range compares the ClickHouse rows of
+its offsets (records, tokens, cost). See docs/audit.md. Configuration from the environment, as the
+processor's (KAFKA_BROKERS, MONGODB_URI, CLICKHOUSE_URL, ...).
+
+Exit codes: 0 no difference; 1 differences found; 2 bad argument or config; 3 a store does not answer.`;
+
+export function usageError(message: string): AgentmeterError {
+  return new AgentmeterError("CLI_USAGE", message);
+}
+
+function parseTime(text: string): number {
+  const ms = /^[0-9]{1,15}$/.test(text) ? Number(text) : Date.parse(text);
+  if (!Number.isFinite(ms))
+    throw usageError(`--from-time '${text}' is not an ISO 8601 time or epoch milliseconds`);
+  return ms;
+}
+
+type OptionValues = Record<string, string | boolean | undefined>;
+
+/** node:util parseArgs, with its error (unknown option, missing value) as a usage error naming the option. */
+export function parseCliOptions(
+  argv: readonly string[],
+  options: NonNullable<ParseArgsConfig["options"]>,
+): { values: OptionValues } {
+  try {
+    const { values } = parseArgs({ args: [...argv], allowPositionals: false, strict: true, options });
+    return { values: values as OptionValues };
+  } catch (error) {
+    throw usageError((error as Error).message);
+  }
+}
+
+/** The environment's config, or a replay namespace of it; the billing config from a file or the environment. */
+export function commandConfig(
+  suffix: string | undefined,
+  billingFile: string | undefined,
+): {
+  config: Config;
+  billing: BillingConfig;
+} {
+  const live = loadConfig(process.env);
+  const config = suffix === undefined ? live : suffixedConfig(live, suffix);
+  const billing = loadBillingConfig(
+    billingFile === undefined ? config : { ...config, AGENTMETER_BILLING_CONFIG: billingFile },
+  );
+  return { config, billing };
+}
+
+/** Progress lines on stderr at most once a second: records read of the total, and the rate. */
+export function progressPrinter(io: Io, label: string): (progress: ReadProgress) => void {
+  const started = Date.now();
+  let last = 0;
+  return ({ read, total }) => {
+    const now = Date.now();
+    if (now - last < 1000 && read < total) return;
+    last = now;
+    const rate = Math.round(read / Math.max(0.001, (now - started) / 1000));
+    io.stderr.write(`${label}: ${read} / ${total} records (${rate}/s)\n`);
+  };
+}
+
+/** Kafka's client logs go nowhere unless asked for: the CLI's stdout is the summary. */
+export function cliLogger() {
+  return createLogger(process.env.LOG_LEVEL ?? "error", "agentmeter-cli");
+}
+
+function rangeRequest(values: OptionValues): RangeRequest {
+  const fromTime = values["from-time"] as string | undefined;
+  const fromOffset = values["from-offset"] as string | undefined;
+  const toOffset = values["to-offset"] as string | undefined;
+  if (fromTime !== undefined && fromOffset !== undefined)
+    throw usageError("--from-time and --from-offset cannot be used together");
+  if (fromTime !== undefined) {
+    if (toOffset !== undefined) throw usageError("--to-offset goes with --from-offset, not --from-time");
+    return { kind: "time", fromMs: parseTime(fromTime) };
+  }
+  if (fromOffset === undefined && toOffset === undefined) return { kind: "all" };
+  return {
+    kind: "offsets",
+    from: fromOffset === undefined ? undefined : parseOffsetSpec(fromOffset, "--from-offset"),
+    to: toOffset === undefined ? undefined : parseOffsetSpec(toOffset, "--to-offset"),
+  };
+}
+
+async function audit(argv: readonly string[], io: Io): Promise<number> {
+  const { values } = parseCliOptions(argv, {
+    "from-time": { type: "string" },
+    "from-offset": { type: "string" },
+    "to-offset": { type: "string" },
+    report: { type: "string", default: "audit-report.json" },
+    suffix: { type: "string" },
+    "billing-config": { type: "string" },
+    help: { type: "boolean", short: "h" },
+  });
+  if (values.help === true) {
+    io.stdout.write(`${USAGE}\n`);
+    return EXIT_OK;
+  }
+  const range = rangeRequest(values);
+  const { config, billing } = commandConfig(
+    values.suffix as string | undefined,
+    values["billing-config"] as string | undefined,
+  );
+  const report = await runAudit({
+    config,
+    billing,
+    range,
+    logger: cliLogger(),
+    onProgress: progressPrinter(io, "audit"),
+  });
+  const file = values.report as string;
+  try {
+    await writeFile(file, reportJson(report));
+  } catch (error) {
+    throw usageError(`--report ${file}: cannot write (${(error as NodeJS.ErrnoException).code ?? error})`);
+  }
+  io.stdout.write(formatSummary(report));
+  io.stdout.write(`Report: ${file} (${report.differences.length} differences)\n`);
+  return report.differences.length > 0 ? EXIT_DIFFERENCES : EXIT_OK;
+}
+
+/** Maps the typed errors of audit and replay to their exit codes, one line on stderr each. */
+export async function withExitCodes(name: string, io: Io, action: () => Promise<number>): Promise<number> {
+  try {
+    return await action();
+  } catch (error) {
+    if (isAgentmeterError(error, "CLI_USAGE") || isAgentmeterError(error, "CONFIG_INVALID")) {
+      io.stderr.write(`agentmeter ${name}: ${error.message}\n`);
+      return EXIT_USAGE;
+    }
+    if (isAgentmeterError(error, "SERVICE_UNAVAILABLE")) {
+      io.stderr.write(`agentmeter ${name}: ${error.message}\n`);
+      return EXIT_UNREACHABLE;
+    }
+    throw error;
+  }
+}
+
+export const auditCommand: Command = {
+  summary: "recompute every figure from the topic and diff it against MongoDB and ClickHouse (read-only)",
+  run: (argv, io) => withExitCodes("audit", io, () => audit(argv, io)),
+};
