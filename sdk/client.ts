@@ -22,6 +22,12 @@ import { readAccount } from "../sinks/mongo/read.ts";
 import { BudgetView, type Staleness } from "./budget-view.ts";
 import { MockLedger } from "./mock-ledger.ts";
 import { type BatchingOptions, BatchingProducer, DEFAULT_BATCHING } from "./producer.ts";
+import {
+  type AppSessionIds,
+  type PlatformSessionIds,
+  PlatformTokenManager,
+  TokenManager,
+} from "./token-manager.ts";
 import { prepareRecord, type RecordInput } from "./validate.ts";
 
 export interface AgentmeterOptions {
@@ -157,6 +163,16 @@ export class Agentmeter {
       view,
       undefined,
     );
+  }
+
+  /** A manager for one end user's chat in an app (Level 2). */
+  tokenManager(ids: AppSessionIds): TokenManager {
+    return new TokenManager(this, ids);
+  }
+
+  /** A manager for one creator's platform session (Level 1). */
+  platformTokenManager(ids: PlatformSessionIds): PlatformTokenManager {
+    return new PlatformTokenManager(this, ids);
   }
 
   /** Validates, fills `record_id`, and sends; resolves once the broker acknowledged it (mock: once applied). */
