@@ -1,0 +1,240 @@
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { Difference } from "../../pipeline/audit/diff.ts";
+import type { AuditReport } from "../../pipeline/audit/report.ts";
+import { auditCommand } from "../../pipeline/cli/audit.ts";
+import type { Io } from "../../pipeline/cli/io.ts";
+import { replayCommand } from "../../pipeline/cli/replay.ts";
+import type { Config } from "../../pipeline/config.ts";
+import { defaultPriceBook, parseBillingConfig } from "../../pipeline/core/index.ts";
+import { createLogger } from "../../pipeline/log.ts";
+import { Processor } from "../../pipeline/processor/processor.ts";
+import { generateWorkload } from "../../pipeline/simulate/workload.ts";
+import { createClickHouse, quoteIdent } from "../../sinks/clickhouse/client.ts";
+import { createMongo } from "../../sinks/mongo/client.ts";
+import { COLLECTIONS } from "../../sinks/mongo/layout.ts";
+import {
+  configEnv,
+  connectProducer,
+  eventually,
+  isolatedConfig,
+  produceRecords,
+  testKafka,
+} from "../support/pipeline.ts";
+
+/** Runs a command in-process with captured output. */
+async function run(
+  command: typeof auditCommand,
+  argv: string[],
+): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const io: Io = {
+    stdin: process.stdin,
+    stdout: { write: (text: string) => (out += text) },
+    stderr: { write: (text: string) => (err += text) },
+  };
+  const code = await command.run(argv, io);
+  return { code, out, err };
+}
+
+/** The processor has committed every partition up to the topic's end: every store holds every record. */
+async function caughtUp(config: Config): Promise<void> {
+  const admin = testKafka(config).admin();
+  await admin.connect();
+  try {
+    await eventually(
+      "the processor committed the whole topic",
+      async () => {
+        const ends = await admin.fetchTopicOffsets(config.AGENTMETER_INPUT_TOPIC);
+        const [committed] = await admin.fetchOffsets({
+          groupId: config.AGENTMETER_GROUP_ID,
+          topics: [config.AGENTMETER_INPUT_TOPIC],
+        });
+        const at = new Map((committed?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
+        return ends.every(
+          (end) => BigInt(end.high) === 0n || (at.get(end.partition) ?? -1n) >= BigInt(end.high),
+        )
+          ? true
+          : undefined;
+      },
+      120_000,
+    );
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+describe("audit and replay on a real topic and real stores", () => {
+  const billing = parseBillingConfig({});
+  const records = [
+    ...generateWorkload({ seed: 11, records: 3_000, apps: 3, usersPerApp: 10, runId: "audit" }),
+  ];
+  let config: Config;
+  let dir: string;
+  const saved = { ...process.env };
+
+  before(async () => {
+    config = await isolatedConfig();
+    dir = await mkdtemp(path.join(tmpdir(), "agentmeter-audit-"));
+    // The commands read their configuration from the environment, as they do in a shell.
+    Object.assign(process.env, configEnv(config));
+    delete process.env.AGENTMETER_BILLING_CONFIG;
+    const processor = new Processor(config, billing, createLogger(config.LOG_LEVEL));
+    await processor.start();
+    try {
+      const producer = await connectProducer(testKafka(config));
+      // A message under the wrong key and one that is not JSON: the processor dead-letters both.
+      await producer.send({
+        topic: config.AGENTMETER_INPUT_TOPIC,
+        messages: [
+          { key: "app:nobody:nobody", value: JSON.stringify(records[0]) },
+          { key: "x", value: "not json" },
+        ],
+      });
+      await produceRecords(producer, config.AGENTMETER_INPUT_TOPIC, records as never);
+      await producer.disconnect();
+      await caughtUp(config);
+    } finally {
+      await processor.stop();
+    }
+  });
+
+  after(() => {
+    for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
+    Object.assign(process.env, saved);
+  });
+
+  const reportOf = async (file: string): Promise<AuditReport> => JSON.parse(await readFile(file, "utf8"));
+
+  it("given a clean run, an audit finds no difference (exit 0) and a second audit writes a byte-identical report", async () => {
+    const first = path.join(dir, "first.json");
+    const second = path.join(dir, "second.json");
+    const one = await run(auditCommand, ["--report", first]);
+    assert.equal(one.code, 0, `${one.out}\n${one.err}`);
+    const report = await reportOf(first);
+    assert.equal(report.mode, "complete");
+    assert.deepEqual(report.differences, []);
+    assert.equal(report.counts.records, records.length);
+    assert.equal(report.counts.skipped_key_mismatch, 1);
+    assert.equal(report.counts.skipped_undecodable, 1);
+    assert.ok(report.summary.find((row) => row.store === "mongodb.accounts")!.checked > 20);
+    assert.match(one.err, /audit: \d+ \/ \d+ records \(\d+\/s\)/, "progress on stderr");
+    const two = await run(auditCommand, ["--report", second]);
+    assert.equal(two.code, 0);
+    assert.equal(await readFile(second, "utf8"), await readFile(first, "utf8"));
+  });
+
+  it("given a replay into a suffix, the replayed namespace audits with zero differences", async () => {
+    const replayed = await run(replayCommand, ["--suffix", "r1"]);
+    assert.equal(replayed.code, 0, replayed.err);
+    const file = path.join(dir, "replay.json");
+    const audited = await run(auditCommand, ["--suffix", "r1", "--report", file]);
+    assert.equal(audited.code, 0, audited.out);
+    const report = await reportOf(file);
+    assert.equal(report.namespace.clickhouse_database, `${config.CLICKHOUSE_DATABASE}_r1`);
+    assert.deepEqual(report.differences, []);
+  });
+
+  it("given a new price book, the dry run shows the changed costs and writes nothing", async () => {
+    const priceBook = {
+      entries: [
+        ...defaultPriceBook.entries,
+        {
+          price_id: "gpt-4o-2026-01",
+          model: "gpt-4o",
+          effective_from: "2026-01-01T00:00:00Z",
+          prompt_micros_per_mtok: 5_000_000,
+          completion_micros_per_mtok: 20_000_000,
+        },
+      ],
+    };
+    const billingFile = path.join(dir, "billing.json");
+    await writeFile(billingFile, JSON.stringify({ price_book: priceBook }));
+    const file = path.join(dir, "dry-run.json");
+    const dry = await run(replayCommand, ["--dry-run", "--billing-config", billingFile, "--report", file]);
+    assert.equal(dry.code, 1, dry.err);
+    const report = await reportOf(file);
+    const costs = report.differences.filter((d) => d.field === "cost_micros");
+    assert.ok(costs.some((d) => d.store === "mongodb.accounts"));
+    assert.ok(costs.some((d) => d.store === "clickhouse.usage_events"));
+    // Dearer gpt-4o: the stored (old) cost is below the recomputed one everywhere it differs.
+    for (const d of costs) assert.ok(BigInt(d.delta!) < 0n, `${d.subject}: ${d.delta}`);
+    const live = await run(auditCommand, ["--report", path.join(dir, "after-dry-run.json")]);
+    assert.equal(live.code, 0, "the dry run changed nothing");
+  });
+
+  it("given a balance changed by hand in MongoDB and a row deleted from ClickHouse, each is reported with its account or app and amount (exit 1)", async () => {
+    const mongo = createMongo(config.MONGODB_URI);
+    const clickhouse = createClickHouse({
+      url: config.CLICKHOUSE_URL,
+      username: config.CLICKHOUSE_USER,
+      password: config.CLICKHOUSE_PASSWORD,
+    });
+    const app = records.find((r) => r.level === "app_usage")!;
+    const victim = { enterprise: app.enterprise_id, user: app.platform_user_id! };
+    const accountKey = `app:${victim.enterprise}:${victim.user}`;
+    let deleted: {
+      record_id: string;
+      enterprise_id: string;
+      level: string;
+      tokens_used: string;
+      billed: string;
+    };
+    try {
+      await mongo
+        .db(config.AGENTMETER_APP_DB_PREFIX + victim.enterprise)
+        .collection(COLLECTIONS.app.users)
+        .updateOne({ _id: victim.user as never }, { $inc: { credited_tokens: 1234 } });
+      const table = `${quoteIdent(config.CLICKHOUSE_DATABASE)}.usage_events`;
+      const result = await clickhouse.query({
+        query: `SELECT record_id, enterprise_id, toString(level) AS level, toString(tokens_used) AS tokens_used, toString(billed_micros) AS billed
+                FROM ${table} FINAL WHERE billed_micros > 0 ORDER BY record_id LIMIT 1`,
+        format: "JSONEachRow",
+      });
+      const [row] = (await result.json()) as (typeof deleted)[];
+      assert.ok(row !== undefined);
+      deleted = row;
+      await clickhouse.command({
+        query: `ALTER TABLE ${table} DELETE WHERE record_id = {id:String}`,
+        query_params: { id: deleted.record_id },
+        clickhouse_settings: { mutations_sync: "1" },
+      });
+    } finally {
+      await mongo.close();
+      await clickhouse.close();
+    }
+    const file = path.join(dir, "tampered.json");
+    const audited = await run(auditCommand, ["--report", file]);
+    assert.equal(audited.code, 1, audited.out);
+    const report = await reportOf(file);
+    const find = (store: string, subject: string, field: string): Difference | undefined =>
+      report.differences.find((d) => d.store === store && d.subject === subject && d.field === field);
+
+    const balance = find("mongodb.accounts", accountKey, "credited_tokens");
+    assert.ok(balance, JSON.stringify(report.differences, null, 1));
+    assert.equal(balance.delta, "1234");
+    assert.equal(balance.enterprise_id, victim.enterprise);
+    assert.ok(balance.record_ids.length > 0);
+
+    const subject = `${deleted.enterprise_id}/${deleted.level}`;
+    const rows = find("clickhouse.usage_events", subject, "records");
+    assert.ok(rows, JSON.stringify(report.differences, null, 1));
+    assert.equal(rows.delta, "-1");
+    assert.deepEqual(rows.record_ids, [deleted.record_id]);
+    assert.equal(find("clickhouse.usage_events", subject, "tokens")?.delta, `-${deleted.tokens_used}`);
+    assert.equal(find("clickhouse.usage_events", subject, "billed_micros")?.delta, `-${deleted.billed}`);
+    // The rollups were not touched: they still agree with the topic.
+    assert.equal(report.differences.filter((d) => d.store.startsWith("clickhouse.usage_by")).length, 0);
+    // Nothing else differs: exactly the two things changed by hand.
+    const subjects = new Set(report.differences.map((d) => `${d.store} ${d.subject}`));
+    assert.deepEqual(
+      [...subjects].sort(),
+      [`clickhouse.usage_events ${subject}`, `mongodb.accounts ${accountKey}`].sort(),
+    );
+    assert.match(audited.out, /mongodb\.accounts/);
+  });
+});
