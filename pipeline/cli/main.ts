@@ -4,6 +4,7 @@ import { computeCommand } from "./compute.ts";
 import { demoCommand } from "./demo.ts";
 import { type Command, EXIT_OK, EXIT_USAGE, type Io, processIo } from "./io.ts";
 import { replayCommand } from "./replay.ts";
+import { simulateCommand } from "./simulate.ts";
 
 /** Subcommands by name; a new command is one line here. */
 const commands: Readonly<Record<string, Command>> = {
@@ -11,6 +12,7 @@ const commands: Readonly<Record<string, Command>> = {
   compute: computeCommand,
   demo: demoCommand,
   replay: replayCommand,
+  simulate: simulateCommand,
 };
 
 function help(): string {
