@@ -1,0 +1,155 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { diffStores } from "../../pipeline/audit/diff.ts";
+import { suffixedConfig } from "../../pipeline/audit/namespace.ts";
+import { parseOffsetSpec } from "../../pipeline/audit/range.ts";
+import type { UsageTotals } from "../../pipeline/audit/read-clickhouse.ts";
+import type { MongoActual } from "../../pipeline/audit/read-mongo.ts";
+import { type Expected, Recomputer, type TopicMessage } from "../../pipeline/audit/recompute.ts";
+import { buildReport, reportJson } from "../../pipeline/audit/report.ts";
+import { loadConfig } from "../../pipeline/config.ts";
+import { parseBillingConfig } from "../../pipeline/core/index.ts";
+import { isAgentmeterError } from "../../pipeline/errors.ts";
+import { generateWorkload } from "../../pipeline/simulate/workload.ts";
+import { accountKeyOf } from "../../schemas/index.ts";
+
+const billing = parseBillingConfig({});
+const records = [...generateWorkload({ seed: 3, records: 400, apps: 2, usersPerApp: 4, runId: "unit" })];
+
+function messages(): TopicMessage[] {
+  return records.map((record, index) => ({
+    offset: String(index),
+    key: Buffer.from(accountKeyOf(record as never)),
+    value: Buffer.from(JSON.stringify(record)),
+  }));
+}
+
+function recompute(list: readonly TopicMessage[]): Expected {
+  const recomputer = new Recomputer(billing, 65_536);
+  for (const message of list) recomputer.add(0, message);
+  return recomputer.finish();
+}
+
+/** The stores exactly as a correct processor leaves them after these records. */
+function faithfulStores(expected: Expected): {
+  mongo: MongoActual;
+  clickhouse: { usage_events: Map<string, UsageTotals> };
+} {
+  const accounts = new Map(
+    Object.values(expected.state.accounts).map((account) => [
+      account.account_key,
+      {
+        account_key: account.account_key,
+        enterprise_id: account.enterprise_id,
+        doc: structuredClone(account) as never,
+      },
+    ]),
+  );
+  const revenue = new Map([...expected.revenue].map(([app, ledger]) => [app, { ...ledger.figures }]));
+  const usage = new Map(
+    [...expected.usage].map(([key, group]) => [
+      key,
+      { enterprise_id: group.enterprise_id, level: group.level, figures: { ...group.figures } },
+    ]),
+  );
+  return { mongo: { accounts, revenue, apps: [...revenue.keys()] }, clickhouse: { usage_events: usage } };
+}
+
+describe("audit: recompute and diff (no server)", () => {
+  it("skips what the processor dead-letters: a message under another key, and one that is not JSON", () => {
+    const list = messages();
+    const clean = recompute(list);
+    const noisy = recompute([
+      { offset: "900", key: Buffer.from("app:other:someone"), value: list[0]!.value },
+      { offset: "901", key: Buffer.from("x"), value: Buffer.from("{not json") },
+      { offset: "902", key: null, value: null },
+      ...list,
+    ]);
+    assert.equal(noisy.counts.skipped_key_mismatch, 1);
+    assert.equal(noisy.counts.skipped_undecodable, 2);
+    assert.deepEqual(noisy.state, clean.state);
+  });
+
+  it("given stores that agree, there is no difference", () => {
+    const expected = recompute(messages());
+    assert.deepEqual(diffStores(expected, faithfulStores(expected)), []);
+  });
+
+  it("given a hand-changed balance, a missing document and a missing row, each is named with its amount and records", () => {
+    const expected = recompute(messages());
+    const stores = faithfulStores(expected);
+    const [first, second] = [...stores.mongo.accounts.values()].filter((a) => a.enterprise_id !== null);
+    (first!.doc as { credited_tokens: number }).credited_tokens += 500;
+    stores.mongo.accounts.delete(second!.account_key);
+    const group = [...stores.clickhouse.usage_events.values()][0]!;
+    group.figures.records -= 1n;
+    group.figures.billed_micros -= 7n;
+
+    const differences = diffStores(expected, stores);
+    const balance = differences.find((d) => d.subject === first!.account_key);
+    assert.equal(balance?.field, "credited_tokens");
+    assert.equal(balance?.delta, "500");
+    assert.deepEqual(balance?.record_ids, expected.trails.get(first!.account_key)!.ids.slice(0, 50));
+    const missing = differences.find((d) => d.subject === second!.account_key);
+    assert.deepEqual([missing?.field, missing?.expected, missing?.actual], ["document", "present", null]);
+    const rows = differences.filter((d) => d.store === "clickhouse.usage_events");
+    assert.deepEqual(
+      rows.map((d) => [d.subject, d.field, d.delta]),
+      [
+        [`${group.enterprise_id}/${group.level}`, "records", "-1"],
+        [`${group.enterprise_id}/${group.level}`, "billed_micros", "-7"],
+      ],
+    );
+  });
+
+  it("given the same inputs, the report is byte-identical (sorted, no clock)", () => {
+    const build = () => {
+      const expected = recompute(messages());
+      const stores = faithfulStores(expected);
+      for (const account of stores.mongo.accounts.values())
+        (account.doc as { tokens_used: number }).tokens_used += 1;
+      return reportJson(
+        buildReport({
+          range: { topic: "t", partitions: [{ partition: 0, from: "0", to: "400" }], complete: true },
+          namespace: { mongodb_platform_db: "P", mongodb_app_db_prefix: "A_", clickhouse_database: "c" },
+          billing,
+          counts: expected.counts,
+          checked: { "mongodb.accounts": stores.mongo.accounts.size },
+          differences: diffStores(expected, stores),
+        }),
+      );
+    };
+    const one = build();
+    assert.equal(one, build());
+    assert.doesNotMatch(one, /duration|elapsed|generated_at|_ms"/);
+  });
+
+  it("parses offset specs and rejects bad ones with the option named", () => {
+    assert.equal(parseOffsetSpec("12", "--from-offset").all, 12n);
+    assert.deepEqual(
+      [...parseOffsetSpec("0:5,3:40", "--to-offset").byPartition],
+      [
+        [0, 5n],
+        [3, 40n],
+      ],
+    );
+    assert.throws(
+      () => parseOffsetSpec("0:5,x", "--to-offset"),
+      (error) => isAgentmeterError(error, "CLI_USAGE") && error.message.startsWith("--to-offset: 'x'"),
+    );
+  });
+
+  it("puts a replay's namespace beside the live one, never inside it", () => {
+    const live = loadConfig({});
+    const replay = suffixedConfig(live, "r1");
+    assert.equal(replay.AGENTMETER_INPUT_TOPIC, live.AGENTMETER_INPUT_TOPIC);
+    assert.equal(replay.CLICKHOUSE_DATABASE, "agentmeter_r1");
+    assert.equal(replay.AGENTMETER_APP_DB_PREFIX, "MozaiksApp_Rr1_");
+    assert.notEqual(replay.AGENTMETER_EVENTS_TOPIC, live.AGENTMETER_EVENTS_TOPIC);
+    assert.notEqual(replay.AGENTMETER_GROUP_ID, live.AGENTMETER_GROUP_ID);
+    assert.throws(
+      () => suffixedConfig(live, "Bad"),
+      (error) => isAgentmeterError(error, "CLI_USAGE"),
+    );
+  });
+});
