@@ -53,6 +53,8 @@ export const ConfigSchema = z.object({
   AGENTMETER_BILLING_CONFIG: z.string().min(1).optional(),
   /** How many partitions one processor works on at once (each flushes on its own). */
   AGENTMETER_CONCURRENCY: positiveInt.max(64).default(6),
+  /** How long the group waits for a silent member before moving its partitions (the broker allows 6 s and up). */
+  AGENTMETER_SESSION_TIMEOUT_MS: positiveInt.min(6_000).max(300_000).default(30_000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 

@@ -1,6 +1,7 @@
 import type { Message, Producer } from "kafkajs";
 import { bigintReplacer } from "../../schemas/index.ts";
 import type { UsageEventsSink } from "../../sinks/clickhouse/usage-events.ts";
+import type { Limiter } from "../../sinks/mongo/limiter.ts";
 import { writeProjections } from "../../sinks/mongo/projections.ts";
 import { writeDocs } from "../../sinks/mongo/watermarked-store.ts";
 import type { FlushPlan } from "./partition-worker.ts";
@@ -8,6 +9,7 @@ import type { FlushPlan } from "./partition-worker.ts";
 export interface FlushTargets {
   producer: Producer;
   usageEvents: UsageEventsSink;
+  mongoLimiter: Limiter;
   topics: { deadLetter: string; events: string; state: string };
 }
 
@@ -28,11 +30,28 @@ function json(value: unknown): string {
  *  6. (the caller) commit offsets: a crash before it only causes re-delivery, which 2-5 skip.
  * Every step may be retried as a whole: each is idempotent for the same plan.
  */
+/** Milliseconds spent in each step of one flush: where the time goes when the processor is slow. */
+export interface FlushTimings {
+  kafka: number;
+  clickhouse: number;
+  ledgers: number;
+  projections: number;
+  accounts: number;
+}
+
 export async function flush(
   plan: FlushPlan,
   targets: FlushTargets,
-  heartbeat: () => Promise<void>,
-): Promise<void> {
+  /** Throws once the batch's partition may belong to another member; called between steps. */
+  checkpoint: () => void,
+): Promise<FlushTimings> {
+  let mark = performance.now();
+  const lap = (): number => {
+    const now = performance.now();
+    const spent = now - mark;
+    mark = now;
+    return Math.round(spent);
+  };
   const topicMessages: { topic: string; messages: Message[] }[] = [];
   if (plan.deadLetters.length > 0) {
     topicMessages.push({
@@ -57,15 +76,20 @@ export async function flush(
     });
   }
   if (topicMessages.length > 0) await targets.producer.sendBatch({ topicMessages, acks: -1 });
-  await heartbeat();
+  checkpoint();
+  const kafka = lap();
 
   if (plan.usage.length > 0) await targets.usageEvents.append(plan.topic, plan.partition, plan.usage);
   await targets.usageEvents.appendSessionSummaries(plan.topic, plan.partition, plan.sessionSummaries);
-  await heartbeat();
+  checkpoint();
+  const clickhouse = lap();
 
   const wm = { topic: plan.topic, partition: plan.partition };
-  if (plan.ledgerWrites.length > 0) await writeDocs(plan.ledgerWrites, wm);
-  if (plan.projections.length > 0) await writeProjections(plan.projections);
-  await heartbeat();
-  if (plan.accountWrites.length > 0) await writeDocs(plan.accountWrites, wm);
+  if (plan.ledgerWrites.length > 0) await writeDocs(plan.ledgerWrites, wm, targets.mongoLimiter);
+  const ledgers = lap();
+  if (plan.projections.length > 0) await writeProjections(plan.projections, targets.mongoLimiter);
+  checkpoint();
+  const projections = lap();
+  if (plan.accountWrites.length > 0) await writeDocs(plan.accountWrites, wm, targets.mongoLimiter);
+  return { kafka, clickhouse, ledgers, projections, accounts: lap() };
 }

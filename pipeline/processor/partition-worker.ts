@@ -60,6 +60,8 @@ export interface FlushPlan {
 export interface WorkerDeps {
   layout: MongoLayout;
   indexes: IndexRegistry;
+  /** Shared documents (apps, workflows) this process has written; see projectionWrites. */
+  knownShared: Set<string>;
   billing: BillingConfig;
   maxRecordBytes: number;
   /** Wall clock for the dead-letter envelope only; billing never reads it. */
@@ -138,7 +140,12 @@ export class PartitionWorker {
       plan.budgetStates.push(budgetStateOf(owned.body!));
       plan.accountWrites.push(this.pendingWrite(owned) as PendingWrite<AccountState & Document>);
     }
-    plan.projections = projectionWrites(this.deps.layout, touchedStates, result.outputs);
+    plan.projections = projectionWrites(
+      this.deps.layout,
+      touchedStates,
+      result.outputs,
+      this.deps.knownShared,
+    );
     for (const owned of this.ledgers.values()) {
       if (owned.pendingWm !== undefined)
         plan.ledgerWrites.push(this.pendingWrite(owned) as PendingWrite<RevenueLedger & Document>);
@@ -148,7 +155,10 @@ export class PartitionWorker {
   }
 
   /** The flush made the plan durable: the stored watermarks move up to what was written. */
-  committed(): void {
+  committed(plan: FlushPlan): void {
+    for (const projection of plan.projections) {
+      if (projection.sharedKey !== undefined) this.deps.knownShared.add(projection.sharedKey);
+    }
     for (const owned of [...this.accounts.values(), ...this.ledgers.values()]) {
       if (owned.pendingWm !== undefined) owned.storedWm = owned.pendingWm;
       owned.pendingWm = undefined;

@@ -7,13 +7,24 @@ import { UsageEventsSink } from "../../sinks/clickhouse/usage-events.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
 import { IndexRegistry } from "../../sinks/mongo/indexes.ts";
 import { MongoLayout } from "../../sinks/mongo/layout.ts";
+import { Limiter } from "../../sinks/mongo/limiter.ts";
 import type { Config } from "../config.ts";
 import type { BillingConfig } from "../core/index.ts";
 import { isAgentmeterError } from "../errors.ts";
 import { createKafka, DEFAULT_PARTITIONER, ensureTopics } from "../kafka.ts";
 import type { Logger } from "../log.ts";
-import { flush } from "./flush.ts";
+import { BatchLease } from "./batch-lease.ts";
+import { type FlushTimings, flush } from "./flush.ts";
 import { PartitionWorker } from "./partition-worker.ts";
+
+/** MongoDB operations in flight per process, over all partitions (measured best for FerretDB here: see docs/processing.md). */
+const MONGO_IN_FLIGHT = 8;
+
+function countBy(names: readonly string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const name of names) counts[name] = (counts[name] ?? 0) + 1;
+  return counts;
+}
 
 export interface ProcessorTotals {
   consumed: number;
@@ -50,8 +61,11 @@ export class Processor {
   private readonly usageEvents: UsageEventsSink;
   private readonly layout: MongoLayout;
   private readonly indexes: IndexRegistry;
+  private readonly knownShared = new Set<string>();
+  private readonly mongoLimiter = new Limiter(MONGO_IN_FLIGHT);
   private readonly workers = new Map<number, PartitionWorker>();
   private stopping = false;
+  private readonly heartbeatIntervalMs: number;
 
   constructor(
     private readonly config: Config,
@@ -59,10 +73,11 @@ export class Processor {
     private readonly logger: Logger,
   ) {
     this.kafka = createKafka(config, logger);
+    this.heartbeatIntervalMs = Math.floor(config.AGENTMETER_SESSION_TIMEOUT_MS / 10);
     this.consumer = this.kafka.consumer({
       groupId: config.AGENTMETER_GROUP_ID,
-      sessionTimeout: 30_000,
-      heartbeatInterval: 3_000,
+      sessionTimeout: config.AGENTMETER_SESSION_TIMEOUT_MS,
+      heartbeatInterval: this.heartbeatIntervalMs,
       maxBytesPerPartition: 2 * 1024 * 1024,
     });
     this.producer = this.kafka.producer({
@@ -134,6 +149,7 @@ export class Processor {
       worker = new PartitionWorker(topic, partition, {
         layout: this.layout,
         indexes: this.indexes,
+        knownShared: this.knownShared,
         billing: this.billing,
         maxRecordBytes: this.config.AGENTMETER_MAX_RECORD_BYTES,
         now: () => new Date(),
@@ -153,16 +169,33 @@ export class Processor {
   }: EachBatchPayload): Promise<void> {
     if (batch.messages.length === 0) return;
     const worker = this.worker(batch.topic, batch.partition);
+    const lease = new BatchLease(heartbeat, this.heartbeatIntervalMs);
     try {
+      const planStarted = performance.now();
       const plan = await worker.plan(batch.messages);
+      const planMs = Math.round(performance.now() - planStarted);
+      lease.check();
+      let timings: FlushTimings | undefined;
       await this.withRetry(
-        () => flush(plan, this.flushTargets(), heartbeat),
-        heartbeat,
-        () => isRunning() && !isStale(),
+        async () => {
+          timings = await flush(plan, this.flushTargets(), () => lease.check());
+        },
+        () => isRunning() && !isStale() && !lease.lost,
       );
-      worker.committed();
-      const last = batch.messages[batch.messages.length - 1]!.offset;
-      resolveOffset(last);
+      this.logger.debug(
+        {
+          partition: batch.partition,
+          records: batch.messages.length,
+          accountDocs: plan.accountWrites.length,
+          projectionDocs: plan.projections.length,
+          projectionsBy: countBy(plan.projections.map((p) => p.collection.collectionName)),
+          planMs,
+          ms: timings,
+        },
+        "flushed",
+      );
+      worker.committed(plan);
+      resolveOffset(batch.messages[batch.messages.length - 1]!.offset);
       await commitOffsetsIfNecessary({
         topics: [
           { topic: batch.topic, partitions: [{ partition: batch.partition, offset: plan.commitOffset }] },
@@ -175,13 +208,16 @@ export class Processor {
       this.workers.delete(batch.partition);
       this.usageEvents.forget(batch.topic, batch.partition);
       if (isAgentmeterError(error, "OWNERSHIP_LOST")) {
+        // Nothing was committed; kafkajs re-fetches from the last resolved offset or the partition moves.
         this.logger.warn(
           { err: error, partition: batch.partition },
-          "partition taken over by another member; dropping its state",
+          "batch abandoned: partition may have moved",
         );
         return;
       }
       throw error;
+    } finally {
+      lease.release();
     }
   }
 
@@ -189,6 +225,7 @@ export class Processor {
     return {
       producer: this.producer,
       usageEvents: this.usageEvents,
+      mongoLimiter: this.mongoLimiter,
       topics: {
         deadLetter: this.config.AGENTMETER_DLQ_TOPIC,
         events: this.config.AGENTMETER_EVENTS_TOPIC,
@@ -197,12 +234,8 @@ export class Processor {
     };
   }
 
-  /** Retries a failing sink with capped backoff for as long as the batch is still ours. */
-  private async withRetry(
-    action: () => Promise<void>,
-    heartbeat: () => Promise<void>,
-    stillOurs: () => boolean,
-  ): Promise<void> {
+  /** Retries a failing sink with capped backoff for as long as the batch is still ours (the lease heartbeats meanwhile). */
+  private async withRetry(action: () => Promise<void>, stillOurs: () => boolean): Promise<void> {
     let delay = 100;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -215,7 +248,6 @@ export class Processor {
           "flush failed; retrying (consumption paused)",
         );
         await sleep(delay);
-        await heartbeat().catch(() => undefined);
         delay = Math.min(delay * 2, 5_000);
       }
     }

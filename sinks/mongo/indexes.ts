@@ -6,6 +6,8 @@ import { COLLECTIONS, type MongoLayout } from "./layout.ts";
  * a creator's apps). Lookups stay on top-level fields: FerretDB does not push nested filters down.
  */
 const PLATFORM: Record<string, IndexDescription[]> = {
+  [COLLECTIONS.platform.users]: [{ key: { account_key: 1 }, name: "by_account" }],
+  [COLLECTIONS.platform.usage]: [{ key: { as_of: -1 }, name: "by_time" }],
   [COLLECTIONS.platform.enterprises]: [{ key: { mozaiks_user_id: 1 }, name: "by_creator" }],
   [COLLECTIONS.platform.sessions]: [{ key: { mozaiks_user_id: 1, started_at: -1 }, name: "by_creator_time" }],
 };
@@ -13,8 +15,10 @@ const APP: Record<string, IndexDescription[]> = {
   [COLLECTIONS.app.users]: [{ key: { mozaiks_user_id: 1 }, name: "by_creator" }],
   [COLLECTIONS.app.sessions]: [{ key: { platform_user_id: 1, started_at: -1 }, name: "by_user_time" }],
   [COLLECTIONS.app.pausedChats]: [{ key: { platform_user_id: 1, status: 1 }, name: "by_user_status" }],
+  [COLLECTIONS.app.revenue]: [{ key: { partition: 1 }, name: "by_partition" }],
 };
 const WORKFLOW: Record<string, IndexDescription[]> = {
+  [COLLECTIONS.workflow.workflows]: [{ key: { enterprise_id: 1 }, name: "by_app" }],
   [COLLECTIONS.workflow.chatPauses]: [{ key: { account_key: 1, status: 1 }, name: "by_account_status" }],
   [COLLECTIONS.workflow.tokenChats]: [
     { key: { enterprise_id: 1, workflow_name: 1 }, name: "by_app_workflow" },
@@ -28,9 +32,14 @@ async function ensure(db: Db, spec: Record<string, IndexDescription[]>): Promise
   );
 }
 
-/** Creates indexes once per database per process: the shared databases at start, an app's on first sight. */
+/**
+ * Creates every collection with its indexes once per database per process, one database at a time:
+ * the shared databases at start, an app's on first sight, always before any write to it, so that writes
+ * never create a collection implicitly while other writes run.
+ */
 export class IndexRegistry {
   private readonly done = new Map<string, Promise<void>>();
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly layout: MongoLayout) {}
 
@@ -48,11 +57,12 @@ export class IndexRegistry {
   private once(key: string, create: () => Promise<void>): Promise<void> {
     let pending = this.done.get(key);
     if (pending === undefined) {
-      pending = create().catch((error: unknown) => {
+      pending = this.queue.then(create, create).catch((error: unknown) => {
         this.done.delete(key);
         throw error;
       });
       this.done.set(key, pending);
+      this.queue = pending.catch(() => undefined);
     }
     return pending;
   }

@@ -1,7 +1,8 @@
-import type { AnyBulkWriteOperation, Collection, Document } from "mongodb";
+import type { Collection, Document } from "mongodb";
 import type { AccountState, ChatState } from "../../pipeline/core/index.ts";
 import type { Output, SessionSummary } from "../../schemas/index.ts";
 import { COLLECTIONS, type MongoLayout } from "./layout.ts";
+import type { Limiter } from "./limiter.ts";
 
 /**
  * Read-side documents of the seed's layout that are projections of account state or of single outputs:
@@ -15,10 +16,17 @@ export interface ProjectionWrite {
   /** The whole document (projections of one account, which one partition owns). */
   doc?: Document;
   /**
-   * Or fields merged into a document many partitions touch (an app, a workflow): `$max` keeps
-   * `last_used_at` monotonic whichever partition writes last.
+   * Or fields merged into a document many partitions touch (an app, a workflow). They hold only
+   * facts that never change, so any partition may write them, in any order, once per process.
    */
-  merge?: { set: Document; max: Document };
+  merge?: { set: Document };
+  /** For merges: the key to remember as written once the flush is durable. */
+  sharedKey?: string;
+  /**
+   * The document never changes once written (a finished session's summary): it goes in a multi-document
+   * insert, which FerretDB takes far faster than one update per document.
+   */
+  immutable?: boolean;
 }
 
 export type ChatStatus = "active" | "paused" | "resumable" | "finalized";
@@ -29,10 +37,13 @@ function chatStatus(chat: ChatState | undefined): ChatStatus {
   return chat.can_resume ? "resumable" : "paused";
 }
 
-function chatIdOf(output: Output): string | undefined {
-  if (output.kind === "session_event" || output.kind === "session_summary") return output.chat_id;
+/** The chat whose pause state this output changes, if any (most chats never pause: no write for them). */
+function pausedChatOf(output: Output): string | undefined {
   if (output.kind === "budget_event" && (output.event === "exhausted" || output.event === "resumable"))
     return output.chat_id;
+  if (output.kind !== "session_event") return undefined;
+  if (output.event === "pause" || output.event === "resume") return output.chat_id;
+  if (output.event === "finalize" && (output.chat_paused || output.can_resume)) return output.chat_id;
   return undefined;
 }
 
@@ -91,59 +102,40 @@ export function projectionWrites(
   layout: MongoLayout,
   accounts: ReadonlyMap<string, AccountState>,
   outputs: readonly Output[],
+  /** Shared documents this process has already written (apps, workflows): not written again. */
+  known: ReadonlySet<string>,
 ): ProjectionWrite[] {
   const writes = new Map<string, ProjectionWrite>();
-  const put = (collection: Collection<Document>, id: string, doc: Document): void => {
-    writes.set(`${collection.dbName}.${collection.collectionName}/${id}`, { collection, id, doc });
+  const put = (collection: Collection<Document>, id: string, doc: Document, immutable = false): void => {
+    writes.set(`${collection.dbName}.${collection.collectionName}/${id}`, { collection, id, doc, immutable });
   };
-  const merge = (collection: Collection<Document>, id: string, set: Document, max: Document): void => {
+  const merge = (collection: Collection<Document>, id: string, set: Document): void => {
     const key = `${collection.dbName}.${collection.collectionName}/${id}`;
-    const previous = writes.get(key)?.merge?.max;
-    const newer = previous !== undefined && previous.last_used_at > max.last_used_at ? previous : max;
-    writes.set(key, { collection, id, merge: { set, max: newer } });
+    if (!known.has(key)) writes.set(key, { collection, id, merge: { set }, sharedKey: key });
   };
   const platform = layout.platform();
   const workflow = layout.workflow();
 
   const lastByChat = new Map<string, Output>();
   for (const output of outputs) {
-    const chatId = chatIdOf(output);
+    const chatId = pausedChatOf(output);
     if (chatId !== undefined) lastByChat.set(`${output.account_key}\u0000${chatId}`, output);
-    if (output.kind === "session_event" && output.event === "start") {
-      const db =
-        output.level === "platform"
-          ? platform.collection(COLLECTIONS.platform.sessions)
-          : layout.app(output.enterprise_id).collection(COLLECTIONS.app.sessions);
-      const doc = {
-        session_id: output.session_id,
-        chat_id: output.chat_id,
-        account_key: output.account_key,
-        level: output.level,
-        enterprise_id: output.enterprise_id,
-        mozaiks_user_id: output.mozaiks_user_id,
-        platform_user_id: output.platform_user_id,
-        workflow_name: output.workflow_name,
-        status: "active",
-        started_at: output.occurred_at,
-      };
-      put(db, output.session_id, doc);
-      put(workflow.collection(COLLECTIONS.workflow.tokenSessions), output.session_id, doc);
-    }
     if (output.kind === "session_summary") {
       const doc = sessionDoc(output);
       const db =
         output.level === "platform"
           ? platform.collection(COLLECTIONS.platform.sessions)
           : layout.app(output.enterprise_id).collection(COLLECTIONS.app.sessions);
-      put(db, output.session_id, doc);
-      put(workflow.collection(COLLECTIONS.workflow.tokenSessions), output.session_id, doc);
-      put(workflow.collection(COLLECTIONS.workflow.tokenChats), output.chat_id, {
-        ...doc,
-        timestamp: output.ended_at,
-      });
+      put(db, output.session_id, doc, true);
+      put(workflow.collection(COLLECTIONS.workflow.tokenSessions), output.session_id, doc, true);
+      put(
+        workflow.collection(COLLECTIONS.workflow.tokenChats),
+        output.chat_id,
+        { ...doc, timestamp: output.ended_at },
+        true,
+      );
     }
     if (output.kind === "usage_outcome") {
-      const lastUsed = { last_used_at: new Date(output.occurred_at) };
       merge(
         workflow.collection(COLLECTIONS.workflow.workflows),
         `${output.enterprise_id}:${output.workflow_name}`,
@@ -152,14 +144,11 @@ export function projectionWrites(
           workflow_name: output.workflow_name,
           workflow_type: output.workflow_type,
         },
-        lastUsed,
       );
-      merge(
-        platform.collection(COLLECTIONS.platform.enterprises),
-        output.enterprise_id,
-        { enterprise_id: output.enterprise_id, mozaiks_user_id: output.mozaiks_user_id },
-        lastUsed,
-      );
+      merge(platform.collection(COLLECTIONS.platform.enterprises), output.enterprise_id, {
+        enterprise_id: output.enterprise_id,
+        mozaiks_user_id: output.mozaiks_user_id,
+      });
     }
   }
 
@@ -168,9 +157,12 @@ export function projectionWrites(
     const account = accounts.get(accountKey);
     if (account === undefined) continue;
     const doc = pauseDoc(account, chatId, account.chats[chatId], last);
-    put(workflow.collection(COLLECTIONS.workflow.chatPauses), chatId, doc);
-    if (account.level === "app_usage")
-      put(layout.app(last.enterprise_id).collection(COLLECTIONS.app.pausedChats), chatId, doc);
+    // One pause document per chat: an app's end users' in its PausedChats, creators' in ChatPauses.
+    const collection =
+      account.level === "app_usage"
+        ? layout.app(last.enterprise_id).collection(COLLECTIONS.app.pausedChats)
+        : workflow.collection(COLLECTIONS.workflow.chatPauses);
+    put(collection, chatId, doc);
   }
 
   for (const account of accounts.values()) {
@@ -189,26 +181,42 @@ export function projectionWrites(
   return [...writes.values()];
 }
 
-function operation(write: ProjectionWrite): AnyBulkWriteOperation<Document> {
-  const filter = { _id: write.id } as Document;
-  if (write.merge !== undefined) {
-    return { updateOne: { filter, update: { $set: write.merge.set, $max: write.merge.max }, upsert: true } };
+function write(projection: ProjectionWrite): Promise<unknown> {
+  const filter = { _id: projection.id } as Document;
+  if (projection.merge !== undefined) {
+    return projection.collection.updateOne(filter, { $set: projection.merge.set }, { upsert: true });
   }
-  return { replaceOne: { filter, replacement: write.doc ?? {}, upsert: true } };
+  return projection.collection.replaceOne(filter, projection.doc ?? {}, { upsert: true });
 }
 
 /**
- * One ordered bulk of upserts per collection. Two partitions creating the same shared document at once
- * can collide on its _id; the flush is then retried, and the retry finds the document and merges.
+ * Immutable documents go in one insertMany per collection; a failure there (a document already in, after
+ * a crash or a retried flush) falls back to upserting each. The rest is one upsert per document. All
+ * under the process-wide limiter, as single statements (see Limiter). Two partitions creating the same
+ * shared document at once can collide on its _id; the flush is then retried and finds it.
  */
-export async function writeProjections(writes: readonly ProjectionWrite[]): Promise<void> {
-  const byCollection = new Map<Collection<Document>, AnyBulkWriteOperation<Document>[]>();
-  for (const write of writes) {
-    const operations = byCollection.get(write.collection) ?? [];
-    operations.push(operation(write));
-    byCollection.set(write.collection, operations);
+export async function writeProjections(writes: readonly ProjectionWrite[], limiter: Limiter): Promise<void> {
+  const inserts = new Map<Collection<Document>, ProjectionWrite[]>();
+  const tasks: (() => Promise<void>)[] = [];
+  for (const projection of writes) {
+    if (projection.immutable !== true) {
+      tasks.push(() => write(projection).then(() => undefined));
+      continue;
+    }
+    const group = inserts.get(projection.collection) ?? [];
+    group.push(projection);
+    inserts.set(projection.collection, group);
   }
-  await Promise.all(
-    [...byCollection].map(([collection, operations]) => collection.bulkWrite(operations, { ordered: true })),
-  );
+  for (const [collection, group] of inserts) {
+    tasks.push(async () => {
+      try {
+        await collection.insertMany(
+          group.map((projection) => ({ _id: projection.id, ...projection.doc }) as Document),
+        );
+      } catch {
+        for (const projection of group) await write(projection);
+      }
+    });
+  }
+  await limiter.all(tasks);
 }

@@ -1,5 +1,6 @@
 import { type Collection, type Document, MongoServerError } from "mongodb";
 import { AgentmeterError } from "../../pipeline/errors.ts";
+import type { Limiter } from "./limiter.ts";
 
 /**
  * Documents owned by one input partition (account documents, per-partition revenue ledgers) are written
@@ -89,61 +90,50 @@ export async function writeDoc<T extends Document>(
 }
 
 /**
- * Writes many documents: per collection, one ordered bulk of compare-and-set replaces and one insertMany
- * of new documents (one round trip each instead of one per document). If a bulk does not match every
- * document (a lost response retried, or a lost partition) or fails, that collection's writes are redone
- * one by one, where each mismatch is told apart as "already ours" or OWNERSHIP_LOST.
+ * Writes many documents. New documents go in one insertMany per collection (a single statement);
+ * existing ones each as their own compare-and-set replace, under the process-wide limiter: FerretDB v1
+ * wedged on multi-statement update commands here, so there is no bulk update. A failed insertMany is
+ * redone document by document, where a duplicate is told apart as "already ours" or OWNERSHIP_LOST.
  */
 export async function writeDocs<T extends Document>(
   writes: readonly PendingWrite<T>[],
   wm: { topic: string; partition: number },
+  limiter: Limiter,
 ): Promise<void> {
-  const byCollection = new Map<Collection<Document>, PendingWrite<T>[]>();
+  const inserts = new Map<Collection<Document>, PendingWrite<T>[]>();
+  const tasks: (() => Promise<void>)[] = [];
   for (const write of writes) {
-    const group = byCollection.get(write.ref.collection);
-    if (group === undefined) byCollection.set(write.ref.collection, [write]);
+    if (write.loadedWm >= 0n) {
+      tasks.push(() => writeDoc(write, wm));
+      continue;
+    }
+    const group = inserts.get(write.ref.collection);
+    if (group === undefined) inserts.set(write.ref.collection, [write]);
     else group.push(write);
   }
-  await Promise.all([...byCollection].map(([collection, group]) => writeCollection(collection, group, wm)));
+  for (const [collection, group] of inserts) tasks.push(() => insertNew(collection, group, wm));
+  await limiter.all(tasks);
 }
 
-async function writeCollection<T extends Document>(
+async function insertNew<T extends Document>(
   collection: Collection<Document>,
   writes: readonly PendingWrite<T>[],
   wm: { topic: string; partition: number },
 ): Promise<void> {
-  const stamp = (write: PendingWrite<T>): Document => ({
-    ...write.body,
-    wm_topic: wm.topic,
-    wm_partition: wm.partition,
-    wm_offset: write.newWm,
-  });
-  const updates = writes.filter((write) => write.loadedWm >= 0n);
-  const inserts = writes.filter((write) => write.loadedWm < 0n);
-  let clean = true;
   try {
-    if (updates.length > 0) {
-      const result = await collection.bulkWrite(
-        updates.map((write) => ({
-          replaceOne: {
-            filter: { _id: write.ref.id, wm_offset: write.loadedWm } as Document,
-            replacement: stamp(write),
-          },
-        })),
-        { ordered: true },
-      );
-      if (result.matchedCount !== updates.length) clean = false;
-    }
-    if (inserts.length > 0) {
-      await collection.insertMany(
-        inserts.map((write) => ({ _id: write.ref.id, ...stamp(write) }) as Document),
-        { ordered: true },
-      );
-    }
+    await collection.insertMany(
+      writes.map((write) => ({
+        _id: write.ref.id,
+        ...write.body,
+        wm_topic: wm.topic,
+        wm_partition: wm.partition,
+        wm_offset: write.newWm,
+      })) as Document[],
+      { ordered: true },
+    );
   } catch (error) {
     if (!(error instanceof MongoServerError)) throw error;
-    clean = false;
+    // Some may be in already (a retried flush, or another member): settle each one on its own.
+    for (const write of writes) await writeDoc(write, wm);
   }
-  if (clean) return;
-  for (const write of writes) await writeDoc(write, wm);
 }

@@ -9,13 +9,21 @@ import type { InputRecordJson } from "../../schemas/index.ts";
 import { decodeRecord } from "../../schemas/index.ts";
 
 /** What the billing core says the stores must hold after these records: the oracle of every integration test. */
-export function expectedState(records: readonly InputRecordJson[], billing: BillingConfig): BillingState {
+export function expectedRun(
+  records: readonly InputRecordJson[],
+  billing: BillingConfig,
+): { state: BillingState; usageOutcomes: number } {
   const decoded = records.map((record) => {
     const result = decodeRecord(JSON.stringify(record), { maxBytes: 1 << 20 });
     if (!result.ok) throw new Error(`test workload has an invalid record: ${result.reason}`);
     return { record: result.record };
   });
-  return applyBatch(emptyState(), decoded, billing).state;
+  const { state, outputs } = applyBatch(emptyState(), decoded, billing);
+  return { state, usageOutcomes: outputs.filter((output) => output.kind === "usage_outcome").length };
+}
+
+export function expectedState(records: readonly InputRecordJson[], billing: BillingConfig): BillingState {
+  return expectedRun(records, billing).state;
 }
 
 /** The figures compared between the oracle and a store: balances, trial counter, earnings and fees. */
