@@ -23,6 +23,12 @@ export interface WorkloadOptions {
   runId: string;
   /** Prefix of app and creator ids (lower-case), so a run can bill accounts of its own. */
   idPrefix: string;
+  /**
+   * What the generator assumes an account starts with, to behave like a runtime that respects budgets:
+   * when it has run dry, a chat is paused, the user tops up, and the chat resumes.
+   */
+  appTrialTokens: number;
+  platformAllowanceTokens: number;
 }
 
 export const defaultWorkload: WorkloadOptions = {
@@ -36,6 +42,8 @@ export const defaultWorkload: WorkloadOptions = {
   stepMs: 250,
   runId: "sim",
   idPrefix: "",
+  appTrialTokens: 10_000,
+  platformAllowanceTokens: 100_000,
 };
 
 /** mulberry32: tiny, fast, and the same sequence on every machine. */
@@ -85,6 +93,14 @@ function* steps(
   startMs: number,
   openChats: Map<string, { chat: string; session: string; workflow: string; turns: number }>,
 ): Generator<InputRecordJson> {
+  const balances = new Map<string, number>();
+  const spend = (key: string, start: number, tokens: number): number => {
+    const left = (balances.get(key) ?? start) - tokens;
+    balances.set(key, left);
+    return left;
+  };
+  const sum = (agents: Record<string, { prompt_tokens: number; completion_tokens: number }>): number =>
+    Object.values(agents).reduce((total, agent) => total + agent.prompt_tokens + agent.completion_tokens, 0);
   for (let i = 0; ; i++) {
     const occurred_at = new Date(startMs + i * opts.stepMs).toISOString();
     const record_id = `${opts.runId}-${i}`;
@@ -106,6 +122,22 @@ function* steps(
           message_count: 1 + Math.floor(random() * 3),
         };
       }
+      const creatorKey = `platform:${mozaiks_user_id}`;
+      if ((balances.get(creatorKey) ?? opts.platformAllowanceTokens) <= 0) {
+        const tokens = 500_000;
+        spend(creatorKey, opts.platformAllowanceTokens, -tokens);
+        const platformIds = { level: "platform" as const, enterprise_id, mozaiks_user_id };
+        yield {
+          type: "credit",
+          record_id: `${record_id}-topup`,
+          kind: "top_up",
+          ...platformIds,
+          tokens,
+          amount_micros: tokens * 10,
+          occurred_at,
+        };
+      }
+      spend(creatorKey, opts.platformAllowanceTokens, sum(agents));
       yield {
         type: "usage",
         record_id,
@@ -128,6 +160,7 @@ function* steps(
     const ids = { level: "app_usage" as const, enterprise_id, mozaiks_user_id, platform_user_id };
     if (roll < opts.platformShare + opts.topUpShare) {
       const tokens = 5_000 * (1 + Math.floor(random() * 4));
+      spend(`${enterprise_id}:${platform_user_id}`, opts.appTrialTokens, -tokens);
       yield {
         type: "credit",
         record_id,
@@ -175,6 +208,31 @@ function* steps(
         message_count: 1,
       };
     }
+    if ((balances.get(userKey) ?? opts.appTrialTokens) <= 0) {
+      // The runtime saw canContinue() turn false: pause, the user buys tokens, the chat resumes.
+      const chatIds = { ...ids, session_id: chat.session, chat_id: chat.chat, workflow_name: chat.workflow };
+      yield {
+        type: "session",
+        record_id: `${record_id}-pause`,
+        event: "pause",
+        ...chatIds,
+        pause_reason: "insufficient_tokens",
+        occurred_at,
+      };
+      const tokens = 20_000;
+      spend(userKey, opts.appTrialTokens, -tokens);
+      yield {
+        type: "credit",
+        record_id: `${record_id}-topup`,
+        kind: "top_up",
+        ...ids,
+        tokens,
+        amount_micros: tokens * 20,
+        occurred_at,
+      };
+      yield { type: "session", record_id: `${record_id}-resume`, event: "resume", ...chatIds, occurred_at };
+    }
+    spend(userKey, opts.appTrialTokens, sum(agents));
     yield {
       type: "usage",
       record_id,

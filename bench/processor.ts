@@ -1,0 +1,285 @@
+/**
+ * `npm run bench` (not a test): the processor's figures on the local stack, everything in one run so the
+ * ratios hold on a shared, noisy machine. Prints the raw consume ceiling, end-to-end rates over 1,000 and
+ * 10,000 accounts, the naive one-round-trip-per-record baseline, MongoDB writes per record and per flush,
+ * produce-to-balance latency at a steady rate, and the processor's RSS.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { Kafka, logLevel, Partitioners, type Producer } from "kafkajs";
+import { stackUp } from "../deploy/local/stack.ts";
+import { type Config, loadConfig } from "../pipeline/config.ts";
+import { type AccountState, applyRecord, parseBillingConfig } from "../pipeline/core/index.ts";
+import { ensureTopics } from "../pipeline/kafka.ts";
+import { createLogger } from "../pipeline/log.ts";
+import { Processor } from "../pipeline/processor/processor.ts";
+import { generateWorkload } from "../pipeline/simulate/workload.ts";
+import { accountKeyOf, decodeRecord, type InputRecordJson } from "../schemas/index.ts";
+import { createMongo } from "../sinks/mongo/client.ts";
+import { MongoLayout } from "../sinks/mongo/layout.ts";
+import { readAccount } from "../sinks/mongo/read.ts";
+
+const billing = parseBillingConfig({});
+const RECORDS = Number(process.env.BENCH_RECORDS ?? 30_000);
+
+function namespace(base: Record<string, string>, name: string): Config {
+  const id = `bench_${name}_${Date.now().toString(36)}`;
+  return loadConfig({
+    ...base,
+    KAFKA_CLIENT_ID: id,
+    AGENTMETER_GROUP_ID: id,
+    AGENTMETER_INPUT_TOPIC: `${id}.usage`,
+    AGENTMETER_DLQ_TOPIC: `${id}.dlq`,
+    AGENTMETER_EVENTS_TOPIC: `${id}.events`,
+    AGENTMETER_STATE_TOPIC: `${id}.state`,
+    AGENTMETER_PLATFORM_DB: `${id}_P`.slice(0, 40),
+    AGENTMETER_APP_DB_PREFIX: `b${Date.now().toString(36)}_`,
+    AGENTMETER_WORKFLOW_DB: `${id}_W`.slice(0, 40),
+    CLICKHOUSE_DATABASE: id,
+    LOG_LEVEL: "warn",
+  });
+}
+
+async function produceAll(
+  producer: Producer,
+  topic: string,
+  records: readonly InputRecordJson[],
+): Promise<void> {
+  for (let start = 0; start < records.length; start += 5_000) {
+    const messages = records
+      .slice(start, start + 5_000)
+      .map((record) => ({ key: accountKeyOf(record), value: JSON.stringify(record) }));
+    await producer.send({ topic, acks: -1, messages });
+  }
+}
+
+async function rawConsumeRate(kafka: Kafka, topic: string, count: number): Promise<number> {
+  const consumer = kafka.consumer({ groupId: `${topic}-raw-${Date.now()}` });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  let seen = 0;
+  const started = performance.now();
+  let done: () => void = () => undefined;
+  const finished = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  await consumer.run({
+    eachBatch: async ({ batch }) => {
+      seen += batch.messages.length;
+      if (seen >= count) done();
+    },
+  });
+  await finished;
+  const rate = count / ((performance.now() - started) / 1000);
+  await consumer.disconnect();
+  return rate;
+}
+
+async function endToEnd(base: Record<string, string>, name: string, apps: number, usersPerApp: number) {
+  const config = namespace(base, name);
+  const kafka = new Kafka({
+    clientId: config.KAFKA_CLIENT_ID,
+    brokers: config.KAFKA_BROKERS,
+    logLevel: logLevel.NOTHING,
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  await ensureTopics(admin, config);
+  await admin.disconnect();
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  const records = [
+    ...generateWorkload({ seed: 1, records: RECORDS, apps, usersPerApp, platformShare: 0.02, runId: name }),
+  ];
+  await produceAll(producer, config.AGENTMETER_INPUT_TOPIC, records);
+  await producer.disconnect();
+  const raw = await rawConsumeRate(kafka, config.AGENTMETER_INPUT_TOPIC, records.length);
+
+  const processor = new Processor(config, billing, createLogger("warn"));
+  const started = performance.now();
+  await processor.start();
+  while (processor.totals.consumed < records.length) await sleep(100);
+  const seconds = (performance.now() - started) / 1000;
+  const totals = { ...processor.totals };
+  await processor.stop();
+  const accounts = new Set(records.map((record) => accountKeyOf(record))).size;
+  return { name, records: records.length, accounts, raw, rate: records.length / seconds, seconds, totals };
+}
+
+/** The seed's way: one MongoDB read-modify-write per record (the account document, no batching). */
+async function naiveBaseline(base: Record<string, string>, count: number) {
+  const config = namespace(base, "naive");
+  const mongo = createMongo(config.MONGODB_URI);
+  await mongo.connect();
+  const layout = new MongoLayout(mongo, {
+    platformDb: config.AGENTMETER_PLATFORM_DB,
+    appDbPrefix: config.AGENTMETER_APP_DB_PREFIX,
+    workflowDb: config.AGENTMETER_WORKFLOW_DB,
+  });
+  const records = [
+    ...generateWorkload({
+      seed: 1,
+      records: count,
+      apps: 10,
+      usersPerApp: 100,
+      platformShare: 0.02,
+      runId: "naive",
+    }),
+  ];
+  const started = performance.now();
+  for (const json of records) {
+    const decoded = decodeRecord(JSON.stringify(json), { maxBytes: 65_536 });
+    if (!decoded.ok) continue;
+    const record = decoded.record;
+    const address = {
+      level: record.level,
+      enterprise_id: record.enterprise_id,
+      mozaiks_user_id: record.mozaiks_user_id,
+      platform_user_id: record.platform_user_id,
+    };
+    const current = (await readAccount(layout, address)) as AccountState | null;
+    const { account } = applyRecord(current ?? undefined, record, billing);
+    if (account === undefined) continue;
+    const collection =
+      record.level === "platform"
+        ? layout.platform().collection("MozaiksUsers")
+        : layout.app(record.enterprise_id).collection("AppUsers");
+    const id = record.level === "platform" ? record.mozaiks_user_id : record.platform_user_id!;
+    const { _id, ...body } = account as AccountState & { _id?: unknown };
+    await collection.replaceOne({ _id: id } as never, body, { upsert: true });
+  }
+  const rate = records.length / ((performance.now() - started) / 1000);
+  await mongo.close();
+  return rate;
+}
+
+/** Produce-to-balance latency: marker records at a steady rate among background load, polled in MongoDB. */
+async function latency(base: Record<string, string>, ratePerSecond: number, seconds: number) {
+  const config = namespace(base, `lat${ratePerSecond}`);
+  const kafka = new Kafka({
+    clientId: config.KAFKA_CLIENT_ID,
+    brokers: config.KAFKA_BROKERS,
+    logLevel: logLevel.NOTHING,
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  await ensureTopics(admin, config);
+  await admin.disconnect();
+  const producer = kafka.producer({
+    createPartitioner: Partitioners.DefaultPartitioner,
+    allowAutoTopicCreation: false,
+  });
+  await producer.connect();
+  const processor = new Processor(config, billing, createLogger("warn"));
+  await processor.start();
+  const mongo = createMongo(config.MONGODB_URI);
+  await mongo.connect();
+  const layout = new MongoLayout(mongo, {
+    platformDb: config.AGENTMETER_PLATFORM_DB,
+    appDbPrefix: config.AGENTMETER_APP_DB_PREFIX,
+    workflowDb: config.AGENTMETER_WORKFLOW_DB,
+  });
+  const background = [
+    ...generateWorkload({
+      seed: 2,
+      records: ratePerSecond * seconds,
+      apps: 10,
+      usersPerApp: 100,
+      platformShare: 0,
+      runId: "bg",
+    }),
+  ];
+  const samples: number[] = [];
+  const pending: Promise<void>[] = [];
+  const tickMs = 100;
+  const perTick = Math.max(1, Math.round((ratePerSecond * tickMs) / 1000));
+  const started = performance.now();
+  for (let tick = 0, sent = 0; sent < background.length; tick++) {
+    const messages = background
+      .slice(sent, sent + perTick)
+      .map((record) => ({ key: accountKeyOf(record), value: JSON.stringify(record) }));
+    sent += perTick;
+    const marker: InputRecordJson = {
+      type: "credit",
+      record_id: `marker-${tick}`,
+      kind: "grant",
+      level: "app_usage",
+      enterprise_id: "latency-app",
+      mozaiks_user_id: "latency-creator",
+      platform_user_id: `probe-${tick}`,
+      tokens: 1,
+      occurred_at: new Date().toISOString(),
+    };
+    const sentAt = performance.now();
+    await producer.send({
+      topic: config.AGENTMETER_INPUT_TOPIC,
+      messages: [...messages, { key: accountKeyOf(marker), value: JSON.stringify(marker) }],
+    });
+    pending.push(
+      (async () => {
+        for (;;) {
+          const doc = await readAccount(layout, {
+            level: "app_usage",
+            enterprise_id: "latency-app",
+            mozaiks_user_id: "latency-creator",
+            platform_user_id: `probe-${tick}`,
+          });
+          if (doc !== null) {
+            samples.push(performance.now() - sentAt);
+            return;
+          }
+          await sleep(20);
+        }
+      })(),
+    );
+    const next = started + (tick + 1) * tickMs;
+    if (next > performance.now()) await sleep(next - performance.now());
+  }
+  await Promise.race([Promise.all(pending), sleep(120_000)]);
+  const rss = process.memoryUsage().rss;
+  await processor.stop();
+  await producer.disconnect();
+  await mongo.close();
+  samples.sort((a, b) => a - b);
+  const at = (q: number) =>
+    samples[Math.min(samples.length - 1, Math.floor(q * samples.length))] ?? Number.NaN;
+  return { ratePerSecond, samples: samples.length, p50: at(0.5), p99: at(0.99), rss };
+}
+
+const { KAFKA_BROKERS, MONGODB_URI, CLICKHOUSE_URL } = process.env;
+const base =
+  KAFKA_BROKERS && MONGODB_URI && CLICKHOUSE_URL
+    ? { KAFKA_BROKERS, MONGODB_URI, CLICKHOUSE_URL }
+    : await stackUp().then((up) => ({
+        KAFKA_BROKERS: up.kafkaBrokers.join(","),
+        MONGODB_URI: up.mongoUri,
+        CLICKHOUSE_URL: up.clickhouseUrl,
+      }));
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+console.log(`agentmeter processor benchmark: ${RECORDS} records per run, about 3 agents a record\n`);
+const small = await endToEnd(base, "a1k", 10, 100);
+console.log(
+  `1,000 accounts: raw consume ${fmt(small.raw)}/s; end to end ${fmt(small.rate)}/s (${small.seconds.toFixed(1)} s, ${small.accounts} accounts)`,
+);
+console.log(
+  `  MongoDB account writes: ${(small.totals.accountWrites / small.records).toFixed(3)} per record, ${(small.totals.accountWrites / small.totals.flushes).toFixed(1)} per flush (${small.totals.flushes} flushes)`,
+);
+const large = await endToEnd(base, "a10k", 100, 100);
+console.log(
+  `10,000 accounts: raw consume ${fmt(large.raw)}/s; end to end ${fmt(large.rate)}/s (${large.seconds.toFixed(1)} s, ${large.accounts} accounts)`,
+);
+console.log(
+  `  MongoDB account writes: ${(large.totals.accountWrites / large.records).toFixed(3)} per record, ${(large.totals.accountWrites / large.totals.flushes).toFixed(1)} per flush (${large.totals.flushes} flushes)`,
+);
+const naive = await naiveBaseline(base, 2_000);
+console.log(`naive baseline (one MongoDB read + write per record): ${fmt(naive)}/s`);
+console.log(
+  `ratios: end to end / naive = ${(small.rate / naive).toFixed(1)}x (1k accounts), ${(large.rate / naive).toFixed(1)}x (10k); end to end / raw consume = ${(small.rate / small.raw).toFixed(3)} (1k)`,
+);
+for (const rate of [500, 5_000]) {
+  const lat = await latency(base, rate, 10);
+  console.log(
+    `produce-to-balance latency at ${fmt(rate)}/s for 10 s: p50 ${fmt(lat.p50)} ms, p99 ${fmt(lat.p99)} ms (${lat.samples} samples); processor RSS ${fmt(lat.rss / 1e6)} MB`,
+  );
+}
+process.exit(0);
