@@ -55,6 +55,10 @@ export const ConfigSchema = z.object({
   AGENTMETER_CONCURRENCY: positiveInt.max(64).default(6),
   /** How long the group waits for a silent member before moving its partitions (the broker allows 6 s and up). */
   AGENTMETER_SESSION_TIMEOUT_MS: positiveInt.min(6_000).max(300_000).default(30_000),
+  /** A session costing more than this many times its workflow's average raises a cost_threshold event. */
+  AGENTMETER_COST_MULTIPLE: z.coerce.number().positive().max(1_000).default(2),
+  /** How often the processor re-reads workflow averages from ClickHouse for that check. */
+  AGENTMETER_COST_AVERAGES_REFRESH_MS: positiveInt.max(3_600_000).default(30_000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 

@@ -113,6 +113,24 @@ export const budgetEventSchema = z.discriminatedUnion("event", [
     ...outputBaseShape,
     balance: balanceSnapshotSchema,
   }),
+  /**
+   * A running session costs more than `multiple_bp` / 10000 times its workflow's average (the seed's
+   * check_workflow_cost_thresholds). An alert, not billing: the average comes from ClickHouse at the
+   * time, so unlike the other events it is not a pure function of the records.
+   */
+  z.strictObject({
+    kind: z.literal("budget_event"),
+    event: z.literal("cost_threshold"),
+    ...outputBaseShape,
+    chat_id: z.string(),
+    session_id: z.string(),
+    workflow_name: z.string(),
+    current_cost_micros: z.bigint(),
+    average_cost_micros: z.bigint(),
+    threshold_cost_micros: z.bigint(),
+    multiple_bp: z.int(),
+    session_count: z.int(),
+  }),
 ]);
 export type BudgetEvent = z.infer<typeof budgetEventSchema>;
 

@@ -16,6 +16,7 @@ import { type ProjectionWrite, projectionWrites } from "../../sinks/mongo/projec
 import { emptyLedger, type RevenueLedger, revenueDocRef } from "../../sinks/mongo/revenue.ts";
 import { type DocRef, loadDocs, type PendingWrite } from "../../sinks/mongo/watermarked-store.ts";
 import { type AccountState, applyBatch, type BillingConfig, budgetStateOf } from "../core/index.ts";
+import type { CostWatch } from "./cost-watch.ts";
 import { deadLetter } from "./dead-letter.ts";
 
 /** A Kafka message as the worker needs it (kafkajs' KafkaMessage, narrowed). */
@@ -62,6 +63,7 @@ export interface WorkerDeps {
   indexes: IndexRegistry;
   /** Shared documents (apps, workflows) this process has written; see projectionWrites. */
   knownShared: Set<string>;
+  costWatch: CostWatch;
   billing: BillingConfig;
   maxRecordBytes: number;
   /** Wall clock for the dead-letter envelope only; billing never reads it. */
@@ -139,6 +141,15 @@ export class PartitionWorker {
       touchedStates.set(key, owned.body!);
       plan.budgetStates.push(budgetStateOf(owned.body!));
       plan.accountWrites.push(this.pendingWrite(owned) as PendingWrite<AccountState & Document>);
+    }
+    if (plan.usage.length > 0) {
+      await this.deps.costWatch.refresh();
+      plan.budgetEvents.push(
+        ...this.deps.costWatch.check(
+          plan.usage.map((item) => item.outcome),
+          touchedStates,
+        ),
+      );
     }
     plan.projections = projectionWrites(
       this.deps.layout,

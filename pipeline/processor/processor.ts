@@ -14,6 +14,7 @@ import { isAgentmeterError } from "../errors.ts";
 import { createKafka, DEFAULT_PARTITIONER, ensureTopics } from "../kafka.ts";
 import type { Logger } from "../log.ts";
 import { BatchLease } from "./batch-lease.ts";
+import { CostWatch } from "./cost-watch.ts";
 import { type FlushTimings, flush } from "./flush.ts";
 import { PartitionWorker } from "./partition-worker.ts";
 
@@ -62,6 +63,7 @@ export class Processor {
   private readonly layout: MongoLayout;
   private readonly indexes: IndexRegistry;
   private readonly knownShared = new Set<string>();
+  private readonly costWatch: CostWatch;
   private readonly mongoLimiter = new Limiter(MONGO_IN_FLIGHT);
   private readonly workers = new Map<number, PartitionWorker>();
   private stopping = false;
@@ -98,6 +100,12 @@ export class Processor {
       workflowDb: config.AGENTMETER_WORKFLOW_DB,
     });
     this.indexes = new IndexRegistry(this.layout);
+    this.costWatch = new CostWatch(
+      this.clickhouse,
+      config.CLICKHOUSE_DATABASE,
+      { multiple: config.AGENTMETER_COST_MULTIPLE, refreshMs: config.AGENTMETER_COST_AVERAGES_REFRESH_MS },
+      logger,
+    );
   }
 
   async start(): Promise<void> {
@@ -150,6 +158,7 @@ export class Processor {
         layout: this.layout,
         indexes: this.indexes,
         knownShared: this.knownShared,
+        costWatch: this.costWatch,
         billing: this.billing,
         maxRecordBytes: this.config.AGENTMETER_MAX_RECORD_BYTES,
         now: () => new Date(),

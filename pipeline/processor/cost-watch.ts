@@ -1,0 +1,85 @@
+import type { BudgetEvent, UsageOutcome } from "../../schemas/index.ts";
+import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
+import { allWorkflowAverages } from "../../sinks/clickhouse/workflow-averages.ts";
+import { checkWorkflowCostThresholds, type WorkflowAverages } from "../core/cost-thresholds.ts";
+import type { AccountState } from "../core/index.ts";
+import type { Logger } from "../log.ts";
+
+export interface CostWatchOptions {
+  multiple: number;
+  refreshMs: number;
+}
+
+/**
+ * The live side of check_workflow_cost_thresholds: after a batch, each chat that just had usage is
+ * compared with its workflow's averages, read from ClickHouse at most once per `refreshMs` for all
+ * workflows at once. A chat is flagged once per process; a restart may flag it once more (the event
+ * is an alert, delivered at least once like the other budget events).
+ */
+export class CostWatch {
+  private averages = new Map<string, WorkflowAverages>();
+  private fetchedAt = Number.NEGATIVE_INFINITY;
+  private readonly flagged = new Set<string>();
+
+  constructor(
+    private readonly client: ClickHouseClient,
+    private readonly database: string,
+    private readonly options: CostWatchOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Refreshes the cached averages if they are older than refreshMs; a failure keeps the old ones. */
+  async refresh(): Promise<void> {
+    if (performance.now() - this.fetchedAt < this.options.refreshMs) return;
+    this.fetchedAt = performance.now();
+    try {
+      this.averages = await allWorkflowAverages(this.client, this.database);
+    } catch (error) {
+      this.logger.warn(
+        { err: error },
+        "workflow averages unavailable; cost thresholds use the last ones read",
+      );
+    }
+  }
+
+  /** Cost-threshold events for the chats these outcomes touched, given the accounts after the batch. */
+  check(outcomes: readonly UsageOutcome[], accounts: ReadonlyMap<string, AccountState>): BudgetEvent[] {
+    const events: BudgetEvent[] = [];
+    const lastByChat = new Map<string, UsageOutcome>();
+    for (const outcome of outcomes) lastByChat.set(`${outcome.account_key}\u0000${outcome.chat_id}`, outcome);
+    for (const outcome of lastByChat.values()) {
+      const chat = accounts.get(outcome.account_key)?.chats[outcome.chat_id];
+      if (chat === undefined || this.flagged.has(outcome.chat_id)) continue;
+      const averages = this.averages.get(`${outcome.enterprise_id}:${outcome.workflow_name}`) ?? null;
+      const analysis = checkWorkflowCostThresholds({
+        currentCostMicros: chat.cost_micros,
+        currentTokens: chat.total_tokens,
+        averages,
+        multiple: this.options.multiple,
+      });
+      if (analysis.status !== "exceeded") continue;
+      this.flagged.add(outcome.chat_id);
+      events.push({
+        kind: "budget_event",
+        event: "cost_threshold",
+        schema_version: outcome.schema_version,
+        record_id: outcome.record_id,
+        account_key: outcome.account_key,
+        level: outcome.level,
+        enterprise_id: outcome.enterprise_id,
+        mozaiks_user_id: outcome.mozaiks_user_id,
+        platform_user_id: outcome.platform_user_id,
+        occurred_at: outcome.occurred_at,
+        chat_id: outcome.chat_id,
+        session_id: outcome.session_id,
+        workflow_name: outcome.workflow_name,
+        current_cost_micros: chat.cost_micros,
+        average_cost_micros: analysis.average_cost_micros ?? 0n,
+        threshold_cost_micros: analysis.threshold_cost_micros ?? 0n,
+        multiple_bp: analysis.multiple_bp,
+        session_count: analysis.session_count,
+      });
+    }
+    return events;
+  }
+}
