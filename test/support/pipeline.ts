@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Kafka, logLevel, Partitioners, type Producer } from "kafkajs";
 import { type Config, loadConfig } from "../../pipeline/config.ts";
-import type { InputRecord } from "../../schemas/index.ts";
+import type { InputRecordJson } from "../../schemas/index.ts";
 import { accountKeyOf } from "../../schemas/index.ts";
 import { getServices, uniqueName } from "./services.ts";
 
@@ -62,7 +62,7 @@ export async function connectProducer(kafka: Kafka): Promise<Producer> {
 export async function produceRecords(
   producer: Producer,
   topic: string,
-  records: readonly InputRecord[],
+  records: readonly InputRecordJson[],
   chunk = 2_000,
 ): Promise<void> {
   for (let start = 0; start < records.length; start += chunk) {

@@ -1,0 +1,123 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { parseBillingConfig } from "../../pipeline/core/index.ts";
+import { createLogger } from "../../pipeline/log.ts";
+import { Processor } from "../../pipeline/processor/processor.ts";
+import { budgetEventSchema, type InputRecordJson } from "../../schemas/index.ts";
+import { createClickHouse } from "../../sinks/clickhouse/client.ts";
+import { workflowAverages } from "../../sinks/clickhouse/workflow-averages.ts";
+import {
+  connectProducer,
+  eventually,
+  isolatedConfig,
+  produceRecords,
+  testKafka,
+} from "../support/pipeline.ts";
+
+const ids = {
+  level: "app_usage" as const,
+  enterprise_id: "costapp",
+  mozaiks_user_id: "creator-1",
+  platform_user_id: "user-1",
+};
+
+function session(n: number, promptTokens: number, at: number): InputRecordJson[] {
+  const chat = { ...ids, session_id: `s${n}`, chat_id: `c${n}`, workflow_name: "support" };
+  const time = (offset: number) => new Date(Date.UTC(2026, 10, 1, 9, 0, at + offset)).toISOString();
+  return [
+    { type: "session", record_id: `r${n}-start`, event: "start", ...chat, occurred_at: time(0) },
+    {
+      type: "usage",
+      record_id: `r${n}-use`,
+      ...ids,
+      workflow_type: "chat_interaction",
+      workflow_name: "support",
+      session_id: chat.session_id,
+      chat_id: chat.chat_id,
+      agent_usage: { SupportAgent: { prompt_tokens: promptTokens, completion_tokens: 0 } },
+      occurred_at: time(1),
+    },
+    ...(n < 4
+      ? [
+          {
+            type: "session" as const,
+            record_id: `r${n}-end`,
+            event: "finalize" as const,
+            ...chat,
+            occurred_at: time(2),
+          },
+        ]
+      : []),
+  ];
+}
+
+describe("cost thresholds: a session far above its workflow's average raises a budget event", {
+  timeout: 3 * 60_000,
+}, () => {
+  let config: Awaited<ReturnType<typeof isolatedConfig>>;
+  let processor: Processor;
+
+  before(async () => {
+    config = await isolatedConfig({
+      AGENTMETER_COST_AVERAGES_REFRESH_MS: "500",
+      AGENTMETER_COST_MULTIPLE: "2",
+    });
+    // A big credit so that budgets play no part here.
+    const billing = parseBillingConfig({ app_trial_tokens: { default: 10_000_000 } });
+    processor = new Processor(config, billing, createLogger(config.LOG_LEVEL));
+    await processor.start();
+  });
+
+  after(async () => {
+    await processor?.stop();
+  });
+
+  it("given three finished sessions of 1,000 tokens, when a fourth runs to 10,000, then cost_threshold is published once", async () => {
+    const producer = await connectProducer(testKafka(config));
+    await produceRecords(producer, config.AGENTMETER_INPUT_TOPIC, [
+      ...session(1, 1_000, 0),
+      ...session(2, 1_000, 10),
+      ...session(3, 1_000, 20),
+    ]);
+    const clickhouse = createClickHouse({
+      url: config.CLICKHOUSE_URL,
+      username: config.CLICKHOUSE_USER,
+      password: config.CLICKHOUSE_PASSWORD,
+    });
+    const averages = await eventually("three finished sessions in ClickHouse", async () => {
+      const found = await workflowAverages(clickhouse, config.CLICKHOUSE_DATABASE, "support", "costapp");
+      return found !== null && found.session_count === 3 ? found : undefined;
+    });
+    await clickhouse.close();
+    // Let the processor's cache of averages expire so it sees the three sessions.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await produceRecords(producer, config.AGENTMETER_INPUT_TOPIC, session(4, 10_000, 30));
+    await producer.disconnect();
+
+    const consumer = testKafka(config).consumer({ groupId: `${config.AGENTMETER_GROUP_ID}-events` });
+    const events: ReturnType<typeof budgetEventSchema.parse>[] = [];
+    await consumer.connect();
+    await consumer.subscribe({ topic: config.AGENTMETER_EVENTS_TOPIC, fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        const parsed = JSON.parse(message.value!.toString("utf8"), (key, value) =>
+          key.endsWith("_micros") && typeof value === "string" ? BigInt(value) : value,
+        );
+        events.push(budgetEventSchema.parse(parsed));
+      },
+    });
+    const flagged = await eventually("a cost_threshold event", async () => {
+      const found = events.filter((event) => event.event === "cost_threshold");
+      return found.length > 0 ? found : undefined;
+    });
+    await consumer.disconnect();
+    assert.equal(flagged.length, 1);
+    const event = flagged[0]!;
+    assert.ok(event.event === "cost_threshold");
+    assert.equal(event.chat_id, "c4");
+    assert.equal(event.session_count, 3);
+    assert.equal(event.average_cost_micros, averages.total_cost_micros / 3n);
+    assert.equal(event.threshold_cost_micros, (averages.total_cost_micros * 2n) / 3n);
+    assert.ok(event.current_cost_micros > event.threshold_cost_micros);
+  });
+});
