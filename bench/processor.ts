@@ -15,7 +15,7 @@ import { Processor } from "../pipeline/processor/processor.ts";
 import { generateWorkload } from "../pipeline/simulate/workload.ts";
 import { accountKeyOf, decodeRecord, type InputRecordJson } from "../schemas/index.ts";
 import { createMongo } from "../sinks/mongo/client.ts";
-import { MongoLayout } from "../sinks/mongo/layout.ts";
+import { layoutNames, MongoLayout } from "../sinks/mongo/layout.ts";
 import { readAccount } from "../sinks/mongo/read.ts";
 
 const billing = parseBillingConfig({});
@@ -110,11 +110,7 @@ async function naiveBaseline(base: Record<string, string>, count: number) {
   const config = namespace(base, "naive");
   const mongo = createMongo(config.MONGODB_URI);
   await mongo.connect();
-  const layout = new MongoLayout(mongo, {
-    platformDb: config.AGENTMETER_PLATFORM_DB,
-    appDbPrefix: config.AGENTMETER_APP_DB_PREFIX,
-    workflowDb: config.AGENTMETER_WORKFLOW_DB,
-  });
+  const layout = new MongoLayout(mongo, layoutNames(config));
   const records = [
     ...generateWorkload({
       seed: 1,
@@ -173,11 +169,7 @@ async function latency(base: Record<string, string>, ratePerSecond: number, seco
   await processor.start();
   const mongo = createMongo(config.MONGODB_URI);
   await mongo.connect();
-  const layout = new MongoLayout(mongo, {
-    platformDb: config.AGENTMETER_PLATFORM_DB,
-    appDbPrefix: config.AGENTMETER_APP_DB_PREFIX,
-    workflowDb: config.AGENTMETER_WORKFLOW_DB,
-  });
+  const layout = new MongoLayout(mongo, layoutNames(config));
   const background = [
     ...generateWorkload({
       seed: 2,

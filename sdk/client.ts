@@ -17,7 +17,7 @@ import {
 import { type ClickHouseClient, createClickHouse } from "../sinks/clickhouse/client.ts";
 import { workflowAverages } from "../sinks/clickhouse/workflow-averages.ts";
 import { createMongo } from "../sinks/mongo/client.ts";
-import { COLLECTIONS, MongoLayout } from "../sinks/mongo/layout.ts";
+import { COLLECTIONS, layoutNames, MongoLayout } from "../sinks/mongo/layout.ts";
 import { readAccount } from "../sinks/mongo/read.ts";
 import { BudgetView, type Staleness } from "./budget-view.ts";
 import { MockLedger } from "./mock-ledger.ts";
@@ -314,11 +314,7 @@ export class Agentmeter {
       const client = createMongo(this.config.MONGODB_URI);
       this.mongo = {
         client,
-        layout: new MongoLayout(client, {
-          platformDb: this.config.AGENTMETER_PLATFORM_DB,
-          appDbPrefix: this.config.AGENTMETER_APP_DB_PREFIX,
-          workflowDb: this.config.AGENTMETER_WORKFLOW_DB,
-        }),
+        layout: new MongoLayout(client, layoutNames(this.config)),
       };
     }
     return this.mongo.layout;

@@ -1,6 +1,6 @@
 import { createClickHouse } from "../../sinks/clickhouse/client.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
-import { MongoLayout } from "../../sinks/mongo/layout.ts";
+import { layoutNames, MongoLayout } from "../../sinks/mongo/layout.ts";
 import type { Config } from "../config.ts";
 import type { BillingConfig } from "../core/index.ts";
 import { AgentmeterError } from "../errors.ts";
@@ -123,11 +123,7 @@ async function readStores(config: Config, expected: Expected, range: TopicRange)
   try {
     actual.mongo = await reach("MongoDB", config.MONGODB_URI.replace(/\/\/[^@/]*@/, "//"), async () => {
       await mongo.connect();
-      const layout = new MongoLayout(mongo, {
-        platformDb: config.AGENTMETER_PLATFORM_DB,
-        appDbPrefix: config.AGENTMETER_APP_DB_PREFIX,
-        workflowDb: config.AGENTMETER_WORKFLOW_DB,
-      });
+      const layout = new MongoLayout(mongo, layoutNames(config));
       const apps = new Set<string>();
       for (const account of Object.values(expected.state.accounts))
         if (account.enterprise_id !== null) apps.add(account.enterprise_id);

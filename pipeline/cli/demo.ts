@@ -11,7 +11,7 @@ import {
 import { createClickHouse } from "../../sinks/clickhouse/client.ts";
 import { totalsByLevel } from "../../sinks/clickhouse/totals.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
-import { MongoLayout } from "../../sinks/mongo/layout.ts";
+import { layoutNames, MongoLayout } from "../../sinks/mongo/layout.ts";
 import { readAccount, readAppRevenue } from "../../sinks/mongo/read.ts";
 import { type Config, loadConfig } from "../config.ts";
 import { type AccountState, applyBatch, emptyState, paidTokens, trialRemaining } from "../core/index.ts";
@@ -133,11 +133,7 @@ export const demoCommand: Command = {
       password: config.CLICKHOUSE_PASSWORD,
     });
     try {
-      const layout = new MongoLayout(mongo, {
-        platformDb: config.AGENTMETER_PLATFORM_DB,
-        appDbPrefix: config.AGENTMETER_APP_DB_PREFIX,
-        workflowDb: config.AGENTMETER_WORKFLOW_DB,
-      });
+      const layout = new MongoLayout(mongo, layoutNames(config));
       const accounts = Object.values(expected.accounts);
       const stored = await waitForAccounts(layout, accounts, io);
       const elapsed = (Date.now() - started) / 1000;

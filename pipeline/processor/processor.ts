@@ -6,7 +6,7 @@ import { applyMigrations } from "../../sinks/clickhouse/migrations.ts";
 import { UsageEventsSink } from "../../sinks/clickhouse/usage-events.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
 import { IndexRegistry } from "../../sinks/mongo/indexes.ts";
-import { MongoLayout } from "../../sinks/mongo/layout.ts";
+import { layoutNames, MongoLayout } from "../../sinks/mongo/layout.ts";
 import { Limiter } from "../../sinks/mongo/limiter.ts";
 import type { Config } from "../config.ts";
 import type { BillingConfig } from "../core/index.ts";
@@ -94,11 +94,7 @@ export class Processor {
       password: config.CLICKHOUSE_PASSWORD,
     });
     this.usageEvents = new UsageEventsSink(this.clickhouse, config.CLICKHOUSE_DATABASE);
-    this.layout = new MongoLayout(this.mongo, {
-      platformDb: config.AGENTMETER_PLATFORM_DB,
-      appDbPrefix: config.AGENTMETER_APP_DB_PREFIX,
-      workflowDb: config.AGENTMETER_WORKFLOW_DB,
-    });
+    this.layout = new MongoLayout(this.mongo, layoutNames(config));
     this.indexes = new IndexRegistry(this.layout);
     this.costWatch = new CostWatch(
       this.clickhouse,

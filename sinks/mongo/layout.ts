@@ -1,6 +1,18 @@
 import type { Db, MongoClient } from "mongodb";
 
 /** Database names of the seed's layout; configurable so tests and replays can use their own namespace. */
+export function layoutNames(config: {
+  AGENTMETER_PLATFORM_DB: string;
+  AGENTMETER_APP_DB_PREFIX: string;
+  AGENTMETER_WORKFLOW_DB: string;
+}): LayoutNames {
+  return {
+    platformDb: config.AGENTMETER_PLATFORM_DB,
+    appDbPrefix: config.AGENTMETER_APP_DB_PREFIX,
+    workflowDb: config.AGENTMETER_WORKFLOW_DB,
+  };
+}
+
 export interface LayoutNames {
   platformDb: string;
   appDbPrefix: string;

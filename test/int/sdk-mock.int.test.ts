@@ -7,7 +7,7 @@ import { Processor } from "../../pipeline/processor/processor.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import { Agentmeter, type RecordInput } from "../../sdk/index.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
-import { MongoLayout } from "../../sinks/mongo/layout.ts";
+import { layoutNames, MongoLayout } from "../../sinks/mongo/layout.ts";
 import { readAccount } from "../../sinks/mongo/read.ts";
 import { ledgerFigures } from "../support/expected.ts";
 import { eventually, isolatedConfig } from "../support/pipeline.ts";
@@ -52,11 +52,7 @@ describe("SDK mock mode gives the same figures as the real pipeline for the same
       "the workload should exhaust some trials",
     );
     const client = createMongo(config.MONGODB_URI);
-    const layout = new MongoLayout(client, {
-      platformDb: config.AGENTMETER_PLATFORM_DB,
-      appDbPrefix: config.AGENTMETER_APP_DB_PREFIX,
-      workflowDb: config.AGENTMETER_WORKFLOW_DB,
-    });
+    const layout = new MongoLayout(client, layoutNames(config));
     try {
       for (const expected of accounts) {
         const ids = {

@@ -3,7 +3,7 @@ import type { Config } from "../../pipeline/config.ts";
 import type { AccountState, BillingState } from "../../pipeline/core/index.ts";
 import { createClickHouse, quoteIdent } from "../../sinks/clickhouse/client.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
-import { COLLECTIONS, MongoLayout } from "../../sinks/mongo/layout.ts";
+import { COLLECTIONS, layoutNames, MongoLayout } from "../../sinks/mongo/layout.ts";
 import { readAppRevenue } from "../../sinks/mongo/read.ts";
 import { ledgerFigures } from "./expected.ts";
 
@@ -21,11 +21,7 @@ export async function storeDifferences(
   });
   const differences: string[] = [];
   try {
-    const layout = new MongoLayout(mongo, {
-      platformDb: config.AGENTMETER_PLATFORM_DB,
-      appDbPrefix: config.AGENTMETER_APP_DB_PREFIX,
-      workflowDb: config.AGENTMETER_WORKFLOW_DB,
-    });
+    const layout = new MongoLayout(mongo, layoutNames(config));
     const accounts = Object.values(expected.accounts);
     const apps = [...new Set(accounts.filter((a) => a.level === "app_usage").map((a) => a.enterprise_id!))];
     const stored = new Map<string, AccountState>();
