@@ -34,7 +34,12 @@ export async function ensureTopics(admin: Admin, config: TopicsConfig): Promise<
   const existing = new Set(await admin.listTopics());
   const wanted: ITopicConfig[] = [
     { topic: config.AGENTMETER_INPUT_TOPIC, numPartitions: config.AGENTMETER_PARTITIONS },
-    { topic: config.AGENTMETER_DLQ_TOPIC, numPartitions: 1 },
+    {
+      topic: config.AGENTMETER_DLQ_TOPIC,
+      numPartitions: 1,
+      // A dead letter carries its record's bytes in base64 (a third larger): room for the largest input.
+      configEntries: [{ name: "max.message.bytes", value: String(8 * 1024 * 1024) }],
+    },
     { topic: config.AGENTMETER_EVENTS_TOPIC, numPartitions: config.AGENTMETER_PARTITIONS },
     {
       topic: config.AGENTMETER_STATE_TOPIC,

@@ -13,6 +13,34 @@ export interface FlushTargets {
   topics: { deadLetter: string; events: string; state: string };
 }
 
+/** Brokers refuse a request over message.max.bytes (1 MiB by default): send at most this much at once. */
+const MAX_SEND_BYTES = 768 * 1024;
+
+/** Splits the outputs into sends under MAX_SEND_BYTES; a single larger message (a big dead letter) goes alone. */
+function byteChunks(
+  topicMessages: readonly { topic: string; messages: Message[] }[],
+): { topic: string; messages: Message[] }[][] {
+  const chunks: { topic: string; messages: Message[] }[][] = [];
+  let current: { topic: string; messages: Message[] }[] = [];
+  let size = 0;
+  for (const { topic, messages } of topicMessages) {
+    for (const message of messages) {
+      const bytes = String(message.value ?? "").length + String(message.key ?? "").length + 64;
+      if (size > 0 && size + bytes > MAX_SEND_BYTES) {
+        chunks.push(current);
+        current = [];
+        size = 0;
+      }
+      const last = current[current.length - 1];
+      if (last !== undefined && last.topic === topic) last.messages.push(message);
+      else current.push({ topic, messages: [message] });
+      size += bytes;
+    }
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
+
 function json(value: unknown): string {
   return JSON.stringify(value, bigintReplacer);
 }
@@ -75,7 +103,8 @@ export async function flush(
       messages: plan.budgetStates.map((state) => ({ key: state.account_key, value: json(state) })),
     });
   }
-  if (topicMessages.length > 0) await targets.producer.sendBatch({ topicMessages, acks: -1 });
+  for (const chunk of byteChunks(topicMessages))
+    await targets.producer.sendBatch({ topicMessages: chunk, acks: -1 });
   checkpoint();
   const kafka = lap();
 
