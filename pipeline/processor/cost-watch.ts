@@ -19,6 +19,8 @@ export interface CostWatchOptions {
 export class CostWatch {
   private averages = new Map<string, WorkflowAverages>();
   private fetchedAt = Number.NEGATIVE_INFINITY;
+  private inFlight = false;
+  private timer: NodeJS.Timeout | undefined;
   private readonly flagged = new Set<string>();
 
   constructor(
@@ -28,18 +30,40 @@ export class CostWatch {
     private readonly logger: Logger,
   ) {}
 
-  /** Refreshes the cached averages if they are older than refreshMs; a failure keeps the old ones. */
-  async refresh(): Promise<void> {
-    if (performance.now() - this.fetchedAt < this.options.refreshMs) return;
-    this.fetchedAt = performance.now();
-    try {
-      this.averages = await allWorkflowAverages(this.client, this.database);
-    } catch (error) {
-      this.logger.warn(
-        { err: error },
-        "workflow averages unavailable; cost thresholds use the last ones read",
-      );
+  /**
+   * Starts re-reading the averages if they are older than refreshMs, without waiting: an alert must never
+   * hold up billing, and a slow or silent ClickHouse would. After the first call the averages are also
+   * re-read on a timer, so they are current when usage arrives. A failure keeps the last ones read.
+   */
+  refresh(): void {
+    if (this.timer === undefined) {
+      this.timer = setInterval(() => this.fetch(), this.options.refreshMs);
+      this.timer.unref();
     }
+    if (performance.now() - this.fetchedAt >= this.options.refreshMs) this.fetch();
+  }
+
+  private fetch(): void {
+    if (this.inFlight) return;
+    this.inFlight = true;
+    allWorkflowAverages(this.client, this.database)
+      .then((averages) => {
+        this.averages = averages;
+      })
+      .catch((error: unknown) => {
+        this.logger.warn(
+          { err: error },
+          "workflow averages unavailable; cost thresholds use the last ones read",
+        );
+      })
+      .finally(() => {
+        this.fetchedAt = performance.now();
+        this.inFlight = false;
+      });
+  }
+
+  close(): void {
+    clearInterval(this.timer);
   }
 
   /** Cost-threshold events for the chats these outcomes touched, given the accounts after the batch. */

@@ -143,7 +143,7 @@ export class PartitionWorker {
       plan.accountWrites.push(this.pendingWrite(owned) as PendingWrite<AccountState & Document>);
     }
     if (plan.usage.length > 0) {
-      await this.deps.costWatch.refresh();
+      this.deps.costWatch.refresh();
       plan.budgetEvents.push(
         ...this.deps.costWatch.check(
           plan.usage.map((item) => item.outcome),

@@ -141,6 +141,7 @@ export class Processor {
   async stop(): Promise<void> {
     this.stopping = true;
     await this.consumer.disconnect();
+    this.costWatch.close();
     await this.producer.disconnect();
     await this.mongo.close();
     await this.clickhouse.close();

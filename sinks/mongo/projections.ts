@@ -27,6 +27,8 @@ export interface ProjectionWrite {
    * insert, which FerretDB takes far faster than one update per document.
    */
   immutable?: boolean;
+  /** Update the document only if it exists (a finished chat's pause document, if it ever had one). */
+  ifExists?: boolean;
 }
 
 export type ChatStatus = "active" | "paused" | "resumable" | "finalized";
@@ -45,6 +47,16 @@ function pausedChatOf(output: Output): string | undefined {
   if (output.event === "pause" || output.event === "resume") return output.chat_id;
   if (output.event === "finalize" && (output.chat_paused || output.can_resume)) return output.chat_id;
   return undefined;
+}
+
+/** A chat finalized while not paused may still have a pause document from earlier: mark it finalized. */
+function finalizedChatOf(output: Output): string | undefined {
+  return output.kind === "session_event" &&
+    output.event === "finalize" &&
+    !output.chat_paused &&
+    !output.can_resume
+    ? output.chat_id
+    : undefined;
 }
 
 function pauseDoc(
@@ -120,6 +132,26 @@ export function projectionWrites(
   for (const output of outputs) {
     const chatId = pausedChatOf(output);
     if (chatId !== undefined) lastByChat.set(`${output.account_key}\u0000${chatId}`, output);
+    const finished = finalizedChatOf(output);
+    if (finished !== undefined && !lastByChat.has(`${output.account_key}\u0000${finished}`)) {
+      const collection =
+        output.level === "app_usage"
+          ? layout.app(output.enterprise_id).collection(COLLECTIONS.app.pausedChats)
+          : workflow.collection(COLLECTIONS.workflow.chatPauses);
+      const doc = {
+        status: "finalized",
+        paused: false,
+        can_resume: false,
+        pause_reason: null,
+        updated_at: output.occurred_at,
+      };
+      writes.set(`${collection.dbName}.${collection.collectionName}/${finished}`, {
+        collection,
+        id: finished,
+        doc,
+        ifExists: true,
+      });
+    }
     if (output.kind === "session_summary") {
       const doc = sessionDoc(output);
       const db =
@@ -183,6 +215,8 @@ export function projectionWrites(
 
 function write(projection: ProjectionWrite): Promise<unknown> {
   const filter = { _id: projection.id } as Document;
+  if (projection.ifExists === true)
+    return projection.collection.updateOne(filter, { $set: projection.doc ?? {} });
   if (projection.merge !== undefined) {
     return projection.collection.updateOne(filter, { $set: projection.merge.set }, { upsert: true });
   }

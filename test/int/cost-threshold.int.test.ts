@@ -90,7 +90,7 @@ describe("cost thresholds: a session far above its workflow's average raises a b
     });
     await clickhouse.close();
     // Let the processor's cache of averages expire so it sees the three sessions.
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
     await produceRecords(producer, config.AGENTMETER_INPUT_TOPIC, session(4, 10_000, 30));
     await producer.disconnect();
 
