@@ -37,12 +37,17 @@ const services = await getServices();
 console.log(
   `integration services (${services.source}): kafka=${services.kafkaBrokers.join(",")} mongo=${services.mongoUri} clickhouse=${services.clickhouseUrl}`,
 );
-const env = {
-  ...process.env,
-  KAFKA_BROKERS: services.kafkaBrokers.join(","),
-  MONGODB_URI: services.mongoUri,
-  CLICKHOUSE_URL: services.clickhouseUrl,
-};
+// Local stack: each test file finds it again through getServices() (stackUp() on a running stack is a
+// no-op, which the stack test checks). Env or testcontainers: hand the endpoints down as env.
+const env =
+  services.source === "local"
+    ? { ...process.env, AGENTMETER_TEST_SERVICES: "local" }
+    : {
+        ...process.env,
+        KAFKA_BROKERS: services.kafkaBrokers.join(","),
+        MONGODB_URI: services.mongoUri,
+        CLICKHOUSE_URL: services.clickhouseUrl,
+      };
 // One integration file at a time: two cores are shared with the brokers, and timing-sensitive tests
 // (crash, rebalance) should not compete with each other.
 process.exit(runNodeTests(testFiles("test/int"), env, 1));
