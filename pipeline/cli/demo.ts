@@ -10,6 +10,7 @@ import {
 } from "../../schemas/index.ts";
 import { createClickHouse } from "../../sinks/clickhouse/client.ts";
 import { totalsByLevel } from "../../sinks/clickhouse/totals.ts";
+import { accountAddress } from "../../sinks/mongo/accounts.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
 import { layoutNames, MongoLayout } from "../../sinks/mongo/layout.ts";
 import { readAccount, readAppRevenue } from "../../sinks/mongo/read.ts";
@@ -155,16 +156,7 @@ export const demoCommand: Command = {
 async function waitForAccounts(layout: MongoLayout, accounts: readonly AccountState[], io: Io) {
   const deadline = Date.now() + 120_000;
   for (;;) {
-    const stored = await Promise.all(
-      accounts.map((account) =>
-        readAccount(layout, {
-          level: account.level,
-          enterprise_id: account.enterprise_id ?? "",
-          mozaiks_user_id: account.mozaiks_user_id,
-          platform_user_id: account.platform_user_id,
-        }),
-      ),
-    );
+    const stored = await Promise.all(accounts.map((account) => readAccount(layout, accountAddress(account))));
     const done = stored.filter(
       (doc, index) => doc !== null && doc.tokens_used === accounts[index]!.tokens_used,
     ).length;

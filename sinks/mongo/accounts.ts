@@ -32,3 +32,13 @@ export function accountDocRef(
 }
 
 export type AccountDoc = AccountState;
+
+/** The address of an account the billing core knows (platform accounts have no enterprise). */
+export function accountAddress(account: AccountState): AccountAddress {
+  return {
+    level: account.level,
+    enterprise_id: account.enterprise_id ?? "",
+    mozaiks_user_id: account.mozaiks_user_id,
+    platform_user_id: account.platform_user_id,
+  };
+}

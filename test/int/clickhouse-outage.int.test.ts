@@ -9,8 +9,10 @@ import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import type { SessionSummary, UsageOutcome } from "../../schemas/index.ts";
 import { decodeRecord } from "../../schemas/index.ts";
 import { type ClickHouseClient, createClickHouse } from "../../sinks/clickhouse/client.ts";
+import { accountAddress } from "../../sinks/mongo/accounts.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
-import { COLLECTIONS } from "../../sinks/mongo/layout.ts";
+import { layoutNames, MongoLayout } from "../../sinks/mongo/layout.ts";
+import { readAccount } from "../../sinks/mongo/read.ts";
 import { ledgerFigures } from "../support/expected.ts";
 import {
   connectProducer,
@@ -202,16 +204,10 @@ describe("ClickHouse down or losing answers mid-run: the processor waits and ret
       "all account documents at their final figures",
       async () => {
         for (const account of accounts) {
-          const doc =
-            account.level === "platform"
-              ? await mongoClient
-                  .db(config.AGENTMETER_PLATFORM_DB)
-                  .collection(COLLECTIONS.platform.users)
-                  .findOne({ _id: account.mozaiks_user_id as never })
-              : await mongoClient
-                  .db(config.AGENTMETER_APP_DB_PREFIX + account.enterprise_id)
-                  .collection(COLLECTIONS.app.users)
-                  .findOne({ _id: account.platform_user_id as never });
+          const doc = await readAccount(
+            new MongoLayout(mongoClient, layoutNames(config)),
+            accountAddress(account),
+          );
           if (doc === null) return undefined;
           try {
             assert.deepEqual(ledgerFigures(doc as never), ledgerFigures(account));

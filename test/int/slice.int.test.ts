@@ -5,8 +5,10 @@ import { createLogger } from "../../pipeline/log.ts";
 import { Processor } from "../../pipeline/processor/processor.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import { createClickHouse } from "../../sinks/clickhouse/client.ts";
+import { accountAddress } from "../../sinks/mongo/accounts.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
-import { COLLECTIONS } from "../../sinks/mongo/layout.ts";
+import { COLLECTIONS, layoutNames, MongoLayout } from "../../sinks/mongo/layout.ts";
+import { readAccount } from "../../sinks/mongo/read.ts";
 import { expectedState, ledgerFigures } from "../support/expected.ts";
 import {
   connectProducer,
@@ -46,16 +48,7 @@ describe("walking skeleton: usage produced to Kafka lands in MongoDB balances an
     assert.ok(accounts.length > 20, "the workload should touch many accounts");
     await eventually("all account documents at their final figures", async () => {
       for (const account of accounts) {
-        const doc =
-          account.level === "platform"
-            ? await client
-                .db(config.AGENTMETER_PLATFORM_DB)
-                .collection(COLLECTIONS.platform.users)
-                .findOne({ _id: account.mozaiks_user_id as never })
-            : await client
-                .db(config.AGENTMETER_APP_DB_PREFIX + account.enterprise_id)
-                .collection(COLLECTIONS.app.users)
-                .findOne({ _id: account.platform_user_id as never });
+        const doc = await readAccount(new MongoLayout(client, layoutNames(config)), accountAddress(account));
         if (doc === null) return undefined;
         try {
           assert.deepEqual(ledgerFigures(doc as never), ledgerFigures(account));
