@@ -21,6 +21,7 @@ import {
   produceRecords,
   testKafka,
 } from "../support/pipeline.ts";
+import { waitCaughtUp } from "../support/processes.ts";
 import { getServices } from "../support/services.ts";
 
 type ProxyMode = "pass" | "lose-responses" | "down";
@@ -130,16 +131,22 @@ describe("ClickHouse down or losing answers mid-run: the processor waits and ret
     processor = new Processor(config, billing, createLogger("error"));
     await processor.start();
     const producer = await connectProducer(testKafka(config));
+    const admin = testKafka(config).admin();
+    await admin.connect();
     const third = Math.ceil(records.length / 3);
     try {
       // Given a processor writing normally
       await produceRecords(producer, config.AGENTMETER_INPUT_TOPIC, records.slice(0, third) as never);
-      // Every partition's watermark is then known, so the next request of each is an insert.
+      // Wait for the whole first third to be committed, not only its usage rows: a flush still writing
+      // its session summaries when the answers start to be lost would retry only those (its usage rows
+      // are past the watermark), and no usage insert would be put to the test. Once idle, every
+      // partition's watermark is known, so the next ClickHouse request of each is a usage insert.
       const firstIds = new Set(records.slice(0, third).map((record) => record.record_id));
       const firstUsage = usage.filter((outcome) => firstIds.has(outcome.record_id)).length;
       await eventually("the first third's rows in ClickHouse", async () =>
         Number(await scalar(`SELECT count() FROM ${db}.usage_events`)) === firstUsage ? true : undefined,
       );
+      await waitCaughtUp(admin, config.AGENTMETER_GROUP_ID, config.AGENTMETER_INPUT_TOPIC, 60_000);
       // When ClickHouse takes inserts but its answers are lost, while records keep coming
       await proxy.setMode("lose-responses");
       await produceRecords(producer, config.AGENTMETER_INPUT_TOPIC, records.slice(third, 2 * third) as never);
@@ -150,6 +157,7 @@ describe("ClickHouse down or losing answers mid-run: the processor waits and ret
       await sleep(3_000);
     } finally {
       await producer.disconnect();
+      await admin.disconnect();
     }
     // And comes back
     await proxy.setMode("pass");
