@@ -94,7 +94,8 @@ async function endToEnd(base: Record<string, string>, name: string, apps: number
   await producer.disconnect();
   const raw = await rawConsumeRate(kafka, config.AGENTMETER_INPUT_TOPIC, records.length);
 
-  const processor = new Processor(config, billing, createLogger("warn"));
+  // BENCH_LOG=debug prints every flush with the milliseconds of each step: where the time goes.
+  const processor = new Processor(config, billing, createLogger(process.env.BENCH_LOG ?? "warn"));
   const started = performance.now();
   await processor.start();
   while (processor.totals.consumed < records.length) await sleep(100);
@@ -148,6 +149,21 @@ async function naiveBaseline(base: Record<string, string>, count: number) {
   return rate;
 }
 
+/** A credit that creates its own end-user account: it shows in MongoDB when its flush is durable. */
+function probe(name: string): InputRecordJson {
+  return {
+    type: "credit",
+    record_id: `marker-${name}`,
+    kind: "grant",
+    level: "app_usage",
+    enterprise_id: "latency-app",
+    mozaiks_user_id: "latency-creator",
+    platform_user_id: `probe-${name}`,
+    tokens: 1,
+    occurred_at: new Date().toISOString(),
+  };
+}
+
 /** Produce-to-balance latency: marker records at a steady rate among background load, polled in MongoDB. */
 async function latency(base: Record<string, string>, ratePerSecond: number, seconds: number) {
   const config = namespace(base, `lat${ratePerSecond}`);
@@ -165,7 +181,7 @@ async function latency(base: Record<string, string>, ratePerSecond: number, seco
     allowAutoTopicCreation: false,
   });
   await producer.connect();
-  const processor = new Processor(config, billing, createLogger("warn"));
+  const processor = new Processor(config, billing, createLogger(process.env.BENCH_LOG ?? "warn"));
   await processor.start();
   const mongo = createMongo(config.MONGODB_URI);
   await mongo.connect();
@@ -180,11 +196,18 @@ async function latency(base: Record<string, string>, ratePerSecond: number, seco
       runId: "bg",
     }),
   ];
+  // Measure from a processor that has joined its group and flushed once, not from its start-up.
+  const warmup = probe("warmup");
+  await producer.send({
+    topic: config.AGENTMETER_INPUT_TOPIC,
+    messages: [{ key: accountKeyOf(warmup), value: JSON.stringify(warmup) }],
+  });
+  const appUsers = layout.app("latency-app").collection("AppUsers");
+  while ((await appUsers.countDocuments({ _id: "probe-warmup" } as never)) === 0) await sleep(100);
   const samples: number[] = [];
   // Markers still waiting: probe id -> when it was sent. One batched read polls them all, so the
   // measurement does not load the database it measures.
   const waiting = new Map<string, number>();
-  const appUsers = layout.app("latency-app").collection("AppUsers");
   let producing = true;
   const poller = (async () => {
     while (producing || waiting.size > 0) {
@@ -210,17 +233,7 @@ async function latency(base: Record<string, string>, ratePerSecond: number, seco
       .slice(sent, sent + perTick)
       .map((record) => ({ key: accountKeyOf(record), value: JSON.stringify(record) }));
     sent += perTick;
-    const marker: InputRecordJson = {
-      type: "credit",
-      record_id: `marker-${tick}`,
-      kind: "grant",
-      level: "app_usage",
-      enterprise_id: "latency-app",
-      mozaiks_user_id: "latency-creator",
-      platform_user_id: `probe-${tick}`,
-      tokens: 1,
-      occurred_at: new Date().toISOString(),
-    };
+    const marker = probe(String(tick));
     const sentAt = performance.now();
     await producer.send({
       topic: config.AGENTMETER_INPUT_TOPIC,
@@ -257,7 +270,7 @@ console.log(`agentmeter processor benchmark: ${RECORDS} records per run, about 3
 // BENCH_ONLY=latency runs the latency part alone.
 const only = process.env.BENCH_ONLY;
 if (only === "latency") {
-  for (const rate of [500, 5_000]) {
+  for (const rate of (process.env.BENCH_RATES ?? "500,5000").split(",").map(Number)) {
     const lat = await latency(base, rate, 10);
     console.log(
       `produce-to-balance latency at ${fmt(rate)}/s for 10 s: p50 ${fmt(lat.p50)} ms, p99 ${fmt(lat.p99)} ms (${lat.samples} samples); processor RSS ${fmt(lat.rss / 1e6)} MB`,
@@ -266,6 +279,13 @@ if (only === "latency") {
   process.exit(0);
 }
 const small = await endToEnd(base, "a1k", 10, 100);
+// BENCH_ONLY=1k stops after the 1,000-account run (e.g. under --cpu-prof, to see where the time goes).
+if (only === "1k") {
+  console.log(
+    `1,000 accounts: raw consume ${fmt(small.raw)}/s; end to end ${fmt(small.rate)}/s (${small.seconds.toFixed(1)} s)`,
+  );
+  process.exit(0);
+}
 console.log(
   `1,000 accounts: raw consume ${fmt(small.raw)}/s; end to end ${fmt(small.rate)}/s (${small.seconds.toFixed(1)} s, ${small.accounts} accounts)`,
 );

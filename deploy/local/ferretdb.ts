@@ -95,7 +95,7 @@ export const ferretdb: LocalService = {
       config.ferretBackend === "postgresql"
         ? [
             "--handler=postgresql",
-            `--postgresql-url=postgres://postgres@127.0.0.1:${config.pgPort}/${FERRET_DATABASE}`,
+            `--postgresql-url=postgres://postgres@127.0.0.1:${config.pgPort}/${FERRET_DATABASE}?pool_max_conns=150`,
           ]
         : (() => {
             const dir = path.join(home, "sqlite");

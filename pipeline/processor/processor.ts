@@ -18,8 +18,9 @@ import { CostWatch } from "./cost-watch.ts";
 import { type FlushTimings, flush } from "./flush.ts";
 import { PartitionWorker } from "./partition-worker.ts";
 
-/** MongoDB operations in flight per process, over all partitions (measured best for FerretDB here: see docs/processing.md). */
-const MONGO_IN_FLIGHT = 8;
+/** MongoDB write statements in flight per process: two bulk commands (see sinks/mongo/limiter.ts). */
+const MONGO_IN_FLIGHT = 32;
+const FETCH_BYTES_PER_PARTITION = 4 * 1024 * 1024;
 
 function countBy(names: readonly string[]): Record<string, number> {
   const counts: Record<string, number> = {};
@@ -80,7 +81,11 @@ export class Processor {
       groupId: config.AGENTMETER_GROUP_ID,
       sessionTimeout: config.AGENTMETER_SESSION_TIMEOUT_MS,
       heartbeatInterval: this.heartbeatIntervalMs,
-      maxBytesPerPartition: 2 * 1024 * 1024,
+      // A fetch holds at most this much per partition: under a backlog, a flush covers as many records
+      // (about 6,000 here) and writes each touched document once. The whole fetch must have room for
+      // every partition, or the partitions left out wait for the next fetch while the others flush.
+      maxBytesPerPartition: FETCH_BYTES_PER_PARTITION,
+      maxBytes: FETCH_BYTES_PER_PARTITION * config.AGENTMETER_PARTITIONS,
     });
     this.producer = this.kafka.producer({
       idempotent: true,

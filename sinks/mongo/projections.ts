@@ -1,8 +1,9 @@
-import type { Collection, Document } from "mongodb";
+import type { AnyBulkWriteOperation, Collection, Document } from "mongodb";
 import type { AccountState, ChatState } from "../../pipeline/core/index.ts";
 import type { Output, SessionSummary } from "../../schemas/index.ts";
+import { chunked, STATEMENTS_PER_COMMAND } from "./bulk.ts";
 import { COLLECTIONS, type MongoLayout } from "./layout.ts";
-import type { Limiter } from "./limiter.ts";
+import type { Limiter, WeightedTask } from "./limiter.ts";
 
 /**
  * Read-side documents of the seed's layout that are projections of account state or of single outputs:
@@ -213,44 +214,54 @@ export function projectionWrites(
   return [...writes.values()];
 }
 
-function write(projection: ProjectionWrite): Promise<unknown> {
+/** One projection as a bulk-write statement: an absolute value, so writing it twice is harmless. */
+function statement(projection: ProjectionWrite): AnyBulkWriteOperation<Document> {
   const filter = { _id: projection.id } as Document;
-  if (projection.ifExists === true)
-    return projection.collection.updateOne(filter, { $set: projection.doc ?? {} });
-  if (projection.merge !== undefined) {
-    return projection.collection.updateOne(filter, { $set: projection.merge.set }, { upsert: true });
+  if (projection.ifExists === true) return { updateOne: { filter, update: { $set: projection.doc ?? {} } } };
+  if (projection.merge !== undefined)
+    return { updateOne: { filter, update: { $set: projection.merge.set }, upsert: true } };
+  return { replaceOne: { filter, replacement: projection.doc ?? {}, upsert: true } };
+}
+
+function group(writes: readonly ProjectionWrite[]): Map<Collection<Document>, ProjectionWrite[]> {
+  const groups = new Map<Collection<Document>, ProjectionWrite[]>();
+  for (const projection of writes) {
+    const list = groups.get(projection.collection);
+    if (list === undefined) groups.set(projection.collection, [projection]);
+    else list.push(projection);
   }
-  return projection.collection.replaceOne(filter, projection.doc ?? {}, { upsert: true });
+  return groups;
 }
 
 /**
  * Immutable documents go in one insertMany per collection; a failure there (a document already in, after
- * a crash or a retried flush) falls back to upserting each. The rest is one upsert per document. All
- * under the process-wide limiter, as single statements (see Limiter). Two partitions creating the same
- * shared document at once can collide on its _id; the flush is then retried and finds it.
+ * a crash or a retried flush) falls back to upserting them. The rest are upserts, in bulks of a few
+ * statements per collection (see bulk.ts), weighed by their statements under the process-wide limiter.
+ * Two partitions creating the same shared document at once can collide on its _id; the flush is then
+ * retried and finds it.
  */
 export async function writeProjections(writes: readonly ProjectionWrite[], limiter: Limiter): Promise<void> {
-  const inserts = new Map<Collection<Document>, ProjectionWrite[]>();
-  const tasks: (() => Promise<void>)[] = [];
-  for (const projection of writes) {
-    if (projection.immutable !== true) {
-      tasks.push(() => write(projection).then(() => undefined));
-      continue;
-    }
-    const group = inserts.get(projection.collection) ?? [];
-    group.push(projection);
-    inserts.set(projection.collection, group);
+  const tasks: WeightedTask[] = [];
+  const upsert = (collection: Collection<Document>, chunk: readonly ProjectionWrite[]) => async () => {
+    await collection.bulkWrite(chunk.map(statement), { ordered: false });
+  };
+  for (const [collection, list] of group(writes.filter((projection) => projection.immutable !== true))) {
+    for (const chunk of chunked(list)) tasks.push({ run: upsert(collection, chunk), weight: chunk.length });
   }
-  for (const [collection, group] of inserts) {
-    tasks.push(async () => {
+  for (const [collection, list] of group(writes.filter((projection) => projection.immutable === true))) {
+    // Weighed as its fallback, so that the fallback needs no second permit (which could deadlock).
+    const weight = Math.min(list.length, STATEMENTS_PER_COMMAND);
+    const run = async () => {
       try {
         await collection.insertMany(
-          group.map((projection) => ({ _id: projection.id, ...projection.doc }) as Document),
+          list.map((projection) => ({ _id: projection.id, ...projection.doc }) as Document),
+          { ordered: false },
         );
       } catch {
-        for (const projection of group) await write(projection);
+        for (const chunk of chunked(list)) await upsert(collection, chunk)();
       }
-    });
+    };
+    tasks.push({ run, weight });
   }
   await limiter.all(tasks);
 }

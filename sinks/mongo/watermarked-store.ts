@@ -1,6 +1,7 @@
 import { type Collection, type Document, MongoServerError } from "mongodb";
 import { AgentmeterError } from "../../pipeline/errors.ts";
-import type { Limiter } from "./limiter.ts";
+import { chunked } from "./bulk.ts";
+import type { Limiter, WeightedTask } from "./limiter.ts";
 
 /**
  * Documents owned by one input partition (account documents, per-partition revenue ledgers) are written
@@ -60,61 +61,60 @@ function isDuplicateKey(error: unknown): boolean {
   return error instanceof MongoServerError && (error.code === 11000 || /duplicate key/i.test(error.message));
 }
 
-/**
- * Writes one document as compare-and-set on its watermark. A write that finds the document already at
- * `newWm` is a retry of our own earlier write (its response was lost) and counts as done.
- */
-export async function writeDoc<T extends Document>(
+function stored<T extends Document>(
   write: PendingWrite<T>,
   wm: { topic: string; partition: number },
-): Promise<void> {
-  const { ref, body, loadedWm, newWm } = write;
-  const doc = { ...body, wm_topic: wm.topic, wm_partition: wm.partition, wm_offset: newWm };
-  try {
-    if (loadedWm < 0n) {
-      await ref.collection.insertOne({ _id: ref.id, ...doc } as Document);
-      return;
-    }
-    const result = await ref.collection.replaceOne({ _id: ref.id, wm_offset: loadedWm } as Document, doc);
-    if (result.matchedCount === 1) return;
-  } catch (error) {
-    if (!isDuplicateKey(error)) throw error;
-  }
-  const current = await ref.collection.findOne({ _id: ref.id } as Document, { projection: { wm_offset: 1 } });
-  if (current !== null && toOffset(current.wm_offset) === newWm) return;
-  throw new AgentmeterError(
-    "OWNERSHIP_LOST",
-    `${ref.collection.dbName}.${ref.collection.collectionName}/${ref.id} moved to wm ${String(current?.wm_offset)} (expected ${loadedWm})`,
-    { details: { collection: ref.collection.collectionName, id: ref.id } },
-  );
+): Document {
+  return {
+    _id: write.ref.id,
+    ...write.body,
+    wm_topic: wm.topic,
+    wm_partition: wm.partition,
+    wm_offset: write.newWm,
+  };
 }
 
 /**
- * Writes many documents. New documents go in one insertMany per collection (a single statement);
- * existing ones each as their own compare-and-set replace, under the process-wide limiter: FerretDB v1
- * wedged on multi-statement update commands here, so there is no bulk update. A failed insertMany is
- * redone document by document, where a duplicate is told apart as "already ours" or OWNERSHIP_LOST.
+ * After a compare-and-set that did not match everywhere: each document must now be at its `newWm`
+ * (written by this call or by an earlier try of the same flush whose answer was lost). Any other
+ * watermark means another member wrote it since we loaded it.
  */
-export async function writeDocs<T extends Document>(
+async function settle<T>(
+  collection: Collection<Document>,
   writes: readonly PendingWrite<T>[],
-  wm: { topic: string; partition: number },
-  limiter: Limiter,
 ): Promise<void> {
-  const inserts = new Map<Collection<Document>, PendingWrite<T>[]>();
-  const tasks: (() => Promise<void>)[] = [];
+  const current = await collection
+    .find({ _id: { $in: writes.map((write) => write.ref.id) } } as Document, { projection: { wm_offset: 1 } })
+    .toArray();
+  const at = new Map(current.map((doc) => [String(doc._id), toOffset(doc.wm_offset)]));
   for (const write of writes) {
-    if (write.loadedWm >= 0n) {
-      tasks.push(() => writeDoc(write, wm));
-      continue;
-    }
-    const group = inserts.get(write.ref.collection);
-    if (group === undefined) inserts.set(write.ref.collection, [write]);
-    else group.push(write);
+    const wmNow = at.get(write.ref.id);
+    if (wmNow === write.newWm) continue;
+    throw new AgentmeterError(
+      "OWNERSHIP_LOST",
+      `${collection.dbName}.${collection.collectionName}/${write.ref.id} moved to wm ${String(wmNow)} (expected ${write.loadedWm})`,
+      { details: { collection: collection.collectionName, id: write.ref.id } },
+    );
   }
-  for (const [collection, group] of inserts) tasks.push(() => insertNew(collection, group, wm));
-  await limiter.all(tasks);
 }
 
+/** Existing documents: one bulk of compare-and-set replaces (filter on the loaded watermark). */
+async function replaceExisting<T extends Document>(
+  collection: Collection<Document>,
+  writes: readonly PendingWrite<T>[],
+  wm: { topic: string; partition: number },
+): Promise<void> {
+  const result = await collection.bulkWrite(
+    writes.map((write) => {
+      const { _id, ...replacement } = stored(write, wm);
+      return { replaceOne: { filter: { _id, wm_offset: write.loadedWm }, replacement } };
+    }),
+    { ordered: false },
+  );
+  if (result.matchedCount !== writes.length) await settle(collection, writes);
+}
+
+/** New documents: one insert; if some exist already (a retried flush, or another member), settle them. */
 async function insertNew<T extends Document>(
   collection: Collection<Document>,
   writes: readonly PendingWrite<T>[],
@@ -122,18 +122,46 @@ async function insertNew<T extends Document>(
 ): Promise<void> {
   try {
     await collection.insertMany(
-      writes.map((write) => ({
-        _id: write.ref.id,
-        ...write.body,
-        wm_topic: wm.topic,
-        wm_partition: wm.partition,
-        wm_offset: write.newWm,
-      })) as Document[],
-      { ordered: true },
+      writes.map((write) => stored(write, wm)),
+      { ordered: false },
     );
   } catch (error) {
-    if (!(error instanceof MongoServerError)) throw error;
-    // Some may be in already (a retried flush, or another member): settle each one on its own.
-    for (const write of writes) await writeDoc(write, wm);
+    if (!isDuplicateKey(error)) throw error;
+    await settle(collection, writes);
   }
+}
+
+/**
+ * Writes many documents, each with its watermark, grouped per collection and per kind (new documents in
+ * inserts, existing ones in bulks of compare-and-set replaces), chunked so that each command stays small
+ * (see bulk.ts) and weighed by its statements under the process-wide limiter.
+ */
+export async function writeDocs<T extends Document>(
+  writes: readonly PendingWrite<T>[],
+  wm: { topic: string; partition: number },
+  limiter: Limiter,
+): Promise<void> {
+  const groups = new Map<
+    string,
+    { collection: Collection<Document>; fresh: boolean; writes: PendingWrite<T>[] }
+  >();
+  for (const write of writes) {
+    const { collection } = write.ref;
+    const fresh = write.loadedWm < 0n;
+    const key = `${collection.dbName}.${collection.collectionName}:${fresh}`;
+    const group = groups.get(key) ?? { collection, fresh, writes: [] };
+    group.writes.push(write);
+    groups.set(key, group);
+  }
+  const tasks: WeightedTask[] = [];
+  for (const { collection, fresh, writes: group } of groups.values()) {
+    if (fresh) {
+      // An insert is one statement for FerretDB however many documents it carries.
+      tasks.push(() => insertNew(collection, group, wm));
+      continue;
+    }
+    for (const chunk of chunked(group))
+      tasks.push({ run: () => replaceExisting(collection, chunk, wm), weight: chunk.length });
+  }
+  await limiter.all(tasks);
 }

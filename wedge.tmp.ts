@@ -1,0 +1,13 @@
+import { MongoClient } from "mongodb";
+const c = new MongoClient("mongodb://127.0.0.1:27117/", { serverSelectionTimeoutMS: 3000, socketTimeoutMS: 15000 });
+await c.connect();
+const db = c.db("wedge_test4");
+const [chunk, par] = process.argv.slice(2).map(Number) as [number, number];
+const N = chunk * par;
+const col = db.collection(`c${chunk}_${par}_${Date.now()}`);
+await col.insertMany(Array.from({ length: N }, (_, i) => ({ _id: `k${i}`, v: 0, wm_offset: 0n, pad: "x".repeat(800) })) as never);
+const rep = (k: number) => ({ replaceOne: { filter: { _id: `k${k}`, wm_offset: 0n }, replacement: { v: 1, wm_offset: 1n } } });
+const t0 = performance.now();
+const rs = await Promise.all(Array.from({ length: par }, (_, p) => col.bulkWrite(Array.from({ length: chunk }, (_, j) => rep(p * chunk + j)) as never)));
+console.log(`chunk ${chunk} x${par}:`, rs.map((r) => r.matchedCount).join(","), Math.round(performance.now() - t0), "ms");
+await c.close();
