@@ -47,18 +47,21 @@ function json(value: unknown): string {
 
 /**
  * Makes one batch's effects durable. The order is the exactly-once argument, so it is fixed:
- *  1. Kafka outputs (dead letters, budget events, latest budget state): at least once; events carry a
- *     deterministic id header and the state topic is compacted, so a repeat is harmless.
- *  2. ClickHouse rows: once per offset (partition watermark + deduplication token); session summaries
- *     (a replay re-inserts them identically and ReplacingMergeTree + FINAL collapses them).
- *  3. Revenue ledgers: compare-and-set on their own watermark, written BEFORE the accounts, so that any
- *     record an account document does not yet hold is re-applied and re-counted only where missing.
- *  4. Projections (pause states, sessions, chat summaries, apps, workflows): absolute values, upserted.
- *  5. Account documents: compare-and-set on their watermark. After this the batch is applied.
- *  6. (the caller) commit offsets: a crash before it only causes re-delivery, which 2-5 skip.
- * Every step may be retried as a whole: each is idempotent for the same plan.
+ *  1. Outputs, side by side:
+ *     - Kafka (dead letters, budget events, latest budget state): at least once; events carry a
+ *       deterministic id header and the state topic is compacted, so a repeat is harmless;
+ *     - ClickHouse rows: once per offset (partition watermark + deduplication token); session summaries
+ *       (a replay re-inserts them identically and ReplacingMergeTree + FINAL collapses them).
+ *  2. MongoDB read side, side by side:
+ *     - revenue ledgers: compare-and-set on their own watermark, written BEFORE the accounts, so that
+ *       any record an account document does not yet hold is re-applied and re-counted only where missing;
+ *     - projections (pause states, sessions, chat summaries, apps, workflows): absolute values, upserted.
+ *  3. Account documents: compare-and-set on their watermark. After this the batch is applied.
+ *  4. (the caller) commit offsets: a crash before it only causes re-delivery, which 1-3 skip.
+ * Every step may be retried as a whole: each is idempotent for the same plan. Steps that do not depend
+ * on each other overlap, because a flush's latency is the sum of its round trips.
  */
-/** Milliseconds spent in each step of one flush: where the time goes when the processor is slow. */
+/** Milliseconds spent in each part of one flush (parts of one step overlap): where the time goes. */
 export interface FlushTimings {
   kafka: number;
   clickhouse: number;
@@ -67,19 +70,17 @@ export interface FlushTimings {
   accounts: number;
 }
 
-export async function flush(
-  plan: FlushPlan,
-  targets: FlushTargets,
-  /** Throws once the batch's partition may belong to another member; called between steps. */
-  checkpoint: () => void,
-): Promise<FlushTimings> {
-  let mark = performance.now();
-  const lap = (): number => {
-    const now = performance.now();
-    const spent = now - mark;
-    mark = now;
-    return Math.round(spent);
-  };
+/**
+ * Runs side by side and waits for every one to settle before throwing the first failure, so that a
+ * retried flush never overlaps a straggler of the failed try.
+ */
+async function settled(promises: readonly Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((result) => result.status === "rejected");
+  if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+}
+
+function kafkaMessages(plan: FlushPlan, targets: FlushTargets): { topic: string; messages: Message[] }[] {
   const topicMessages: { topic: string; messages: Message[] }[] = [];
   if (plan.deadLetters.length > 0) {
     topicMessages.push({
@@ -103,22 +104,41 @@ export async function flush(
       messages: plan.budgetStates.map((state) => ({ key: state.account_key, value: json(state) })),
     });
   }
-  for (const chunk of byteChunks(topicMessages))
-    await targets.producer.sendBatch({ topicMessages: chunk, acks: -1 });
-  checkpoint();
-  const kafka = lap();
+  return topicMessages;
+}
 
-  if (plan.usage.length > 0) await targets.usageEvents.append(plan.topic, plan.partition, plan.usage);
-  await targets.usageEvents.appendSessionSummaries(plan.topic, plan.partition, plan.sessionSummaries);
-  checkpoint();
-  const clickhouse = lap();
-
+export async function flush(
+  plan: FlushPlan,
+  targets: FlushTargets,
+  /** Throws once the batch's partition may belong to another member; called between steps. */
+  checkpoint: () => void,
+): Promise<FlushTimings> {
+  const timings: FlushTimings = { kafka: 0, clickhouse: 0, ledgers: 0, projections: 0, accounts: 0 };
+  const timed = async (part: keyof FlushTimings, action: () => Promise<unknown>): Promise<void> => {
+    const started = performance.now();
+    await action();
+    timings[part] = Math.round(performance.now() - started);
+  };
   const wm = { topic: plan.topic, partition: plan.partition };
-  if (plan.ledgerWrites.length > 0) await writeDocs(plan.ledgerWrites, wm, targets.mongoLimiter);
-  const ledgers = lap();
-  if (plan.projections.length > 0) await writeProjections(plan.projections, targets.mongoLimiter);
+
+  await settled([
+    timed("kafka", async () => {
+      for (const chunk of byteChunks(kafkaMessages(plan, targets)))
+        await targets.producer.sendBatch({ topicMessages: chunk, acks: -1 });
+    }),
+    timed("clickhouse", () =>
+      settled([
+        targets.usageEvents.append(plan.topic, plan.partition, plan.usage),
+        targets.usageEvents.appendSessionSummaries(plan.topic, plan.partition, plan.sessionSummaries),
+      ]),
+    ),
+  ]);
   checkpoint();
-  const projections = lap();
-  if (plan.accountWrites.length > 0) await writeDocs(plan.accountWrites, wm, targets.mongoLimiter);
-  return { kafka, clickhouse, ledgers, projections, accounts: lap() };
+  await settled([
+    timed("ledgers", () => writeDocs(plan.ledgerWrites, wm, targets.mongoLimiter)),
+    timed("projections", () => writeProjections(plan.projections, targets.mongoLimiter)),
+  ]);
+  checkpoint();
+  await timed("accounts", () => writeDocs(plan.accountWrites, wm, targets.mongoLimiter));
+  return timings;
 }

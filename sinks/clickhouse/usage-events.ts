@@ -100,6 +100,7 @@ export class UsageEventsSink {
 
   /** Inserts the rows of one partition's flush that are past its watermark; returns how many were inserted. */
   async append(topic: string, partition: number, outcomes: readonly PositionedOutcome[]): Promise<number> {
+    if (outcomes.length === 0) return 0;
     const mark = await this.watermark(topic, partition);
     const fresh = outcomes.filter((item) => BigInt(item.position.offset) > mark);
     if (fresh.length === 0) return 0;
