@@ -53,6 +53,14 @@ export const ConfigSchema = z.object({
   AGENTMETER_BILLING_CONFIG: z.string().min(1).optional(),
   /** How many partitions one processor works on at once (each flushes on its own). */
   AGENTMETER_CONCURRENCY: positiveInt.max(64).default(6),
+  /**
+   * Most bytes of records one fetch brings per partition, and so one flush: larger flushes write each
+   * touched document once for more records (and hold more in memory).
+   */
+  AGENTMETER_FETCH_BYTES_PER_PARTITION: positiveInt
+    .min(64 * 1024)
+    .max(64 * 1024 * 1024)
+    .default(4 * 1024 * 1024),
   /** How long the group waits for a silent member before moving its partitions (the broker allows 6 s and up). */
   AGENTMETER_SESSION_TIMEOUT_MS: positiveInt.min(6_000).max(300_000).default(30_000),
   /** A session costing more than this many times its workflow's average raises a cost_threshold event. */

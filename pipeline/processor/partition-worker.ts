@@ -12,7 +12,7 @@ import type { LogPosition, PositionedOutcome } from "../../sinks/clickhouse/usag
 import { accountDocRef } from "../../sinks/mongo/accounts.ts";
 import type { IndexRegistry } from "../../sinks/mongo/indexes.ts";
 import type { MongoLayout } from "../../sinks/mongo/layout.ts";
-import { type ProjectionWrite, projectionWrites } from "../../sinks/mongo/projections.ts";
+import { PauseDocuments, type ProjectionWrite, projectionWrites } from "../../sinks/mongo/projections.ts";
 import { emptyLedger, type RevenueLedger, revenueDocRef } from "../../sinks/mongo/revenue.ts";
 import { type DocRef, loadDocs, type PendingWrite } from "../../sinks/mongo/watermarked-store.ts";
 import { type AccountState, applyBatch, type BillingConfig, budgetStateOf } from "../core/index.ts";
@@ -84,6 +84,8 @@ interface Decoded {
 export class PartitionWorker {
   private readonly accounts = new Map<string, Owned<AccountState>>();
   private readonly ledgers = new Map<string, Owned<RevenueLedger>>();
+  /** Open chats that have, or may have, a pause document (see `PauseDocuments`). */
+  private readonly pauseDocuments = new PauseDocuments();
 
   constructor(
     readonly topic: string,
@@ -156,6 +158,7 @@ export class PartitionWorker {
       touchedStates,
       result.outputs,
       this.deps.knownShared,
+      this.pauseDocuments,
     );
     for (const owned of this.ledgers.values()) {
       if (owned.pendingWm !== undefined)
@@ -180,6 +183,7 @@ export class PartitionWorker {
   reset(): void {
     this.accounts.clear();
     this.ledgers.clear();
+    this.pauseDocuments.clear();
   }
 
   private emptyPlan(messages: readonly InputMessage[]): FlushPlan {
@@ -276,6 +280,8 @@ export class PartitionWorker {
         );
         for (const item of group) {
           const doc = loaded.get(item.ref.id)!;
+          if (item.target === this.accounts && doc.body !== undefined)
+            this.pauseDocuments.loaded(item.key, (doc.body as AccountState).chats);
           item.target.set(item.key, {
             ref: item.ref,
             body: doc.body,

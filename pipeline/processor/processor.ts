@@ -20,7 +20,6 @@ import { PartitionWorker } from "./partition-worker.ts";
 
 /** MongoDB write statements in flight per process: two bulk commands (see sinks/mongo/limiter.ts). */
 const MONGO_IN_FLIGHT = 32;
-const FETCH_BYTES_PER_PARTITION = 4 * 1024 * 1024;
 
 function countBy(names: readonly string[]): Record<string, number> {
   const counts: Record<string, number> = {};
@@ -81,11 +80,11 @@ export class Processor {
       groupId: config.AGENTMETER_GROUP_ID,
       sessionTimeout: config.AGENTMETER_SESSION_TIMEOUT_MS,
       heartbeatInterval: this.heartbeatIntervalMs,
-      // A fetch holds at most this much per partition: under a backlog, a flush covers as many records
-      // (about 6,000 here) and writes each touched document once. The whole fetch must have room for
-      // every partition, or the partitions left out wait for the next fetch while the others flush.
-      maxBytesPerPartition: FETCH_BYTES_PER_PARTITION,
-      maxBytes: FETCH_BYTES_PER_PARTITION * config.AGENTMETER_PARTITIONS,
+      // Under a backlog a flush covers a whole fetch of its partition (about 6,000 records at the
+      // default 4 MiB) and writes each touched document once. The whole fetch must have room for every
+      // partition, or the partitions left out wait for the next fetch while the others flush.
+      maxBytesPerPartition: config.AGENTMETER_FETCH_BYTES_PER_PARTITION,
+      maxBytes: config.AGENTMETER_FETCH_BYTES_PER_PARTITION * config.AGENTMETER_PARTITIONS,
     });
     this.producer = this.kafka.producer({
       idempotent: true,

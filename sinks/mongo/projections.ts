@@ -32,6 +32,40 @@ export interface ProjectionWrite {
   ifExists?: boolean;
 }
 
+/**
+ * Which open chats of one partition's accounts have a pause document, so that finishing a chat that never
+ * paused costs no write. Exact for chats opened since their account was loaded; a chat already open in a
+ * loaded account may have paused under an earlier owner, so it counts as having one.
+ */
+export class PauseDocuments {
+  private readonly chats = new Set<string>();
+
+  loaded(accountKey: string, openChats: Readonly<Record<string, unknown>>): void {
+    for (const chatId of Object.keys(openChats)) this.chats.add(chatKey(accountKey, chatId));
+  }
+
+  has(accountKey: string, chatId: string): boolean {
+    return this.chats.has(chatKey(accountKey, chatId));
+  }
+
+  written(accountKey: string, chatId: string): void {
+    this.chats.add(chatKey(accountKey, chatId));
+  }
+
+  /** A finished chat leaves its account's state: nothing more will be written for it. */
+  finished(accountKey: string, chatId: string): void {
+    this.chats.delete(chatKey(accountKey, chatId));
+  }
+
+  clear(): void {
+    this.chats.clear();
+  }
+}
+
+function chatKey(accountKey: string, chatId: string): string {
+  return `${accountKey}\u0000${chatId}`;
+}
+
 export type ChatStatus = "active" | "paused" | "resumable" | "finalized";
 
 function chatStatus(chat: ChatState | undefined): ChatStatus {
@@ -117,6 +151,8 @@ export function projectionWrites(
   outputs: readonly Output[],
   /** Shared documents this process has already written (apps, workflows): not written again. */
   known: ReadonlySet<string>,
+  /** Updated as pause documents are planned and chats finish. */
+  pauseDocuments: PauseDocuments,
 ): ProjectionWrite[] {
   const writes = new Map<string, ProjectionWrite>();
   const put = (collection: Collection<Document>, id: string, doc: Document, immutable = false): void => {
@@ -132,9 +168,18 @@ export function projectionWrites(
   const lastByChat = new Map<string, Output>();
   for (const output of outputs) {
     const chatId = pausedChatOf(output);
-    if (chatId !== undefined) lastByChat.set(`${output.account_key}\u0000${chatId}`, output);
+    if (chatId !== undefined) {
+      lastByChat.set(`${output.account_key}\u0000${chatId}`, output);
+      pauseDocuments.written(output.account_key, chatId);
+    }
     const finished = finalizedChatOf(output);
-    if (finished !== undefined && !lastByChat.has(`${output.account_key}\u0000${finished}`)) {
+    const marksPauseDocument =
+      finished !== undefined &&
+      pauseDocuments.has(output.account_key, finished) &&
+      !lastByChat.has(`${output.account_key}\u0000${finished}`);
+    if (output.kind === "session_event" && output.event === "finalize")
+      pauseDocuments.finished(output.account_key, output.chat_id);
+    if (finished !== undefined && marksPauseDocument) {
       const collection =
         output.level === "app_usage"
           ? layout.app(output.enterprise_id).collection(COLLECTIONS.app.pausedChats)

@@ -39,7 +39,12 @@ describe("crash: the processor is SIGKILLed at random moments and restarted", {
   let current: ProcessorProcess | undefined;
 
   before(async () => {
-    config = await isolatedConfig({ AGENTMETER_SESSION_TIMEOUT_MS: "10000" });
+    // Fetches of 512 KiB (about 800 records a partition): many flushes between kills, so kills land at
+    // every stage of one, and the lag moves in steps small enough to aim the kills at.
+    config = await isolatedConfig({
+      AGENTMETER_SESSION_TIMEOUT_MS: "10000",
+      AGENTMETER_FETCH_BYTES_PER_PARTITION: String(512 * 1024),
+    });
     const client = testKafka(config);
     kafka.admin = client.admin();
     await kafka.admin.connect();
@@ -68,18 +73,20 @@ describe("crash: the processor is SIGKILLed at random moments and restarted", {
     const topic = config.AGENTMETER_INPUT_TOPIC;
     for (let kill = 0; kill < KILLS; kill++) {
       current = startProcessorProcess(`crash-${config.KAFKA_CLIENT_ID}-${kill}`, env);
-      // Let it join and work for a random while, then kill it without warning.
+      // Let it join and do a random part of its share of what remains (so that the work cannot run out
+      // before the last kill, however fast the processor), then kill it without warning a random while
+      // later, wherever its next flush is.
       const before = await groupLag(admin, group, topic);
-      const deadline = Date.now() + 60_000;
-      const workFor = 300 + Math.floor(random() * 3_000);
-      let started = 0;
+      const share = before / BigInt(KILLS - kill + 1);
+      const target = before - (share * BigInt(20 + Math.floor(random() * 80))) / 100n;
+      const extraMs = Math.floor(random() * 1_500);
+      const deadline = Date.now() + 120_000;
       while (Date.now() < deadline) {
-        await sleep(250);
+        await sleep(100);
         const lag = await groupLag(admin, group, topic);
-        if (lag < before && started === 0) started = Date.now();
-        if (started > 0 && Date.now() - started >= workFor) break;
-        if (lag === 0n) break;
+        if (lag <= target || lag === 0n) break;
       }
+      await sleep(extraMs);
       const lag = await groupLag(admin, group, topic);
       lagAtKill.push(lag);
       const exit = await stopProcess(current, "SIGKILL");

@@ -32,7 +32,11 @@ describe("rebalance: instances join and leave the group mid-run", { timeout: 10 
   const running: ProcessorProcess[] = [];
 
   before(async () => {
-    config = await isolatedConfig({ AGENTMETER_SESSION_TIMEOUT_MS: "10000" });
+    // Small fetches, so that the members hand partitions over between many flushes, not after one.
+    config = await isolatedConfig({
+      AGENTMETER_SESSION_TIMEOUT_MS: "10000",
+      AGENTMETER_FETCH_BYTES_PER_PARTITION: String(128 * 1024),
+    });
     admin = testKafka(config).admin();
     await admin.connect();
     await ensureTopics(admin, config);
