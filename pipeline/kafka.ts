@@ -1,5 +1,7 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { type Admin, type ITopicConfig, Kafka, Partitioners } from "kafkajs";
 import type { Config } from "./config.ts";
+import { AgentmeterError } from "./errors.ts";
 import { kafkaLogCreator, type Logger } from "./log.ts";
 
 /**
@@ -50,7 +52,30 @@ export async function ensureTopics(admin: Admin, config: TopicsConfig): Promise<
       ],
     },
   ];
-  const missing = wanted.filter((topic) => !existing.has(topic.topic));
-  if (missing.length === 0) return;
-  await admin.createTopics({ topics: missing, waitForLeaders: true });
+  // A broker that has just started can take a while to serve a new topic's metadata
+  // (UNKNOWN_TOPIC_OR_PARTITION, retriable), and clients that ask before it does give up: create, then
+  // wait until every topic is served with a leader for each partition, for a bounded time.
+  const deadline = Date.now() + TOPIC_SETTLE_MS;
+  let known = existing;
+  for (;;) {
+    try {
+      const missing = wanted.filter((topic) => !known.has(topic.topic));
+      if (missing.length > 0) await admin.createTopics({ topics: missing, waitForLeaders: true });
+      const { topics } = await admin.fetchTopicMetadata({ topics: wanted.map((topic) => topic.topic) });
+      if (topics.every((topic) => topic.partitions.every((partition) => partition.leader >= 0))) return;
+    } catch (error) {
+      if (!isRetriable(error) || Date.now() > deadline) throw error;
+    }
+    if (Date.now() > deadline)
+      throw new AgentmeterError("SERVICE_UNAVAILABLE", "kafka: topics created but not served within 60 s");
+    await sleep(500);
+    known = new Set(await admin.listTopics());
+  }
+}
+
+const TOPIC_SETTLE_MS = 60_000;
+
+function isRetriable(error: unknown): boolean {
+  const { name, retriable } = (error ?? {}) as { name?: string; retriable?: boolean };
+  return retriable === true || name === "KafkaJSNumberOfRetriesExceeded";
 }

@@ -200,6 +200,7 @@ export class Processor {
           projectionDocs: plan.projections.length,
           projectionsBy: countBy(plan.projections.map((p) => p.collection.collectionName)),
           planMs,
+          planParts: plan.timings,
           ms: timings,
         },
         "flushed",

@@ -42,14 +42,29 @@ function toOffset(value: unknown): bigint {
   return -1n;
 }
 
-/** Loads many documents of one collection in one round trip. */
+/**
+ * Up to this many documents are loaded by point reads, more by one `$in` query. FerretDB v1 does not push
+ * `$in` down to PostgreSQL (every `$in` reads the whole collection), while a point read on `_id` uses
+ * the local stack's `_id` index: with a new account in most batches, point reads cut the produce-to-
+ * balance p50 at 500 records/s from 5.3 s to 1.9 s here. Past a few dozen, one scan costs less than the
+ * round trips (a cold start loading a whole partition's accounts).
+ */
+const POINT_READS_UP_TO = 32;
+
+/** Loads documents of one collection by id: by point reads when few, else in one round trip. */
 export async function loadDocs<T>(
   collection: Collection<Document>,
   ids: readonly string[],
 ): Promise<Map<string, LoadedDoc<T>>> {
   const found = new Map<string, LoadedDoc<T>>();
   if (ids.length === 0) return found;
-  const docs = await collection.find({ _id: { $in: [...ids] } } as Document).toArray();
+  const docs: Document[] = [];
+  if (ids.length <= POINT_READS_UP_TO) {
+    for (const doc of await Promise.all(ids.map((id) => collection.findOne({ _id: id } as Document))))
+      if (doc !== null) docs.push(doc);
+  } else {
+    docs.push(...(await collection.find({ _id: { $in: [...ids] } } as Document).toArray()));
+  }
   for (const doc of docs)
     found.set(String(doc._id), { body: toBody<T>(doc), wmOffset: toOffset(doc.wm_offset) });
   for (const id of ids) if (!found.has(id)) found.set(id, { body: undefined, wmOffset: -1n });
