@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { SessionSummary, UsageOutcome } from "../../schemas/index.ts";
 import type { ClickHouseClient } from "./client.ts";
 import { quoteIdent } from "./client.ts";
@@ -14,6 +15,8 @@ export interface PositionedOutcome {
   position: LogPosition;
   outcome: UsageOutcome;
 }
+
+const WATERMARK_REREAD_MS = 200;
 
 /** One row per usage record, per-agent detail in parallel arrays (ARRAY JOIN for per-agent views). */
 export function usageEventRow({ position, outcome }: PositionedOutcome): Record<string, unknown> {
@@ -87,15 +90,26 @@ export class UsageEventsSink {
     const key = `${topic}:${partition}`;
     const known = this.watermarks.get(key);
     if (known !== undefined) return known;
+    // Read twice, a moment apart, and keep the higher: the local engine (chdb 26.7) was seen to show a
+    // table with none of its parts for an instant while a merge swapped them in, and a watermark read
+    // low would insert rows again. A watermark only grows, so the higher read is the true one.
+    const first = await this.readWatermark(topic, partition);
+    await sleep(WATERMARK_REREAD_MS);
+    const second = await this.readWatermark(topic, partition);
+    let value = first;
+    if (second > value) value = second;
+    this.watermarks.set(key, value);
+    return value;
+  }
+
+  private async readWatermark(topic: string, partition: number): Promise<bigint> {
     const result = await this.client.query({
       query: `SELECT toString(max(offset)) AS max_offset, count() AS n FROM ${this.table} WHERE topic = {topic:String} AND partition = {partition:UInt32}`,
       query_params: { topic, partition },
       format: "JSONEachRow",
     });
     const [row] = await result.json<{ max_offset: string; n: string }>();
-    const value = row === undefined || row.n === "0" ? -1n : BigInt(row.max_offset);
-    this.watermarks.set(key, value);
-    return value;
+    return row === undefined || row.n === "0" ? -1n : BigInt(row.max_offset);
   }
 
   /** Inserts the rows of one partition's flush that are past its watermark; returns how many were inserted. */
