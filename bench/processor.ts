@@ -20,6 +20,8 @@ import { readAccount } from "../sinks/mongo/read.ts";
 
 const billing = parseBillingConfig({});
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 30_000);
+// BENCH_LOG=debug prints every flush with the milliseconds of each step: where the time goes.
+const BENCH_LOG = process.env.BENCH_LOG ?? "warn";
 
 function namespace(base: Record<string, string>, name: string): Config {
   const id = `bench_${name}_${Date.now().toString(36)}`;
@@ -37,6 +39,20 @@ function namespace(base: Record<string, string>, name: string): Config {
     CLICKHOUSE_DATABASE: id,
     LOG_LEVEL: "warn",
   });
+}
+
+/** A quiet client for one namespace, its topics created. */
+async function kafkaWithTopics(config: Config): Promise<Kafka> {
+  const kafka = new Kafka({
+    clientId: config.KAFKA_CLIENT_ID,
+    brokers: config.KAFKA_BROKERS,
+    logLevel: logLevel.NOTHING,
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  await ensureTopics(admin, config);
+  await admin.disconnect();
+  return kafka;
 }
 
 async function produceAll(
@@ -76,15 +92,7 @@ async function rawConsumeRate(kafka: Kafka, topic: string, count: number): Promi
 
 async function endToEnd(base: Record<string, string>, name: string, apps: number, usersPerApp: number) {
   const config = namespace(base, name);
-  const kafka = new Kafka({
-    clientId: config.KAFKA_CLIENT_ID,
-    brokers: config.KAFKA_BROKERS,
-    logLevel: logLevel.NOTHING,
-  });
-  const admin = kafka.admin();
-  await admin.connect();
-  await ensureTopics(admin, config);
-  await admin.disconnect();
+  const kafka = await kafkaWithTopics(config);
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
   const records = [
@@ -94,8 +102,7 @@ async function endToEnd(base: Record<string, string>, name: string, apps: number
   await producer.disconnect();
   const raw = await rawConsumeRate(kafka, config.AGENTMETER_INPUT_TOPIC, records.length);
 
-  // BENCH_LOG=debug prints every flush with the milliseconds of each step: where the time goes.
-  const processor = new Processor(config, billing, createLogger(process.env.BENCH_LOG ?? "warn"));
+  const processor = new Processor(config, billing, createLogger(BENCH_LOG));
   const started = performance.now();
   await processor.start();
   while (processor.totals.consumed < records.length) await sleep(100);
@@ -167,21 +174,13 @@ function probe(name: string): InputRecordJson {
 /** Produce-to-balance latency: marker records at a steady rate among background load, polled in MongoDB. */
 async function latency(base: Record<string, string>, ratePerSecond: number, seconds: number) {
   const config = namespace(base, `lat${ratePerSecond}`);
-  const kafka = new Kafka({
-    clientId: config.KAFKA_CLIENT_ID,
-    brokers: config.KAFKA_BROKERS,
-    logLevel: logLevel.NOTHING,
-  });
-  const admin = kafka.admin();
-  await admin.connect();
-  await ensureTopics(admin, config);
-  await admin.disconnect();
+  const kafka = await kafkaWithTopics(config);
   const producer = kafka.producer({
     createPartitioner: Partitioners.DefaultPartitioner,
     allowAutoTopicCreation: false,
   });
   await producer.connect();
-  const processor = new Processor(config, billing, createLogger(process.env.BENCH_LOG ?? "warn"));
+  const processor = new Processor(config, billing, createLogger(BENCH_LOG));
   await processor.start();
   const mongo = createMongo(config.MONGODB_URI);
   await mongo.connect();

@@ -1,7 +1,7 @@
 import type { AnyBulkWriteOperation, Collection, Document } from "mongodb";
 import type { AccountState, ChatState } from "../../pipeline/core/index.ts";
 import type { Output, SessionSummary } from "../../schemas/index.ts";
-import { chunked, STATEMENTS_PER_COMMAND } from "./bulk.ts";
+import { chunked, groupBy, namespaceOf, STATEMENTS_PER_COMMAND } from "./bulk.ts";
 import { COLLECTIONS, type MongoLayout } from "./layout.ts";
 import type { Limiter, WeightedTask } from "./limiter.ts";
 
@@ -268,14 +268,12 @@ function statement(projection: ProjectionWrite): AnyBulkWriteOperation<Document>
   return { replaceOne: { filter, replacement: projection.doc ?? {}, upsert: true } };
 }
 
-function group(writes: readonly ProjectionWrite[]): Map<Collection<Document>, ProjectionWrite[]> {
-  const groups = new Map<Collection<Document>, ProjectionWrite[]>();
-  for (const projection of writes) {
-    const list = groups.get(projection.collection);
-    if (list === undefined) groups.set(projection.collection, [projection]);
-    else list.push(projection);
-  }
-  return groups;
+/** Writes per collection, by namespace: the layout hands out a new Collection object for every lookup. */
+function byCollection(writes: readonly ProjectionWrite[]): [Collection<Document>, ProjectionWrite[]][] {
+  return [...groupBy(writes, (projection) => namespaceOf(projection.collection)).values()].map((list) => [
+    list[0]!.collection,
+    list,
+  ]);
 }
 
 /**
@@ -290,10 +288,14 @@ export async function writeProjections(writes: readonly ProjectionWrite[], limit
   const upsert = (collection: Collection<Document>, chunk: readonly ProjectionWrite[]) => async () => {
     await collection.bulkWrite(chunk.map(statement), { ordered: false });
   };
-  for (const [collection, list] of group(writes.filter((projection) => projection.immutable !== true))) {
+  for (const [collection, list] of byCollection(
+    writes.filter((projection) => projection.immutable !== true),
+  )) {
     for (const chunk of chunked(list)) tasks.push({ run: upsert(collection, chunk), weight: chunk.length });
   }
-  for (const [collection, list] of group(writes.filter((projection) => projection.immutable === true))) {
+  for (const [collection, list] of byCollection(
+    writes.filter((projection) => projection.immutable === true),
+  )) {
     // Weighed as its fallback, so that the fallback needs no second permit (which could deadlock).
     const weight = Math.min(list.length, STATEMENTS_PER_COMMAND);
     const run = async () => {

@@ -1,6 +1,6 @@
 import { type Collection, type Document, MongoServerError } from "mongodb";
 import { AgentmeterError } from "../../pipeline/errors.ts";
-import { chunked } from "./bulk.ts";
+import { chunked, groupBy, namespaceOf } from "./bulk.ts";
 import type { Limiter, WeightedTask } from "./limiter.ts";
 
 /**
@@ -156,21 +156,12 @@ export async function writeDocs<T extends Document>(
   wm: { topic: string; partition: number },
   limiter: Limiter,
 ): Promise<void> {
-  const groups = new Map<
-    string,
-    { collection: Collection<Document>; fresh: boolean; writes: PendingWrite<T>[] }
-  >();
-  for (const write of writes) {
-    const { collection } = write.ref;
-    const fresh = write.loadedWm < 0n;
-    const key = `${collection.dbName}.${collection.collectionName}:${fresh}`;
-    const group = groups.get(key) ?? { collection, fresh, writes: [] };
-    group.writes.push(write);
-    groups.set(key, group);
-  }
+  // By namespace, not by Collection object: the layout hands out a new object for every lookup.
+  const groups = groupBy(writes, (write) => `${namespaceOf(write.ref.collection)}:${write.loadedWm < 0n}`);
   const tasks: WeightedTask[] = [];
-  for (const { collection, fresh, writes: group } of groups.values()) {
-    if (fresh) {
+  for (const group of groups.values()) {
+    const { collection } = group[0]!.ref;
+    if (group[0]!.loadedWm < 0n) {
       // An insert is one statement for FerretDB however many documents it carries.
       tasks.push(() => insertNew(collection, group, wm));
       continue;
