@@ -3,17 +3,29 @@
  *  1. producer records/s: the SDK (validation, UUIDv7, batching, acks=all) beside raw kafkajs send;
  *  2. canContinue latency: the local budget view beside a MongoDB point read (strict mode);
  *  3. how long after a top-up canContinue turns true, with the processor running in-process.
- * Every run uses topics and databases of its own (isolatedConfig).
+ * Every run uses topics and databases of its own (isolatedConfig), removed at the end unless BENCH_KEEP=1.
  */
 import { performance } from "node:perf_hooks";
-import { Partitioners } from "kafkajs";
+import type { Config } from "../pipeline/config.ts";
 import { parseBillingConfig } from "../pipeline/core/index.ts";
 import { createKafka } from "../pipeline/kafka.ts";
 import { createLogger } from "../pipeline/log.ts";
 import { Processor } from "../pipeline/processor/processor.ts";
+import { idempotentProducer } from "../pipeline/runtime/clients.ts";
 import { accountKeyOf } from "../schemas/index.ts";
 import { Agentmeter, type RecordInput, uuidv7 } from "../sdk/index.ts";
-import { isolatedConfig } from "../test/support/pipeline.ts";
+import { dropNamespaces, keepData } from "./cleanup.ts";
+import { benchNamespace, benchServers } from "./namespace.ts";
+
+/** Every namespace this run made, dropped at the end. */
+const namespaces: Config[] = [];
+const servers = await benchServers();
+let made = 0;
+async function isolatedConfig(overrides: Record<string, string> = {}): Promise<Config> {
+  const config = benchNamespace(servers, `sdk${made++}`, overrides);
+  namespaces.push(config);
+  return config;
+}
 
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 50_000);
 const TOPUPS = Number(process.env.BENCH_TOPUPS ?? 50);
@@ -62,11 +74,7 @@ async function producerRates(): Promise<void> {
   const rawConfig = await isolatedConfig({ LOG_LEVEL: "warn" });
   const setup = await Agentmeter.connect({ config: rawConfig, billing, strict: true, logger });
   await setup.close(); // only to create the topics the same way
-  const producer = createKafka(rawConfig, logger).producer({
-    idempotent: true,
-    maxInFlightRequests: 1,
-    createPartitioner: Partitioners.DefaultPartitioner,
-  });
+  const producer = idempotentProducer(createKafka(rawConfig, logger));
   await producer.connect();
   const messages = Array.from({ length: RECORDS }, (_, i) => {
     const record = { ...usage(i), record_id: uuidv7() };
@@ -164,5 +172,19 @@ async function latencies(): Promise<void> {
   }
 }
 
-await producerRates();
-await latencies();
+let failed = false;
+try {
+  await producerRates();
+  await latencies();
+} catch (error) {
+  console.error(error);
+  failed = true;
+} finally {
+  const first = namespaces[0];
+  if (first !== undefined && !keepData()) {
+    await dropNamespaces(namespaces).catch((error: unknown) => {
+      console.error(`cleanup failed: ${error instanceof Error ? error.message : String(error)}`);
+    });
+  }
+}
+if (failed) process.exitCode = 1;

@@ -1,5 +1,8 @@
 import { z } from "zod";
-import { AgentmeterError } from "./errors.ts";
+import { AgentmeterError } from "../schemas/errors.ts";
+import { ENTERPRISE_ID_PATTERN } from "../schemas/ids.ts";
+import { shownValue } from "./auth/redact.ts";
+import { OPERATOR_SECRET_MIN_BYTES } from "./auth/signature.ts";
 
 /**
  * The processor's whole configuration, read once from the environment at start and passed down.
@@ -21,15 +24,46 @@ const mongoDbName = z
   .string()
   .regex(/^[A-Za-z0-9_-]{1,40}$/, "expected a database name ([A-Za-z0-9_-], 1-40)");
 const positiveInt = z.coerce.number().int().positive();
+const flag = z
+  .enum(["true", "false", "1", "0"], 'expected "true" or "false"')
+  .transform((value) => value === "true" || value === "1");
+
+/** kafkajs' SASL mechanisms (GSSAPI and OAUTHBEARER need code, not just variables). */
+const SASL_MECHANISMS = ["plain", "scram-sha-256", "scram-sha-512"] as const;
+
+/** MongoDB's limit on a database name, in bytes. */
+export const MONGODB_DB_NAME_MAX_BYTES = 63;
+/** The id rule's longest enterprise id (schemas/ids.ts). */
+export const ENTERPRISE_ID_MAX_LENGTH = 48;
 
 export const ConfigSchema = z.object({
   KAFKA_BROKERS: csv.default(["127.0.0.1:19092"]),
   KAFKA_CLIENT_ID: z.string().min(1).default("agentmeter"),
+  /** TLS to the brokers (the system's CAs, or KAFKA_SSL_CA_FILE's). */
+  KAFKA_SSL: flag.default(false),
+  /** PEM file of the CA(s) that signed the brokers' certificates; needs KAFKA_SSL=true. */
+  KAFKA_SSL_CA_FILE: z.string().min(1).optional(),
+  KAFKA_SASL_MECHANISM: z.enum(SASL_MECHANISMS).optional(),
+  KAFKA_SASL_USERNAME: z.string().min(1).optional(),
+  KAFKA_SASL_PASSWORD: z.string().min(1).optional(),
+  /**
+   * The operator's key for credit records (docs/security.md): set, every credit record must carry its
+   * HMAC signature; unset, credits are accepted unsigned (development only).
+   */
+  AGENTMETER_OPERATOR_SECRET: z
+    .string()
+    .refine(
+      (value) => Buffer.byteLength(value, "utf8") >= OPERATOR_SECRET_MIN_BYTES,
+      `must be at least ${OPERATOR_SECRET_MIN_BYTES} bytes (e.g. openssl rand -hex 32)`,
+    )
+    .optional(),
   AGENTMETER_GROUP_ID: z.string().min(1).default("agentmeter-processor"),
   AGENTMETER_INPUT_TOPIC: topicName.default("agentmeter.usage.v1"),
   AGENTMETER_DLQ_TOPIC: topicName.default("agentmeter.deadletter.v1"),
   AGENTMETER_EVENTS_TOPIC: topicName.default("agentmeter.budget-events.v1"),
   AGENTMETER_STATE_TOPIC: topicName.default("agentmeter.budget-state.v1"),
+  /** Where hold decisions go, keyed by hold_id: the reply topic a reserving agent runtime listens on. */
+  AGENTMETER_HOLDS_TOPIC: topicName.default("agentmeter.hold-decisions.v1"),
   AGENTMETER_PARTITIONS: positiveInt.max(1024).default(6),
   AGENTMETER_MAX_RECORD_BYTES: positiveInt.max(1_000_000).default(65_536),
   MONGODB_URI: z
@@ -42,6 +76,11 @@ export const ConfigSchema = z.object({
     .regex(/^[A-Za-z0-9_-]{1,20}$/, "expected a database name prefix ([A-Za-z0-9_-], 1-20)")
     .default("MozaiksApp_"),
   AGENTMETER_WORKFLOW_DB: mongoDbName.default("autogen_ai_agents"),
+  /**
+   * Longest enterprise id the app databases can hold: prefix + id must fit MongoDB's 63 bytes. Unset, it
+   * is 48 (the id rule's) or what the prefix leaves, if less; set, prefix + it must fit.
+   */
+  AGENTMETER_MAX_ENTERPRISE_ID_LENGTH: positiveInt.max(ENTERPRISE_ID_MAX_LENGTH).optional(),
   CLICKHOUSE_URL: z.url({ protocol: /^https?$/ }).default("http://127.0.0.1:18123"),
   CLICKHOUSE_USER: z.string().default("default"),
   CLICKHOUSE_PASSWORD: z.string().default(""),
@@ -61,12 +100,52 @@ export const ConfigSchema = z.object({
     .min(64 * 1024)
     .max(64 * 1024 * 1024)
     .default(4 * 1024 * 1024),
+  /**
+   * How writes reach MongoDB and ClickHouse. `behind` (default): budget events and states are published as
+   * soon as records are applied, and the stores are written behind in coalesced cycles; offsets are
+   * committed as far as the stores hold. `sync`: each fetched batch is written before the next is
+   * fetched (the slower, simpler mode, kept for comparison and as the fallback after a store refusal).
+   */
+  AGENTMETER_WRITE_MODE: z.enum(["behind", "sync"]).default("behind"),
+  /** Records applied but not yet in the stores, per partition, past which the partition stops fetching. */
+  AGENTMETER_MAX_PENDING_RECORDS: positiveInt.min(100).max(10_000_000).default(50_000),
+  /** Age of the oldest record not yet in the stores past which its partition stops fetching. */
+  AGENTMETER_MAX_STORE_LAG_MS: positiveInt.min(1_000).max(3_600_000).default(30_000),
+  /**
+   * How often the processor appends a tick to each partition it owns that has accounts holding tokens
+   * (event time on idle partitions, so holds expire there): a hold outlives its expiry by at most this.
+   * 0 turns ticks off (holds then expire only at their account's next record).
+   */
+  AGENTMETER_TICK_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(10_000),
   /** How long the group waits for a silent member before moving its partitions (the broker allows 6 s and up). */
   AGENTMETER_SESSION_TIMEOUT_MS: positiveInt.min(6_000).max(300_000).default(30_000),
   /** A session costing more than this many times its workflow's average raises a cost_threshold event. */
   AGENTMETER_COST_MULTIPLE: z.coerce.number().positive().max(1_000).default(2),
   /** How often the processor re-reads workflow averages from ClickHouse for that check. */
   AGENTMETER_COST_AVERAGES_REFRESH_MS: positiveInt.max(3_600_000).default(30_000),
+  /** Accounts kept in memory per partition; past it the least recently used clean ones are dropped. */
+  AGENTMETER_MAX_CACHED_ACCOUNTS: positiveInt.min(100).max(10_000_000).default(20_000),
+  /**
+   * Largest budget-state message the processor sends (the broker's message.max.bytes is 1 MiB by
+   * default): a record that would make its account's state larger is dead-lettered, RECORD_STORE_REJECTED.
+   */
+  AGENTMETER_MAX_STATE_MESSAGE_BYTES: positiveInt
+    .min(1_024)
+    .max(8 * 1024 * 1024)
+    .default(900 * 1024),
+  /**
+   * Port of the processor's HTTP endpoint: `/metrics` (Prometheus), `/healthz` and `/readyz` (Kubernetes
+   * probes; docs/operations.md). 0 turns the endpoint off (no metrics, no probes).
+   */
+  AGENTMETER_METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(9464),
+  /** Address that endpoint listens on: 0.0.0.0 (every IPv4 interface), :: (every interface), or one address. */
+  AGENTMETER_METRICS_HOST: z
+    .string()
+    .regex(
+      /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|[0-9A-Fa-f:.]{2,45})$/,
+      "expected a host name or IP address",
+    )
+    .default("0.0.0.0"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -80,15 +159,111 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
       .map((name) => [name, env[name]]),
   );
   const parsed = ConfigSchema.safeParse(known);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  const name = String(issue?.path[0] ?? "?");
-  const shown = /PASSWORD|SECRET|TOKEN/.test(name) ? "<redacted>" : JSON.stringify(env[name]);
-  throw new AgentmeterError(
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw invalid(String(issue?.path[0] ?? "?"), env, issue?.message ?? "invalid");
+  }
+  const config = parsed.data;
+  const problem = crossCheck(config);
+  if (problem !== undefined) throw invalid(problem.variable, env, problem.message);
+  return config;
+}
+
+function invalid(
+  name: string,
+  env: Readonly<Record<string, string | undefined>>,
+  message: string,
+): AgentmeterError {
+  return new AgentmeterError(
     "CONFIG_INVALID",
-    `config: ${name}=${shown} is invalid: ${issue?.message ?? "invalid"}`,
+    `config: ${name}=${shownValue(name, env[name])} is invalid: ${message}`,
     {
       details: { variable: name },
     },
   );
+}
+
+/** Rules between variables; the first broken one, naming the variable to change. */
+function crossCheck(config: Config): { variable: string; message: string } | undefined {
+  const sasl = [config.KAFKA_SASL_MECHANISM, config.KAFKA_SASL_USERNAME, config.KAFKA_SASL_PASSWORD];
+  if (sasl.some((value) => value !== undefined) && sasl.some((value) => value === undefined)) {
+    const missing = (["KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"] as const).find(
+      (name) => config[name] === undefined,
+    )!;
+    return {
+      variable: missing,
+      message: "SASL needs KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD together",
+    };
+  }
+  if (config.KAFKA_SSL_CA_FILE !== undefined && !config.KAFKA_SSL)
+    return { variable: "KAFKA_SSL", message: "KAFKA_SSL_CA_FILE is set, so KAFKA_SSL must be true" };
+  const prefixBytes = Buffer.byteLength(config.AGENTMETER_APP_DB_PREFIX, "utf8");
+  const maxId = maxEnterpriseIdLength(config);
+  if (maxId < 1 || prefixBytes + maxId > MONGODB_DB_NAME_MAX_BYTES) {
+    return {
+      variable: "AGENTMETER_MAX_ENTERPRISE_ID_LENGTH",
+      message: `app databases AGENTMETER_APP_DB_PREFIX (${prefixBytes} bytes) + enterprise id (up to ${maxId}) would reach ${prefixBytes + maxId} bytes, over MongoDB's ${MONGODB_DB_NAME_MAX_BYTES}: shorten the prefix or lower the maximum`,
+    };
+  }
+  for (const variable of ["AGENTMETER_PLATFORM_DB", "AGENTMETER_WORKFLOW_DB"] as const) {
+    const id = appIdNaming(config.AGENTMETER_APP_DB_PREFIX, maxId, config[variable]);
+    if (id !== undefined)
+      return {
+        variable,
+        message: `it is also the name (ignoring case, as MongoDB compares) of app '${id}''s database under AGENTMETER_APP_DB_PREFIX=${config.AGENTMETER_APP_DB_PREFIX}`,
+      };
+  }
+  const platform = config.AGENTMETER_PLATFORM_DB;
+  const workflow = config.AGENTMETER_WORKFLOW_DB;
+  if (platform !== workflow && platform.toLowerCase() === workflow.toLowerCase())
+    return {
+      variable: "AGENTMETER_WORKFLOW_DB",
+      message: `differs from AGENTMETER_PLATFORM_DB=${platform} only by case, which MongoDB refuses`,
+    };
+  return undefined;
+}
+
+/**
+ * The longest enterprise id whose app database name fits MongoDB's 63 bytes under this prefix:
+ * AGENTMETER_MAX_ENTERPRISE_ID_LENGTH if set, else 48 (the id rule's) or what the prefix leaves.
+ * A record naming a longer enterprise id is refused before anything is written (see appDatabaseName).
+ */
+export function maxEnterpriseIdLength(
+  config: Pick<Config, "AGENTMETER_APP_DB_PREFIX" | "AGENTMETER_MAX_ENTERPRISE_ID_LENGTH">,
+): number {
+  return (
+    config.AGENTMETER_MAX_ENTERPRISE_ID_LENGTH ??
+    Math.min(
+      ENTERPRISE_ID_MAX_LENGTH,
+      MONGODB_DB_NAME_MAX_BYTES - Buffer.byteLength(config.AGENTMETER_APP_DB_PREFIX, "utf8"),
+    )
+  );
+}
+
+/**
+ * The enterprise id (lower case) whose app database `prefix + id` equals `name` ignoring case, as
+ * MongoDB compares database names, or undefined when no valid id does.
+ */
+export function appIdNaming(prefix: string, maxIdLength: number, name: string): string | undefined {
+  const p = prefix.toLowerCase();
+  const n = name.toLowerCase();
+  if (!n.startsWith(p)) return undefined;
+  const id = n.slice(p.length);
+  return id.length <= maxIdLength && ENTERPRISE_ID_PATTERN.test(id) ? id : undefined;
+}
+
+/**
+ * Whether two app database prefixes can name the same database (ignoring case): `a + idA` equal to
+ * `b + idB` for valid enterprise ids. Only if one prefix begins the other and what is left over can
+ * begin an enterprise id.
+ */
+export function appPrefixesOverlap(a: string, maxA: number, b: string, maxB: number): boolean {
+  const [short, long, maxShort] =
+    a.length <= b.length
+      ? [a.toLowerCase(), b.toLowerCase(), maxA]
+      : [b.toLowerCase(), a.toLowerCase(), maxB];
+  if (!long.startsWith(short)) return false;
+  const rest = long.slice(short.length);
+  if (rest === "") return true;
+  return /^[a-z0-9][a-z0-9_-]*$/.test(rest) && rest.length + 1 <= maxShort;
 }

@@ -1,20 +1,81 @@
+import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Admin, type ITopicConfig, Kafka, Partitioners } from "kafkajs";
+import {
+  type Admin,
+  type ITopicConfig,
+  Kafka,
+  type KafkaConfig,
+  Partitioners,
+  type Producer,
+  type SASLOptions,
+} from "kafkajs";
+import { AgentmeterError } from "../schemas/errors.ts";
 import type { Config } from "./config.ts";
-import { AgentmeterError } from "./errors.ts";
 import { kafkaLogCreator, type Logger } from "./log.ts";
 
+export type KafkaSecurityConfig = Partial<
+  Pick<
+    Config,
+    "KAFKA_SSL" | "KAFKA_SSL_CA_FILE" | "KAFKA_SASL_MECHANISM" | "KAFKA_SASL_USERNAME" | "KAFKA_SASL_PASSWORD"
+  >
+>;
+
 /**
- * The only module that constructs kafkajs objects. kafkajs has had no release since 2023, so keeping it
- * behind this seam lets the client be swapped without touching the processor.
+ * The connection security every client gets (processor, SDK, CLI, demo): TLS when KAFKA_SSL is true
+ * (with the CA file's certificates if given, else the system's), SASL when a mechanism is set.
+ * Values come from a validated Config (pipeline/config.ts), so the combinations are already checked.
+ */
+export function kafkaSecurityOptions(config: KafkaSecurityConfig): Pick<KafkaConfig, "ssl" | "sasl"> {
+  const options: Pick<KafkaConfig, "ssl" | "sasl"> = {};
+  if (config.KAFKA_SSL === true) {
+    const file = config.KAFKA_SSL_CA_FILE;
+    if (file === undefined) {
+      options.ssl = true;
+    } else {
+      let ca: string;
+      try {
+        ca = readFileSync(file, "utf8");
+      } catch (error) {
+        throw new AgentmeterError(
+          "CONFIG_INVALID",
+          `config: KAFKA_SSL_CA_FILE=${JSON.stringify(file)} cannot be read: ${(error as Error).message}`,
+          { details: { variable: "KAFKA_SSL_CA_FILE" } },
+        );
+      }
+      if (!ca.includes("-----BEGIN CERTIFICATE-----"))
+        throw new AgentmeterError(
+          "CONFIG_INVALID",
+          `config: KAFKA_SSL_CA_FILE=${JSON.stringify(file)} is invalid: expected PEM certificates`,
+          { details: { variable: "KAFKA_SSL_CA_FILE" } },
+        );
+      options.ssl = { ca: [ca] };
+    }
+  }
+  const mechanism = config.KAFKA_SASL_MECHANISM;
+  if (mechanism !== undefined) {
+    const username = config.KAFKA_SASL_USERNAME ?? "";
+    const password = config.KAFKA_SASL_PASSWORD ?? "";
+    // kafkajs types SASL per mechanism (intersections), which TS does not narrow from a union.
+    options.sasl = { mechanism, username, password } as SASLOptions;
+  }
+  return options;
+}
+
+/**
+ * The Kafka client of the pipeline's runtimes (processor, SDK, CLI, audit): every one of them gets its
+ * connection, TLS, SASL, logging and retries from here, and makes its producers, consumers and admins
+ * from the client this returns (pipeline/runtime/clients.ts has the producer's options). kafkajs has
+ * had no release since 2023, so the less of it outside this seam, the easier a swap. The local stack,
+ * the integration-test support and the benches build clients of their own.
  */
 export function createKafka(
-  config: Pick<Config, "KAFKA_BROKERS" | "KAFKA_CLIENT_ID">,
+  config: Pick<Config, "KAFKA_BROKERS" | "KAFKA_CLIENT_ID"> & KafkaSecurityConfig,
   logger: Logger,
 ): Kafka {
   return new Kafka({
     clientId: config.KAFKA_CLIENT_ID,
     brokers: config.KAFKA_BROKERS,
+    ...kafkaSecurityOptions(config),
     logCreator: kafkaLogCreator(logger),
     retry: { retries: 10, initialRetryTime: 200, maxRetryTime: 5_000 },
   });
@@ -22,12 +83,21 @@ export function createKafka(
 
 export const DEFAULT_PARTITIONER = Partitioners.DefaultPartitioner;
 
+/**
+ * A producer whose retries cannot duplicate or reorder a record (idempotent, one request in flight),
+ * with the murmur2 partitioner the processor checks keys against (pipeline/processor/partitioning.ts).
+ */
+export function idempotentProducer(kafka: Kafka): Producer {
+  return kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: DEFAULT_PARTITIONER });
+}
+
 type TopicsConfig = Pick<
   Config,
   | "AGENTMETER_INPUT_TOPIC"
   | "AGENTMETER_DLQ_TOPIC"
   | "AGENTMETER_EVENTS_TOPIC"
   | "AGENTMETER_STATE_TOPIC"
+  | "AGENTMETER_HOLDS_TOPIC"
   | "AGENTMETER_PARTITIONS"
 >;
 
@@ -43,6 +113,12 @@ export async function ensureTopics(admin: Admin, config: TopicsConfig): Promise<
       configEntries: [{ name: "max.message.bytes", value: String(8 * 1024 * 1024) }],
     },
     { topic: config.AGENTMETER_EVENTS_TOPIC, numPartitions: config.AGENTMETER_PARTITIONS },
+    // Replies are read only by the runtime waiting for them, within seconds: a day of retention is ample.
+    {
+      topic: config.AGENTMETER_HOLDS_TOPIC,
+      numPartitions: config.AGENTMETER_PARTITIONS,
+      configEntries: [{ name: "retention.ms", value: String(24 * 3600 * 1000) }],
+    },
     {
       topic: config.AGENTMETER_STATE_TOPIC,
       numPartitions: config.AGENTMETER_PARTITIONS,

@@ -1,9 +1,32 @@
 import { z } from "zod";
-import { enterpriseIdSchema, modelNameSchema } from "./ids.ts";
+import { enterpriseIdSchema, modelNameSchema, userIdSchema } from "./ids.ts";
 import { tokenCountSchema } from "./money.ts";
 import { priceBookSchema } from "./price-book.ts";
+import { isoDateTimeSchema } from "./time.ts";
 
 const basisPoints = z.int().min(0).max(10_000);
+
+/**
+ * A periodic allowance: reset at every boundary (`anchor` plus whole days, weeks or months, UTC), with
+ * what was left carried into the next period within [rollover_min_tokens, rollover_max_tokens].
+ */
+const periodSchema = z
+  .strictObject({
+    every: z.enum(["day", "week", "month"]),
+    /** A UTC instant on the period grid; a monthly anchor's day of month is at most 28 (every month has it). */
+    anchor: isoDateTimeSchema.default("2025-01-01T00:00:00Z"),
+    rollover_min_tokens: tokenCountSchema.default(0),
+    rollover_max_tokens: tokenCountSchema.default(0),
+  })
+  .refine((p) => p.rollover_min_tokens <= p.rollover_max_tokens, {
+    message: "rollover_min_tokens must be at most rollover_max_tokens",
+    path: ["rollover_min_tokens"],
+  })
+  .refine((p) => p.every !== "month" || new Date(Date.parse(p.anchor)).getUTCDate() <= 28, {
+    message: "a monthly anchor's day of month must be at most 28",
+    path: ["anchor"],
+  });
+export type AllowancePeriod = z.infer<typeof periodSchema>;
 
 /**
  * Billing rules' parameters. Every field has a default, so `billingConfigSchema.parse({})` is the
@@ -47,6 +70,83 @@ export const billingConfigSchema = z.strictObject({
         .default(7 * 86_400),
       /** Safety cap on remembered ids per account; past it the oldest are forgotten first. */
       max_entries: z.int().min(100).max(1_000_000).default(50_000),
+    })
+    .prefault({}),
+  /**
+   * Bound on a record's event time against its Kafka log timestamp (the processor and the audit pass
+   * it; `compute` on a file has none and skips the check). Outside it: rejected, RECORD_TIME_SKEW.
+   */
+  event_time: z
+    .strictObject({
+      /** How far `occurred_at` may be after the log time (clock skew of producers), default 15 minutes. */
+      max_ahead_seconds: z
+        .int()
+        .min(0)
+        .max(366 * 86_400)
+        .default(900),
+      /** How far `occurred_at` may be before the log time (late delivery), default 35 days. */
+      max_behind_seconds: z
+        .int()
+        .min(0)
+        .max(10 * 366 * 86_400)
+        .default(35 * 86_400),
+    })
+    .prefault({}),
+  /**
+   * Pinned app creators: a record for a listed app (app_usage or platform) naming another
+   * mozaiks_user_id is rejected (RECORD_CREATOR_MISMATCH), even an account's first record. Unlisted
+   * apps bind the creator named by an end user account's first record.
+   */
+  apps: z.record(enterpriseIdSchema, z.strictObject({ creator: userIdSchema })).default({}),
+  /**
+   * Open chats per account. A record opening one more first closes the open chat with the oldest
+   * last_event_at (ties by chat id) as a finalize would, so documents and budget states stay bounded.
+   */
+  max_open_chats: z.int().min(1).max(1_000_000).default(1_000),
+  /** Holds (reservations of tokens for an agent turn), docs/holds.md. */
+  holds: z
+    .strictObject({
+      /**
+       * Open holds per account: a hold past it is denied (`too_many_holds`), so the account document
+       * and the work per record stay bounded.
+       */
+      max_open: z.int().min(1).max(100_000).default(1_000),
+      /** Longest a hold may last (expires_at - occurred_at); longer is denied (`expiry_too_far`). */
+      max_seconds: z
+        .int()
+        .min(1)
+        .max(7 * 86_400)
+        .default(3_600),
+    })
+    .prefault({}),
+  /**
+   * Periodic allowances, per level (docs/billing.md, Budget periods); null (the default) keeps the
+   * allowance one-off.
+   */
+  allowance_period: z
+    .strictObject({
+      platform: periodSchema.nullable().default(null),
+      app_usage: periodSchema.nullable().default(null),
+    })
+    .prefault({}),
+  /** Voids and refunds (docs/billing.md, Corrections). */
+  corrections: z
+    .strictObject({
+      /**
+       * How long a usage record may be corrected, in event time: a void or refund is accepted while the
+       * target's occurred_at is later than the account's newest event time minus this (default 30 days).
+       * 0 turns corrections off (and the account remembers no usage records for them).
+       */
+      window_seconds: z
+        .int()
+        .min(0)
+        .max(366 * 86_400)
+        .default(30 * 86_400),
+      /**
+       * Usage records an account remembers for corrections (what a void must give back, exactly), a bound
+       * on the document size: past it the oldest are forgotten first, and can no longer be corrected.
+       */
+      max_remembered: z.int().min(1).max(1_000_000).default(10_000),
     })
     .prefault({}),
   price_book: priceBookSchema.optional(),

@@ -19,6 +19,14 @@ export const budgetStateSchema = z.strictObject({
   trial_remaining_tokens: z.int(),
   paid_tokens: z.int(),
   available_tokens: z.int(),
+  /**
+   * Tokens the account's open holds reserve. A new hold is granted only within available_tokens -
+   * held_tokens; usage without a hold is not held back by it. Absent in states published before holds
+   * existed: read as 0.
+   */
+  held_tokens: z.int().default(0),
+  /** Tokens left in effective dated grants (part of available_tokens); absent on accounts without grants. */
+  grant_tokens: z.int().optional(),
   paused_chats: z.array(
     z.strictObject({ chat_id: z.string(), pause_reason: z.string().nullable(), can_resume: z.boolean() }),
   ),

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { ERROR_CODES } from "../pipeline/errors.ts";
 import { SCHEMA_VERSION } from "./common.ts";
+import { ERROR_CODES } from "./errors.ts";
 import { isoDateTimeSchema } from "./time.ts";
 
 /** What the processor writes to the dead-letter topic for a record it could not apply. */

@@ -1,14 +1,15 @@
 import type { z } from "zod";
-import type { ErrorCode } from "../pipeline/errors.ts";
-import { type InputRecord, inputRecordSchema } from "./input-record.ts";
+import type { ErrorCode } from "./errors.ts";
+import { fastInputRecord } from "./fast-record.ts";
+import { type InputRecord, inputRecordSchema, type TopicRecord, topicRecordSchema } from "./input-record.ts";
 
-export type DecodeResult =
-  | { ok: true; record: InputRecord }
-  | {
-      ok: false;
-      code: Extract<ErrorCode, "RECORD_NOT_JSON" | "RECORD_TOO_LARGE" | "RECORD_INVALID">;
-      reason: string;
-    };
+type DecodeFailure = {
+  ok: false;
+  code: Extract<ErrorCode, "RECORD_NOT_JSON" | "RECORD_TOO_LARGE" | "RECORD_INVALID">;
+  reason: string;
+};
+export type DecodeResult = { ok: true; record: InputRecord } | DecodeFailure;
+export type TopicDecodeResult = { ok: true; record: TopicRecord } | DecodeFailure;
 
 export const DEFAULT_MAX_RECORD_BYTES = 64 * 1024;
 
@@ -27,6 +28,25 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
  * bad data is a result for the caller to dead-letter, not an exception.
  */
 export function decodeRecord(bytes: Buffer | Uint8Array | string, opts: { maxBytes: number }): DecodeResult {
+  return decodeWith(inputRecordSchema, bytes, opts) as DecodeResult;
+}
+
+/**
+ * decodeRecord for a reader of the input topic itself: it also accepts the processor's tick records
+ * (which belong to no account). Same limits, same fast path, same reasons.
+ */
+export function decodeTopicRecord(
+  bytes: Buffer | Uint8Array | string,
+  opts: { maxBytes: number },
+): TopicDecodeResult {
+  return decodeWith(topicRecordSchema, bytes, opts);
+}
+
+function decodeWith(
+  schema: typeof inputRecordSchema | typeof topicRecordSchema,
+  bytes: Buffer | Uint8Array | string,
+  opts: { maxBytes: number },
+): TopicDecodeResult {
   const size = typeof bytes === "string" ? Buffer.byteLength(bytes, "utf8") : bytes.byteLength;
   if (size > opts.maxBytes) {
     return {
@@ -35,14 +55,23 @@ export function decodeRecord(bytes: Buffer | Uint8Array | string, opts: { maxByt
       reason: `record is ${size} bytes, the limit is ${opts.maxBytes}`,
     };
   }
-  const text = typeof bytes === "string" ? bytes : Buffer.from(bytes).toString("utf8");
+  // The bytes are read in place (Buffer.from of a Buffer would copy them first).
+  const text =
+    typeof bytes === "string"
+      ? bytes
+      : Buffer.isBuffer(bytes)
+        ? bytes.toString("utf8")
+        : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (error) {
     return { ok: false, code: "RECORD_NOT_JSON", reason: `not JSON: ${(error as Error).message}` };
   }
-  const parsed = inputRecordSchema.safeParse(json);
+  // The fast path returns what zod would for a record it can vouch for; anything else, zod decides.
+  const fast = fastInputRecord(json);
+  if (fast !== undefined) return { ok: true, record: fast };
+  const parsed = schema.safeParse(json);
   if (!parsed.success) {
     return { ok: false, code: "RECORD_INVALID", reason: formatIssues(parsed.error.issues) };
   }

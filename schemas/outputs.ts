@@ -30,6 +30,8 @@ export const balanceSnapshotSchema = z.strictObject({
   trial_remaining_tokens: z.int(),
   paid_tokens: z.int(),
   available_tokens: z.int(),
+  /** Tokens left in effective dated grants (part of available_tokens); only on accounts that have grants. */
+  grant_tokens: z.int().optional(),
 });
 export type BalanceSnapshot = z.infer<typeof balanceSnapshotSchema>;
 
@@ -44,11 +46,15 @@ export const agentOutcomeSchema = z.strictObject({
   price_fallback: z.boolean(),
   prompt_tokens: z.int(),
   completion_tokens: z.int(),
+  /** Token classes: present when the agent reported them (counted beside prompt and completion). */
+  cached_prompt_tokens: z.int().optional(),
+  reasoning_tokens: z.int().optional(),
+  audio_tokens: z.int().optional(),
   response_time_ms: z.number().nullable(),
   message_count: z.int().nullable(),
 });
 
-/** Everything computed for one usage record (the seed's output fields, in exact units). */
+/** Everything the core computes for one usage record (tokens, cost, billed part and split, balances), in exact units. */
 export const usageOutcomeSchema = z.strictObject({
   kind: z.literal("usage_outcome"),
   ...outputBaseShape,
@@ -61,6 +67,13 @@ export const usageOutcomeSchema = z.strictObject({
   tokens_used: z.int(),
   prompt_tokens: z.int(),
   completion_tokens: z.int(),
+  /**
+   * Token classes summed over the agents that reported them; absent when none did. tokens_used is
+   * prompt + completion + these.
+   */
+  cached_prompt_tokens: z.int().optional(),
+  reasoning_tokens: z.int().optional(),
+  audio_tokens: z.int().optional(),
   /** Price of all tokens, whoever pays. */
   cost_micros: z.bigint(),
   /** Price of the paid (non-trial) tokens: what the billing target is charged. */
@@ -70,12 +83,14 @@ export const usageOutcomeSchema = z.strictObject({
   creator_share_bp: z.int(),
   trial_tokens_used: z.int(),
   paid_tokens_used: z.int(),
+  /** Tokens taken from dated grants (free, not billed); only when the record took some. */
+  grant_tokens_used: z.int().optional(),
   decision: z.enum(DECISIONS),
   is_free_trial: z.boolean(),
   price_ids: z.array(z.string()),
   agents: z.record(z.string(), agentOutcomeSchema),
   balance_after: balanceSnapshotSchema,
-  /** Whether the account can keep going after this record (the seed's can_continue()). */
+  /** Whether the account can keep going after this record (it has available tokens left). */
   can_continue: z.boolean(),
   /** The chat's pause state after this record. */
   chat_paused: z.boolean(),
@@ -114,8 +129,95 @@ export const budgetEventSchema = z.discriminatedUnion("event", [
     balance: balanceSnapshotSchema,
   }),
   /**
-   * A running session costs more than `multiple_bp` / 10000 times its workflow's average (the seed's
-   * check_workflow_cost_thresholds). An alert, not billing: the average comes from ClickHouse at the
+   * A dated grant's expires_at was passed (by a record of the account or a tick) with tokens left: they
+   * are forfeited. If nothing is left available the account cannot continue, as on exhaustion.
+   */
+  z.strictObject({
+    kind: z.literal("budget_event"),
+    event: z.literal("grant_expired"),
+    ...outputBaseShape,
+    grant_id: z.string(),
+    expires_at: z.string(),
+    granted_tokens: z.int(),
+    forfeited_tokens: z.int(),
+    balance: balanceSnapshotSchema,
+  }),
+  /**
+   * A periodic allowance passed one or more period boundaries (at this record or tick): the allowance
+   * used is back to 0 and `carried_tokens` of what was left (`left_tokens`) carried into the new period.
+   */
+  z.strictObject({
+    kind: z.literal("budget_event"),
+    event: z.literal("period_reset"),
+    ...outputBaseShape,
+    period_start: z.string(),
+    /** Boundaries passed (more than 1 when periods went by without a record). */
+    periods: z.int(),
+    left_tokens: z.int(),
+    carried_tokens: z.int(),
+    balance: balanceSnapshotSchema,
+  }),
+  /** A usage record named the open hold: the usage was billed, the rest of the hold released. */
+  z.strictObject({
+    kind: z.literal("budget_event"),
+    event: z.literal("hold_settled"),
+    ...outputBaseShape,
+    chat_id: z.string(),
+    hold_id: z.string(),
+    /** What the hold reserved. */
+    hold_tokens: z.int(),
+    /** What the settling usage record used (and was billed for). */
+    used_tokens: z.int(),
+    /** What the hold reserved beyond the usage: hold_tokens - used_tokens, at least 0. */
+    released_tokens: z.int(),
+    /** Tokens the account's open holds reserve afterwards. */
+    held_tokens: z.int(),
+    balance: balanceSnapshotSchema,
+  }),
+  /** A release record gave the open hold back unused. */
+  z.strictObject({
+    kind: z.literal("budget_event"),
+    event: z.literal("hold_released"),
+    ...outputBaseShape,
+    chat_id: z.string(),
+    hold_id: z.string(),
+    hold_tokens: z.int(),
+    held_tokens: z.int(),
+    balance: balanceSnapshotSchema,
+  }),
+  /**
+   * The account's event time passed the hold's expires_at (a record of the account or a tick) before
+   * it was settled or released: its tokens are spendable again. `record_id` and `occurred_at` are the
+   * record or tick that expired it.
+   */
+  z.strictObject({
+    kind: z.literal("budget_event"),
+    event: z.literal("hold_expired"),
+    ...outputBaseShape,
+    chat_id: z.string(),
+    hold_id: z.string(),
+    hold_tokens: z.int(),
+    expires_at: z.string(),
+    held_tokens: z.int(),
+    balance: balanceSnapshotSchema,
+  }),
+  /**
+   * A usage or release record named a hold that is not open: it ended before (`ended`: settled,
+   * released or expired; typically a release after expiry) or was never granted. Usage is billed all the
+   * same; nothing else changes.
+   */
+  z.strictObject({
+    kind: z.literal("budget_event"),
+    event: z.literal("hold_not_open"),
+    ...outputBaseShape,
+    hold_id: z.string(),
+    record_type: z.enum(["usage", "release"]),
+    /** The hold id was granted before and has ended (still remembered), rather than unknown. */
+    ended: z.boolean(),
+  }),
+  /**
+   * A running session costs more than `multiple_bp` basis points of its workflow's average (the
+   * workflow cost check, pipeline/core/cost-thresholds.ts). An alert, not billing: the average comes from ClickHouse at the
    * time, so unlike the other events it is not a pure function of the records.
    */
   z.strictObject({
@@ -167,7 +269,7 @@ export const agentPerformanceSchema = z.strictObject({
   avg_response_time_ms: z.number().nullable(),
 });
 
-/** Emitted when a chat is finalized (the seed's PerformanceMetrics / TokenChats summary). */
+/** Emitted when a chat is finalized: its performance summary (tokens, cost and response time, in all and per agent). */
 export const sessionSummarySchema = z.strictObject({
   kind: z.literal("session_summary"),
   ...outputBaseShape,
@@ -188,18 +290,130 @@ export type SessionSummary = z.infer<typeof sessionSummarySchema>;
 export const duplicateIgnoredSchema = z.strictObject({
   kind: z.literal("duplicate_ignored"),
   ...outputBaseShape,
-  record_type: z.enum(["usage", "credit", "session"]),
+  record_type: z.enum(["usage", "credit", "session", "hold", "release", "void", "refund"]),
 });
 export type DuplicateIgnored = z.infer<typeof duplicateIgnoredSchema>;
+
+/** Why the rules refuse a valid record (each is also an ERROR_CODES dead-letter reason). */
+export const REJECTION_CODES = [
+  "UNKNOWN_MODEL",
+  "UNPRICED_TOKEN_CLASS",
+  "CORRECTION_WINDOW_PASSED",
+  "CORRECTION_TARGET_UNKNOWN",
+  "CORRECTION_INVALID",
+  "RECORD_TOO_LATE",
+  "RECORD_TIME_SKEW",
+  "RECORD_OUT_OF_RANGE",
+  "RECORD_CREATOR_MISMATCH",
+] as const;
+export type RejectionCode = (typeof REJECTION_CODES)[number];
 
 /** A valid record the rules refuse; the processor dead-letters it with this code. No state change. */
 export const rejectedSchema = z.strictObject({
   kind: z.literal("rejected"),
   ...outputBaseShape,
-  code: z.enum(["UNKNOWN_MODEL", "RECORD_TOO_LATE"]),
+  code: z.enum(REJECTION_CODES),
   reason: z.string(),
 });
 export type Rejected = z.infer<typeof rejectedSchema>;
+
+/**
+ * Why a hold was not granted:
+ * - insufficient_tokens: allowance left + paid left - tokens already held is less than asked;
+ * - too_many_holds: the account already has `holds.max_open` open holds (billing config);
+ * - expired: expires_at is already past the account's event time;
+ * - expiry_too_far: expires_at is more than `holds.max_seconds` after occurred_at;
+ * - hold_id_ended: the hold id was granted before and has ended (a hold ends once);
+ * - record_rejected: the hold record itself was rejected (the `rejected` output before says why).
+ */
+export const HOLD_DENIAL_REASONS = [
+  "insufficient_tokens",
+  "too_many_holds",
+  "expired",
+  "expiry_too_far",
+  "hold_id_ended",
+  "record_rejected",
+] as const;
+export type HoldDenialReason = (typeof HOLD_DENIAL_REASONS)[number];
+
+/**
+ * The answer to a hold record, one per hold record applied or rejected (so a waiting caller always
+ * gets one): the processor publishes it on the reply topic keyed by `hold_id`.
+ */
+export const holdDecisionSchema = z.strictObject({
+  kind: z.literal("hold_decision"),
+  ...outputBaseShape,
+  hold_id: z.string(),
+  chat_id: z.string(),
+  granted: z.boolean(),
+  /**
+   * The hold id was already open: this repeats its grant, nothing more is held (a retried reserve
+   * with a new record_id). `tokens` is then the open hold's.
+   */
+  repeated: z.boolean(),
+  /** Why not granted; null when granted. */
+  reason: z.enum(HOLD_DENIAL_REASONS).nullable(),
+  /** The denial in words (figures included); null when granted. */
+  detail: z.string().nullable(),
+  tokens: z.int(),
+  expires_at: z.string(),
+  /**
+   * Tokens a new hold could still get after this decision: allowance left + paid left - held. Below
+   * zero only when usage (which is never refused) overdrew the account.
+   */
+  available_tokens: z.int(),
+  /** Tokens the account's open holds reserve after this decision. */
+  held_tokens: z.int(),
+});
+export type HoldDecision = z.infer<typeof holdDecisionSchema>;
+
+/**
+ * A tick the rules refuse (its event time too far from its log time: it would expire holds early or
+ * never). It belongs to no account, hence no account fields, and so is not an Output: only a batch
+ * holding ticks can produce it (TopicOutput). The processor dead-letters it.
+ */
+export const tickRejectedSchema = z.strictObject({
+  kind: z.literal("tick_rejected"),
+  schema_version: version,
+  record_id: z.string(),
+  partition: z.int(),
+  occurred_at: z.string(),
+  code: z.enum(["RECORD_TIME_SKEW"]),
+  reason: z.string(),
+});
+export type TickRejected = z.infer<typeof tickRejectedSchema>;
+
+/**
+ * A void or refund of one usage record, in the period it happens (never an edit of the usage record's
+ * own rows). Figures are signed deltas: a reversal is negative, and billed = creator share + platform
+ * fee holds for each adjustment as for each usage outcome. Money and tokens are attributed to the
+ * usage record's app (`enterprise_id`, which a correction must name) and billing target.
+ */
+export const adjustmentSchema = z.strictObject({
+  kind: z.literal("adjustment"),
+  ...outputBaseShape,
+  adjustment: z.enum(["void", "refund"]),
+  target_record_id: z.string(),
+  /** Event time of the usage record corrected. */
+  target_occurred_at: z.string(),
+  chat_id: z.string(),
+  billing_target: z.enum(BILLING_TARGETS),
+  /** Tokens given back to the allowance (negative: usage undone); 0 for a refund. */
+  trial_tokens: z.int(),
+  /** Tokens given back to the paid balance (negative); 0 for a refund. */
+  paid_tokens: z.int(),
+  /** Tokens given back to dated grants still there (negative); only when the voided record took some. */
+  grant_tokens: z.int().optional(),
+  /** The voided record's cost (negative); 0 for a refund. */
+  cost_micros: z.bigint(),
+  billed_micros: z.bigint(),
+  creator_share_micros: z.bigint(),
+  platform_fee_micros: z.bigint(),
+  creator_share_bp: z.int(),
+  balance_after: balanceSnapshotSchema,
+  can_continue: z.boolean(),
+});
+export type Adjustment = z.infer<typeof adjustmentSchema>;
 
 export const outputSchema = z.discriminatedUnion("kind", [
   usageOutcomeSchema,
@@ -209,6 +423,13 @@ export const outputSchema = z.discriminatedUnion("kind", [
   duplicateIgnoredSchema,
   sessionSummarySchema,
   rejectedSchema,
+  holdDecisionSchema,
+  adjustmentSchema,
 ]);
+/** What the core emits for account records: every one names its account. */
 export type Output = z.infer<typeof outputSchema>;
 export type OutputKind = Output["kind"];
+
+/** What the core emits for anything on the input topic, ticks included. */
+export const topicOutputSchema = z.discriminatedUnion("kind", [...outputSchema.options, tickRejectedSchema]);
+export type TopicOutput = z.infer<typeof topicOutputSchema>;

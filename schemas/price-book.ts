@@ -14,6 +14,15 @@ export const priceEntrySchema = z.strictObject({
   effective_from: isoDateTimeSchema,
   prompt_micros_per_mtok: pricePerMillion,
   completion_micros_per_mtok: pricePerMillion,
+  /**
+   * Prices of the token classes. Absent, a class falls back (docs/billing.md): cached prompt tokens to
+   * the prompt price, reasoning tokens to the completion price; audio tokens have no fallback (they cost
+   * several times text at every provider, so any text price would under-bill): usage with audio tokens
+   * on an entry without an audio price is rejected, UNPRICED_TOKEN_CLASS.
+   */
+  cached_prompt_micros_per_mtok: pricePerMillion.optional(),
+  reasoning_micros_per_mtok: pricePerMillion.optional(),
+  audio_micros_per_mtok: pricePerMillion.optional(),
 });
 export type PriceEntry = z.infer<typeof priceEntrySchema>;
 

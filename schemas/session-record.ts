@@ -5,7 +5,7 @@ import { isoDateTimeSchema } from "./time.ts";
 
 export const SESSION_EVENTS = ["start", "pause", "resume", "finalize"] as const;
 
-/** Session lifecycle from the agent runtime: the seed's session tracking and pause/resume logic. */
+/** A chat's lifecycle from the agent runtime: it starts, pauses (by the user, or when the budget runs out), resumes and is finalized. */
 export const sessionRecordSchema = z
   .strictObject({
     type: z.literal("session"),

@@ -11,7 +11,7 @@ import {
   stackStatus,
   stackUp,
 } from "../deploy/local/stack.ts";
-import { isAgentmeterError } from "../pipeline/errors.ts";
+import { isAgentmeterError } from "../schemas/errors.ts";
 
 function formatStatus(statuses: ServiceStatus[]): string {
   return statuses

@@ -3,6 +3,7 @@ import { AgentmeterError } from "../pipeline/errors.ts";
 import type { Logger } from "../pipeline/log.ts";
 import { type BudgetState, budgetStateSchema } from "../schemas/index.ts";
 import { uuidv7 } from "./record-id.ts";
+import { endOffsets } from "./topic-offsets.ts";
 
 /** How much to trust an answer from the view. */
 export interface Staleness {
@@ -53,7 +54,7 @@ export class BudgetView {
     const admin = this.kafka.admin();
     await admin.connect();
     try {
-      const offsets = await admin.fetchTopicOffsets(this.topic);
+      const offsets = await endOffsets(admin, this.topic);
       for (const partition of offsets) {
         if (BigInt(partition.high) > BigInt(partition.low))
           this.targets.set(partition.partition, BigInt(partition.high));

@@ -6,11 +6,19 @@ import {
   type BillingState,
   budgetStateOf,
   emptyState,
+  workflowAveragesOf,
 } from "../pipeline/core/index.ts";
-import type { BudgetState, InputRecord, Output, SessionSummary } from "../schemas/index.ts";
+import {
+  type BudgetState,
+  type InputRecord,
+  type Output,
+  type SessionSummary,
+  type TickRecord,
+  tickRecordSchema,
+} from "../schemas/index.ts";
 
 /**
- * Mock mode (the seed's USE_MOCK_API): the processor's billing core, in-process, on an in-memory state.
+ * Mock mode: the processor's billing core, in-process, on an in-memory state.
  * Every record is applied the moment it is sent, with `applyBatch`, the same function the processor
  * calls, so an app developer's tests see the figures production would compute, with no server at all.
  */
@@ -24,6 +32,26 @@ export class MockLedger {
   apply(record: InputRecord): Output[] {
     const result = applyBatch(this.state, [{ record }], this.billing);
     this.state = result.state;
+    const outputs = result.outputs.map(({ seq: _seq, ...output }) => output as Output);
+    this.outputs.push(...outputs);
+    return outputs;
+  }
+
+  /**
+   * A tick at `occurredAt`: every account's holds whose expiry it passes expire, as the processor's
+   * ticks expire them on an idle partition. Mock mode needs none otherwise (each record of an account
+   * expires its own due holds), but a test may use it to let time pass.
+   */
+  tick(occurredAt: string, recordId = `tick-${Date.parse(occurredAt)}`): Output[] {
+    const tick: TickRecord = tickRecordSchema.parse({
+      type: "tick",
+      record_id: recordId,
+      partition: 0,
+      occurred_at: occurredAt,
+    });
+    const result = applyBatch(this.state, [{ record: tick }], this.billing);
+    this.state = result.state;
+    // The only outputs of a tick without a log time are hold_expired events, which name their account.
     const outputs = result.outputs.map(({ seq: _seq, ...output }) => output as Output);
     this.outputs.push(...outputs);
     return outputs;
@@ -44,23 +72,9 @@ export class MockLedger {
 
   /** The `workflow_averages` view's figures, computed over the summaries this ledger produced. */
   workflowAverages(workflowName: string, enterpriseId: string): WorkflowAverages | null {
-    const sessions = this.outputs.filter(
-      (output): output is SessionSummary =>
-        output.kind === "session_summary" &&
-        output.workflow_name === workflowName &&
-        output.enterprise_id === enterpriseId,
+    const summaries = this.outputs.filter(
+      (output): output is SessionSummary => output.kind === "session_summary",
     );
-    if (sessions.length === 0) return null;
-    const sum = (pick: (summary: SessionSummary) => number): number =>
-      sessions.reduce((total, summary) => total + pick(summary), 0);
-    return {
-      enterprise_id: enterpriseId,
-      workflow_name: workflowName,
-      session_count: sessions.length,
-      total_cost_micros: sessions.reduce((total, summary) => total + summary.total_cost_micros, 0n),
-      total_tokens: sum((summary) => summary.total_tokens),
-      avg_session_duration_seconds: sum((summary) => summary.session_duration_seconds) / sessions.length,
-      avg_agents_per_session: sum((summary) => summary.agents_used.length) / sessions.length,
-    };
+    return workflowAveragesOf(summaries, workflowName, enterpriseId);
   }
 }

@@ -1,4 +1,5 @@
-import type { Message, Producer } from "kafkajs";
+import type { IHeaders, Message, Producer } from "kafkajs";
+import { isOperatorRecord, SIGNATURE_HEADER, signRecord } from "../pipeline/auth/signature.ts";
 import { AgentmeterError } from "../pipeline/errors.ts";
 
 export interface BatchingOptions {
@@ -24,6 +25,19 @@ interface Pending {
 }
 
 /**
+ * The headers of one record: the operator signature when the record must carry one and the secret is
+ * given (the operator's tooling), none otherwise. `value` is signed exactly as it goes on the topic.
+ */
+export function signatureHeaders(
+  operatorSecret: string | undefined,
+  record: { type: string },
+  value: string,
+): IHeaders | undefined {
+  if (operatorSecret === undefined || !isOperatorRecord(record)) return undefined;
+  return { [SIGNATURE_HEADER]: signRecord(operatorSecret, value) };
+}
+
+/**
  * Collects sends into batches: one kafkajs `send` per batch, one batch in flight (the idempotent
  * producer allows one request in flight per broker, and one at a time keeps per-partition order). While
  * a batch is in flight the next one fills up, so under load batches grow by themselves and an idle
@@ -45,11 +59,14 @@ export class BatchingProducer {
     private readonly options: BatchingOptions = DEFAULT_BATCHING,
   ) {}
 
-  enqueue(key: string, value: string): Promise<void> {
+  enqueue(key: string, value: string, headers?: IHeaders): Promise<void> {
     if (this.closed) return Promise.reject(new AgentmeterError("SDK_CLOSED", "the producer is closed"));
     return new Promise<void>((resolve, reject) => {
-      const bytes = key.length + value.length;
-      this.queue.push({ message: { key, value }, bytes, resolve, reject });
+      let bytes = key.length + value.length;
+      for (const [name, header] of Object.entries(headers ?? {}))
+        bytes += name.length + String(header).length;
+      const message: Message = headers === undefined ? { key, value } : { key, value, headers };
+      this.queue.push({ message, bytes, resolve, reject });
       this.queuedBytes += bytes;
       if (
         this.queue.length >= this.options.maxBatchRecords ||

@@ -1,27 +1,37 @@
-import { addUsage, summarizeChat } from "../pipeline/core/chats.ts";
+import { summarizeChat } from "../pipeline/core/chats.ts";
 import {
   type CostThresholdAnalysis,
   checkWorkflowCostThresholds,
   type WorkflowAverages,
 } from "../pipeline/core/cost-thresholds.ts";
-import type { AccountState, ChatState } from "../pipeline/core/index.ts";
+import {
+  type AccountState,
+  type ChatState,
+  emptyChat,
+  paidTokens,
+  priceUsage,
+  type SessionMetrics,
+  sessionMetricsOf,
+  tallyUsage,
+  tokenTotals,
+  trialUsageOf,
+} from "../pipeline/core/index.ts";
 import { outputBase } from "../pipeline/core/output-base.ts";
-import { priceUsage } from "../pipeline/core/pricebook.ts";
 import { AgentmeterError } from "../pipeline/errors.ts";
 import {
   type AgentUsage,
   accountKeyOf,
   type Level,
-  microsToDecimalString,
   type SessionRecord,
   type SessionSummary,
   type UsageRecord,
 } from "../schemas/index.ts";
-import type { AccountIds, Agentmeter, BudgetStatus, SentRecord } from "./client.ts";
+import { type HoldGrant, runHeld } from "./holds.ts";
 import { uuidv7 } from "./record-id.ts";
-import { prepareRecord } from "./validate.ts";
+import type { AccountIds, BudgetStatus, SentRecord, SessionClient } from "./session-client.ts";
+import type { RecordInput } from "./validate.ts";
 
-/** One agent's tokens in one call of trackUsage (the seed's agent_usage value). */
+/** One agent's tokens in one call of trackUsage. */
 export type AgentUsageInput = AgentUsage;
 
 export interface TrackOptions {
@@ -31,6 +41,18 @@ export interface TrackOptions {
   /** Event time; default now. */
   occurred_at?: string;
   connection_state?: UsageRecord["connection_state"];
+  /** The open hold this usage settles (see reserve). */
+  hold_id?: string;
+}
+
+/** Options of a hold on this manager's chat (the account and chat are the manager's). */
+export interface ReserveOptions {
+  hold_id?: string;
+  expires_at?: string;
+  ttl_ms?: number;
+  record_id?: string;
+  occurred_at?: string;
+  timeout_ms?: number;
 }
 
 export interface UsageReceipt {
@@ -40,7 +62,7 @@ export interface UsageReceipt {
   cost_micros: bigint;
 }
 
-/** What finalizeSession returns: the seed's PerformanceMetrics plus the comparison with WorkflowAverages. */
+/** What finalizeSession returns: the session's performance figures and their comparison with the workflow's averages. */
 export interface SessionResult {
   chat_id: string;
   session_id: string;
@@ -49,14 +71,7 @@ export interface SessionResult {
   level: Level;
   /** The finalize record. */
   record_id: string;
-  session_summary: {
-    total_tokens: number;
-    total_cost_micros: bigint;
-    /** Display only (`0.462`). */
-    total_cost: string;
-    session_duration_seconds: number;
-    agents_used: string[];
-  };
+  session_summary: SessionMetrics;
   agent_performance: SessionSummary["agent_performance"];
   /** The workflow's averages before this session (null: no finished session yet). */
   workflow_averages: WorkflowAverages | null;
@@ -97,7 +112,7 @@ interface SessionIds {
   workflow_name: string;
   chat_id?: string;
   session_id?: string;
-  /** The seed's user_id (the person inside the workflow, if not the account's user). */
+  /** The person inside the workflow, when it is not the account's user. */
   user_id?: string;
   workflow_type?: string;
   /** Default model of this session's agents. */
@@ -110,13 +125,15 @@ export interface AppSessionIds extends SessionIds {
 
 export type PlatformSessionIds = SessionIds;
 
+type CostOptions = { multiple?: number; minSessions?: number };
+
 function toAccountData(account: AccountState): AccountData {
   return {
     account_key: account.account_key,
     allowance_tokens: account.allowance_tokens,
     trial_used_tokens: account.trial_used_tokens,
     credited_tokens: account.credited_tokens,
-    paid_tokens: account.credited_tokens - account.paid_used_tokens,
+    paid_tokens: paidTokens(account),
     tokens_used: account.tokens_used,
     cost_micros: BigInt(account.cost_micros),
     billed_micros: BigInt(account.billed_micros),
@@ -128,10 +145,10 @@ function toAccountData(account: AccountState): AccountData {
 }
 
 /**
- * One chat of one account, metered: the seed's TokenManager methods over records. Every method that
- * changes billing sends a record (start, usage, pause, resume, finalize, credit); the processor applies
- * it. The session's figures are also kept here, priced with the core's own price book and rounding, so
- * finalizeSession can answer at once with the numbers the processor will write.
+ * One chat of one account, metered. Every method that changes billing sends a record (start, usage,
+ * pause, resume, finalize, credit) and the processor applies it. The chat's figures are also tallied
+ * here by the core's pricing, totals and summary, so finalize answers at once with the numbers the
+ * processor will write.
  */
 abstract class SessionMeter {
   readonly chat_id: string;
@@ -143,7 +160,7 @@ abstract class SessionMeter {
   private started = false;
 
   protected constructor(
-    protected readonly meter: Agentmeter,
+    protected readonly meter: SessionClient,
     level: Level,
     private readonly session: SessionIds & { platform_user_id?: string },
     private readonly workflowType: string,
@@ -156,27 +173,18 @@ abstract class SessionMeter {
       mozaiks_user_id: session.mozaiks_user_id,
       ...(level === "app_usage" ? { platform_user_id: session.platform_user_id } : {}),
     };
-    const now = new Date().toISOString();
-    this.chat = {
+    this.chat = emptyChat({
       session_id: this.session_id,
       workflow_name: session.workflow_name,
-      started_at: now,
-      last_event_at: now,
-      paused: false,
-      pause_reason: null,
-      can_resume: false,
-      total_tokens: 0,
-      cost_micros: 0n,
-      billed_micros: 0n,
-      agents: {},
-    };
+      started_at: new Date().toISOString(),
+    });
   }
 
   get accountKey(): string {
     return accountKeyOf(this.ids);
   }
 
-  /** Running totals of this session as tracked here. */
+  /** Running totals of this session as tallied here. */
   get sessionUsage(): { total_tokens: number; total_cost_micros: bigint } {
     return { total_tokens: this.chat.total_tokens, total_cost_micros: this.chat.cost_micros };
   }
@@ -191,7 +199,7 @@ abstract class SessionMeter {
     return this.budgetStatus();
   }
 
-  /** The seed's can_continue(): answered from the local view (no database call), MongoDB in strict mode. */
+  /** Whether the account may go on: from the local view (no database call), MongoDB in strict mode. */
   async canContinue(): Promise<boolean> {
     return (await this.budgetStatus()).can_continue;
   }
@@ -237,47 +245,94 @@ abstract class SessionMeter {
             };
     }
     const model = options.model ?? this.session.model;
-    const sent = await this.send(
-      {
-        type: "usage",
-        ...(options.record_id === undefined ? {} : { record_id: options.record_id }),
-        ...this.ids,
-        ...(this.session.user_id === undefined ? {} : { user_id: this.session.user_id }),
-        workflow_type: this.workflowType,
-        workflow_name: this.session.workflow_name,
-        session_id: this.session_id,
-        chat_id: this.chat_id,
-        ...(model === undefined ? {} : { model }),
-        agent_usage: agents,
-        occurred_at: options.occurred_at ?? new Date().toISOString(),
-        ...(options.connection_state === undefined ? {} : { connection_state: options.connection_state }),
-      },
-      (record) => {
-        // Priced before sending: a model the price book does not know is refused here, not dead-lettered later.
-        const priced = priceUsage(record as UsageRecord, this.meter.billing);
-        if (!priced.ok) throw new AgentmeterError("UNKNOWN_MODEL", priced.reason);
-        return priced;
-      },
-    );
-    return sent;
+    const prepared = this.meter.prepare({
+      type: "usage",
+      ...(options.record_id === undefined ? {} : { record_id: options.record_id }),
+      ...this.ids,
+      ...(this.session.user_id === undefined ? {} : { user_id: this.session.user_id }),
+      workflow_type: this.workflowType,
+      workflow_name: this.session.workflow_name,
+      session_id: this.session_id,
+      chat_id: this.chat_id,
+      ...(model === undefined ? {} : { model }),
+      agent_usage: agents,
+      occurred_at: options.occurred_at ?? new Date().toISOString(),
+      ...(options.connection_state === undefined ? {} : { connection_state: options.connection_state }),
+      ...(options.hold_id === undefined ? {} : { hold_id: options.hold_id }),
+    });
+    const record = prepared.record as UsageRecord;
+    // A model the price book does not know is refused here, in the caller's stack, not dead-lettered later.
+    const priced = priceUsage(record, this.meter.billing);
+    if (!priced.ok) throw new AgentmeterError(priced.code, priced.reason);
+    await this.meter.sendPrepared(prepared);
+    // Tallied only once the send succeeded: a failed send is not part of the session.
+    this.markStarted(record.occurred_at);
+    tallyUsage(this.chat, priced, record.occurred_at);
+    this.lastSentAt = record.occurred_at;
+    return {
+      record_id: record.record_id,
+      tokens_used: tokenTotals(priced.agents).total_tokens,
+      cost_micros: priced.cost_micros,
+    };
   }
 
-  /** The seed's track_agent_response_time: added to the agent's next usage record (or to finalize). */
+  /**
+   * Reserves `tokens` for one agent turn of this chat (a hold record) and resolves with the decision:
+   * `{granted, hold_id, available, ...}`. Mock mode decides in process; a Kafka connection hears the
+   * processor's decision on the holds topic. See docs/holds.md.
+   */
+  reserve(tokens: number, options: ReserveOptions = {}): Promise<HoldGrant> {
+    return this.meter.reserve({ ...this.ids, chat_id: this.chat_id, tokens, ...options });
+  }
+
+  /** The turn's real usage, settling the hold: billed as any usage, the rest of the hold released. */
+  settle(
+    holdId: string,
+    agentUsage: Readonly<Record<string, AgentUsageInput>>,
+    options: TrackOptions = {},
+  ): Promise<UsageReceipt> {
+    return this.usage(agentUsage, { ...options, hold_id: holdId });
+  }
+
+  /** Gives the hold back unused (the turn failed or was cancelled). */
+  release(holdId: string): Promise<SentRecord> {
+    return this.meter.release({ ...this.ids, hold_id: holdId });
+  }
+
+  /**
+   * Reserves `estimate` tokens, runs the turn, and settles with the agent usage the turn returns; if
+   * the turn throws, releases the hold and rethrows. Not granted: HOLD_DENIED, the turn does not run.
+   */
+  withHold(
+    estimate: number,
+    turn: (hold: HoldGrant) => Promise<Readonly<Record<string, AgentUsageInput>>>,
+    options: ReserveOptions & { track?: Omit<TrackOptions, "hold_id"> } = {},
+  ): Promise<{ hold: HoldGrant; receipt: UsageReceipt }> {
+    const { track, ...reserveOptions } = options;
+    return runHeld(
+      () => this.reserve(estimate, reserveOptions),
+      turn,
+      (hold, usage) => this.settle(hold.hold_id, usage, track),
+      (hold) => this.release(hold.hold_id),
+    ).then(({ hold, settled }) => ({ hold, receipt: settled }));
+  }
+
+  /** Adds a response time to the agent's next usage record (or to the one finalize sends). */
   trackAgentResponseTime(agentName: string, responseTimeMs: number): void {
     const entry = this.pendingOf(agentName);
     entry.response_time_ms += responseTimeMs;
   }
 
   /**
-   * The seed's track_agent_message: counts one message of the agent. The content is not metered and not
-   * sent (conversation storage is the runtime's, not the billing pipeline's).
+   * Counts one message of the agent. The content is not metered and not sent (conversation storage is
+   * the runtime's, not the billing pipeline's).
    */
   trackAgentMessage(agentName: string, _content?: string, _role?: string): void {
     this.pendingOf(agentName).message_count += 1;
   }
 
   /**
-   * The seed's handle_no_tokens: pauses this chat with a reason (a `pause` record) and returns the
+   * The runtime ran out of tokens: pauses this chat with a reason (a `pause` record) and returns the
    * budget. The processor already pauses a chat whose usage exhausts the account; this records the
    * runtime's own stop, with the exhaustion reason unless one is given.
    */
@@ -291,23 +346,23 @@ abstract class SessionMeter {
     return status;
   }
 
-  /** The seed's save_chat_state / save_chat_pause: the chat stops here and can be resumed later (a `pause` record). */
+  /** The chat stops here and can be resumed later (a `pause` record). */
   async saveChatState(reason = "user_requested"): Promise<void> {
     await this.sendSession("pause", new Date().toISOString(), reason);
   }
 
-  /** Alias of saveChatState, the seed's save_chat_pause. */
+  /** Alias of saveChatState. */
   saveChatPause(reason = "user_requested"): Promise<void> {
     return this.saveChatState(reason);
   }
 
-  /** The seed's can_resume_chat: the account can pay again (a paused chat was made resumable, or is not paused). */
+  /** The account can pay again (a paused chat was made resumable, or the chat is not paused). */
   async canResumeChat(): Promise<boolean> {
     const status = await this.budgetStatus();
     return status.chat?.can_resume ?? status.can_continue;
   }
 
-  /** The seed's resume_chat: a `resume` record if the chat can resume; false (nothing sent) if it cannot. */
+  /** A `resume` record if the chat can resume; false (nothing sent) if it cannot. */
   async resumeChat(): Promise<boolean> {
     if (!(await this.canResumeChat())) return false;
     await this.sendSession("resume", new Date().toISOString());
@@ -328,17 +383,10 @@ abstract class SessionMeter {
     });
   }
 
-  /** The seed's track_trial_usage: the trial (app) or allowance (platform) figures, from the budget state. */
+  /** The trial (app) or allowance (platform) figures, from the budget state. */
   async trackTrialUsage(): Promise<TrialUsage> {
     const status = await this.budgetStatus();
-    const state = status.state;
-    return {
-      allowance_tokens: state.allowance_tokens,
-      trial_used_tokens: state.allowance_tokens - state.trial_remaining_tokens,
-      trial_remaining_tokens: state.trial_remaining_tokens,
-      is_free_trial: state.trial_remaining_tokens > 0 && state.paid_tokens >= 0,
-      source: status.source,
-    };
+    return { ...trialUsageOf(status.state), source: status.source };
   }
 
   /** The account document (MongoDB; mock: the ledger). null before the processor has written it. */
@@ -347,10 +395,8 @@ abstract class SessionMeter {
     return account === null ? null : toAccountData(account);
   }
 
-  /** The seed's check_workflow_cost_thresholds for the running session, against the workflow's averages. */
-  async checkWorkflowCostThresholds(
-    options: { multiple?: number; minSessions?: number } = {},
-  ): Promise<CostThresholdAnalysis> {
+  /** The running session's cost and tokens against the workflow's averages. */
+  async checkWorkflowCostThresholds(options: CostOptions = {}): Promise<CostThresholdAnalysis> {
     const averages = await this.meter.workflowAverages(
       this.session.workflow_name,
       this.session.enterprise_id,
@@ -358,9 +404,7 @@ abstract class SessionMeter {
     return this.costAnalysis(averages, options);
   }
 
-  protected async finalize(
-    options: { multiple?: number; minSessions?: number } = {},
-  ): Promise<SessionResult> {
+  protected async finalize(options: CostOptions = {}): Promise<SessionResult> {
     // Response times or messages reported for agents with no usage since: carried by a zero-token record,
     // so the processor's summary has them too.
     if (this.pending.size > 0) {
@@ -376,7 +420,6 @@ abstract class SessionMeter {
     const endedAt = new Date().toISOString();
     const sent = await this.sendSession("finalize", endedAt);
     const summary = summarizeChat(this.chat_id, this.chat, endedAt, outputBase(sent.record));
-
     return {
       chat_id: this.chat_id,
       session_id: this.session_id,
@@ -384,13 +427,7 @@ abstract class SessionMeter {
       workflow_name: this.session.workflow_name,
       level: this.ids.level,
       record_id: sent.record_id,
-      session_summary: {
-        total_tokens: summary.total_tokens,
-        total_cost_micros: summary.total_cost_micros,
-        total_cost: microsToDecimalString(summary.total_cost_micros),
-        session_duration_seconds: summary.session_duration_seconds,
-        agents_used: summary.agents_used,
-      },
+      session_summary: sessionMetricsOf(summary),
       agent_performance: summary.agent_performance,
       workflow_averages: averages,
       cost_analysis: this.costAnalysis(averages, options),
@@ -399,10 +436,7 @@ abstract class SessionMeter {
     };
   }
 
-  private costAnalysis(
-    averages: WorkflowAverages | null,
-    options: { multiple?: number; minSessions?: number },
-  ): CostThresholdAnalysis {
+  private costAnalysis(averages: WorkflowAverages | null, options: CostOptions): CostThresholdAnalysis {
     return checkWorkflowCostThresholds({
       currentCostMicros: this.chat.cost_micros,
       currentTokens: this.chat.total_tokens,
@@ -420,17 +454,21 @@ abstract class SessionMeter {
     return entry;
   }
 
+  /** The first record sent opens the session: its time is the session's start. */
+  private markStarted(occurredAt: string): void {
+    if (this.started) return;
+    this.chat.started_at = occurredAt;
+    this.started = true;
+  }
+
   private async sendSession(
     event: SessionRecord["event"],
     occurredAt: string,
     pauseReason?: string,
   ): Promise<SentRecord> {
-    if (event !== "start" && !this.started) {
-      // The core opens a chat on any record, but the session's start time would then be wrong here.
-      this.chat.started_at = occurredAt;
-      this.started = true;
-    }
-    const sent = await this.meter.send({
+    // The core opens a chat on any record, so a session whose first record is a pause starts there.
+    if (event !== "start") this.markStarted(occurredAt);
+    const input: RecordInput = {
       type: "session",
       event,
       ...this.ids,
@@ -439,44 +477,25 @@ abstract class SessionMeter {
       workflow_name: this.session.workflow_name,
       occurred_at: occurredAt,
       ...(pauseReason === undefined ? {} : { pause_reason: pauseReason }),
-    });
+    };
+    const sent = await this.meter.sendPrepared(this.meter.prepare(input));
     this.lastSentAt = occurredAt;
     return sent;
-  }
-
-  private async send(
-    input: Parameters<Agentmeter["send"]>[0],
-    price: (record: unknown) => Extract<ReturnType<typeof priceUsage>, { ok: true }>,
-  ): Promise<UsageReceipt> {
-    // Validate and price first, then add to the local totals only once the send succeeded.
-    const prepared = prepareRecord(input, this.meter.config.AGENTMETER_MAX_RECORD_BYTES);
-    const priced = price(prepared.record);
-    const sent = await this.meter.send({ ...input, record_id: prepared.record.record_id } as never);
-    if (!this.started) {
-      this.chat.started_at = prepared.record.occurred_at;
-      this.started = true;
-    }
-    addUsage(this.chat, priced.agents, priced.cost_micros, 0n);
-    this.chat.last_event_at = prepared.record.occurred_at;
-    this.lastSentAt = prepared.record.occurred_at;
-    let tokens = 0;
-    for (const agent of Object.values(priced.agents)) tokens += agent.prompt_tokens + agent.completion_tokens;
-    return { record_id: sent.record_id, tokens_used: tokens, cost_micros: priced.cost_micros };
   }
 }
 
 /** App level (Level 2): an end user (`platform_user_id`) chatting with an app (`enterprise_id`). */
 export class TokenManager extends SessionMeter {
-  constructor(meter: Agentmeter, ids: AppSessionIds) {
+  constructor(meter: SessionClient, ids: AppSessionIds) {
     super(meter, "app_usage", ids, ids.workflow_type ?? "chat_interaction");
   }
 
-  /** The seed's initialize_budget: starts the session (a `start` record) and returns the end user's budget. */
+  /** Starts the session (a `start` record) and returns the end user's budget. */
   initializeBudget(): Promise<BudgetStatus> {
     return this.start();
   }
 
-  /** The seed's track_usage: one record with each agent's prompt and completion tokens. */
+  /** One usage record with each agent's prompt and completion tokens. */
   trackUsage(
     agentUsage: Readonly<Record<string, AgentUsageInput>>,
     options?: TrackOptions,
@@ -485,8 +504,8 @@ export class TokenManager extends SessionMeter {
   }
 
   /**
-   * The seed's deduct_app_tokens. Tokens are deducted by the processor when it applies a usage record,
-   * never directly, so this is trackUsage under the seed's name.
+   * trackUsage under another name: tokens are deducted by the processor when it applies a usage
+   * record, never directly.
    */
   deductAppTokens(
     agentUsage: Readonly<Record<string, AgentUsageInput>>,
@@ -495,17 +514,17 @@ export class TokenManager extends SessionMeter {
     return this.usage(agentUsage, options);
   }
 
-  /** The seed's finalize_session: a `finalize` record; returns the session's summary and its comparison. */
-  finalizeSession(options?: { multiple?: number; minSessions?: number }): Promise<SessionResult> {
+  /** A `finalize` record; returns the session's summary and its comparison with the workflow's averages. */
+  finalizeSession(options?: CostOptions): Promise<SessionResult> {
     return this.finalize(options);
   }
 
-  /** The seed's load_app_user_data: the end user's AppUsers document. */
+  /** The end user's account document (AppUsers). */
   loadAppUserData(): Promise<AccountData | null> {
     return this.loadAccount();
   }
 
-  /** The seed's load_enterprise_data: the app's Enterprises document and its creator's platform account. */
+  /** The app's Enterprises document and its creator's platform account. */
   async loadEnterpriseData(): Promise<{
     enterprise: Record<string, unknown> | null;
     creator: AccountData | null;
@@ -518,16 +537,16 @@ export class TokenManager extends SessionMeter {
 
 /** Platform level (Level 1): a creator (`mozaiks_user_id`) building an app with agent workflows. */
 export class PlatformTokenManager extends SessionMeter {
-  constructor(meter: Agentmeter, ids: PlatformSessionIds) {
+  constructor(meter: SessionClient, ids: PlatformSessionIds) {
     super(meter, "platform", ids, ids.workflow_type ?? "app_generation");
   }
 
-  /** The seed's initialize_platform_budget. */
+  /** Starts the session (a `start` record) and returns the creator's platform budget. */
   initializePlatformBudget(): Promise<BudgetStatus> {
     return this.start();
   }
 
-  /** The seed's track_platform_usage. */
+  /** One usage record with each agent's prompt and completion tokens. */
   trackPlatformUsage(
     agentUsage: Readonly<Record<string, AgentUsageInput>>,
     options?: TrackOptions,
@@ -535,7 +554,7 @@ export class PlatformTokenManager extends SessionMeter {
     return this.usage(agentUsage, options);
   }
 
-  /** The seed's deduct_tokens (enterprise side): trackPlatformUsage under the seed's name. */
+  /** trackPlatformUsage under another name: the processor deducts tokens when it applies the record. */
   deductTokens(
     agentUsage: Readonly<Record<string, AgentUsageInput>>,
     options?: TrackOptions,
@@ -543,12 +562,12 @@ export class PlatformTokenManager extends SessionMeter {
     return this.usage(agentUsage, options);
   }
 
-  /** The seed's finalize_platform_session. */
-  finalizePlatformSession(options?: { multiple?: number; minSessions?: number }): Promise<SessionResult> {
+  /** A `finalize` record; returns the session's summary and its comparison with the workflow's averages. */
+  finalizePlatformSession(options?: CostOptions): Promise<SessionResult> {
     return this.finalize(options);
   }
 
-  /** The seed's load_enterprise_data at Level 1: the creator's MozaiksUsers document and the app's Enterprises document. */
+  /** The creator's platform account (MozaiksUsers) and the app's Enterprises document. */
   async loadEnterpriseData(): Promise<{
     enterprise: Record<string, unknown> | null;
     creator: AccountData | null;

@@ -13,10 +13,10 @@ import {
 import { rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { AgentmeterError } from "../../pipeline/errors.ts";
-import { type StackConfig, VERSIONS } from "./config.ts";
+import { AgentmeterError } from "../../schemas/errors.ts";
 import { runOrThrow, spawnDetached, stopGroup, waitGroupExit } from "./process.ts";
-import { installOnce, type LocalService, logPath, serviceHome } from "./service.ts";
+import { installed, installOnce, type LocalService, logPath, serviceHome } from "./service.ts";
+import { type StackConfig, VERSIONS } from "./stack-config.ts";
 
 /**
  * A current ClickHouse engine (26.x) from npm: libchdb.so is clickhouse-local as a library. Our C loader
@@ -69,6 +69,10 @@ export const clickhouse: LocalService = {
     { port: config.clickhouseTcpPort, variable: "AGENTMETER_CLICKHOUSE_TCP_PORT" },
   ],
   logFile: (config) => logPath(config, "clickhouse"),
+  tools: (config) => [
+    ...(installed(installDir(config)) ? [] : (["npm"] as const)),
+    ...(existsSync(loaderPath(config)) ? [] : (["gcc"] as const)),
+  ],
 
   async install(config, log) {
     await installOnce(

@@ -2,11 +2,11 @@ import { existsSync, mkdirSync } from "node:fs";
 import { chmod, cp, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { MongoClient } from "mongodb";
-import { AgentmeterError } from "../../pipeline/errors.ts";
-import { type StackConfig, VERSIONS } from "./config.ts";
+import { AgentmeterError } from "../../schemas/errors.ts";
 import { FERRET_DATABASE } from "./postgres.ts";
 import { runOrThrow, spawnDetached, stopGroup } from "./process.ts";
-import { installOnce, type LocalService, logPath, serviceHome } from "./service.ts";
+import { installed, installOnce, type LocalService, logPath, serviceHome } from "./service.ts";
+import { type StackConfig, VERSIONS } from "./stack-config.ts";
 
 /**
  * FerretDB speaks the MongoDB wire protocol; no MongoDB server can be installed on these machines.
@@ -26,7 +26,9 @@ function goEnv(config: StackConfig): NodeJS.ProcessEnv {
   const go = path.join(config.cacheDir, "go");
   return {
     ...process.env,
-    // Module and build caches inside our cache: self-contained, and removable (-modcacherw) with rm -rf.
+    // Every Go cache inside our cache: self-contained, and removable (-modcacherw) with rm -rf. GOPATH too:
+    // without it, go mod download leaves the checksum database cache in ~/go/pkg/sumdb.
+    GOPATH: path.join(go, "path"),
     GOMODCACHE: path.join(go, "mod"),
     GOCACHE: path.join(go, "build"),
     GOFLAGS: "-modcacherw",
@@ -41,6 +43,7 @@ export const ferretdb: LocalService = {
   readyTimeoutMs: 60_000,
   ports: (config) => [{ port: config.mongoPort, variable: "AGENTMETER_MONGO_PORT" }],
   logFile: (config) => logPath(config, "ferretdb"),
+  tools: (config) => (installed(installDir(config)) ? [] : ["go"]),
 
   async install(config, log) {
     await installOnce(installDir(config), `ferretdb ${VERSIONS.ferretdb} (go build)`, log, async (dir) => {
@@ -71,13 +74,24 @@ export const ferretdb: LocalService = {
       ]);
       await writeFile(path.join(src, "build", "version", "version.txt"), `${VERSIONS.ferretdb}\n`);
       await writeFile(path.join(src, "build", "version", "package.txt"), "agentmeter-local\n");
-      await runOrThrow(
-        "SERVICE_INSTALL_FAILED",
-        "building FerretDB",
-        "go",
-        ["build", "-trimpath", "-buildvcs=false", "-o", binary(config), "./cmd/ferretdb"],
-        { env, cwd: src },
-      );
+      // The compile is the long, silent part of a cold `stack:up` (about 70 s on 2 cores): say so, and tick.
+      const compileStarted = Date.now();
+      log("ferretdb: compiling with go build (usually about 70 s; 2 minutes on a slow 2-core machine) ...");
+      const tick = setInterval(() => {
+        log(`ferretdb: still compiling (${Math.round((Date.now() - compileStarted) / 1000)} s so far)`);
+      }, 15_000);
+      try {
+        await runOrThrow(
+          "SERVICE_INSTALL_FAILED",
+          "building FerretDB",
+          "go",
+          ["build", "-trimpath", "-buildvcs=false", "-o", binary(config), "./cmd/ferretdb"],
+          { env, cwd: src },
+        );
+      } finally {
+        clearInterval(tick);
+      }
+      log(`ferretdb: compiled in ${((Date.now() - compileStarted) / 1000).toFixed(1)}s`);
       await runOrThrow("SERVICE_INSTALL_FAILED", "checking the FerretDB binary", binary(config), [
         "--version",
       ]);

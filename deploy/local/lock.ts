@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { AgentmeterError } from "../../pipeline/errors.ts";
+import { AgentmeterError } from "../../schemas/errors.ts";
 import { processStartTime, sleep } from "./process.ts";
 import type { Log } from "./service.ts";
 

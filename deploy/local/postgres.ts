@@ -1,9 +1,10 @@
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { AgentmeterError } from "../../pipeline/errors.ts";
-import type { StackConfig } from "./config.ts";
+import { AgentmeterError } from "../../schemas/errors.ts";
+import { findPostgresBinDir } from "./prerequisites.ts";
 import { run, runOrThrow, spawnDetached, stopGroup } from "./process.ts";
 import { type LocalService, logPath, serviceHome } from "./service.ts";
+import type { StackConfig } from "./stack-config.ts";
 
 /**
  * PostgreSQL is FerretDB's storage. It comes from the OS (Debian's postgresql package), not from our cache:
@@ -13,27 +14,8 @@ import { type LocalService, logPath, serviceHome } from "./service.ts";
 const DB_USER = "postgres";
 export const FERRET_DATABASE = "ferretdb";
 
-function findBinDir(): string | undefined {
-  const root = "/usr/lib/postgresql";
-  let versions: string[] = [];
-  try {
-    versions = readdirSync(root).filter((v) => /^\d+$/.test(v));
-  } catch {
-    // Not a Debian layout: fall back to PATH below.
-  }
-  versions.sort((a, b) => Number(b) - Number(a));
-  for (const version of versions) {
-    const dir = path.join(root, version, "bin");
-    if (existsSync(path.join(dir, "initdb"))) return dir;
-  }
-  for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
-    if (dir && existsSync(path.join(dir, "initdb")) && existsSync(path.join(dir, "postgres"))) return dir;
-  }
-  return undefined;
-}
-
 function binDir(): string {
-  const dir = findBinDir();
+  const dir = findPostgresBinDir();
   if (dir === undefined) {
     throw new AgentmeterError("SERVICE_INSTALL_FAILED", "postgres: initdb not found; install PostgreSQL");
   }
@@ -113,9 +95,10 @@ export const postgres: LocalService = {
   readyTimeoutMs: 60_000,
   ports: (config) => [{ port: config.pgPort, variable: "AGENTMETER_PG_PORT" }],
   logFile: (config) => logPath(config, "postgres"),
+  tools: () => ["postgresql"],
 
   async install(_config, log) {
-    if (findBinDir() !== undefined) return;
+    if (findPostgresBinDir() !== undefined) return;
     if (process.getuid?.() !== 0) {
       throw new AgentmeterError(
         "SERVICE_INSTALL_FAILED",

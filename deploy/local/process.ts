@@ -3,7 +3,7 @@ import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from "node:
 import { readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
-import { AgentmeterError, type ErrorCode } from "../../pipeline/errors.ts";
+import { AgentmeterError, type ErrorCode } from "../../schemas/errors.ts";
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 

@@ -1,10 +1,11 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import type { StackConfig } from "./config.ts";
+import type { Tool } from "./prerequisites.ts";
 import type { PidRecord } from "./process.ts";
+import type { StackConfig } from "./stack-config.ts";
 
-export type ServiceName = "kafka" | "clickhouse" | "postgres" | "ferretdb";
+export type ServiceName = "kafka" | "kafka-2" | "kafka-3" | "clickhouse" | "postgres" | "ferretdb";
 
 export type Log = (line: string) => void;
 
@@ -19,6 +20,8 @@ export interface LocalService {
   name: ServiceName;
   /** Ports it binds on 127.0.0.1, checked before start so a foreign listener gets a clear error. */
   ports(config: StackConfig): ServicePort[];
+  /** Programs `install` (when the cache lacks this version) and `start`/`ready` will run; checked up front. */
+  tools(config: StackConfig): Tool[];
   /** Idempotent; fetches only when the cache lacks this version. */
   install(config: StackConfig, log: Log): Promise<void>;
   /** Spawns the detached server (after any first-start initialisation) and returns its process. */
@@ -46,6 +49,11 @@ export function pidPath(config: StackConfig, name: ServiceName): string {
 }
 
 const COMPLETE = ".complete";
+
+/** True when installOnce finished in `dir` (its marker is there). */
+export function installed(dir: string): boolean {
+  return existsSync(path.join(dir, COMPLETE));
+}
 
 /**
  * Runs an installer into `dir` unless a previous run finished there. The marker is written last, so an

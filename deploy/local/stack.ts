@@ -1,12 +1,13 @@
-import { AgentmeterError } from "../../pipeline/errors.ts";
+import { AgentmeterError } from "../../schemas/errors.ts";
 import { clickhouse } from "./clickhouse.ts";
-import { endpointsOf, loadStackConfig, type StackConfig, type StackEndpoints } from "./config.ts";
 import { ferretdb } from "./ferretdb.ts";
-import { kafka } from "./kafka.ts";
+import { kafkaServices } from "./kafka.ts";
 import { withStackLock } from "./lock.ts";
 import { postgres } from "./postgres.ts";
+import { ensureTools } from "./prerequisites.ts";
 import {
   isRunning,
+  type PidRecord,
   portFree,
   readPidRecord,
   removePidRecord,
@@ -15,13 +16,16 @@ import {
   writePidRecord,
 } from "./process.ts";
 import { type LocalService, type Log, pidPath, type ServiceName } from "./service.ts";
+import { endpointsOf, loadStackConfig, type StackConfig, type StackEndpoints } from "./stack-config.ts";
 
-export { connectionEnv, loadStackConfig, type StackConfig, type StackEndpoints } from "./config.ts";
+export { connectionEnv, loadStackConfig, type StackConfig, type StackEndpoints } from "./stack-config.ts";
 
 export interface StackOptions {
   config?: StackConfig;
   /** Progress lines; default stderr, so stdout stays clean for the connection env. */
   log?: Log;
+  /** Start only these services (a test's own Kafka cluster beside the shared stack); default all. */
+  only?: readonly ServiceName[];
 }
 
 export type ServiceState = "running" | "unready" | "dead" | "stopped";
@@ -38,10 +42,17 @@ export interface ServiceStatus {
 
 const stderrLog: Log = (line) => process.stderr.write(`${line}\n`);
 
-function servicesOf(config: StackConfig): LocalService[] {
-  return config.ferretBackend === "postgresql"
-    ? [kafka, clickhouse, postgres, ferretdb]
-    : [kafka, clickhouse, ferretdb];
+function servicesOf(config: StackConfig, only?: readonly ServiceName[]): LocalService[] {
+  const all =
+    config.ferretBackend === "postgresql"
+      ? [...kafkaServices(config), clickhouse, postgres, ferretdb]
+      : [...kafkaServices(config), clickhouse, ferretdb];
+  return only === undefined ? all : all.filter((service) => only.includes(service.name));
+}
+
+/** Every service a stack directory can hold a pid file for, whatever its configuration now says. */
+function everyService(config: StackConfig): LocalService[] {
+  return [...kafkaServices({ ...config, kafkaNodes: 3 }), clickhouse, postgres, ferretdb];
 }
 
 /** FerretDB needs its PostgreSQL up; everything else starts side by side. */
@@ -72,8 +83,14 @@ function seconds(since: number): string {
 export async function stackUp(options: StackOptions = {}): Promise<StackEndpoints> {
   const config = options.config ?? loadStackConfig();
   const log = options.log ?? stderrLog;
+  // Every program the install and start will run, checked before the lock and before anything happens:
+  // one message listing all that is missing, rather than one failure per service minutes apart.
+  await ensureTools(
+    servicesOf(config, options.only).flatMap((service) => service.tools(config)),
+    log,
+  );
   await withStackLock(config.homeDir, log, async () => {
-    const services = servicesOf(config);
+    const services = servicesOf(config, options.only);
     const toStart = new Set<ServiceName>();
     for (const service of services) {
       const file = pidPath(config, service.name);
@@ -103,6 +120,8 @@ export async function stackUp(options: StackOptions = {}): Promise<StackEndpoint
 
     const started = Date.now();
     const done = new Map<ServiceName, Promise<void>>();
+    /** What this call started, so a failed `up` can stop it again instead of leaving half a stack. */
+    const startedHere = new Map<ServiceName, PidRecord>();
     for (const service of services) {
       done.set(
         service.name,
@@ -119,6 +138,7 @@ export async function stackUp(options: StackOptions = {}): Promise<StackEndpoint
           if (!toStart.has(service.name)) return;
           const t0 = Date.now();
           const record = await service.start(config, log);
+          startedHere.set(service.name, record);
           await writePidRecord(pidPath(config, service.name), record);
           await waitReady({
             service: service.name,
@@ -135,6 +155,7 @@ export async function stackUp(options: StackOptions = {}): Promise<StackEndpoint
     const results = await Promise.allSettled(done.values());
     const failures = results.flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []));
     if (failures.length > 0) {
+      await stopStarted(config, log, startedHere);
       if (failures.length === 1) throw failures[0];
       throw new AgentmeterError(
         "SERVICE_START_FAILED",
@@ -145,6 +166,28 @@ export async function stackUp(options: StackOptions = {}): Promise<StackEndpoint
     log(`stack up in ${seconds(started)}`);
   });
   return endpointsOf(config);
+}
+
+/** After a failed `up`: stops what that `up` started (FerretDB first), leaving what already ran alone. */
+async function stopStarted(
+  config: StackConfig,
+  log: Log,
+  started: Map<ServiceName, PidRecord>,
+): Promise<void> {
+  const order = [ferretdb, ...kafkaServices(config), clickhouse, postgres].filter((s) => started.has(s.name));
+  for (const service of order) {
+    const record = started.get(service.name);
+    if (record === undefined) continue;
+    log(`${service.name}: stopping it again (stack:up failed)`);
+    try {
+      if (isRunning(record)) await service.stop(config, record);
+      await removePidRecord(pidPath(config, service.name));
+    } catch (error) {
+      log(
+        `${service.name}: could not stop pid ${record.pid}: ${error instanceof Error ? error.message : error}`,
+      );
+    }
+  }
 }
 
 /** Stops every service of this stack (process groups, then SIGKILL for stragglers) and forgets their pids. */
@@ -171,7 +214,11 @@ export async function stackDown(options: StackOptions = {}): Promise<void> {
     // FerretDB first: it holds connections that PostgreSQL's shutdown would otherwise cut under it.
     // Whatever the configured backend, stop every service that has a pid file.
     await stopOne(ferretdb);
-    await Promise.all([kafka, clickhouse, postgres].map(stopOne));
+    await Promise.all(
+      everyService(config)
+        .filter((service) => service !== ferretdb)
+        .map(stopOne),
+    );
   });
 }
 
@@ -202,10 +249,4 @@ export async function stackStatus(
       };
     }),
   );
-}
-
-/** True when every service of the stack runs and answers. */
-export async function stackIsUp(config: StackConfig = loadStackConfig()): Promise<boolean> {
-  const statuses = await stackStatus({ config });
-  return statuses.every((s) => s.state === "running");
 }

@@ -112,7 +112,7 @@ function diffAccounts(expected: Expected, mongo: MongoActual, out: Difference[])
       subject: key,
       enterprise_id: want?.enterprise_id ?? stored?.enterprise_id ?? null,
       account_key: key,
-      level: want?.level ?? (key.startsWith("platform:") ? "platform" : "app_usage"),
+      level: want?.level ?? stored?.level ?? null,
       ...accountEvidence(trail, doc),
     };
     if (want === undefined || doc === undefined) {

@@ -1,5 +1,5 @@
 import type { Admin } from "kafkajs";
-import { AgentmeterError } from "../errors.ts";
+import { AgentmeterError } from "../../schemas/errors.ts";
 
 /** Offsets [from, to) of one partition, as decimal strings (Kafka offsets are int64). */
 export interface PartitionRange {

@@ -1,4 +1,4 @@
-import { AgentmeterError, isAgentmeterError } from "../errors.ts";
+import { AgentmeterError, isAgentmeterError } from "../../schemas/errors.ts";
 
 const UNREACHABLE_NAMES = new Set([
   "KafkaJSConnectionError",

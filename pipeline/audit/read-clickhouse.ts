@@ -30,7 +30,7 @@ type Row = {
 };
 
 /** A WHERE clause selecting the rows of the range's offsets; offsets are validated integers, inlined. */
-export function rangeFilter(range: TopicRange | undefined): string {
+function rangeFilter(range: TopicRange | undefined): string {
   if (range === undefined) return "1";
   const parts = range.partitions
     .filter((p) => BigInt(p.from) < BigInt(p.to))

@@ -1,5 +1,5 @@
 import type { Document, MongoClient } from "mongodb";
-import { enterpriseIdSchema } from "../../schemas/index.ts";
+import { accountKeyOf, enterpriseIdSchema, type Level } from "../../schemas/index.ts";
 import { COLLECTIONS, type MongoLayout } from "../../sinks/mongo/layout.ts";
 import { readAppRevenue } from "../../sinks/mongo/read.ts";
 import type { Figures, RevenueField } from "./figures.ts";
@@ -7,6 +7,7 @@ import type { Figures, RevenueField } from "./figures.ts";
 /** An account document as stored, with where it was found (its key is derived from the place, not its fields). */
 export interface StoredAccount {
   account_key: string;
+  level: Level;
   enterprise_id: string | null;
   doc: Document;
 }
@@ -41,15 +42,19 @@ export async function readMongo(
   ].sort();
   const accounts = new Map<string, StoredAccount>();
   for (const doc of await layout.platform().collection(COLLECTIONS.platform.users).find().toArray()) {
-    const key = `platform:${String(doc._id)}`;
-    accounts.set(key, { account_key: key, enterprise_id: null, doc });
+    const key = accountKeyOf({ level: "platform", mozaiks_user_id: String(doc._id) });
+    accounts.set(key, { account_key: key, level: "platform", enterprise_id: null, doc });
   }
   const revenue = new Map<string, Figures<RevenueField>>();
   await Promise.all(
     apps.map(async (app) => {
       for (const doc of await layout.app(app).collection(COLLECTIONS.app.users).find().toArray()) {
-        const key = `app:${app}:${String(doc._id)}`;
-        accounts.set(key, { account_key: key, enterprise_id: app, doc });
+        const key = accountKeyOf({
+          level: "app_usage",
+          enterprise_id: app,
+          platform_user_id: String(doc._id),
+        });
+        accounts.set(key, { account_key: key, level: "app_usage", enterprise_id: app, doc });
       }
       const ledger = await readAppRevenue(layout, app);
       revenue.set(app, {

@@ -1,5 +1,6 @@
-import type { Level } from "../../schemas/index.ts";
-import { accountKeyOf, decodeRecord } from "../../schemas/index.ts";
+import type { ErrorCode } from "../../schemas/errors.ts";
+import type { Level, TopicRecord } from "../../schemas/index.ts";
+import { type CreditAuthorization, creditAuthorization } from "../auth/signature.ts";
 import {
   applyBatch,
   type BillingConfig,
@@ -7,6 +8,7 @@ import {
   emptyState,
   type SequencedRecord,
 } from "../core/index.ts";
+import { admitMessage, type InputMessage } from "../processor/admit.ts";
 import {
   type Figures,
   REVENUE_FIELDS,
@@ -16,12 +18,37 @@ import {
   zeroFigures,
 } from "./figures.ts";
 
-/** A Kafka message as the audit reads it (kafkajs' KafkaMessage, narrowed). */
-export interface TopicMessage {
-  offset: string;
-  key: Buffer | null;
-  value: Buffer | null;
+/** A Kafka message as the audit reads it: what the processor admits (pipeline/processor/admit.ts). */
+export type TopicMessage = InputMessage;
+
+export interface RecomputerOptions {
+  /**
+   * The input topic's partition counts the processor accepts (the current one, and any earlier one
+   * whose records are still in the range). When given, a message whose partition is not its key's
+   * murmur2 partition under any of them is skipped, as the processor dead-letters it
+   * (RECORD_WRONG_PARTITION). When absent, no partition check.
+   */
+  partitionCounts?: readonly number[];
+  /**
+   * Who may send credit records, as the processor was configured (AGENTMETER_OPERATOR_SECRET): a credit
+   * record without a valid signature is skipped, as the processor dead-letters it (RECORD_UNAUTHORIZED).
+   * Default: unsigned credits accepted (development mode).
+   */
+  creditPolicy?: CreditAuthorization;
 }
+
+type SkipCount =
+  | "skipped_undecodable"
+  | "skipped_key_mismatch"
+  | "skipped_wrong_partition"
+  | "skipped_unauthorized";
+
+/** Where a refused message is counted; every other refusal is a record that does not decode. */
+const SKIP_COUNT: Partial<Record<ErrorCode, SkipCount>> = {
+  RECORD_KEY_MISMATCH: "skipped_key_mismatch",
+  RECORD_WRONG_PARTITION: "skipped_wrong_partition",
+  RECORD_UNAUTHORIZED: "skipped_unauthorized",
+};
 
 /** The records of one account in topic order: what explains any difference found on it. */
 export interface AccountTrail {
@@ -49,6 +76,10 @@ export interface RecomputeCounts {
   records: number;
   skipped_undecodable: number;
   skipped_key_mismatch: number;
+  /** Records on another partition than their key's (dead-lettered RECORD_WRONG_PARTITION by the processor). */
+  skipped_wrong_partition: number;
+  /** Credit records without a valid operator signature (dead-lettered RECORD_UNAUTHORIZED). */
+  skipped_unauthorized: number;
   duplicates_ignored: number;
   rejected: number;
   usage_outcomes: number;
@@ -74,13 +105,14 @@ const CHUNK = 100_000;
 
 /**
  * Decodes messages exactly as the processor's PartitionWorker does (decodeRecord, then the key must be
- * accountKeyOf(record); anything else is dead-lettered there and skipped here) and applies them with the
- * billing core. Accounts are independent and each partition arrives in offset order, so applying the
+ * accountKeyOf(record), then, given `partitionCounts`, the partition must be the key's; anything else is
+ * dead-lettered there and skipped here) and applies them with the billing core, each with its log
+ * timestamp so the event-time bound decides as it did in the processor. Accounts are independent and each partition arrives in offset order, so applying the
  * partitions' records interleaved gives the same state as the processor's per-partition batches.
  */
 export class Recomputer {
   private state: BillingState = emptyState();
-  private pending: SequencedRecord<undefined>[] = [];
+  private pending: SequencedRecord<undefined, TopicRecord>[] = [];
   private readonly trails = new Map<string, AccountTrail>();
   private readonly usage = new Map<string, UsageGroup>();
   private readonly revenue = new Map<string, AppRevenueExpected>();
@@ -89,34 +121,44 @@ export class Recomputer {
     records: 0,
     skipped_undecodable: 0,
     skipped_key_mismatch: 0,
+    skipped_wrong_partition: 0,
+    skipped_unauthorized: 0,
     duplicates_ignored: 0,
     rejected: 0,
     usage_outcomes: 0,
   };
 
+  private readonly partitionCounts: readonly number[] | undefined;
+  private readonly creditPolicy: CreditAuthorization;
+
   constructor(
     private readonly billing: BillingConfig,
     private readonly maxRecordBytes: number,
-  ) {}
+    options: RecomputerOptions = {},
+  ) {
+    this.partitionCounts = options.partitionCounts;
+    this.creditPolicy = options.creditPolicy ?? creditAuthorization({});
+  }
 
   add(partition: number, message: TopicMessage): void {
     this.counts.messages++;
-    if (message.value === null) {
-      this.counts.skipped_undecodable++;
+    const admitted = admitMessage(message, partition, {
+      maxRecordBytes: this.maxRecordBytes,
+      partitionCounts: this.partitionCounts,
+      creditPolicy: this.creditPolicy,
+    });
+    if (!admitted.ok) {
+      this.counts[SKIP_COUNT[admitted.code] ?? "skipped_undecodable"]++;
       return;
     }
-    const decoded = decodeRecord(message.value, { maxBytes: this.maxRecordBytes });
-    if (!decoded.ok) {
-      this.counts.skipped_undecodable++;
-      return;
-    }
-    const record = decoded.record;
-    const key = accountKeyOf(record);
-    if (message.key === null || message.key.toString("utf8") !== key) {
-      this.counts.skipped_key_mismatch++;
-      return;
-    }
+    const { record, key, logTimeMs } = admitted;
     this.counts.records++;
+    // A tick belongs to no account: it has no trail, only its place in the order.
+    if (record.type === "tick") {
+      this.pending.push({ record, seq: undefined, logTimeMs });
+      if (this.pending.length >= CHUNK) this.apply();
+      return;
+    }
     let trail = this.trails.get(key);
     if (trail === undefined) {
       trail = { partition, ids: [], offsets: [] };
@@ -124,7 +166,7 @@ export class Recomputer {
     }
     trail.ids.push(record.record_id);
     trail.offsets.push(Number(message.offset));
-    this.pending.push({ record, seq: undefined });
+    this.pending.push({ record, seq: undefined, logTimeMs });
     if (this.pending.length >= CHUNK) this.apply();
   }
 
@@ -146,7 +188,7 @@ export class Recomputer {
     this.pending = [];
     for (const output of outputs) {
       if (output.kind === "duplicate_ignored") this.counts.duplicates_ignored++;
-      else if (output.kind === "rejected") this.counts.rejected++;
+      else if (output.kind === "rejected" || output.kind === "tick_rejected") this.counts.rejected++;
       if (output.kind !== "usage_outcome") continue;
       this.counts.usage_outcomes++;
       const groupKey = usageGroupKey(output.enterprise_id, output.level);

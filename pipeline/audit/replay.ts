@@ -1,9 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { createMongo } from "../../sinks/mongo/client.ts";
 import type { Config } from "../config.ts";
 import type { BillingConfig } from "../core/index.ts";
+import { AgentmeterError } from "../errors.ts";
 import { createKafka } from "../kafka.ts";
 import type { Logger } from "../log.ts";
-import { Processor, type ProcessorTotals } from "../processor/processor.ts";
+import { Processor } from "../processor/processor.ts";
+import type { ProcessorTotals } from "../processor/totals.ts";
 import { suffixedConfig } from "./namespace.ts";
 import { reach } from "./reach.ts";
 
@@ -24,6 +27,36 @@ export interface ReplayResult {
  * committed every partition up to the end captured at start, then stops. Its commit is the last step of a
  * flush, so a committed end means every store of the namespace holds the records before it.
  */
+/**
+ * A replay writes into databases named by its suffix, and app databases by the suffix alone (to stay
+ * under 63 bytes): another replay with that suffix, of this namespace or another on the same server,
+ * may have written them. Replaying on top would find its records already applied (as duplicates) and
+ * audit clean while proving nothing, so a namespace that holds any of them is refused.
+ */
+async function refuseUsedNamespace(namespace: Config, suffix: string): Promise<void> {
+  const mongo = createMongo(namespace.MONGODB_URI);
+  try {
+    const { databases } = await reach("MongoDB", namespace.MONGODB_URI, () =>
+      mongo.db("admin").admin().listDatabases({ nameOnly: true }),
+    );
+    const taken = databases
+      .map((db) => db.name)
+      .filter(
+        (name) =>
+          name === namespace.AGENTMETER_PLATFORM_DB ||
+          name === namespace.AGENTMETER_WORKFLOW_DB ||
+          name.startsWith(namespace.AGENTMETER_APP_DB_PREFIX),
+      );
+    if (taken.length > 0)
+      throw new AgentmeterError(
+        "CLI_USAGE",
+        `--suffix ${suffix}: the replay namespace is not empty (MongoDB ${taken.slice(0, 3).join(", ")}${taken.length > 3 ? ` and ${taken.length - 3} more` : ""}): drop those databases or choose another suffix`,
+      );
+  } finally {
+    await mongo.close();
+  }
+}
+
 export async function runReplay(options: {
   config: Config;
   suffix: string;
@@ -35,6 +68,8 @@ export async function runReplay(options: {
   const namespace = suffixedConfig(options.config, options.suffix);
   const topic = namespace.AGENTMETER_INPUT_TOPIC;
   const brokers = namespace.KAFKA_BROKERS.join(",");
+  // Before any client is opened: a refusal leaves nothing connected behind it.
+  await refuseUsedNamespace(namespace, options.suffix);
   const admin = createKafka(namespace, options.logger).admin();
   await reach("Kafka", brokers, () => admin.connect());
   const processor = new Processor(namespace, options.billing, options.logger);

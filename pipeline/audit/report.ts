@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { bigintReplacer } from "../../schemas/index.ts";
-import { renderTable } from "../cli/table.ts";
 import type { BillingConfig } from "../core/index.ts";
+import { renderTable } from "../text-table.ts";
 import { type Difference, STORES, type Store } from "./diff.ts";
 import type { TopicRange } from "./range.ts";
 import type { RecomputeCounts } from "./recompute.ts";
@@ -31,11 +31,11 @@ export interface AuditReport {
   differences: Difference[];
 }
 
-export function billingConfigHash(billing: BillingConfig): string {
+function billingConfigHash(billing: BillingConfig): string {
   return createHash("sha256").update(JSON.stringify(billing, bigintReplacer)).digest("hex");
 }
 
-export function buildReport(input: {
+export function buildAuditReport(input: {
   range: TopicRange;
   namespace: AuditNamespace;
   billing: BillingConfig;
@@ -72,7 +72,7 @@ export function formatSummary(report: AuditReport, title = "Audit"): string {
   const c = report.counts;
   const lines = [
     `${title} of ${report.topic} (${report.mode}): ${c.messages} messages, ${c.records} records applied, ` +
-      `${c.skipped_undecodable + c.skipped_key_mismatch} skipped as the processor dead-letters them, ` +
+      `${c.skipped_undecodable + c.skipped_key_mismatch + c.skipped_wrong_partition + c.skipped_unauthorized} skipped as the processor dead-letters them, ` +
       `${c.duplicates_ignored} duplicates, ${c.rejected} rejected`,
     "",
     renderTable(

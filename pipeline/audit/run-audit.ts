@@ -1,20 +1,22 @@
-import { createClickHouse } from "../../sinks/clickhouse/client.ts";
+import { AgentmeterError } from "../../schemas/errors.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
-import { layoutNames, MongoLayout } from "../../sinks/mongo/layout.ts";
+import { readTopicRecord } from "../../sinks/mongo/topic-registry.ts";
+import { redactText, redactUrl } from "../auth/redact.ts";
+import { creditAuthorization } from "../auth/signature.ts";
 import type { Config } from "../config.ts";
 import type { BillingConfig } from "../core/index.ts";
-import { AgentmeterError } from "../errors.ts";
 import { createKafka } from "../kafka.ts";
 import type { Logger } from "../log.ts";
+import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
 import { type ActualStores, type Difference, diffStores, RECORD_IDS_CAP, type Store } from "./diff.ts";
 import { USAGE_FIELDS, type UsageField } from "./figures.ts";
-import { namespaceOf } from "./namespace.ts";
+import { auditNamespaceOf } from "./namespace.ts";
 import { type RangeRequest, resolveRange, type TopicRange } from "./range.ts";
 import { reach } from "./reach.ts";
 import { type ClickHouseSource, readRecordIds, readUsageTotals } from "./read-clickhouse.ts";
 import { readMongo } from "./read-mongo.ts";
-import { type Expected, Recomputer } from "./recompute.ts";
-import { type AuditReport, buildReport } from "./report.ts";
+import { type Expected, Recomputer, usageGroupKey } from "./recompute.ts";
+import { type AuditReport, buildAuditReport } from "./report.ts";
 import { type ReadProgress, readTopic } from "./topic-reader.ts";
 
 export interface AuditOptions {
@@ -28,7 +30,7 @@ export interface AuditOptions {
 }
 
 /** What a delta audit can check: figures of a record that do not depend on the account's history. */
-export const DELTA_USAGE_FIELDS: readonly UsageField[] = ["records", "tokens", "cost_micros"];
+const DELTA_USAGE_FIELDS: readonly UsageField[] = ["records", "tokens", "cost_micros"];
 
 /**
  * Reads the topic, recomputes with the billing core and diffs against MongoDB and ClickHouse. Reads only:
@@ -47,7 +49,10 @@ export async function runAudit(options: AuditOptions): Promise<AuditReport> {
       await admin.disconnect();
     }
   });
-  const recomputer = new Recomputer(billing, config.AGENTMETER_MAX_RECORD_BYTES);
+  const recomputer = new Recomputer(billing, config.AGENTMETER_MAX_RECORD_BYTES, {
+    partitionCounts: await partitionCounts(config, range.partitions.length, options.logger),
+    creditPolicy: creditAuthorization(config),
+  });
   await reach("Kafka", brokers, () =>
     readTopic(kafka, range, (partition, message) => recomputer.add(partition, message), options.onProgress),
   );
@@ -66,9 +71,9 @@ export async function runAudit(options: AuditOptions): Promise<AuditReport> {
   for (const [source, totals] of Object.entries(actual.clickhouse)) {
     checked[`clickhouse.${source}` as Store] = new Set([...expected.usage.keys(), ...totals.keys()]).size;
   }
-  return buildReport({
+  return buildAuditReport({
     range,
-    namespace: namespaceOf(config),
+    namespace: auditNamespaceOf(config),
     billing,
     counts: expected.counts,
     checked,
@@ -80,15 +85,35 @@ export async function runAudit(options: AuditOptions): Promise<AuditReport> {
  * A complete audit compares everything; a delta audit only what does not depend on the state before the
  * range: the ClickHouse rows of the range's offsets (records, tokens, list-price cost).
  */
+/**
+ * The partition counts the processor admits records under: the topic's current count and every count
+ * the processor registered for it (AgentmeterTopics). Without MongoDB, the current count alone: a topic
+ * whose partitions were added then flags records placed under the old count as skipped.
+ */
+async function partitionCounts(config: Config, current: number, logger: Logger): Promise<number[]> {
+  const mongo = createMongo(config.MONGODB_URI);
+  try {
+    await mongo.connect();
+    const layout = mongoLayoutFor(mongo, config);
+    const record = await readTopicRecord(layout, config.AGENTMETER_INPUT_TOPIC);
+    const counts = record?.partition_counts ?? [];
+    return counts.includes(current) ? counts : [...counts, current];
+  } catch (error) {
+    logger.warn(
+      { err: redactText((error as Error).message) },
+      "MongoDB unreachable: checking partitions against the topic's current count only",
+    );
+    return [current];
+  } finally {
+    await mongo.close().catch(() => {});
+  }
+}
+
 async function readStores(config: Config, expected: Expected, range: TopicRange): Promise<ActualStores> {
-  const clickhouse = createClickHouse({
-    url: config.CLICKHOUSE_URL,
-    username: config.CLICKHOUSE_USER,
-    password: config.CLICKHOUSE_PASSWORD,
-  });
+  const clickhouse = clickHouseFor(config);
   const actual: ActualStores = { clickhouse: {} };
   try {
-    await reach("ClickHouse", config.CLICKHOUSE_URL, async () => {
+    await reach("ClickHouse", redactUrl(config.CLICKHOUSE_URL), async () => {
       const exists = await clickhouse.query({
         query:
           "SELECT count() AS n FROM system.tables WHERE database = {db:String} AND name = 'usage_events'",
@@ -121,9 +146,9 @@ async function readStores(config: Config, expected: Expected, range: TopicRange)
   if (!range.complete) return actual;
   const mongo = createMongo(config.MONGODB_URI);
   try {
-    actual.mongo = await reach("MongoDB", config.MONGODB_URI.replace(/\/\/[^@/]*@/, "//"), async () => {
+    actual.mongo = await reach("MongoDB", redactUrl(config.MONGODB_URI), async () => {
       await mongo.connect();
-      const layout = new MongoLayout(mongo, layoutNames(config));
+      const layout = mongoLayoutFor(mongo, config);
       const apps = new Set<string>();
       for (const account of Object.values(expected.state.accounts))
         if (account.enterprise_id !== null) apps.add(account.enterprise_id);
@@ -154,15 +179,11 @@ async function explainMissingRows(
     groups.set(difference.subject, list);
   }
   if (groups.size === 0) return;
-  const clickhouse = createClickHouse({
-    url: config.CLICKHOUSE_URL,
-    username: config.CLICKHOUSE_USER,
-    password: config.CLICKHOUSE_PASSWORD,
-  });
+  const clickhouse = clickHouseFor(config);
   try {
     for (const list of groups.values()) {
       const { enterprise_id: enterpriseId, level } = list[0]!;
-      const stored = await reach("ClickHouse", config.CLICKHOUSE_URL, () =>
+      const stored = await reach("ClickHouse", redactUrl(config.CLICKHOUSE_URL), () =>
         readRecordIds(
           clickhouse,
           config.CLICKHOUSE_DATABASE,
@@ -171,7 +192,7 @@ async function explainMissingRows(
           range.complete ? undefined : range,
         ),
       );
-      const want = expected.usage.get(`${enterpriseId}\u0000${level}`)?.ids ?? [];
+      const want = expected.usage.get(usageGroupKey(enterpriseId ?? "", level ?? ""))?.ids ?? [];
       const storedSet = new Set(stored);
       const wantSet = new Set(want);
       const missing = want.filter((id) => !storedSet.has(id));

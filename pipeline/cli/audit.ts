@@ -1,20 +1,21 @@
 import { writeFile } from "node:fs/promises";
 import { type ParseArgsConfig, parseArgs } from "node:util";
+import { AgentmeterError, isAgentmeterError } from "../../schemas/errors.ts";
 import { suffixedConfig } from "../audit/namespace.ts";
 import { parseOffsetSpec, type RangeRequest } from "../audit/range.ts";
 import { formatSummary, reportJson } from "../audit/report.ts";
 import { runAudit } from "../audit/run-audit.ts";
 import type { ReadProgress } from "../audit/topic-reader.ts";
+import { redactText } from "../auth/redact.ts";
 import { type Config, loadConfig } from "../config.ts";
 import type { BillingConfig } from "../core/index.ts";
-import { AgentmeterError, isAgentmeterError } from "../errors.ts";
 import { createLogger } from "../log.ts";
-import { loadBillingConfig } from "../processor/main.ts";
+import { loadBillingConfig } from "../runtime/billing-config.ts";
 import { type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
 
 /** Exit codes of audit and replay: 0 no difference, 1 differences, 2 usage or config, 3 a store does not answer. */
 export const EXIT_DIFFERENCES = 1;
-export const EXIT_UNREACHABLE = 3;
+const EXIT_UNREACHABLE = 3;
 
 const USAGE = `Usage: agentmeter audit [--from-time TIME | --from-offset SPEC] [--to-offset SPEC]
                        [--report FILE] [--suffix NAME] [--billing-config FILE]
@@ -160,11 +161,12 @@ export async function withExitCodes(name: string, io: Io, action: () => Promise<
     return await action();
   } catch (error) {
     if (isAgentmeterError(error, "CLI_USAGE") || isAgentmeterError(error, "CONFIG_INVALID")) {
-      io.stderr.write(`agentmeter ${name}: ${error.message}\n`);
+      io.stderr.write(`agentmeter ${name}: ${redactText(error.message)}\n`);
       return EXIT_USAGE;
     }
     if (isAgentmeterError(error, "SERVICE_UNAVAILABLE")) {
-      io.stderr.write(`agentmeter ${name}: ${error.message}\n`);
+      // The driver's own message may quote the address it was given, credentials and all.
+      io.stderr.write(`agentmeter ${name}: ${redactText(error.message)}\n`);
       return EXIT_UNREACHABLE;
     }
     throw error;

@@ -1,50 +1,53 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
-import { Partitioners } from "kafkajs";
-import { stackUp } from "../../deploy/local/stack.ts";
 import {
   accountKeyOf,
   decodeRecord,
   type InputRecordJson,
   microsToDecimalString,
 } from "../../schemas/index.ts";
-import { createClickHouse } from "../../sinks/clickhouse/client.ts";
+import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
 import { totalsByLevel } from "../../sinks/clickhouse/totals.ts";
 import { accountAddress } from "../../sinks/mongo/accounts.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
-import { layoutNames, MongoLayout } from "../../sinks/mongo/layout.ts";
+import type { MongoLayout } from "../../sinks/mongo/layout.ts";
 import { readAccount, readAppRevenue } from "../../sinks/mongo/read.ts";
 import { type Config, loadConfig } from "../config.ts";
-import { type AccountState, applyBatch, emptyState, paidTokens, trialRemaining } from "../core/index.ts";
-import { createKafka } from "../kafka.ts";
+import {
+  type AccountState,
+  applyBatch,
+  BASIS_POINTS,
+  type BillingConfig,
+  creatorShareBp,
+  emptyState,
+  paidTokens,
+  trialRemaining,
+} from "../core/index.ts";
+import { createKafka, idempotentProducer } from "../kafka.ts";
 import { createLogger } from "../log.ts";
-import { loadBillingConfig } from "../processor/main.ts";
 import { Processor } from "../processor/processor.ts";
+import { loadBillingConfig } from "../runtime/billing-config.ts";
+import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
 import { generateWorkload } from "../simulate/workload.ts";
+import { renderTable } from "../text-table.ts";
 import { type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
-import { renderTable } from "./table.ts";
 
 const USAGE = `Usage: agentmeter demo [--records N] [--apps N] [--users-per-app N]
 
-Brings the local stack up (unless KAFKA_BROKERS, MONGODB_URI and CLICKHOUSE_URL are set), starts a
-processor, produces a realistic workload for both billing levels, waits until it is processed, and
-prints balances, creator earnings and ClickHouse totals, checked against the billing core.
+Against the Kafka, MongoDB and ClickHouse named by KAFKA_BROKERS, MONGODB_URI and CLICKHOUSE_URL:
+starts a processor, produces a realistic workload for both billing levels, waits until it is
+processed, and prints balances, creator earnings and ClickHouse totals, checked against the billing
+core. \`npm run demo\` brings the local stack up first and sets the three variables.
 `;
+
+/** The variables naming the servers the demo runs against. */
+export const DEMO_ENDPOINTS = ["KAFKA_BROKERS", "MONGODB_URI", "CLICKHOUSE_URL"] as const;
 
 const money = microsToDecimalString;
 
-async function endpoints(io: Io): Promise<Record<string, string>> {
-  const { KAFKA_BROKERS, MONGODB_URI, CLICKHOUSE_URL } = process.env;
-  if (KAFKA_BROKERS && MONGODB_URI && CLICKHOUSE_URL) return { KAFKA_BROKERS, MONGODB_URI, CLICKHOUSE_URL };
-  io.stderr.write(
-    "demo: starting the local stack (first run installs Kafka, ClickHouse and FerretDB into ~/.cache/agentmeter)\n",
-  );
-  const up = await stackUp();
-  return {
-    KAFKA_BROKERS: up.kafkaBrokers.join(","),
-    MONGODB_URI: up.mongoUri,
-    CLICKHOUSE_URL: up.clickhouseUrl,
-  };
+/** Basis points as a percentage: each app's creator share is its own (billing config `creator_share_bp`). */
+function percent(bp: number): string {
+  return `${(bp * 100) / BASIS_POINTS}%`;
 }
 
 function decodeAll(records: readonly InputRecordJson[]) {
@@ -57,11 +60,7 @@ function decodeAll(records: readonly InputRecordJson[]) {
 
 async function produce(config: Config, records: readonly InputRecordJson[], io: Io): Promise<void> {
   const kafka = createKafka(config, createLogger("warn", "demo"));
-  const producer = kafka.producer({
-    createPartitioner: Partitioners.DefaultPartitioner,
-    idempotent: true,
-    maxInFlightRequests: 1,
-  });
+  const producer = idempotentProducer(kafka);
   await producer.connect();
   const chunk = 1_000;
   for (let start = 0; start < records.length; start += chunk) {
@@ -75,80 +74,113 @@ async function produce(config: Config, records: readonly InputRecordJson[], io: 
   await producer.disconnect();
 }
 
-export const demoCommand: Command = {
-  summary: "run the pipeline end to end on the local stack and print balances and totals",
-  async run(argv, io) {
-    let values: { records: string; apps: string; "users-per-app": string; help: boolean | undefined };
-    try {
-      ({ values } = parseArgs({
-        args: [...argv],
-        options: {
-          records: { type: "string", default: "5000" },
-          apps: { type: "string", default: "6" },
-          "users-per-app": { type: "string", default: "25" },
-          help: { type: "boolean", short: "h" },
-        },
-        strict: true,
-      }) as never);
-    } catch (error) {
-      io.stderr.write(`agentmeter demo: ${(error as Error).message}\n`);
+/** The workload's size, from the command line. */
+export type DemoCounts = { records: number; apps: number; usersPerApp: number };
+
+/** The command line's counts, or the exit code when there is nothing to run (help, or a usage error). */
+export function parseDemoArgs(argv: readonly string[], io: Io): DemoCounts | number {
+  let values: { records: string; apps: string; "users-per-app": string; help: boolean | undefined };
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        records: { type: "string", default: "5000" },
+        apps: { type: "string", default: "6" },
+        "users-per-app": { type: "string", default: "25" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+    }) as never);
+  } catch (error) {
+    io.stderr.write(`agentmeter demo: ${(error as Error).message}\n`);
+    return EXIT_USAGE;
+  }
+  if (values.help) {
+    io.stdout.write(USAGE);
+    return EXIT_OK;
+  }
+  const counts = {
+    records: Number(values.records),
+    apps: Number(values.apps),
+    usersPerApp: Number(values["users-per-app"]),
+  };
+  for (const [name, value] of Object.entries(counts)) {
+    if (!Number.isInteger(value) || value < 1 || value > 1_000_000) {
+      io.stderr.write(
+        `agentmeter demo: --${name} must be a whole number from 1 to 1000000, got ${JSON.stringify(String(value))}\n`,
+      );
       return EXIT_USAGE;
     }
-    if (values.help) {
-      io.stdout.write(USAGE);
-      return EXIT_OK;
-    }
-    const counts = {
-      records: Number(values.records),
-      apps: Number(values.apps),
-      usersPerApp: Number(values["users-per-app"]),
-    };
-    for (const [name, value] of Object.entries(counts)) {
-      if (!Number.isInteger(value) || value < 1 || value > 1_000_000) {
-        io.stderr.write(
-          `agentmeter demo: --${name} must be a whole number from 1 to 1000000, got ${JSON.stringify(String(value))}\n`,
-        );
-        return EXIT_USAGE;
-      }
-    }
+  }
+  return counts;
+}
 
-    const config = loadConfig({
-      ...process.env,
-      ...(await endpoints(io)),
-      LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
-    });
-    const billing = loadBillingConfig(config);
-    // Each run bills apps and users of its own, so its figures can be checked against the core alone.
-    const run = `d${Date.now().toString(36)}`;
-    const records = [...generateWorkload({ ...counts, runId: run, idPrefix: `${run}-` })];
-    const expected = applyBatch(emptyState(), decodeAll(records), billing).state;
-
-    const processor = new Processor(config, billing, createLogger(config.LOG_LEVEL, "processor"));
-    await processor.start();
-    const started = Date.now();
-    await produce(config, records, io);
-    const mongo = createMongo(config.MONGODB_URI);
-    const clickhouse = createClickHouse({
-      url: config.CLICKHOUSE_URL,
-      username: config.CLICKHOUSE_USER,
-      password: config.CLICKHOUSE_PASSWORD,
-    });
-    try {
-      const layout = new MongoLayout(mongo, layoutNames(config));
-      const accounts = Object.values(expected.accounts);
-      const stored = await waitForAccounts(layout, accounts, io);
-      const elapsed = (Date.now() - started) / 1000;
-      io.stderr.write(`demo: ${records.length} records produced and billed in ${elapsed.toFixed(1)} s\n\n`);
-      await printReport(io, { layout, clickhouse, config, run, accounts, stored });
-    } finally {
-      await processor.stop();
-      await mongo.close();
-      await clickhouse.close();
-    }
-    io.stdout.write(
-      "\nThe local stack is still running (npm run stack:status; npm run stack:down to stop it).\n",
+/**
+ * The demo against the servers named by the environment (DEMO_ENDPOINTS). Starting a local stack is
+ * the job of the entry that wants one (scripts/demo.ts, npm run demo), so this module, and the Docker
+ * image that carries it, does not depend on deploy/local.
+ */
+export async function runDemo(counts: DemoCounts, io: Io): Promise<number> {
+  const missing = DEMO_ENDPOINTS.filter((name) => !process.env[name]);
+  if (missing.length > 0) {
+    io.stderr.write(
+      `agentmeter demo: set ${missing.join(", ")} (or run npm run demo, which starts the local stack)\n`,
     );
-    return EXIT_OK;
+    return EXIT_USAGE;
+  }
+  const config = loadConfig({ ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "warn" });
+  const billing = loadBillingConfig(config);
+  // Each run bills apps and users of its own, so its figures can be checked against the core alone.
+  const run = `d${Date.now().toString(36)}`;
+  const records = [...generateWorkload({ ...counts, runId: run, idPrefix: `${run}-` })];
+  const expected = applyBatch(emptyState(), decodeAll(records), billing).state;
+
+  const processor = new Processor(config, billing, createLogger(config.LOG_LEVEL, "processor"));
+  await processor.start();
+  const started = Date.now();
+  await produce(config, records, io);
+  const mongo = createMongo(config.MONGODB_URI);
+  const clickhouse = clickHouseFor(config);
+  try {
+    const layout = mongoLayoutFor(mongo, config);
+    const accounts = Object.values(expected.accounts);
+    const stored = await waitForAccounts(layout, accounts, io);
+    const elapsed = (Date.now() - started) / 1000;
+    io.stderr.write(`demo: ${records.length} records produced and billed in ${elapsed.toFixed(1)} s\n\n`);
+    io.stdout.write(
+      `Every id of this run starts with "${run}-" ("d" and the start time in base 36): each run bills apps and\n` +
+        "users of its own, so its figures can be checked against the billing core alone, whatever earlier runs\n" +
+        "left in the stores.\n\n",
+    );
+    const usageRecords = records.filter((record) => record.type === "usage").length;
+    await printReport(io, {
+      layout,
+      clickhouse,
+      config,
+      billing,
+      run,
+      accounts,
+      stored,
+      records: records.length,
+      usageRecords,
+    });
+  } finally {
+    // Leaving the consumer group takes a few seconds: say so rather than sit silent after the report.
+    io.stderr.write(
+      "\ndemo: stopping the demo's processor (it leaves its consumer group; a few seconds) ...\n",
+    );
+    await processor.stop();
+    await mongo.close();
+    await clickhouse.close();
+  }
+  return EXIT_OK;
+}
+
+export const demoCommand: Command = {
+  summary: "run the pipeline end to end against running servers and print balances and totals",
+  async run(argv, io) {
+    const counts = parseDemoArgs(argv, io);
+    return typeof counts === "number" ? counts : runDemo(counts, io);
   },
 };
 
@@ -175,11 +207,14 @@ async function printReport(
   io: Io,
   ctx: {
     layout: MongoLayout;
-    clickhouse: ReturnType<typeof createClickHouse>;
+    clickhouse: ClickHouseClient;
     config: Config;
+    billing: BillingConfig;
     run: string;
     accounts: readonly AccountState[];
     stored: Awaited<ReturnType<typeof readAccount>>[];
+    records: number;
+    usageRecords: number;
   },
 ): Promise<void> {
   const { accounts, stored } = ctx;
@@ -198,8 +233,8 @@ async function printReport(
         "trial left",
         "paid tokens",
         "billed",
-        "creator 70%",
-        "platform 30%",
+        "creator share",
+        "platform fee",
         "paused chats",
       ],
       endUsers
@@ -214,7 +249,10 @@ async function printReport(
           money(BigInt(doc!.platform_fee_micros)),
           String(Object.values(doc!.chats).filter((chat) => chat.paused).length),
         ]),
-    ) + "\n\n",
+    ) +
+      "\nA negative paid balance is an overdraft: usage is metered after the fact and never refused, so the\n" +
+      "record that runs an account out is billed in full and takes the paid balance below zero; that chat is\n" +
+      "paused (paused chats) until a top-up brings the balance back above zero (docs/billing.md, budgets).\n\n",
   );
 
   const creators = accounts
@@ -227,9 +265,10 @@ async function printReport(
   io.stdout.write(`Apps (${ctx.config.AGENTMETER_APP_DB_PREFIX}<app>.RevenueSharing)\n`);
   io.stdout.write(
     renderTable(
-      ["app", "billed records", "billed", "creator earnings", "platform fee"],
+      ["app", "creator share", "billed records", "billed", "creator earnings", "platform fee"],
       revenue.map((app) => [
         app.enterprise_id,
+        percent(creatorShareBp("app_usage", app.enterprise_id, ctx.billing)),
         String(app.records),
         money(app.billed_micros),
         money(app.creator_share_micros),
@@ -265,7 +304,10 @@ async function printReport(
         money(row.creator_share_micros),
         money(row.platform_fee_micros),
       ]),
-    ) + "\n\n",
+    ) +
+      `\nClickHouse holds one row per usage record: ${ctx.usageRecords} of the ${ctx.records} records produced are\n` +
+      `usage; the other ${ctx.records - ctx.usageRecords} are credits (top-ups, grants, budgets) and session events, which change\n` +
+      "balances and chats in MongoDB but are not usage, so the row count is lower than the records produced.\n\n",
   );
 
   const sum = (pick: (account: AccountState) => bigint) =>
@@ -285,7 +327,7 @@ async function printReport(
 }
 
 async function waitForTotals(
-  clickhouse: ReturnType<typeof createClickHouse>,
+  clickhouse: ClickHouseClient,
   database: string,
   prefix: string,
   accounts: readonly AccountState[],

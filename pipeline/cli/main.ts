@@ -1,4 +1,5 @@
 import { pathToFileURL } from "node:url";
+import { serveCommand } from "../api/command.ts";
 import { auditCommand } from "./audit.ts";
 import { computeCommand } from "./compute.ts";
 import { demoCommand } from "./demo.ts";
@@ -12,6 +13,7 @@ const commands: Readonly<Record<string, Command>> = {
   compute: computeCommand,
   demo: demoCommand,
   replay: replayCommand,
+  serve: serveCommand,
   simulate: simulateCommand,
 };
 

@@ -18,7 +18,7 @@ const USAGE = `Usage: agentmeter replay --suffix NAME [--billing-config FILE]
        agentmeter replay --dry-run [--billing-config FILE] [--suffix NAME] [--report FILE]
 
 Rebuilds state from the input topic into a separate namespace: MongoDB databases
-{AGENTMETER_PLATFORM_DB}_NAME, {AGENTMETER_WORKFLOW_DB}_NAME and {AGENTMETER_APP_DB_PREFIX}RNAME_{app},
+{AGENTMETER_PLATFORM_DB}_NAME, {AGENTMETER_WORKFLOW_DB}_NAME and R_NAME_{app} (never a live name),
 ClickHouse database {CLICKHOUSE_DATABASE}_NAME, output topics {topic}.replay.NAME, consumer group
 {AGENTMETER_GROUP_ID}.replay.NAME. It runs the processor itself (the same code as live) from the
 beginning of the topic until it has caught up with the end captured at start, then stops. Live state is

@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
+import { isAgentmeterError } from "../../schemas/errors.ts";
 import { accountKeyOf, type InputRecordJson } from "../../schemas/index.ts";
 import { Agentmeter } from "../../sdk/client.ts";
 import type { RecordInput } from "../../sdk/validate.ts";
-import { isAgentmeterError } from "../errors.ts";
 import { generateWorkload } from "../simulate/workload.ts";
 import { type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
 
@@ -23,7 +23,7 @@ function malformed(index: number, runId: string): { key: string; value: string }
   const base = {
     type: "usage",
     record_id: `${runId}-bad-${index}`,
-    level: "app_usage",
+    level: "app_usage" as const,
     enterprise_id: "app-000",
     mozaiks_user_id: "creator-000",
     platform_user_id: "user-bad",
@@ -32,9 +32,9 @@ function malformed(index: number, runId: string): { key: string; value: string }
     session_id: `${runId}-bad`,
     chat_id: `${runId}-bad`,
     agent_usage: { CustomerAgent: { prompt_tokens: 10, completion_tokens: 10 } },
-    occurred_at: "2026-11-01T09:00:00.000Z",
+    occurred_at: new Date().toISOString(),
   };
-  const key = "app:app-000:user-bad";
+  const key = accountKeyOf(base);
   switch (index % 4) {
     case 0:
       return { key, value: `{"type":"usage","record_id":"${runId}-bad-${index}",` };
@@ -51,7 +51,7 @@ function malformed(index: number, runId: string): { key: string; value: string }
         }),
       };
     default:
-      // The seed's computed fields are refused, never trusted.
+      // Fields the processor computes (cost, tokens_used) are refused, never trusted.
       return { key, value: JSON.stringify({ ...base, cost: 0.45, tokens_used: 20 }) };
   }
 }

@@ -1,8 +1,9 @@
-import type { CreditRecord, Output } from "../../schemas/index.ts";
+import { type CreditRecord, epochMs, type Output } from "../../schemas/index.ts";
 import { type AccountState, balanceSnapshot, canContinue } from "./account.ts";
+import type { BillingConfig } from "./billing-config.ts";
 import { overdraftEvents, resumableEvents, thresholdEvents } from "./budget.ts";
-import type { BillingConfig } from "./config.ts";
-import { outputBase } from "./output-base.ts";
+import { addGrant, advanceGrants, isDatedGrant } from "./grants.ts";
+import { type OutputBase, outputBase } from "./output-base.ts";
 
 /**
  * Top-ups and grants add paid tokens; budget_set replaces the allowance. Afterwards thresholds are
@@ -13,9 +14,13 @@ export function applyCredit(
   record: CreditRecord,
   config: BillingConfig,
   outputs: Output[],
+  base: OutputBase = outputBase(record),
+  eventMs: number = epochMs(record.occurred_at),
 ): void {
-  const base = outputBase(record);
-  if (record.kind === "budget_set") {
+  const couldContinue = canContinue(account);
+  if (isDatedGrant(record)) {
+    addGrant(account, record, eventMs);
+  } else if (record.kind === "budget_set") {
     account.allowance_tokens = record.tokens;
   } else {
     account.credited_tokens += record.tokens;
@@ -30,9 +35,11 @@ export function applyCredit(
     balance_after: balanceSnapshot(account),
     can_continue: canContinue(account),
   });
+  // A dated grant already past its expiry when it arrives (a late record) ends at once, forfeited.
+  if (account.grants !== undefined) advanceGrants(account, eventMs, record, outputs);
   outputs.push(
     ...thresholdEvents(account, config, base),
     ...overdraftEvents(account, base),
-    ...resumableEvents(account, base),
+    ...resumableEvents(account, base, couldContinue),
   );
 }

@@ -1,44 +1,79 @@
-import type { Output, UsageRecord } from "../../schemas/index.ts";
+import { epochMs, type Output, type UsageRecord } from "../../schemas/index.ts";
 import { type AccountState, balanceSnapshot, canContinue, exhaustionReason } from "./account.ts";
-import { drawTokens, overdraftEvents, resumableEvents, thresholdEvents } from "./budget.ts";
+import type { BillingConfig } from "./billing-config.ts";
+import { drawTokens, overdraftEvents, planDraw, resumableEvents, thresholdEvents } from "./budget.ts";
 import { addUsage, openChat, usageOpening } from "./chats.ts";
-import type { BillingConfig } from "./config.ts";
-import { outputBase } from "./output-base.ts";
+import { rememberUsage } from "./corrections.ts";
+import { usageRangeReason } from "./limits.ts";
+import { type OutputBase, outputBase } from "./output-base.ts";
+import { ownValue } from "./own.ts";
+import { trialRemainingAt } from "./periods.ts";
 import type { AgentPrice } from "./pricebook.ts";
 import { billedPart, creatorShareBp, splitRevenue } from "./split.ts";
 
 type Priced = { cost_micros: bigint; agents: Record<string, AgentPrice>; price_ids: string[] };
 
-/** Meters one priced usage record: draw, bill, split, chat totals, budget events. Mutates `account`. */
+/**
+ * Meters one priced usage record: draw, bill, split, chat totals, budget events. Returns the
+ * RECORD_OUT_OF_RANGE reason, without touching `account`, when a counter would pass its bound;
+ * otherwise calls `beforeChange` (what must happen once the record is known to apply, before its own
+ * effect: expiring holds), mutates `account` and returns undefined.
+ */
 export function applyUsage(
   account: AccountState,
   record: UsageRecord,
   priced: Priced,
   config: BillingConfig,
   outputs: Output[],
-): void {
-  const base = outputBase(record);
-  if (account.level === "app_usage") account.mozaiks_user_id = record.mozaiks_user_id;
-  const chat = openChat(account, record.chat_id, usageOpening(record));
+  base: OutputBase = outputBase(record),
+  beforeChange?: () => void,
+  /** The account's event clock for this record (grants start and expire by it); default its occurred_at. */
+  eventMs: number = epochMs(record.occurred_at),
+): string | undefined {
+  let promptTokens = 0;
+  let completionTokens = 0;
+  // Token classes, summed only over the agents that report them: undefined when none does, so the
+  // outcome of a record without them is as it always was.
+  let cached: number | undefined;
+  let reasoning: number | undefined;
+  let audio: number | undefined;
+  for (const agent of Object.values(priced.agents)) {
+    promptTokens += agent.prompt_tokens;
+    completionTokens += agent.completion_tokens;
+    if (agent.cached_prompt_tokens !== undefined) cached = (cached ?? 0) + agent.cached_prompt_tokens;
+    if (agent.reasoning_tokens !== undefined) reasoning = (reasoning ?? 0) + agent.reasoning_tokens;
+    if (agent.audio_tokens !== undefined) audio = (audio ?? 0) + agent.audio_tokens;
+  }
+  const tokensUsed = promptTokens + completionTokens + (cached ?? 0) + (reasoning ?? 0) + (audio ?? 0);
+  const planned = planDraw(account, tokensUsed, eventMs, trialRemainingAt(account, config, eventMs));
+  const billed = billedPart(priced.cost_micros, planned.paid_tokens, tokensUsed);
+  const shareBp = creatorShareBp(record.level, record.enterprise_id, config);
+  const split = splitRevenue(billed, shareBp);
+  const outOfRange = usageRangeReason(account, ownValue(account.chats, record.chat_id), priced.agents, {
+    tokens_used: tokensUsed,
+    trial_tokens: planned.trial_tokens,
+    paid_tokens: planned.paid_tokens,
+    cost_micros: priced.cost_micros,
+    billed_micros: billed,
+    ...split,
+  });
+  if (outOfRange !== undefined) return outOfRange;
+  beforeChange?.();
+
+  const couldContinue = canContinue(account);
+  const chat = openChat(account, record.chat_id, usageOpening(record), {
+    max_open_chats: config.max_open_chats,
+    base,
+    outputs,
+  });
   // Usage on a paused chat while the account can pay means the runtime resumed it.
-  if (chat.paused && canContinue(account)) {
+  if (chat.paused && couldContinue) {
     chat.paused = false;
     chat.pause_reason = null;
     chat.can_resume = false;
   }
 
-  let promptTokens = 0;
-  let completionTokens = 0;
-  for (const agent of Object.values(priced.agents)) {
-    promptTokens += agent.prompt_tokens;
-    completionTokens += agent.completion_tokens;
-  }
-  const tokensUsed = promptTokens + completionTokens;
-  const draw = drawTokens(account, tokensUsed);
-  const billed = billedPart(priced.cost_micros, draw.paid_tokens, tokensUsed);
-  const shareBp = creatorShareBp(record.level, record.enterprise_id, config);
-  const split = splitRevenue(billed, shareBp);
-
+  const draw = drawTokens(account, tokensUsed, planned);
   account.tokens_used += tokensUsed;
   account.cost_micros += priced.cost_micros;
   account.billed_micros += billed;
@@ -46,7 +81,8 @@ export function applyUsage(
   account.platform_fee_micros += split.platform_fee_micros;
   addUsage(chat, priced.agents, priced.cost_micros, billed);
 
-  const events = [...thresholdEvents(account, config, base), ...overdraftEvents(account, base)];
+  const events = thresholdEvents(account, config, base);
+  for (const event of overdraftEvents(account, base)) events.push(event);
   if (!canContinue(account) && !chat.paused) {
     const reason = exhaustionReason(account);
     chat.paused = true;
@@ -61,7 +97,7 @@ export function applyUsage(
       balance: balanceSnapshot(account),
     });
   }
-  events.push(...resumableEvents(account, base));
+  for (const event of resumableEvents(account, base, couldContinue)) events.push(event);
 
   outputs.push({
     kind: "usage_outcome",
@@ -75,6 +111,9 @@ export function applyUsage(
     tokens_used: tokensUsed,
     prompt_tokens: promptTokens,
     completion_tokens: completionTokens,
+    ...(cached === undefined ? {} : { cached_prompt_tokens: cached }),
+    ...(reasoning === undefined ? {} : { reasoning_tokens: reasoning }),
+    ...(audio === undefined ? {} : { audio_tokens: audio }),
     cost_micros: priced.cost_micros,
     billed_micros: billed,
     creator_share_micros: split.creator_share_micros,
@@ -82,6 +121,7 @@ export function applyUsage(
     creator_share_bp: shareBp,
     trial_tokens_used: draw.trial_tokens,
     paid_tokens_used: draw.paid_tokens,
+    ...(draw.grant_tokens === 0 ? {} : { grant_tokens_used: draw.grant_tokens }),
     decision: draw.decision,
     is_free_trial: draw.decision === "trial",
     price_ids: priced.price_ids,
@@ -91,5 +131,24 @@ export function applyUsage(
     chat_paused: chat.paused,
     pause_reason: chat.pause_reason,
   });
-  outputs.push(...events);
+  for (const event of events) outputs.push(event);
+  rememberUsage(
+    account,
+    record.record_id,
+    {
+      at_ms: epochMs(record.occurred_at),
+      enterprise_id: record.enterprise_id,
+      chat_id: record.chat_id,
+      trial_tokens: draw.trial_tokens,
+      paid_tokens: draw.paid_tokens,
+      cost_micros: priced.cost_micros,
+      billed_micros: billed,
+      creator_share_bp: shareBp,
+      refunded_micros: 0n,
+      voided: false,
+      ...(planned.grants.length === 0 ? {} : { grants: Object.fromEntries(planned.grants) }),
+    },
+    config,
+  );
+  return undefined;
 }

@@ -5,17 +5,19 @@ import {
   availableTokens,
   canContinue,
   exhaustionReason,
+  grantTokens,
   paidTokens,
   trialRemaining,
 } from "./account.ts";
-import { sortedKeys } from "./own.ts";
+import { heldTokens } from "./holds.ts";
 
 /** The runtime-facing view of an account (for the compacted budget-state topic). */
 export function budgetStateOf(account: AccountState): BudgetState {
-  const pausedChats = sortedKeys(account.chats)
-    .map((chatId) => ({ chatId, chat: account.chats[chatId]! }))
-    .filter(({ chat }) => chat.paused)
-    .map(({ chatId, chat }) => ({
+  // Only the paused chats are sorted (by chat id), not every open chat.
+  const pausedChats = Object.entries(account.chats)
+    .filter(([, chat]) => chat.paused)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([chatId, chat]) => ({
       chat_id: chatId,
       pause_reason: chat.pause_reason,
       can_resume: chat.can_resume,
@@ -34,6 +36,8 @@ export function budgetStateOf(account: AccountState): BudgetState {
     trial_remaining_tokens: trialRemaining(account),
     paid_tokens: paidTokens(account),
     available_tokens: availableTokens(account),
+    held_tokens: heldTokens(account),
+    ...(account.grants === undefined ? {} : { grant_tokens: grantTokens(account) }),
     paused_chats: pausedChats,
     as_of: account.last_event_at,
   };

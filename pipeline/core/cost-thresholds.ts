@@ -1,8 +1,9 @@
-import { AgentmeterError } from "../errors.ts";
+import { AgentmeterError } from "../../schemas/errors.ts";
+import { BASIS_POINTS, BASIS_POINTS_BIG } from "./basis-points.ts";
 
 /**
- * The seed's check_workflow_cost_thresholds: is a running session far more expensive than its workflow
- * usually is? Pure and exact: the averages arrive as sums and a count (from ClickHouse's
+ * The workflow cost check: is a running session far more expensive than its workflow usually is?
+ * Pure and exact: the averages arrive as sums and a count (from ClickHouse's
  * workflow_averages), and every comparison is done in integers, so a session exactly at the threshold
  * never flips with float rounding.
  */
@@ -51,8 +52,8 @@ export interface CostThresholdAnalysis {
   token_ratio_bp: number | null;
 }
 
-export const DEFAULT_COST_MULTIPLE = 2;
-export const DEFAULT_MIN_SESSIONS = 3;
+const DEFAULT_COST_MULTIPLE = 2;
+const DEFAULT_MIN_SESSIONS = 3;
 
 function multipleBp(multiple: number): number {
   if (!Number.isFinite(multiple) || multiple <= 0 || multiple > 1_000) {
@@ -61,16 +62,16 @@ function multipleBp(multiple: number): number {
       `cost threshold multiple must be a number above 0 and at most 1000, got ${String(multiple)}`,
     );
   }
-  return Math.round(multiple * 10_000);
+  return Math.round(multiple * BASIS_POINTS);
 }
 
-/** current > average x multiple, with average = total / count: current x count x 10000 > bp x total. */
+/** current > average x multiple, with average = total / count: current x count x BASIS_POINTS > bp x total. */
 function exceeds(current: bigint, total: bigint, count: bigint, bp: bigint): boolean {
-  return current * count * 10_000n > bp * total;
+  return current * count * BASIS_POINTS_BIG > bp * total;
 }
 
 function ratioBp(current: bigint, total: bigint, count: bigint): number | null {
-  return total === 0n ? null : Number((current * count * 10_000n) / total);
+  return total === 0n ? null : Number((current * count * BASIS_POINTS_BIG) / total);
 }
 
 export function checkWorkflowCostThresholds(input: CostThresholdInput): CostThresholdAnalysis {
@@ -110,8 +111,8 @@ export function checkWorkflowCostThresholds(input: CostThresholdInput): CostThre
     session_count: averages.session_count,
     average_cost_micros: averages.total_cost_micros / count,
     average_tokens: Number(tokens / count),
-    threshold_cost_micros: (averages.total_cost_micros * BigInt(bp)) / (count * 10_000n),
-    threshold_tokens: Number((tokens * BigInt(bp)) / (count * 10_000n)),
+    threshold_cost_micros: (averages.total_cost_micros * BigInt(bp)) / (count * BASIS_POINTS_BIG),
+    threshold_tokens: Number((tokens * BigInt(bp)) / (count * BASIS_POINTS_BIG)),
     cost_ratio_bp: ratioBp(input.currentCostMicros, averages.total_cost_micros, count),
     token_ratio_bp: ratioBp(currentTokens, tokens, count),
   };

@@ -1,4 +1,4 @@
-import type { BillingConfig } from "./config.ts";
+import type { BillingConfig } from "./billing-config.ts";
 
 /**
  * Record ids seen by one account, with their event times. Deterministic: it depends only on the
@@ -9,9 +9,14 @@ export type DedupeState = {
   count: number;
   max_event_ms: number | null;
   oldest_ms: number | null;
+  /**
+   * Ids forgotten by the cap while still inside the horizon (a re-send of one would count again).
+   * Absent on states stored before it existed: read it as `?? 0`.
+   */
+  forgotten_in_horizon?: number;
 };
 
-export function horizonMs(config: BillingConfig): number {
+function horizonMs(config: BillingConfig): number {
   return config.dedupe.horizon_seconds * 1000;
 }
 
@@ -69,8 +74,8 @@ function sweep(dedupe: DedupeState, cutoff: number): void {
 
 /**
  * Safety cap on one account's document size: past max_entries, forget the oldest (by event time,
- * then id) down to 90% of the cap. This can forget ids inside the horizon, so size the cap above an
- * account's records per horizon.
+ * then id) down to 90% of the cap. This can forget ids inside the horizon (counted in
+ * `forgotten_in_horizon`), so size the cap above an account's records per horizon.
  */
 function forgetOverCap(dedupe: DedupeState, config: BillingConfig): void {
   if (dedupe.count <= config.dedupe.max_entries) return;
@@ -82,6 +87,8 @@ function forgetOverCap(dedupe: DedupeState, config: BillingConfig): void {
   );
   const drop = byAge.length - keep;
   for (const [id] of byAge.slice(0, drop)) delete dedupe.seen[id];
+  // The sweep above removed every id past the horizon: each one dropped here was inside it.
+  dedupe.forgotten_in_horizon = (dedupe.forgotten_in_horizon ?? 0) + drop;
   dedupe.count = keep;
   dedupe.oldest_ms = byAge[drop]?.[1] ?? null;
 }

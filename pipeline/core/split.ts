@@ -1,5 +1,6 @@
 import type { Level } from "../../schemas/index.ts";
-import type { BillingConfig } from "./config.ts";
+import { BASIS_POINTS_BIG } from "./basis-points.ts";
+import type { BillingConfig } from "./billing-config.ts";
 import { ownValue } from "./own.ts";
 import { divideRoundHalfUp } from "./rounding.ts";
 
@@ -22,10 +23,10 @@ export function creatorShareBp(level: Level, enterpriseId: string, config: Billi
 export type Split = { creator_share_micros: bigint; platform_fee_micros: bigint };
 
 /**
- * Creator gets floor(billed x bp / 10000); the platform gets the rest, so the remainder of the
+ * Creator gets floor(billed x bp / BASIS_POINTS); the platform gets the rest, so the remainder of the
  * division (less than one micro) always goes to the platform and the two parts sum to billed exactly.
  */
 export function splitRevenue(billedMicros: bigint, creatorBp: number): Split {
-  const creator = (billedMicros * BigInt(creatorBp)) / 10_000n;
+  const creator = (billedMicros * BigInt(creatorBp)) / BASIS_POINTS_BIG;
   return { creator_share_micros: creator, platform_fee_micros: billedMicros - creator };
 }

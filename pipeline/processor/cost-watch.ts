@@ -1,4 +1,5 @@
 import type { BudgetEvent, UsageOutcome } from "../../schemas/index.ts";
+import { type WorkflowKey, workflowKeyOf } from "../../schemas/keys.ts";
 import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
 import { allWorkflowAverages } from "../../sinks/clickhouse/workflow-averages.ts";
 import { checkWorkflowCostThresholds, type WorkflowAverages } from "../core/cost-thresholds.ts";
@@ -17,7 +18,7 @@ export interface CostWatchOptions {
  * is an alert, delivered at least once like the other budget events).
  */
 export class CostWatch {
-  private averages = new Map<string, WorkflowAverages>();
+  private averages = new Map<WorkflowKey, WorkflowAverages>();
   private fetchedAt = Number.NEGATIVE_INFINITY;
   private inFlight = false;
   private timer: NodeJS.Timeout | undefined;
@@ -74,7 +75,7 @@ export class CostWatch {
     for (const outcome of lastByChat.values()) {
       const chat = accounts.get(outcome.account_key)?.chats[outcome.chat_id];
       if (chat === undefined || this.flagged.has(outcome.chat_id)) continue;
-      const averages = this.averages.get(`${outcome.enterprise_id}:${outcome.workflow_name}`) ?? null;
+      const averages = this.averages.get(workflowKeyOf(outcome.enterprise_id, outcome.workflow_name)) ?? null;
       const analysis = checkWorkflowCostThresholds({
         currentCostMicros: chat.cost_micros,
         currentTokens: chat.total_tokens,

@@ -1,7 +1,7 @@
 import type { DeadLetter } from "../../schemas/index.ts";
 import { SCHEMA_VERSION } from "../../schemas/index.ts";
-import type { LogPosition } from "../../sinks/clickhouse/usage-events.ts";
 import type { ErrorCode } from "../errors.ts";
+import type { LogPosition } from "./ports.ts";
 
 /** The dead-letter envelope keeps the original bytes, so a fixed record can be replayed byte for byte. */
 export function deadLetter(

@@ -1,321 +1,486 @@
-import type { Document } from "mongodb";
-import type {
-  BudgetEvent,
-  DeadLetter,
-  InputRecord,
-  Output,
-  SessionSummary,
-  UsageOutcome,
-} from "../../schemas/index.ts";
-import { accountKeyOf, decodeRecord } from "../../schemas/index.ts";
-import type { LogPosition, PositionedOutcome } from "../../sinks/clickhouse/usage-events.ts";
-import { accountDocRef } from "../../sinks/mongo/accounts.ts";
-import type { IndexRegistry } from "../../sinks/mongo/indexes.ts";
-import type { MongoLayout } from "../../sinks/mongo/layout.ts";
-import { PauseDocuments, type ProjectionWrite, projectionWrites } from "../../sinks/mongo/projections.ts";
-import { emptyLedger, type RevenueLedger, revenueDocRef } from "../../sinks/mongo/revenue.ts";
-import { type DocRef, loadDocs, type PendingWrite } from "../../sinks/mongo/watermarked-store.ts";
+/**
+ * One owned input partition's step from fetched messages to a plan of writes: admit (decode, key,
+ * partition, signature), load what memory lacks, apply the billing core, and turn its outputs into the
+ * writes of a flush. The only I/O is the load, through the store ports.
+ */
+import type { Output, TickRecord, TopicRecord, UsageOutcome } from "../../schemas/index.ts";
+import { epochMs } from "../../schemas/time.ts";
+import type { CreditAuthorization } from "../auth/signature.ts";
 import { type AccountState, applyBatch, type BillingConfig, budgetStateOf } from "../core/index.ts";
+import { addToLedger, earnsRevenue, emptyLedger } from "../core/revenue-ledger.ts";
+import type { ErrorCode } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { admitMessage, type InputMessage } from "./admit.ts";
 import type { CostWatch } from "./cost-watch.ts";
 import { deadLetter } from "./dead-letter.ts";
+import {
+  dueAccounts,
+  emptyRegistry,
+  type HoldRegistry,
+  type HoldRegistryEntry,
+  updateRegistry,
+} from "./hold-registry.ts";
+import { PartitionMemory, pendingWrite } from "./partition-memory.ts";
+import { checkSizes, emptyPlan, type FlushPlan } from "./plan.ts";
+import { projectionWrites } from "./plan-projections.ts";
+import {
+  type AccountStore,
+  type DocRef,
+  type HoldRegistryStore,
+  isAtOrBelow,
+  type LedgerStore,
+  type LogPosition,
+  type PendingWrite,
+  type ProjectionWrite,
+  type Watermark,
+} from "./ports.ts";
 
-/** A Kafka message as the worker needs it (kafkajs' KafkaMessage, narrowed). */
-export interface InputMessage {
-  offset: string;
-  key: Buffer | null;
-  value: Buffer | null;
-}
+export type { InputMessage };
 
-interface Owned<T> {
-  ref: DocRef;
-  body: T | undefined;
-  /** Offset of the last record in the stored document (-1: no document yet). */
-  storedWm: bigint;
-  /** Offset of the last record applied in memory but not yet flushed. */
-  pendingWm: bigint | undefined;
-}
-
-/** Everything one batch must write, in the order the flush writes it. */
-export interface FlushPlan {
-  topic: string;
-  partition: number;
-  deadLetters: DeadLetter[];
-  budgetEvents: BudgetEvent[];
-  budgetStates: ReturnType<typeof budgetStateOf>[];
-  sessionSummaries: SessionSummary[];
-  usage: PositionedOutcome[];
-  ledgerWrites: PendingWrite<RevenueLedger & Document>[];
-  projections: ProjectionWrite[];
-  accountWrites: PendingWrite<AccountState & Document>[];
-  /** The offset to commit once everything above is durable (last offset + 1). */
-  commitOffset: string;
-  stats: {
-    consumed: number;
-    applied: number;
-    replayedSkipped: number;
-    deadLettered: number;
-    duplicates: number;
-  };
-  /** Milliseconds of each part of planning: `load` waits on MongoDB, the rest is this thread's CPU. */
-  timings: { decode: number; load: number; apply: number; project: number };
+/** Where this worker's records come from, as the stores know it (see sinks/mongo/topic-registry.ts). */
+export interface Placement {
+  /** The name watermarks, ledgers and ClickHouse rows carry: the topic, or `topic~N` after a re-creation. */
+  source: string;
+  /** Every partition count the topic has had: a record must sit on its key's partition under one of them. */
+  partitionCounts: readonly number[];
 }
 
 export interface WorkerDeps {
-  layout: MongoLayout;
-  indexes: IndexRegistry;
+  accounts: AccountStore;
+  ledgers: LedgerStore;
+  registry: HoldRegistryStore;
   /** Shared documents (apps, workflows) this process has written; see projectionWrites. */
   knownShared: Set<string>;
   costWatch: CostWatch;
   billing: BillingConfig;
   maxRecordBytes: number;
+  /** Accounts (and ledgers) kept in memory per partition; past it the least recently used clean ones go. */
+  maxCachedAccounts: number;
+  /** Largest budget-state message; a record that would make one larger is refused (RECORD_STORE_REJECTED). */
+  maxStateMessageBytes: number;
+  /** Who may send credit records (pipeline/auth/signature.ts). */
+  creditPolicy: CreditAuthorization;
+  logger: Logger;
   /** Wall clock for the dead-letter envelope only; billing never reads it. */
   now: () => Date;
 }
 
 interface Decoded {
   position: LogPosition;
-  record: InputRecord;
+  record: TopicRecord;
   key: string;
   message: InputMessage;
+  logTimeMs: number | undefined;
 }
 
-/**
- * The state of one owned input partition: the accounts and revenue ledgers it has touched, held in
- * memory so a record costs no database round trip, and written once per flush.
- */
 export class PartitionWorker {
-  private readonly accounts = new Map<string, Owned<AccountState>>();
-  private readonly ledgers = new Map<string, Owned<RevenueLedger>>();
-  /** Open chats that have, or may have, a pause document (see `PauseDocuments`). */
-  private readonly pauseDocuments = new PauseDocuments();
+  private readonly memory: PartitionMemory;
+  /** Memory was dropped since the last plan: what a write-behind stage still holds must land first. */
+  cold = false;
 
   constructor(
     readonly topic: string,
     readonly partition: number,
     private readonly deps: WorkerDeps,
-  ) {}
-
-  get cachedAccounts(): number {
-    return this.accounts.size;
+    private readonly placement: Placement,
+  ) {
+    this.memory = new PartitionMemory(deps.maxCachedAccounts);
   }
 
-  /** Decodes, applies and returns what to write. The in-memory state moves ahead; call `committed` or `reset` after the flush. */
+  /** Whether a tick would change any account of the partition; undefined before its registry is loaded. */
+  get awaitsTicks(): boolean | undefined {
+    const registry = this.memory.registry;
+    return registry === undefined ? undefined : (registry.body?.entries.length ?? 0) > 0;
+  }
+
+  get cachedAccounts(): number {
+    return this.memory.accounts.size;
+  }
+
+  /** Decodes, applies and returns what to write. The in-memory state moves ahead; call `durable` or `reset` after the flush. */
   async plan(messages: readonly InputMessage[]): Promise<FlushPlan> {
+    this.cold = false;
+    try {
+      return await this.planUnsafe(messages);
+    } catch (error) {
+      // Memory may be ahead of the stores half way through: a retry starts from what is durable.
+      this.reset();
+      throw error;
+    }
+  }
+
+  /** A plan that only dead-letters one message (a record whose effect a store refuses) and moves past it. */
+  rejection(message: InputMessage, code: ErrorCode, reason: string): FlushPlan {
+    const plan = this.emptyPlan([message]);
+    this.reject(plan, message, code, reason);
+    return plan;
+  }
+
+  /** The stores now hold these writes: see PartitionMemory.durable. */
+  durable(
+    written: Pick<FlushPlan, "accountWrites" | "ledgerWrites" | "registryWrites" | "projections">,
+  ): void {
+    for (const projection of written.projections) {
+      if (projection.sharedKey !== undefined) this.deps.knownShared.add(projection.sharedKey);
+    }
+    this.memory.durable([...written.accountWrites, ...written.ledgerWrites, ...written.registryWrites], {
+      source: this.placement.source,
+      partition: this.partition,
+    });
+  }
+
+  /** The flush did not happen (or may have half happened): forget memory, reload from the stores next time. */
+  reset(): void {
+    this.cold = true;
+    this.memory.clear();
+  }
+
+  private async planUnsafe(messages: readonly InputMessage[]): Promise<FlushPlan> {
     const plan = this.emptyPlan(messages);
-    let mark = performance.now();
-    const lap = (): number => {
-      const now = performance.now();
-      const spent = Math.round(now - mark);
-      mark = now;
-      return spent;
-    };
+    const lap = stopwatch();
     const decoded: Decoded[] = [];
     for (const message of messages) {
       const item = this.decode(message, plan);
       if (item !== undefined) decoded.push(item);
     }
     plan.timings.decode = lap();
-    await this.loadMissing(decoded);
+    const due = await this.dueForTicks(decoded);
+    await this.loadMissing(decoded, due);
     plan.timings.load = lap();
 
-    const fresh = decoded.filter(
-      (item) => BigInt(item.position.offset) > this.accounts.get(item.key)!.storedWm,
+    const readable = decoded.filter((item) => this.readable(item, plan));
+    // A tick has no account of its own: which accounts it re-applies to is decided per account (applyTick).
+    const fresh = readable.filter(
+      (item) =>
+        item.record.type === "tick" ||
+        !isAtOrBelow(this.memory.accounts.get(item.key)!.stored, this.watermarkOf(item)),
     );
-    plan.stats.replayedSkipped = decoded.length - fresh.length;
-    const state = { accounts: {} as Record<string, AccountState> };
-    for (const item of fresh) {
-      const body = this.accounts.get(item.key)!.body;
-      if (body !== undefined) state.accounts[item.key] = body;
-    }
-    const result = applyBatch(
-      state,
-      fresh.map((item) => ({ record: item.record, seq: item.position })),
-      this.deps.billing,
-    );
-    const touched = new Set<string>();
-    for (const item of fresh) {
-      const owned = this.accounts.get(item.key)!;
-      const next = result.state.accounts[item.key];
-      if (next !== undefined && next !== owned.body) {
-        owned.body = next;
-        owned.pendingWm = BigInt(item.position.offset);
-        touched.add(item.key);
-      }
-    }
-    const messagesByOffset = new Map(fresh.map((item) => [item.position.offset, item.message]));
-    for (const output of result.outputs) {
-      const position = output.seq as LogPosition;
-      this.route(output, position, messagesByOffset.get(position.offset)!, plan);
-    }
-
+    plan.stats.replayedSkipped = readable.length - fresh.length;
+    const touched = this.apply(fresh, plan);
     plan.timings.apply = lap();
-    const touchedStates = new Map<string, AccountState>();
-    for (const key of touched) {
-      const owned = this.accounts.get(key)!;
-      touchedStates.set(key, owned.body!);
-      plan.budgetStates.push(budgetStateOf(owned.body!));
-      plan.accountWrites.push(this.pendingWrite(owned) as PendingWrite<AccountState & Document>);
-    }
-    if (plan.usage.length > 0) {
-      this.deps.costWatch.refresh();
-      plan.budgetEvents.push(
-        ...this.deps.costWatch.check(
-          plan.usage.map((item) => item.outcome),
-          touchedStates,
-        ),
-      );
-    }
-    plan.projections = projectionWrites(
-      this.deps.layout,
-      touchedStates,
-      result.outputs,
-      this.deps.knownShared,
-      this.pauseDocuments,
-    );
-    for (const owned of this.ledgers.values()) {
-      if (owned.pendingWm !== undefined)
-        plan.ledgerWrites.push(this.pendingWrite(owned) as PendingWrite<RevenueLedger & Document>);
-    }
+
+    this.planWrites(touched, plan);
     plan.stats.applied = fresh.length;
     plan.timings.project = lap();
     return plan;
   }
 
-  /** The flush made the plan durable: the stored watermarks move up to what was written. */
-  committed(plan: FlushPlan): void {
-    for (const projection of plan.projections) {
-      if (projection.sharedKey !== undefined) this.deps.knownShared.add(projection.sharedKey);
+  /**
+   * Applies the fresh records to memory; returns the accounts they changed, with their new states.
+   * Runs of account records go to the core together; each tick alone, with the accounts it is due for.
+   */
+  private apply(fresh: readonly Decoded[], plan: FlushPlan): Map<string, AccountState> {
+    const touched = new Map<string, AccountState>();
+    /** Accounts a tick was due for but left unchanged: their registry entry is corrected all the same. */
+    const checked = new Map<string, AccountState>();
+    const outputs: Output[] = [];
+    for (let start = 0; start < fresh.length; ) {
+      const item = fresh[start]!;
+      if (item.record.type === "tick") {
+        this.applyTick(item, touched, checked, outputs);
+        start++;
+        continue;
+      }
+      let end = start;
+      while (end < fresh.length && fresh[end]!.record.type !== "tick") end++;
+      this.applyRun(fresh.slice(start, end), touched, outputs, plan);
+      start = end;
     }
-    for (const owned of [...this.accounts.values(), ...this.ledgers.values()]) {
-      if (owned.pendingWm !== undefined) owned.storedWm = owned.pendingWm;
-      owned.pendingWm = undefined;
+    const messagesByOffset = new Map(fresh.map((item) => [item.position.offset, item.message]));
+    for (const output of outputs) {
+      const position = (output as { seq?: unknown }).seq as LogPosition;
+      this.route(output, position, messagesByOffset.get(position.offset)!, plan);
     }
+    plan.projections = projectionWrites(
+      touched,
+      outputs,
+      this.deps.knownShared,
+      this.memory.pauses,
+    ) satisfies ProjectionWrite[];
+    for (const [key, account] of touched) checked.set(key, account);
+    this.noteHolders(checked, fresh);
+    return touched;
   }
 
-  /** The flush did not happen (or may have half happened): forget memory, reload from the stores next time. */
-  reset(): void {
-    this.accounts.clear();
-    this.ledgers.clear();
-    this.pauseDocuments.clear();
+  private applyRun(
+    run: readonly Decoded[],
+    touched: Map<string, AccountState>,
+    outputs: Output[],
+    plan: FlushPlan,
+  ) {
+    const state = { accounts: {} as Record<string, AccountState> };
+    const lastOffset = new Map<string, bigint>();
+    for (const item of run) {
+      const owned = this.memory.accounts.touch(item.key);
+      if (owned.body !== undefined) state.accounts[item.key] = owned.body;
+      lastOffset.set(item.key, BigInt(item.position.offset));
+    }
+    const result = applyBatch(
+      state,
+      run.map((item) => ({ record: item.record, seq: item.position, logTimeMs: item.logTimeMs })),
+      this.deps.billing,
+    );
+    for (const [key, offset] of lastOffset) {
+      const owned = this.memory.accounts.get(key)!;
+      const next = result.state.accounts[key];
+      if (next === undefined || next === owned.body) continue;
+      this.noteForgotten(key, owned.body, next, plan);
+      owned.body = next;
+      // The last record of the account in this batch, applied or not: a replay skips up to here.
+      owned.pendingWm = offset;
+      touched.set(key, next);
+    }
+    // A run holds no tick, so none of its outputs is a refused tick: all are account outputs.
+    outputs.push(...(result.outputs as Output[]));
+  }
+
+  /**
+   * A tick expires the holds of the accounts it is due for (hold-registry.ts): every account of the
+   * partition whose earliest hold it passes, loaded if it was not in memory, except an account whose
+   * document already holds this tick (its watermark is at or past it: the tick was applied to it).
+   */
+  private applyTick(
+    item: Decoded,
+    touched: Map<string, AccountState>,
+    checked: Map<string, AccountState>,
+    outputs: Output[],
+  ): void {
+    const tick = item.record as TickRecord;
+    const at = this.watermarkOf(item);
+    const state = { accounts: {} as Record<string, AccountState> };
+    for (const entry of dueAccounts(this.registry(), epochMs(tick.occurred_at))) {
+      const owned = this.memory.accounts.get(entry.account_key);
+      if (owned?.body === undefined || isAtOrBelow(owned.stored, at)) continue;
+      state.accounts[entry.account_key] = owned.body;
+    }
+    const result = applyBatch(
+      state,
+      [{ record: tick, seq: item.position, logTimeMs: item.logTimeMs }],
+      this.deps.billing,
+    );
+    for (const key in state.accounts) {
+      const owned = this.memory.accounts.get(key)!;
+      const next = result.state.accounts[key];
+      if (next === undefined || next === owned.body) {
+        checked.set(key, owned.body!);
+        continue;
+      }
+      owned.body = next;
+      owned.pendingWm = at.offset;
+      touched.set(key, next);
+    }
+    outputs.push(...(result.outputs as Output[]));
+  }
+
+  /** The partition's registry of accounts a tick would change, after the batch changed some of them. */
+  private noteHolders(touched: ReadonlyMap<string, AccountState>, fresh: readonly Decoded[]): void {
+    const owned = this.memory.registry;
+    const last = fresh[fresh.length - 1];
+    if (owned === undefined || last === undefined) return;
+    const next = updateRegistry(this.registry(), touched, this.deps.billing);
+    if (next === undefined) return;
+    owned.body = next;
+    owned.pendingWm = BigInt(last.position.offset);
+  }
+
+  private registry(): HoldRegistry {
+    return this.memory.registry?.body ?? emptyRegistry(this.partition);
+  }
+
+  /**
+   * The registry, loaded once per worker (a new owner's first batch), and the accounts the batch's
+   * ticks are due for that memory lacks.
+   */
+  private async dueForTicks(items: readonly Decoded[]): Promise<HoldRegistryEntry[]> {
+    if (this.memory.registry === undefined) {
+      const ref = this.deps.registry.refOf(this.placement.source, this.partition);
+      const doc = (await this.deps.registry.load([ref])).get(ref)!;
+      if (doc.invalid !== undefined)
+        this.deps.logger.error(
+          { document: `${ref.namespace}/${ref.id}`, problem: doc.invalid },
+          "hold registry cannot be read: holds of idle accounts expire only at their own next record",
+        );
+      this.memory.registry = {
+        ref,
+        body: doc.invalid === undefined ? doc.body : undefined,
+        stored: doc.wm,
+        pendingWm: undefined,
+      };
+    }
+    let latest = Number.NEGATIVE_INFINITY;
+    for (const item of items)
+      if (item.record.type === "tick") latest = Math.max(latest, epochMs(item.record.occurred_at));
+    if (latest === Number.NEGATIVE_INFINITY) return [];
+    return dueAccounts(this.registry(), latest).filter(
+      (entry) => !this.memory.accounts.has(entry.account_key),
+    );
+  }
+
+  /** Budget states, account and ledger writes, the cost watch, and the size checks of a plan. */
+  private planWrites(touched: ReadonlyMap<string, AccountState>, plan: FlushPlan): void {
+    for (const [key, account] of touched) {
+      plan.budgetStates.push(budgetStateOf(account));
+      plan.accountWrites.push(pendingWrite(this.memory.accounts.get(key)!));
+    }
+    checkSizes(plan, this.deps.maxStateMessageBytes);
+    if (plan.usage.length > 0) {
+      this.deps.costWatch.refresh();
+      plan.budgetEvents.push(
+        ...this.deps.costWatch.check(
+          plan.usage.map((item) => item.outcome),
+          touched,
+        ),
+      );
+    }
+    plan.ledgerWrites = this.memory.ledgers.pendingWrites() satisfies PendingWrite<unknown>[];
+    const registry = this.memory.registry;
+    if (registry?.pendingWm !== undefined) plan.registryWrites = [pendingWrite(registry)];
+  }
+
+  private noteForgotten(key: string, before: AccountState | undefined, after: AccountState, plan: FlushPlan) {
+    const forgotten = (after.dedupe.forgotten_in_horizon ?? 0) - (before?.dedupe.forgotten_in_horizon ?? 0);
+    if (forgotten <= 0) return;
+    plan.stats.dedupeForgotten += forgotten;
+    this.deps.logger.warn(
+      { account: key, forgotten, cap: this.deps.billing.dedupe.max_entries },
+      "dedupe cap reached: record ids inside the horizon forgotten (a re-send of one would count again)",
+    );
   }
 
   private emptyPlan(messages: readonly InputMessage[]): FlushPlan {
-    const last = messages[messages.length - 1];
-    return {
-      topic: this.topic,
-      partition: this.partition,
-      deadLetters: [],
-      budgetEvents: [],
-      budgetStates: [],
-      sessionSummaries: [],
-      usage: [],
-      ledgerWrites: [],
-      projections: [],
-      accountWrites: [],
-      commitOffset: last === undefined ? "0" : (BigInt(last.offset) + 1n).toString(),
-      stats: { consumed: messages.length, applied: 0, replayedSkipped: 0, deadLettered: 0, duplicates: 0 },
-      timings: { decode: 0, load: 0, apply: 0, project: 0 },
-    };
+    const plan = emptyPlan(
+      this.placement.source,
+      this.partition,
+      { first: messages[0]?.offset, last: messages[messages.length - 1]?.offset },
+      this.deps.now().toISOString(),
+    );
+    plan.stats.consumed = messages.length;
+    return plan;
+  }
+
+  private kafkaPosition(message: InputMessage): LogPosition {
+    return { topic: this.topic, partition: this.partition, offset: message.offset };
+  }
+
+  private watermarkOf(item: Decoded): Watermark {
+    return { topic: this.placement.source, partition: this.partition, offset: BigInt(item.position.offset) };
+  }
+
+  private reject(plan: FlushPlan, message: InputMessage, code: ErrorCode, reason: string): undefined {
+    plan.deadLetters.push(
+      deadLetter(
+        this.kafkaPosition(message),
+        message.key,
+        message.value,
+        code,
+        reason,
+        this.deps.now().toISOString(),
+      ),
+    );
+    plan.stats.deadLettered++;
+    return undefined;
   }
 
   private decode(message: InputMessage, plan: FlushPlan): Decoded | undefined {
-    const position = { topic: this.topic, partition: this.partition, offset: message.offset };
-    const failedAt = this.deps.now().toISOString();
-    if (message.value === null) {
-      plan.deadLetters.push(
-        deadLetter(position, message.key, null, "RECORD_NOT_JSON", "message has no value", failedAt),
-      );
-      return undefined;
-    }
-    const result = decodeRecord(message.value, { maxBytes: this.deps.maxRecordBytes });
-    if (!result.ok) {
-      plan.deadLetters.push(
-        deadLetter(position, message.key, message.value, result.code, result.reason, failedAt),
-      );
-      return undefined;
-    }
-    const key = accountKeyOf(result.record);
-    // Per-account order rests on the key: a record under another key could overtake its account's records.
-    if (message.key === null || message.key.toString("utf8") !== key) {
-      const got = message.key === null ? "no key" : `key ${JSON.stringify(message.key.toString("utf8"))}`;
-      plan.deadLetters.push(
-        deadLetter(
-          position,
-          message.key,
-          message.value,
-          "RECORD_KEY_MISMATCH",
-          `${got}, expected ${key}`,
-          failedAt,
-        ),
-      );
-      return undefined;
-    }
-    return { position, record: result.record, key, message };
+    const admitted = admitMessage(message, this.partition, {
+      maxRecordBytes: this.deps.maxRecordBytes,
+      partitionCounts: this.placement.partitionCounts,
+      creditPolicy: this.deps.creditPolicy,
+    });
+    if (!admitted.ok) return this.reject(plan, message, admitted.code, admitted.reason);
+    return {
+      position: this.kafkaPosition(message),
+      record: admitted.record,
+      key: admitted.key,
+      message,
+      logTimeMs: admitted.logTimeMs,
+    };
+  }
+
+  /** A record whose account or app ledger cannot be read is dead-lettered: fixing the document resumes billing. */
+  private readable(item: Decoded, plan: FlushPlan): boolean {
+    const { record } = item;
+    if (record.type === "tick") return true;
+    const app = record.level === "app_usage" ? record.enterprise_id : undefined;
+    const why =
+      this.memory.accounts.invalid.get(item.key) ??
+      (app === undefined ? undefined : this.memory.ledgers.invalid.get(app));
+    if (why === undefined) return true;
+    this.reject(plan, item.message, "DOCUMENT_INVALID", why);
+    return false;
   }
 
   /** Loads, in one round trip per collection, the accounts and ledgers this batch needs that are not in memory. */
-  private async loadMissing(items: readonly Decoded[]): Promise<void> {
-    const wanted = new Map<string, { ref: DocRef; target: Map<string, Owned<never>>; key: string }>();
+  private async loadMissing(items: readonly Decoded[], due: readonly HoldRegistryEntry[]): Promise<void> {
+    const { accounts, ledgers } = this.memory;
+    accounts.invalid.clear();
+    ledgers.invalid.clear();
+    const wantedAccounts = new Map<string, DocRef>();
+    const wantedLedgers = new Map<string, DocRef>();
+    const apps = new Set<string>();
+    for (const entry of due) wantedAccounts.set(entry.account_key, this.deps.accounts.refOf(entry.address));
     for (const { record, key } of items) {
-      if (!this.accounts.has(key) && !wanted.has(`a:${key}`)) {
-        wanted.set(`a:${key}`, {
-          ref: accountDocRef(this.deps.layout, record),
-          target: this.accounts as Map<string, Owned<never>>,
-          key,
-        });
-      }
-      if (
-        record.level === "app_usage" &&
-        !this.ledgers.has(record.enterprise_id) &&
-        !wanted.has(`l:${record.enterprise_id}`)
-      ) {
-        wanted.set(`l:${record.enterprise_id}`, {
-          ref: revenueDocRef(this.deps.layout, record.enterprise_id, this.topic, this.partition),
-          target: this.ledgers as Map<string, Owned<never>>,
-          key: record.enterprise_id,
-        });
-      }
-    }
-    const newApps = new Set<string>();
-    for (const { record } of items) if (record.level === "app_usage") newApps.add(record.enterprise_id);
-    await Promise.all([...newApps].map((app) => this.deps.indexes.app(app)));
-    const byCollection = new Map<string, { ref: DocRef; target: Map<string, Owned<never>>; key: string }[]>();
-    for (const item of wanted.values()) {
-      const ns = `${item.ref.collection.dbName}.${item.ref.collection.collectionName}`;
-      const group = byCollection.get(ns);
-      if (group === undefined) byCollection.set(ns, [item]);
-      else group.push(item);
-    }
-    await Promise.all(
-      [...byCollection.values()].map(async (group) => {
-        const loaded = await loadDocs<never>(
-          group[0]!.ref.collection,
-          group.map((item) => item.ref.id),
+      if (record.type === "tick") continue;
+      if (!accounts.has(key) && !wantedAccounts.has(key))
+        wantedAccounts.set(key, this.deps.accounts.refOf(record));
+      if (record.level !== "app_usage") continue;
+      apps.add(record.enterprise_id);
+      if (!ledgers.has(record.enterprise_id) && !wantedLedgers.has(record.enterprise_id))
+        wantedLedgers.set(
+          record.enterprise_id,
+          this.deps.ledgers.refOf(record.enterprise_id, this.placement.source, this.partition),
         );
-        for (const item of group) {
-          const doc = loaded.get(item.ref.id)!;
-          if (item.target === this.accounts && doc.body !== undefined)
-            this.pauseDocuments.loaded(item.key, (doc.body as AccountState).chats);
-          item.target.set(item.key, {
-            ref: item.ref,
-            body: doc.body,
-            storedWm: doc.wmOffset,
-            pendingWm: undefined,
-          });
-        }
-      }),
+    }
+    await Promise.all([...apps].map((app) => this.deps.accounts.prepareApp(app)));
+    const [loadedAccounts, loadedLedgers] = await Promise.all([
+      this.deps.accounts.load([...wantedAccounts.values()]),
+      this.deps.ledgers.load([...wantedLedgers.values()]),
+    ]);
+    for (const [key, ref] of wantedAccounts) {
+      const doc = loadedAccounts.get(ref)!;
+      const why =
+        doc.invalid ?? (doc.body === undefined ? undefined : this.deps.accounts.problemOf(doc.body, key));
+      if (why !== undefined) {
+        accounts.invalid.set(key, this.invalidDocument(ref, why));
+        continue;
+      }
+      if (doc.body !== undefined) this.memory.pauses.loaded(key, doc.body.chats);
+      accounts.set(key, { ref, body: doc.body, stored: doc.wm, pendingWm: undefined });
+    }
+    for (const [app, ref] of wantedLedgers) {
+      const doc = loadedLedgers.get(ref)!;
+      if (doc.invalid !== undefined) {
+        ledgers.invalid.set(app, this.invalidDocument(ref, doc.invalid));
+        continue;
+      }
+      ledgers.set(app, { ref, body: doc.body, stored: doc.wm, pendingWm: undefined });
+    }
+  }
+
+  private invalidDocument(ref: DocRef, why: string): string {
+    const where = `${ref.namespace}/${ref.id}`;
+    this.deps.logger.error(
+      { document: where, problem: why },
+      "stored document cannot be read: its records are dead-lettered until it is fixed",
     );
+    return `${where}: ${why}`;
   }
 
   private route(output: Output, position: LogPosition, message: InputMessage, plan: FlushPlan): void {
     switch (output.kind) {
       case "usage_outcome":
-        plan.usage.push({ position, outcome: output });
+        plan.usage.push({ position: { ...position, topic: this.placement.source }, outcome: output });
         this.addRevenue(output, BigInt(position.offset));
         return;
       case "budget_event":
         plan.budgetEvents.push(output);
         return;
+      case "hold_decision": {
+        // Published as its schema has it (strict): the log position is the processor's, not the answer's.
+        const { seq: _position, ...decision } = output as typeof output & { seq?: unknown };
+        plan.holdDecisions.push(decision);
+        return;
+      }
       case "session_summary":
         plan.sessionSummaries.push(output);
         return;
@@ -323,40 +488,42 @@ export class PartitionWorker {
         plan.stats.duplicates++;
         return;
       case "rejected":
-        plan.deadLetters.push(
-          deadLetter(
-            position,
-            message.key,
-            message.value,
-            output.code,
-            output.reason,
-            this.deps.now().toISOString(),
-          ),
-        );
+        this.reject(plan, message, output.code, output.reason);
         return;
       case "credit_applied":
       case "session_event":
+        return;
+      default:
+        // A tick the rules refuse (its event time too far from its log time) belongs to no account.
+        if ((output as { kind: string }).kind === "tick_rejected") {
+          const refused = output as unknown as { code: ErrorCode; reason: string };
+          this.reject(plan, message, refused.code, refused.reason);
+        }
         return;
     }
   }
 
   private addRevenue(outcome: UsageOutcome, offset: bigint): void {
-    if (outcome.level !== "app_usage" || outcome.billed_micros === 0n) return;
-    const owned = this.ledgers.get(outcome.enterprise_id)!;
+    if (!earnsRevenue(outcome)) return;
+    const owned = this.memory.ledgers.touch(outcome.enterprise_id);
     // A ledger is written before its accounts, so it may already hold records an account does not.
-    if (offset <= owned.storedWm) return;
-    const ledger = owned.body ?? emptyLedger(outcome.enterprise_id, outcome.mozaiks_user_id, this.partition);
-    owned.body = {
-      ...ledger,
-      records: ledger.records + 1,
-      billed_micros: ledger.billed_micros + outcome.billed_micros,
-      creator_share_micros: ledger.creator_share_micros + outcome.creator_share_micros,
-      platform_fee_micros: ledger.platform_fee_micros + outcome.platform_fee_micros,
-    };
+    if (isAtOrBelow(owned.stored, { topic: this.placement.source, partition: this.partition, offset }))
+      return;
+    owned.body = addToLedger(
+      owned.body ?? emptyLedger(outcome.enterprise_id, outcome.mozaiks_user_id, this.partition),
+      outcome,
+    );
     owned.pendingWm = offset;
   }
+}
 
-  private pendingWrite<T>(owned: Owned<T>): PendingWrite<T> {
-    return { ref: owned.ref, body: owned.body!, loadedWm: owned.storedWm, newWm: owned.pendingWm! };
-  }
+/** Milliseconds since the last call (or since it was made). */
+function stopwatch(): () => number {
+  let mark = performance.now();
+  return () => {
+    const now = performance.now();
+    const spent = Math.round(now - mark);
+    mark = now;
+    return spent;
+  };
 }

@@ -1,25 +1,72 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Consumer, EachBatchPayload, Kafka, Producer } from "kafkajs";
+import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from "kafkajs";
 import type { MongoClient } from "mongodb";
-import { type ClickHouseClient, createClickHouse } from "../../sinks/clickhouse/client.ts";
+import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
 import { applyMigrations } from "../../sinks/clickhouse/migrations.ts";
+import { SessionSummariesSink } from "../../sinks/clickhouse/session-summaries.ts";
 import { UsageEventsSink } from "../../sinks/clickhouse/usage-events.ts";
+import { KafkaEventBus } from "../../sinks/kafka/event-bus.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
+import {
+  MongoAccountStore,
+  MongoHoldRegistryStore,
+  MongoLedgerStore,
+} from "../../sinks/mongo/document-stores.ts";
 import { IndexRegistry } from "../../sinks/mongo/indexes.ts";
-import { layoutNames, MongoLayout } from "../../sinks/mongo/layout.ts";
+import type { MongoLayout } from "../../sinks/mongo/layout.ts";
 import { Limiter } from "../../sinks/mongo/limiter.ts";
+import { MongoProjectionStore } from "../../sinks/mongo/projection-store.ts";
+import { type CreditAuthorization, creditAuthorization } from "../auth/signature.ts";
 import type { Config } from "../config.ts";
 import type { BillingConfig } from "../core/index.ts";
-import { isAgentmeterError } from "../errors.ts";
-import { createKafka, DEFAULT_PARTITIONER, ensureTopics } from "../kafka.ts";
+import { AgentmeterError, isAgentmeterError } from "../errors.ts";
+import { createKafka, ensureTopics, idempotentProducer } from "../kafka.ts";
 import type { Logger } from "../log.ts";
+import { type LagPoller, ProcessorMetrics } from "../ops/metrics.ts";
+import {
+  combineReadiness,
+  type Liveness,
+  LoopWatchdog,
+  type Readiness,
+  StorePings,
+} from "../ops/readiness.ts";
+import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
 import { BatchLease } from "./batch-lease.ts";
 import { CostWatch } from "./cost-watch.ts";
-import { type FlushTimings, flush } from "./flush.ts";
-import { PartitionWorker } from "./partition-worker.ts";
+import { type FlushTimings, flush, publishOutputs, writeStores } from "./flush.ts";
+import { type InputMessage, PartitionWorker, type Placement } from "./partition-worker.ts";
+import type { FlushPlan } from "./plan.ts";
+import { type FlushTargets, targetKey } from "./ports.ts";
+import { isDeterministicStoreError } from "./store-errors.ts";
+import { retryStores } from "./store-retry.ts";
+import { TickClock } from "./tick-clock.ts";
+import { checkInputTopic } from "./topic-check.ts";
+import { countDurable, type ProcessorTotals, zeroTotals } from "./totals.ts";
+import { type PendingBounds, WriteBehind } from "./write-behind.ts";
+
+/** A loop with no fetch and no heartbeat for this long is stuck (above kafkajs' rebalance timeout). */
+const STUCK_AFTER_MS = 120_000;
+/** How long /readyz waits for each store's ping. */
+const PING_TIMEOUT_MS = 5_000;
+/** How often the consumer lag of the owned partitions is read from the brokers. */
+const LAG_POLL_MS = 15_000;
+
+/** How long a stopping processor waits for its stages to write what they hold. */
+const STOP_DRAIN_MS = 30_000;
 
 /** MongoDB write statements in flight per process: two bulk commands (see sinks/mongo/limiter.ts). */
 const MONGO_IN_FLIGHT = 32;
+
+/** What a durable cycle or flush wrote, for the metrics (ClickHouse: usage rows, summaries, one progress row). */
+function cycleFigures(plan: FlushPlan, seconds: number) {
+  return {
+    seconds,
+    accounts: plan.accountWrites.length,
+    ledgers: plan.ledgerWrites.length,
+    projections: plan.projections.length,
+    rows: plan.usage.length + plan.sessionSummaries.length + 1,
+  };
+}
 
 function countBy(names: readonly string[]): Record<string, number> {
   const counts: Record<string, number> = {};
@@ -27,33 +74,24 @@ function countBy(names: readonly string[]): Record<string, number> {
   return counts;
 }
 
-export interface ProcessorTotals {
-  consumed: number;
-  applied: number;
-  deadLettered: number;
-  duplicates: number;
-  replayedSkipped: number;
-  flushes: number;
-  accountWrites: number;
-  ledgerWrites: number;
+interface BatchContext {
+  topic: string;
+  partition: number;
+  lease: BatchLease;
+  stillOurs: () => boolean;
+  resolveOffset: (offset: string) => void;
+  commit: (offset: string) => Promise<void>;
 }
 
 /**
- * The stream processor: a consumer-group member that turns each fetched partition batch into one flush.
- * Backpressure is structural: a batch is not finished (and the next not fetched) until its flush is
- * durable, and a failing sink is retried with backoff while the member keeps heartbeating.
+ * The stream processor: a consumer-group member that turns each fetched partition batch into a plan
+ * (partition-worker.ts), publishes its decisions at once and hands the writes to the partition's
+ * write-behind stage (or, in write mode `sync`, flushes them before fetching on). Backpressure: a
+ * partition whose stage holds more than the bound stops fetching; a failing store is retried with
+ * backoff while the member keeps heartbeating; offsets are committed only as far as the stores hold.
  */
 export class Processor {
-  readonly totals: ProcessorTotals = {
-    consumed: 0,
-    applied: 0,
-    deadLettered: 0,
-    duplicates: 0,
-    replayedSkipped: 0,
-    flushes: 0,
-    accountWrites: 0,
-    ledgerWrites: 0,
-  };
+  readonly totals: ProcessorTotals = zeroTotals();
   private readonly kafka: Kafka;
   private readonly consumer: Consumer;
   private readonly producer: Producer;
@@ -64,18 +102,58 @@ export class Processor {
   private readonly indexes: IndexRegistry;
   private readonly knownShared = new Set<string>();
   private readonly costWatch: CostWatch;
-  private readonly mongoLimiter = new Limiter(MONGO_IN_FLIGHT);
+  /** What flushes and cycles write to: the adapters of the ports. */
+  private readonly targets: FlushTargets;
   private readonly workers = new Map<number, PartitionWorker>();
+  /** Per partition, the writes behind its decisions (write mode `behind`). */
+  private readonly stages = new Map<number, WriteBehind>();
+  /** Dropped stages' last cycles: a partition's next worker loads only after they settle. */
+  private readonly settling = new Map<number, Promise<void>>();
+  /** Partitions written synchronously up to this offset, after the stores refused a cycle of theirs. */
+  private readonly syncUntil = new Map<number, bigint>();
+  private readonly bounds: PendingBounds;
+  /** Partitions whose fetching is held back by the pending bound (logged once per episode). */
+  private readonly heldBack = new Set<number>();
+  private batchesInHand = 0;
   private stopping = false;
+  /** Counters, gauges and histograms served on /metrics (docs/operations.md). */
+  readonly metrics: ProcessorMetrics;
+  private readonly watchdog = new LoopWatchdog(STUCK_AFTER_MS);
+  private readonly pings: StorePings;
+  private inGroup = false;
+  private lagAdmin: Admin | undefined;
+  private lagPoller: LagPoller | undefined;
+  /** Input partitions this member owns (from its last group join). */
+  private assigned: readonly number[] = [];
+  /** The partition count the input topic has now (from the placement check), for tick keys. */
+  private partitionCount = 0;
+  private readonly ticks: TickClock;
+  /** The input topic as the stores know it, checked at start and on every join (see topic-check.ts). */
+  private placement: Promise<Placement> | undefined;
   private readonly heartbeatIntervalMs: number;
+  /** Whether credit records must carry the operator's signature (docs/security.md). */
+  private readonly creditPolicy: CreditAuthorization;
 
   constructor(
     private readonly config: Config,
     private readonly billing: BillingConfig,
     private readonly logger: Logger,
+    options: { metrics?: ProcessorMetrics } = {},
   ) {
+    this.metrics =
+      options.metrics ??
+      new ProcessorMetrics({
+        maxPendingRecords: config.AGENTMETER_MAX_PENDING_RECORDS,
+        maxStoreLagSeconds: config.AGENTMETER_MAX_STORE_LAG_MS / 1000,
+        defaultMetrics: false,
+      });
     this.kafka = createKafka(config, logger);
+    this.creditPolicy = creditAuthorization(config);
     this.heartbeatIntervalMs = Math.floor(config.AGENTMETER_SESSION_TIMEOUT_MS / 10);
+    this.bounds = {
+      maxRecords: config.AGENTMETER_MAX_PENDING_RECORDS,
+      maxLagMs: config.AGENTMETER_MAX_STORE_LAG_MS,
+    };
     this.consumer = this.kafka.consumer({
       groupId: config.AGENTMETER_GROUP_ID,
       sessionTimeout: config.AGENTMETER_SESSION_TIMEOUT_MS,
@@ -86,26 +164,72 @@ export class Processor {
       maxBytesPerPartition: config.AGENTMETER_FETCH_BYTES_PER_PARTITION,
       maxBytes: config.AGENTMETER_FETCH_BYTES_PER_PARTITION * config.AGENTMETER_PARTITIONS,
     });
-    this.producer = this.kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      createPartitioner: DEFAULT_PARTITIONER,
-    });
+    this.producer = idempotentProducer(this.kafka);
     this.mongo = createMongo(config.MONGODB_URI);
-    this.clickhouse = createClickHouse({
-      url: config.CLICKHOUSE_URL,
-      username: config.CLICKHOUSE_USER,
-      password: config.CLICKHOUSE_PASSWORD,
-    });
+    this.clickhouse = clickHouseFor(config);
     this.usageEvents = new UsageEventsSink(this.clickhouse, config.CLICKHOUSE_DATABASE);
-    this.layout = new MongoLayout(this.mongo, layoutNames(config));
+    this.layout = mongoLayoutFor(this.mongo, config);
     this.indexes = new IndexRegistry(this.layout);
+    const mongoLimiter = new Limiter(MONGO_IN_FLIGHT);
+    this.targets = {
+      bus: new KafkaEventBus(this.producer, {
+        deadLetter: config.AGENTMETER_DLQ_TOPIC,
+        events: config.AGENTMETER_EVENTS_TOPIC,
+        state: config.AGENTMETER_STATE_TOPIC,
+        holds: config.AGENTMETER_HOLDS_TOPIC,
+      }),
+      usageLog: this.usageEvents,
+      summaries: new SessionSummariesSink(this.clickhouse, config.CLICKHOUSE_DATABASE),
+      ledgers: new MongoLedgerStore(this.layout, mongoLimiter),
+      registry: new MongoHoldRegistryStore(this.layout, mongoLimiter),
+      projections: new MongoProjectionStore(this.layout, mongoLimiter),
+      accounts: new MongoAccountStore(this.layout, mongoLimiter, this.indexes),
+    };
+    this.pings = new StorePings(
+      {
+        mongodb: () => this.mongo.db("admin").command({ ping: 1 }),
+        clickhouse: () => this.clickhouse.ping(),
+      },
+      PING_TIMEOUT_MS,
+    );
+    this.ticks = new TickClock({
+      producer: this.producer,
+      topic: config.AGENTMETER_INPUT_TOPIC,
+      intervalMs: config.AGENTMETER_TICK_INTERVAL_MS,
+      creditPolicy: this.creditPolicy,
+      // Only partitions with accounts a tick would change (holds, dated grants, periods): others stay quiet.
+      targets: () => ({
+        partitions: this.assigned.filter((p) => this.workers.get(p)?.awaitsTicks !== false),
+        partitionCount: this.partitionCount,
+      }),
+      logger,
+    });
     this.costWatch = new CostWatch(
       this.clickhouse,
       config.CLICKHOUSE_DATABASE,
       { multiple: config.AGENTMETER_COST_MULTIPLE, refreshMs: config.AGENTMETER_COST_AVERAGES_REFRESH_MS },
       logger,
     );
+  }
+
+  /** For /healthz: the consumer loop fetched or heartbeated recently. */
+  liveness(): Liveness {
+    return this.watchdog.liveness();
+  }
+
+  /** For /readyz: in the consumer group, and every store answered within its timeout. */
+  async readiness(): Promise<Readiness> {
+    const group: Readiness = this.inGroup
+      ? { ready: true, reasons: [] }
+      : { ready: false, reasons: ["not in the consumer group (starting, rebalancing or stopped)"] };
+    return combineReadiness(group, await this.pings.check());
+  }
+
+  /** Accounts held in memory over every partition this member works on (bounded per partition). */
+  get cachedAccounts(): number {
+    let total = 0;
+    for (const worker of this.workers.values()) total += worker.cachedAccounts;
+    return total;
   }
 
   async start(): Promise<void> {
@@ -123,9 +247,23 @@ export class Processor {
     await this.producer.connect();
     await this.consumer.connect();
     // Whatever was cached may have been written by another member since: every (re)join starts cold.
+    this.refreshPlacement();
+    await this.placement;
+    this.consumer.on(this.consumer.events.FETCH_START, () => this.watchdog.tick());
+    this.consumer.on(this.consumer.events.HEARTBEAT, () => this.watchdog.tick());
+    this.consumer.on(this.consumer.events.CRASH, () => {
+      this.inGroup = false;
+    });
     this.consumer.on(this.consumer.events.GROUP_JOIN, (event) => {
+      this.inGroup = true;
+      this.assigned = event.payload.memberAssignment[this.config.AGENTMETER_INPUT_TOPIC] ?? [];
+      this.metrics.partitionsAssigned(this.assigned);
+      // The group starts every partition again from its committed offset: what the stages still held is
+      // fetched again, so they are dropped (their cycle in flight settles before the partition loads).
+      for (const [partition, stage] of this.stages) this.dropStage(partition, stage);
       this.workers.clear();
       this.usageEvents.forgetAll();
+      this.refreshPlacement();
       this.logger.info({ assignment: event.payload.memberAssignment }, "joined group");
     });
     await this.consumer.subscribe({ topic: this.config.AGENTMETER_INPUT_TOPIC, fromBeginning: true });
@@ -135,6 +273,17 @@ export class Processor {
       partitionsConsumedConcurrently: this.config.AGENTMETER_CONCURRENCY,
       eachBatch: (payload) => this.onBatch(payload),
     });
+    this.ticks.start();
+    const lagAdmin = this.kafka.admin();
+    await lagAdmin.connect();
+    this.lagAdmin = lagAdmin;
+    this.lagPoller = this.metrics.startLagPoller(
+      lagAdmin,
+      this.config.AGENTMETER_GROUP_ID,
+      this.config.AGENTMETER_INPUT_TOPIC,
+      LAG_POLL_MS,
+      (error) => this.logger.debug({ err: error }, "consumer lag poll failed"),
+    );
     this.logger.info(
       { topic: this.config.AGENTMETER_INPUT_TOPIC, group: this.config.AGENTMETER_GROUP_ID },
       "processor started",
@@ -144,6 +293,21 @@ export class Processor {
   /** Finishes the batch in hand (flush and commit), then leaves the group and closes every client. */
   async stop(): Promise<void> {
     this.stopping = true;
+    this.ticks.stop();
+    // No new batches; the ones in hand finish; then what the stages hold is written and committed.
+    this.consumer.pause([{ topic: this.config.AGENTMETER_INPUT_TOPIC }]);
+    while (this.batchesInHand > 0) await sleep(20);
+    const drained = Promise.allSettled([...this.stages.values()].map((stage) => stage.drain()));
+    const deadline = sleep(STOP_DRAIN_MS).then(() => "timeout" as const);
+    if ((await Promise.race([drained, deadline])) === "timeout")
+      this.logger.warn(
+        { pending: this.pendingRecords() },
+        "stores did not take the pending writes in time: their records will be fetched again",
+      );
+    for (const [partition, stage] of this.stages) this.dropStage(partition, stage);
+    this.lagPoller?.stop();
+    await this.lagAdmin?.disconnect().catch(() => undefined);
+    this.inGroup = false;
     await this.consumer.disconnect();
     this.costWatch.close();
     await this.producer.disconnect();
@@ -152,24 +316,82 @@ export class Processor {
     this.logger.info({ totals: this.totals }, "processor stopped");
   }
 
-  private worker(topic: string, partition: number): PartitionWorker {
+  private async checkTopic(): Promise<Placement> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      return await checkInputTopic(
+        admin,
+        this.layout,
+        this.usageEvents,
+        this.config.AGENTMETER_INPUT_TOPIC,
+        this.logger,
+      );
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  private refreshPlacement(): void {
+    const placement = this.checkTopic();
+    // Awaited by the next batch; until then a failure must not surface as an unhandled rejection.
+    placement.then(
+      (known) => {
+        this.partitionCount = known.partitionCounts[known.partitionCounts.length - 1] ?? 0;
+      },
+      (error: unknown) => this.logger.warn({ err: error }, "input topic check failed; retrying"),
+    );
+    this.placement = placement;
+  }
+
+  /** The placement of the current assignment; a failed check is tried again (a store may have been down). */
+  private async currentPlacement(): Promise<Placement> {
+    try {
+      return await this.placement!;
+    } catch (error) {
+      this.refreshPlacement();
+      throw error;
+    }
+  }
+
+  private worker(topic: string, partition: number, placement: Placement): PartitionWorker {
     let worker = this.workers.get(partition);
     if (worker === undefined) {
-      worker = new PartitionWorker(topic, partition, {
-        layout: this.layout,
-        indexes: this.indexes,
-        knownShared: this.knownShared,
-        costWatch: this.costWatch,
-        billing: this.billing,
-        maxRecordBytes: this.config.AGENTMETER_MAX_RECORD_BYTES,
-        now: () => new Date(),
-      });
+      worker = new PartitionWorker(
+        topic,
+        partition,
+        {
+          accounts: this.targets.accounts,
+          ledgers: this.targets.ledgers,
+          registry: this.targets.registry,
+          knownShared: this.knownShared,
+          costWatch: this.costWatch,
+          billing: this.billing,
+          maxRecordBytes: this.config.AGENTMETER_MAX_RECORD_BYTES,
+          maxCachedAccounts: this.config.AGENTMETER_MAX_CACHED_ACCOUNTS,
+          maxStateMessageBytes: this.config.AGENTMETER_MAX_STATE_MESSAGE_BYTES,
+          creditPolicy: this.creditPolicy,
+          logger: this.logger,
+          now: () => new Date(),
+        },
+        placement,
+      );
       this.workers.set(partition, worker);
     }
     return worker;
   }
 
-  private async onBatch({
+  private async onBatch(payload: EachBatchPayload): Promise<void> {
+    if (this.stopping || payload.batch.messages.length === 0) return;
+    this.batchesInHand++;
+    try {
+      await this.takeBatch(payload);
+    } finally {
+      this.batchesInHand--;
+    }
+  }
+
+  private async takeBatch({
     batch,
     heartbeat,
     resolveOffset,
@@ -177,53 +399,44 @@ export class Processor {
     isRunning,
     isStale,
   }: EachBatchPayload): Promise<void> {
-    if (batch.messages.length === 0) return;
-    const worker = this.worker(batch.topic, batch.partition);
     const lease = new BatchLease(heartbeat, this.heartbeatIntervalMs);
+    const ctx: BatchContext = {
+      topic: batch.topic,
+      partition: batch.partition,
+      lease,
+      stillOurs: () => isRunning() && !isStale() && !lease.lost,
+      resolveOffset,
+      commit: (offset) =>
+        commitOffsetsIfNecessary({
+          topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset }] }],
+        }),
+    };
     try {
-      const plan = await worker.plan(batch.messages);
-      lease.check();
-      let timings: FlushTimings | undefined;
-      await this.withRetry(
-        async () => {
-          timings = await flush(plan, this.flushTargets(), () => lease.check());
-        },
-        () => isRunning() && !isStale() && !lease.lost,
-      );
-      // Built only when asked for: the per-collection counts walk every projection of the flush.
-      if (this.logger.isLevelEnabled("debug")) {
-        this.logger.debug(
-          {
-            partition: batch.partition,
-            records: batch.messages.length,
-            accountDocs: plan.accountWrites.length,
-            projectionDocs: plan.projections.length,
-            projectionsBy: countBy(plan.projections.map((p) => p.collection.collectionName)),
-            planMs: Object.values(plan.timings).reduce((total, ms) => total + ms, 0),
-            planParts: plan.timings,
-            ms: timings,
-          },
-          "flushed",
-        );
+      const settling = this.settling.get(batch.partition);
+      if (settling !== undefined) {
+        await settling;
+        this.settling.delete(batch.partition);
       }
-      worker.committed(plan);
-      resolveOffset(batch.messages[batch.messages.length - 1]!.offset);
-      await commitOffsetsIfNecessary({
-        topics: [
-          { topic: batch.topic, partitions: [{ partition: batch.partition, offset: plan.commitOffset }] },
-        ],
-      });
-      this.count(plan.stats, plan.deadLetters.length, plan.accountWrites.length, plan.ledgerWrites.length);
+      const placement = await this.withRetry(() => this.currentPlacement(), ctx.stillOurs);
+      // A batch fetched before a seek (a dropped stage fetching again from what the stores hold) or a
+      // rebalance is stale: applying it would move accounts past the records the seek fetches again,
+      // which would then be skipped as replays and lost. kafkajs delivers from the new position next.
+      if (isStale() || !isRunning()) return;
+      const worker = this.worker(batch.topic, batch.partition, placement);
+      if (this.writesSync(batch.partition, batch.messages[0]!.offset)) {
+        await this.run(worker, batch.messages, ctx);
+      } else {
+        await this.runBehind(worker, this.stage(batch.partition, placement.source), batch.messages, ctx);
+      }
     } catch (error) {
-      // Memory may be ahead of the stores: forget it, so the re-delivered batch starts from what is durable.
-      worker.reset();
-      this.workers.delete(batch.partition);
-      this.usageEvents.forget(batch.topic, batch.partition);
-      if (isAgentmeterError(error, "OWNERSHIP_LOST")) {
-        // Nothing was committed; kafkajs re-fetches from the last resolved offset or the partition moves.
+      // Memory may be ahead of the stores: forget it, and fetch again from the first offset not durable.
+      this.recover(batch.partition, error);
+      if (isAgentmeterError(error, "OWNERSHIP_LOST") || isDeterministicStoreError(error)) {
+        // Nothing past the stores was committed; the partition is fetched again from what they hold
+        // (recover), from the last resolved offset, or by its new owner.
         this.logger.warn(
           { err: error, partition: batch.partition },
-          "batch abandoned: partition may have moved",
+          "batch abandoned: fetched again from what the stores hold",
         );
         return;
       }
@@ -233,51 +446,252 @@ export class Processor {
     }
   }
 
-  private flushTargets() {
-    return {
-      producer: this.producer,
-      usageEvents: this.usageEvents,
-      mongoLimiter: this.mongoLimiter,
-      topics: {
-        deadLetter: this.config.AGENTMETER_DLQ_TOPIC,
-        events: this.config.AGENTMETER_EVENTS_TOPIC,
-        state: this.config.AGENTMETER_STATE_TOPIC,
-      },
-    };
+  /** Whether this partition's batch starting at `offset` is written before the next is fetched. */
+  private writesSync(partition: number, offset: string): boolean {
+    if (this.config.AGENTMETER_WRITE_MODE === "sync") return true;
+    const until = this.syncUntil.get(partition);
+    if (until === undefined) return false;
+    if (BigInt(offset) <= until) return true;
+    this.syncUntil.delete(partition);
+    return false;
   }
 
-  /** Retries a failing sink with capped backoff for as long as the batch is still ours (the lease heartbeats meanwhile). */
-  private async withRetry(action: () => Promise<void>, stillOurs: () => boolean): Promise<void> {
-    let delay = 100;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await action();
-        return;
-      } catch (error) {
-        if (isAgentmeterError(error, "OWNERSHIP_LOST") || this.stopping || !stillOurs()) throw error;
-        this.logger.warn(
-          { err: error, attempt, retryInMs: delay },
-          "flush failed; retrying (consumption paused)",
-        );
-        await sleep(delay);
-        delay = Math.min(delay * 2, 5_000);
-      }
+  private stage(partition: number, source: string): WriteBehind {
+    let stage = this.stages.get(partition);
+    if (stage === undefined) {
+      const created: WriteBehind = new WriteBehind(partition, source, {
+        write: async (cycle, checkpoint) => {
+          const started = performance.now();
+          const timings = await this.withRetry(
+            () => writeStores(cycle, this.targets, checkpoint),
+            () => !created.dropped,
+            true,
+          );
+          this.metrics.cycleWritten(cycleFigures(cycle, (performance.now() - started) / 1000));
+          return timings;
+        },
+        durable: (cycle, plans) => {
+          // Counted even when the stage was dropped meanwhile: the stores hold these records now, so
+          // whoever fetches them again skips them as replays, and they must be counted applied here.
+          this.count(cycle);
+          // The plans, not the cycle: a cycle carries no Kafka outputs (published before it was queued).
+          for (const plan of plans) this.metrics.planDurable(plan);
+          // A dropped stage's partition has a new worker (or none): its memory is not this cycle's.
+          if (created.dropped) return;
+          this.workers.get(partition)?.durable(cycle);
+          this.reportPending(partition, created);
+          if (this.logger.isLevelEnabled("debug"))
+            this.logger.debug(
+              { partition, records: cycle.stats.consumed, accountDocs: cycle.accountWrites.length },
+              "cycle written",
+            );
+        },
+        commit: (offset) =>
+          this.consumer.commitOffsets([{ topic: this.config.AGENTMETER_INPUT_TOPIC, partition, offset }]),
+        failed: (error) => this.recover(partition, error),
+        logger: this.logger,
+      });
+      stage = created;
+      this.stages.set(partition, stage);
+    }
+    return stage;
+  }
+
+  /**
+   * A stage that cannot go on (a cycle refused for good or lost to another member), or a batch that
+   * failed: the partition's memory and stage are dropped, and fetching starts again from the first offset
+   * the stores do not hold. A refusal sends the partition through the synchronous path past the failed
+   * cycle, where the record behind it is found and dead-lettered.
+   */
+  private recover(partition: number, error: unknown): void {
+    const stage = this.stages.get(partition);
+    this.workers.get(partition)?.reset();
+    this.workers.delete(partition);
+    this.usageEvents.forget(this.config.AGENTMETER_INPUT_TOPIC, partition);
+    if (stage === undefined) return;
+    this.usageEvents.forget(stage.source, partition);
+    const resumeFrom = stage.resumeFrom;
+    const failedUpTo = stage.failedUpTo;
+    this.dropStage(partition, stage);
+    if (isDeterministicStoreError(error) && failedUpTo !== undefined)
+      this.syncUntil.set(partition, BigInt(failedUpTo));
+    if (resumeFrom === undefined || this.stopping) return;
+    this.logger.warn(
+      { err: error, partition, from: resumeFrom },
+      "writes behind the decisions failed: fetching again from the first offset not in the stores",
+    );
+    try {
+      this.consumer.seek({ topic: this.config.AGENTMETER_INPUT_TOPIC, partition, offset: resumeFrom });
+    } catch (seekError) {
+      // The partition is no longer ours: its new owner starts from the committed offset anyway.
+      this.logger.debug({ err: seekError, partition }, "seek after a dropped stage refused");
     }
   }
 
-  private count(
-    stats: { consumed: number; applied: number; replayedSkipped: number; duplicates: number },
-    deadLettered: number,
-    accountWrites: number,
-    ledgerWrites: number,
-  ): void {
-    this.totals.consumed += stats.consumed;
-    this.totals.applied += stats.applied;
-    this.totals.replayedSkipped += stats.replayedSkipped;
-    this.totals.duplicates += stats.duplicates;
-    this.totals.deadLettered += deadLettered;
-    this.totals.flushes += 1;
-    this.totals.accountWrites += accountWrites;
-    this.totals.ledgerWrites += ledgerWrites;
+  private reportPending(partition: number, stage: WriteBehind): void {
+    const { records, oldestMs } = stage.pending;
+    this.metrics.pending(partition, records, oldestMs / 1000);
+  }
+
+  private dropStage(partition: number, stage: WriteBehind): void {
+    if (this.stages.get(partition) === stage) this.stages.delete(partition);
+    const previous = this.settling.get(partition) ?? Promise.resolve();
+    this.settling.set(
+      partition,
+      previous.then(() => stage.abandon()),
+    );
+  }
+
+  private pendingRecords(): number {
+    let total = 0;
+    for (const stage of this.stages.values()) total += stage.pending.records;
+    return total;
+  }
+
+  /**
+   * Write mode `behind`: plan, publish the decisions (budget events and states, dead letters), hand the
+   * rest to the partition's stage and move on. The partition fetches again at once unless the stage holds
+   * more than the bound, in which case this batch waits (heartbeating) for a cycle to drain it.
+   */
+  private async runBehind(
+    worker: PartitionWorker,
+    stage: WriteBehind,
+    messages: readonly InputMessage[],
+    ctx: BatchContext,
+  ): Promise<void> {
+    let plan: FlushPlan;
+    try {
+      plan = await this.withRetry(async () => {
+        // Loads after a reset must see what the stage still holds: it lands first.
+        if (worker.cold && !stage.idle) await stage.drain();
+        return worker.plan(messages);
+      }, ctx.stillOurs);
+    } catch (error) {
+      if (!isDeterministicStoreError(error)) throw error;
+      // A record this batch cannot take: what came before it lands, then the synchronous path finds it.
+      await stage.drain();
+      await this.run(worker, messages, ctx);
+      return;
+    }
+    ctx.lease.check();
+    // Stale since it was fetched (a seek or a rebalance meanwhile): its plan must not be queued. Memory
+    // is ahead of what will be fetched again, so the worker is dropped too.
+    if (!ctx.stillOurs()) {
+      worker.reset();
+      throw new AgentmeterError(
+        "OWNERSHIP_LOST",
+        `partition ${ctx.partition}: batch went stale while planned`,
+      );
+    }
+    await this.withRetry(() => publishOutputs(plan, this.targets), ctx.stillOurs);
+    ctx.lease.check();
+    stage.enqueue(plan);
+    this.reportPending(ctx.partition, stage);
+    ctx.resolveOffset((BigInt(plan.commitOffset) - 1n).toString());
+    if (!stage.over(this.bounds)) return;
+    if (!this.heldBack.has(ctx.partition)) {
+      this.heldBack.add(ctx.partition);
+      this.logger.warn(
+        { partition: ctx.partition, pending: stage.pending, bounds: this.bounds },
+        "stores behind by more than the bound: partition holds its fetching until they catch up",
+      );
+    }
+    while (stage.over(this.bounds)) {
+      ctx.lease.check();
+      await Promise.race([stage.nextCycle(), sleep(1_000)]);
+    }
+    this.heldBack.delete(ctx.partition);
+    this.logger.info(
+      { partition: ctx.partition, pending: stage.pending },
+      "stores caught up: fetching again",
+    );
+  }
+
+  /**
+   * Write mode `sync` (and the fallback): plans, flushes and commits some messages of a batch. A store
+   * that refuses their effect for good (see store-errors.ts) would stop the partition on every retry: the
+   * messages are split in halves until the record that causes it stands alone, and that record is
+   * dead-lettered, so the partition keeps moving.
+   */
+  private async run(
+    worker: PartitionWorker,
+    messages: readonly InputMessage[],
+    ctx: BatchContext,
+  ): Promise<void> {
+    let plan: FlushPlan;
+    try {
+      plan = await this.withRetry(() => worker.plan(messages), ctx.stillOurs);
+      ctx.lease.check();
+      await this.flushPlan(plan, ctx);
+    } catch (error) {
+      if (!isDeterministicStoreError(error)) throw error;
+      worker.reset();
+      this.usageEvents.forget(ctx.topic, ctx.partition);
+      if (messages.length > 1) {
+        const half = Math.ceil(messages.length / 2);
+        await this.run(worker, messages.slice(0, half), ctx);
+        await this.run(worker, messages.slice(half), ctx);
+        return;
+      }
+      const message = messages[0]!;
+      const reason = error instanceof Error ? error.message : String(error);
+      this.logger.error(
+        { partition: ctx.partition, offset: message.offset, reason },
+        "a store refused a record's effect for good: dead-lettered as RECORD_STORE_REJECTED",
+      );
+      this.totals.storeRejected += 1;
+      await this.flushPlan(worker.rejection(message, "RECORD_STORE_REJECTED", reason), ctx);
+      return;
+    }
+    worker.durable(plan);
+  }
+
+  private async flushPlan(plan: FlushPlan, ctx: BatchContext): Promise<void> {
+    let timings: FlushTimings | undefined;
+    const started = performance.now();
+    await this.withRetry(async () => {
+      timings = await flush(plan, this.targets, () => ctx.lease.check());
+    }, ctx.stillOurs);
+    this.metrics.cycleWritten(cycleFigures(plan, (performance.now() - started) / 1000));
+    // Built only when asked for: the per-collection counts walk every projection of the flush.
+    if (this.logger.isLevelEnabled("debug")) {
+      this.logger.debug(
+        {
+          partition: ctx.partition,
+          records: plan.stats.consumed,
+          accountDocs: plan.accountWrites.length,
+          projectionDocs: plan.projections.length,
+          projectionsBy: countBy(plan.projections.map((p) => targetKey(p.target))),
+          planMs: Object.values(plan.timings).reduce((total, ms) => total + ms, 0),
+          planParts: plan.timings,
+          ms: timings,
+        },
+        "flushed",
+      );
+    }
+    // Counted before the commit: if the commit fails, the stores already hold the records, and whoever
+    // fetches them again counts them as replays.
+    this.count(plan);
+    this.metrics.planDurable(plan);
+    const lastOffset = (BigInt(plan.commitOffset) - 1n).toString();
+    ctx.resolveOffset(lastOffset);
+    await ctx.commit(plan.commitOffset);
+  }
+
+  private withRetry<T>(
+    action: () => Promise<T>,
+    stillOurs: () => boolean,
+    /** A write-behind cycle keeps trying while stopping: stop() waits for it (for a while). */
+    evenWhileStopping = false,
+  ): Promise<T> {
+    return retryStores(
+      action,
+      { stillOurs, stopping: () => this.stopping, evenWhileStopping },
+      { metrics: this.metrics, logger: this.logger },
+    );
+  }
+
+  private count(plan: FlushPlan): void {
+    countDurable(this.totals, plan);
   }
 }

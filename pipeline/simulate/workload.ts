@@ -1,4 +1,4 @@
-import type { InputRecordJson } from "../../schemas/index.ts";
+import { type AccountKey, accountKeyOf, type InputRecordJson } from "../../schemas/index.ts";
 
 /**
  * A deterministic generator of realistic usage for both levels: creators who build apps (platform
@@ -31,14 +31,24 @@ export interface WorkloadOptions {
   platformAllowanceTokens: number;
 }
 
-export const defaultWorkload: WorkloadOptions = {
+/**
+ * Yesterday at 09:00 UTC: event times must lie near the time records reach Kafka (the processor refuses a
+ * record whose occurred_at is too far from its log timestamp, billing.md), so the default workload is
+ * dated around now. A fixed `startAt` still gives the same records on every run.
+ */
+function recentStart(): string {
+  const day = 86_400_000;
+  return new Date(Math.floor(Date.now() / day) * day - day + 9 * 3_600_000).toISOString();
+}
+
+const defaultWorkload: WorkloadOptions = {
   seed: 42,
   records: 1_000,
   apps: 5,
   usersPerApp: 20,
   platformShare: 0.1,
   topUpShare: 0.03,
-  startAt: "2026-11-01T09:00:00.000Z",
+  startAt: recentStart(),
   stepMs: 250,
   runId: "sim",
   idPrefix: "",
@@ -63,12 +73,12 @@ const PLATFORM_AGENTS = ["ConceptAgent", "ArchitectAgent", "CoderAgent", "Tester
 const MODELS = ["gpt-4o", "gpt-4o-mini", "default"];
 const APP_WORKFLOWS = ["chat", "support", "research"];
 
-export function enterpriseIdOf(index: number, prefix = ""): string {
+function enterpriseIdOf(index: number, prefix = ""): string {
   return `${prefix}app-${String(index).padStart(3, "0")}`;
 }
 
 /** Two apps per creator. */
-export function creatorOf(appIndex: number, prefix = ""): string {
+function creatorOf(appIndex: number, prefix = ""): string {
   return `${prefix}creator-${String(Math.floor(appIndex / 2)).padStart(3, "0")}`;
 }
 
@@ -79,7 +89,7 @@ export function* generateWorkload(options: Partial<WorkloadOptions> = {}): Gener
   const startMs = Date.parse(opts.startAt);
   let remaining = opts.records;
   if (remaining <= 0) return;
-  const openChats = new Map<string, { chat: string; session: string; workflow: string; turns: number }>();
+  const openChats = new Map<AccountKey, { chat: string; session: string; workflow: string; turns: number }>();
   for (const record of steps(opts, random, pick, startMs, openChats)) {
     yield record;
     if (--remaining === 0) return;
@@ -91,10 +101,10 @@ function* steps(
   random: () => number,
   pick: <T>(list: readonly T[]) => T,
   startMs: number,
-  openChats: Map<string, { chat: string; session: string; workflow: string; turns: number }>,
+  openChats: Map<AccountKey, { chat: string; session: string; workflow: string; turns: number }>,
 ): Generator<InputRecordJson> {
-  const balances = new Map<string, number>();
-  const spend = (key: string, start: number, tokens: number): number => {
+  const balances = new Map<AccountKey, number>();
+  const spend = (key: AccountKey, start: number, tokens: number): number => {
     const left = (balances.get(key) ?? start) - tokens;
     balances.set(key, left);
     return left;
@@ -122,7 +132,7 @@ function* steps(
           message_count: 1 + Math.floor(random() * 3),
         };
       }
-      const creatorKey = `platform:${mozaiks_user_id}`;
+      const creatorKey = accountKeyOf({ level: "platform", mozaiks_user_id });
       if ((balances.get(creatorKey) ?? opts.platformAllowanceTokens) <= 0) {
         const tokens = 500_000;
         spend(creatorKey, opts.platformAllowanceTokens, -tokens);
@@ -158,9 +168,10 @@ function* steps(
 
     const platform_user_id = `user-${String(Math.floor(random() * opts.usersPerApp)).padStart(4, "0")}`;
     const ids = { level: "app_usage" as const, enterprise_id, mozaiks_user_id, platform_user_id };
+    const userKey = accountKeyOf(ids);
     if (roll < opts.platformShare + opts.topUpShare) {
       const tokens = 5_000 * (1 + Math.floor(random() * 4));
-      spend(`${enterprise_id}:${platform_user_id}`, opts.appTrialTokens, -tokens);
+      spend(userKey, opts.appTrialTokens, -tokens);
       yield {
         type: "credit",
         record_id,
@@ -173,7 +184,6 @@ function* steps(
       continue;
     }
 
-    const userKey = `${enterprise_id}:${platform_user_id}`;
     let chat = openChats.get(userKey);
     if (chat === undefined) {
       chat = {

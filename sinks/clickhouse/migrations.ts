@@ -1,13 +1,16 @@
 import type { ClickHouseClient } from "./client.ts";
 import { quoteIdent } from "./client.ts";
+import { partitionProgressStatements } from "./partition-progress.ts";
 import { rollupStatements } from "./rollups.ts";
-import { sessionSummaryStatements } from "./session-summaries.ts";
+import { SESSION_SUMMARIES_ORDER_BY, sessionSummaryStatements } from "./session-summaries.ts";
 
 export interface Migration {
   version: number;
   name: string;
   /** Each statement is idempotent (IF NOT EXISTS), so a half-applied migration can simply run again. */
   statements: (db: string) => string[];
+  /** Or code, for a change that must look before it acts; idempotent too. */
+  run?: (client: ClickHouseClient, db: string, database: string) => Promise<void>;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -76,7 +79,42 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE ${db}.usage_events ADD INDEX IF NOT EXISTS idx_account_key account_key TYPE bloom_filter(0.01) GRANULARITY 4`,
     ],
   },
+  {
+    version: 5,
+    name: "session_summaries keyed by account (chat and record ids repeat across tenants)",
+    statements: () => [],
+    run: rekeySessionSummaries,
+  },
+  {
+    version: 6,
+    name: "partition_progress: one row per flush (offsets covered, applied, skipped, dead-lettered)",
+    statements: partitionProgressStatements,
+  },
 ];
+
+/**
+ * A sorting key cannot take a column in the middle, so the table is rebuilt beside the old one and the
+ * two are exchanged atomically; the views read it by name. Skipped where the key already has the account
+ * (databases created since version 3 took the new key).
+ */
+async function rekeySessionSummaries(client: ClickHouseClient, db: string, database: string): Promise<void> {
+  const result = await client.query({
+    query:
+      "SELECT sorting_key FROM system.tables WHERE database = {database:String} AND name = 'session_summaries'",
+    query_params: { database },
+    format: "JSONEachRow",
+  });
+  const [table] = await result.json<{ sorting_key: string }>();
+  if (table === undefined || table.sorting_key.includes("account_key")) return;
+  const rebuilt = `${db}.session_summaries_rekeyed`;
+  await client.command({ query: `DROP TABLE IF EXISTS ${rebuilt}` });
+  await client.command({
+    query: `CREATE TABLE ${rebuilt} AS ${db}.session_summaries ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(ended_at) ORDER BY ${SESSION_SUMMARIES_ORDER_BY} SETTINGS non_replicated_deduplication_window = 1000`,
+  });
+  await client.command({ query: `INSERT INTO ${rebuilt} SELECT * FROM ${db}.session_summaries` });
+  await client.command({ query: `EXCHANGE TABLES ${db}.session_summaries AND ${rebuilt}` });
+  await client.command({ query: `DROP TABLE ${rebuilt}` });
+}
 
 export async function applyMigrations(client: ClickHouseClient, database: string): Promise<number[]> {
   const db = quoteIdent(database);
@@ -94,6 +132,7 @@ export async function applyMigrations(client: ClickHouseClient, database: string
   for (const migration of MIGRATIONS) {
     if (applied.has(migration.version)) continue;
     for (const statement of migration.statements(db)) await client.command({ query: statement });
+    await migration.run?.(client, db, database);
     await client.insert({
       table: `${db}.schema_migrations`,
       values: [{ version: migration.version, name: migration.name }],

@@ -1,12 +1,20 @@
+import { createHash } from "node:crypto";
+import type { SummaryLog } from "../../pipeline/processor/ports.ts";
 import type { SessionSummary } from "../../schemas/index.ts";
-import type { ClickHouseClient } from "./client.ts";
+import { type ClickHouseClient, quoteIdent } from "./client.ts";
 
 /**
- * One row per finalized chat (the core's `session_summary` output): the seed's PerformanceMetrics.
+ * One row per finalized chat (the core's `session_summary` output): its performance metrics.
  * ReplacingMergeTree keyed by the finalize record, and nothing aggregates it incrementally (no MV):
  * a summary re-emitted by a replay is identical, collapses under FINAL, and the views below read FINAL,
  * so a duplicate can never be counted. The table is small (a row per chat), so FINAL costs little.
  */
+/**
+ * Chat and record ids are unique only within an account: the account is part of the key, or two end
+ * users of one app with the same chat and record ids would collapse into one row.
+ */
+export const SESSION_SUMMARIES_ORDER_BY = "(enterprise_id, workflow_name, account_key, chat_id, record_id)";
+
 export function sessionSummaryStatements(db: string): string[] {
   return [
     `CREATE TABLE IF NOT EXISTS ${db}.session_summaries (
@@ -35,9 +43,9 @@ export function sessionSummaryStatements(db: string): string[] {
     )
     ENGINE = ReplacingMergeTree
     PARTITION BY toYYYYMM(ended_at)
-    ORDER BY (enterprise_id, workflow_name, chat_id, record_id)
+    ORDER BY ${SESSION_SUMMARIES_ORDER_BY}
     SETTINGS non_replicated_deduplication_window = 1000`,
-    // The seed's PerformanceMetrics document, field for field; money also as exact micros.
+    // A finished chat's performance metrics (tokens, cost, duration, per agent); money as exact micros.
     `CREATE VIEW IF NOT EXISTS ${db}.performance_metrics AS
       SELECT
         chat_id, enterprise_id, workflow_name, level, session_id, account_key,
@@ -55,7 +63,7 @@ export function sessionSummaryStatements(db: string): string[] {
             agent_total_response_time_ms, agent_message_count, agent_avg_response_time_ms)
         ) AS agent_performance
       FROM ${db}.session_summaries FINAL`,
-    // The seed's WorkflowAverages; sums are kept beside the averages so a threshold can be exact.
+    // Per-workflow averages; sums are kept beside the averages so a threshold can be exact.
     `CREATE VIEW IF NOT EXISTS ${db}.workflow_averages AS
       SELECT
         enterprise_id, workflow_name,
@@ -113,15 +121,38 @@ export async function appendSessionSummaries(
   summaries: readonly SessionSummary[],
 ): Promise<number> {
   if (summaries.length === 0) return 0;
-  const first = summaries[0]!.record_id;
-  const last = summaries[summaries.length - 1]!.record_id;
+  // Every summary's account, record and chat, hashed: record ids alone repeat across tenants (and one
+  // record closing chats at the cap yields several), and a token equal to another flush's would make the
+  // server drop this insert as its duplicate.
+  const digest = createHash("sha256");
+  for (const summary of summaries)
+    digest.update(`${summary.account_key}\u0000${summary.record_id}\u0000${summary.chat_id}\u0000`);
   await client.insert({
     table,
     values: summaries.map(sessionSummaryRow),
     format: "JSONEachRow",
     clickhouse_settings: {
-      insert_deduplication_token: `summaries:${source.topic}:${source.partition}:${first}:${last}:${summaries.length}`,
+      insert_deduplication_token: `summaries:${source.topic}:${source.partition}:${digest.digest("hex")}`,
     },
   });
   return summaries.length;
+}
+
+/**
+ * The processor's summary log (pipeline/processor/ports.ts). Summaries need no watermark: the table
+ * collapses a replayed summary and is read with FINAL only.
+ */
+export class SessionSummariesSink implements SummaryLog {
+  private readonly table: string;
+
+  constructor(
+    private readonly client: ClickHouseClient,
+    database: string,
+  ) {
+    this.table = `${quoteIdent(database)}.session_summaries`;
+  }
+
+  append(source: string, partition: number, summaries: readonly SessionSummary[]): Promise<number> {
+    return appendSessionSummaries(this.client, this.table, { topic: source, partition }, summaries);
+  }
 }

@@ -1,22 +1,36 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { SessionSummary, UsageOutcome } from "../../schemas/index.ts";
+import type { FlushProgress, PositionedOutcome, UsageLog } from "../../pipeline/processor/ports.ts";
+import { type TopicPartitionKey, topicPartitionKeyOf } from "../../schemas/keys.ts";
 import type { ClickHouseClient } from "./client.ts";
 import { quoteIdent } from "./client.ts";
-import { appendSessionSummaries } from "./session-summaries.ts";
-
-/** Where a record sits in the input log; carried into ClickHouse so a partition's progress can be read back. */
-export interface LogPosition {
-  topic: string;
-  partition: number;
-  offset: string;
-}
-
-export interface PositionedOutcome {
-  position: LogPosition;
-  outcome: UsageOutcome;
-}
+import { appendProgress } from "./partition-progress.ts";
 
 const WATERMARK_REREAD_MS = 200;
+
+/**
+ * The server refuses an insert that touches more than `max_partitions_per_insert_block` (100) monthly
+ * partitions, and a refused insert would be refused again on every retry. Rows go in runs of consecutive
+ * offsets spanning at most this many months, each its own insert (and watermark step).
+ */
+export const MONTHS_PER_INSERT = 90;
+
+export function monthRuns(rows: readonly PositionedOutcome[]): PositionedOutcome[][] {
+  const runs: PositionedOutcome[][] = [];
+  let run: PositionedOutcome[] = [];
+  let months = new Set<string>();
+  for (const row of rows) {
+    const month = row.outcome.occurred_at.slice(0, 7);
+    if (!months.has(month) && months.size === MONTHS_PER_INSERT) {
+      runs.push(run);
+      run = [];
+      months = new Set();
+    }
+    months.add(month);
+    run.push(row);
+  }
+  if (run.length > 0) runs.push(run);
+  return runs;
+}
 
 /** One row per usage record, per-agent detail in parallel arrays (ARRAY JOIN for per-agent views). */
 export function usageEventRow({ position, outcome }: PositionedOutcome): Record<string, unknown> {
@@ -64,22 +78,22 @@ export function usageEventRow({ position, outcome }: PositionedOutcome): Record<
  * watermark, read once when the partition is (re)assigned. A retried insert also carries a deduplication
  * token made of its offset range, so a lost response followed by a retry is dropped by the server.
  */
-export class UsageEventsSink {
-  private readonly watermarks = new Map<string, bigint>();
+export class UsageEventsSink implements UsageLog {
+  private readonly watermarks = new Map<TopicPartitionKey, bigint>();
   private readonly table: string;
-  private readonly summariesTable: string;
+  private readonly progressTable: string;
 
   constructor(
     private readonly client: ClickHouseClient,
     database: string,
   ) {
     this.table = `${quoteIdent(database)}.usage_events`;
-    this.summariesTable = `${quoteIdent(database)}.session_summaries`;
+    this.progressTable = `${quoteIdent(database)}.partition_progress`;
   }
 
   /** Forget what is known of a partition (on revocation), so the next owner reads the watermark afresh. */
   forget(topic: string, partition: number): void {
-    this.watermarks.delete(`${topic}:${partition}`);
+    this.watermarks.delete(topicPartitionKeyOf(topic, partition));
   }
 
   forgetAll(): void {
@@ -87,7 +101,7 @@ export class UsageEventsSink {
   }
 
   async watermark(topic: string, partition: number): Promise<bigint> {
-    const key = `${topic}:${partition}`;
+    const key = topicPartitionKeyOf(topic, partition);
     const known = this.watermarks.get(key);
     if (known !== undefined) return known;
     // Read twice, a moment apart, and keep the higher: the local engine (chdb 26.7) was seen to show a
@@ -100,6 +114,11 @@ export class UsageEventsSink {
     if (second > value) value = second;
     this.watermarks.set(key, value);
     return value;
+  }
+
+  /** The highest offset stored for a source partition (-1: none), read afresh and not cached. */
+  storedWatermark(topic: string, partition: number): Promise<bigint> {
+    return this.readWatermark(topic, partition);
   }
 
   private async readWatermark(topic: string, partition: number): Promise<bigint> {
@@ -118,27 +137,22 @@ export class UsageEventsSink {
     const mark = await this.watermark(topic, partition);
     const fresh = outcomes.filter((item) => BigInt(item.position.offset) > mark);
     if (fresh.length === 0) return 0;
-    const first = fresh[0]!.position.offset;
-    const last = fresh[fresh.length - 1]!.position.offset;
-    await this.client.insert({
-      table: this.table,
-      values: fresh.map(usageEventRow),
-      format: "JSONEachRow",
-      clickhouse_settings: { insert_deduplication_token: `${topic}:${partition}:${first}:${last}` },
-    });
-    this.watermarks.set(`${topic}:${partition}`, BigInt(last));
+    for (const run of monthRuns(fresh)) {
+      const first = run[0]!.position.offset;
+      const last = run[run.length - 1]!.position.offset;
+      await this.client.insert({
+        table: this.table,
+        values: run.map(usageEventRow),
+        format: "JSONEachRow",
+        clickhouse_settings: { insert_deduplication_token: `${topic}:${partition}:${first}:${last}` },
+      });
+      this.watermarks.set(topicPartitionKeyOf(topic, partition), BigInt(last));
+    }
     return fresh.length;
   }
 
-  /**
-   * Appends the session summaries of one partition's flush (finalized chats). They need no watermark:
-   * the table collapses a replayed summary and is read with FINAL only (see session-summaries.ts).
-   */
-  appendSessionSummaries(
-    topic: string,
-    partition: number,
-    summaries: readonly SessionSummary[],
-  ): Promise<number> {
-    return appendSessionSummaries(this.client, this.summariesTable, { topic, partition }, summaries);
+  /** Records what one flush covered (see partition-progress.ts). */
+  appendProgress(row: FlushProgress): Promise<void> {
+    return appendProgress(this.client, this.progressTable, row);
   }
 }

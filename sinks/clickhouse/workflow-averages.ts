@@ -1,4 +1,5 @@
 import type { WorkflowAverages } from "../../pipeline/core/cost-thresholds.ts";
+import { type WorkflowKey, workflowKeyOf } from "../../schemas/keys.ts";
 import type { ClickHouseClient } from "./client.ts";
 import { quoteIdent } from "./client.ts";
 
@@ -48,15 +49,15 @@ export async function workflowAverages(
   return row === undefined ? null : toAverages(row);
 }
 
-/** Every workflow's averages, keyed `${enterprise_id}:${workflow_name}` (one query for the processor's cache). */
+/** Every workflow's averages by workflow key (one query for the processor's cache). */
 export async function allWorkflowAverages(
   client: ClickHouseClient,
   database: string,
-): Promise<Map<string, WorkflowAverages>> {
+): Promise<Map<WorkflowKey, WorkflowAverages>> {
   const result = await client.query({
     query: `${SELECT} FROM ${quoteIdent(database)}.workflow_averages`,
     format: "JSONEachRow",
   });
   const rows = await result.json<AveragesRow>();
-  return new Map(rows.map((row) => [`${row.enterprise_id}:${row.workflow_name}`, toAverages(row)]));
+  return new Map(rows.map((row) => [workflowKeyOf(row.enterprise_id, row.workflow_name), toAverages(row)]));
 }

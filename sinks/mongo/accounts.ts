@@ -1,17 +1,12 @@
 import type { Collection, Document } from "mongodb";
 import type { AccountState } from "../../pipeline/core/account.ts";
+import type { AccountAddress } from "../../pipeline/processor/ports.ts";
 import { COLLECTIONS, type MongoLayout } from "./layout.ts";
 
-/** The identity of an account, enough to find its document. */
-export interface AccountAddress {
-  level: "platform" | "app_usage";
-  enterprise_id: string;
-  mozaiks_user_id: string;
-  platform_user_id?: string | null | undefined;
-}
+export type { AccountAddress };
 
 /**
- * Where an account's document lives in the seed's layout: a creator's platform budget in
+ * Where an account's document lives in the MongoDB layout (layout.ts): a creator's platform budget in
  * MozaiksPlatform.MozaiksUsers (keyed by mozaiks_user_id), an end user's balance in
  * MozaiksApp_{enterprise_id}.AppUsers (keyed by platform_user_id).
  */
@@ -30,8 +25,6 @@ export function accountDocRef(
     id: address.platform_user_id ?? "",
   };
 }
-
-export type AccountDoc = AccountState;
 
 /** The address of an account the billing core knows (platform accounts have no enterprise). */
 export function accountAddress(account: AccountState): AccountAddress {

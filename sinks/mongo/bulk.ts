@@ -1,4 +1,5 @@
 import type { Collection, Document } from "mongodb";
+import { type NamespaceKey, namespaceKeyOf } from "../../schemas/keys.ts";
 
 /**
  * Statements per bulk write command. Small enough that a few commands in flight stay far below FerretDB's
@@ -27,6 +28,6 @@ export function groupBy<T, K>(items: readonly T[], keyOf: (item: T) => K): Map<K
 }
 
 /** A collection's full name: the identity to group writes by (Collection objects are not reused). */
-export function namespaceOf(collection: Collection<Document>): string {
-  return `${collection.dbName}.${collection.collectionName}`;
+export function namespaceOf(collection: Collection<Document>): NamespaceKey {
+  return namespaceKeyOf(collection);
 }

@@ -1,6 +1,7 @@
-import type { Db, MongoClient } from "mongodb";
+import type { Collection, Db, Document, MongoClient } from "mongodb";
+import { parseNamespaceKey } from "../../schemas/keys.ts";
 
-/** Database names of the seed's layout; configurable so tests and replays can use their own namespace. */
+/** Database names of the MongoDB layout (platform, per-app, workflow); configurable so tests and replays can use their own namespace. */
 export function layoutNames(config: {
   AGENTMETER_PLATFORM_DB: string;
   AGENTMETER_APP_DB_PREFIX: string;
@@ -20,8 +21,9 @@ export interface LayoutNames {
 }
 
 /**
- * The seed's three databases and their collections. Account documents are the source of truth for
- * balances; everything else is derived from the same records and written before them (see the flush order).
+ * The three kinds of database (the platform's, one per app, the workflow registry) and their
+ * collections. Account documents are the source of truth for balances; everything else is derived from
+ * the same records and written before them (see the flush order in pipeline/processor/flush.ts).
  */
 export class MongoLayout {
   constructor(
@@ -41,6 +43,12 @@ export class MongoLayout {
   workflow(): Db {
     return this.client.db(this.names.workflowDb);
   }
+
+  /** The collection a namespace names (schemas/keys.ts). */
+  collectionAt(namespace: string): Collection<Document> {
+    const { dbName, collectionName } = parseNamespaceKey(namespace);
+    return this.client.db(dbName).collection(collectionName);
+  }
 }
 
 export const COLLECTIONS = {
@@ -49,6 +57,7 @@ export const COLLECTIONS = {
     enterprises: "Enterprises",
     sessions: "PlatformSessions",
     usage: "PlatformUsage",
+    holdRegistry: "HoldRegistry",
   },
   app: {
     users: "AppUsers",

@@ -1,45 +1,49 @@
-import { type Collection, type Document, MongoServerError } from "mongodb";
-import { AgentmeterError } from "../../pipeline/errors.ts";
-import { chunked, groupBy, namespaceOf } from "./bulk.ts";
-import type { Limiter, WeightedTask } from "./limiter.ts";
-
 /**
  * Documents owned by one input partition (account documents, per-partition revenue ledgers) are written
- * as whole values, each with the offset of the last record applied to it (`wm_offset`) in the same
- * single-document write. That gives exactly-once effect without transactions:
- *  - a record at or below a document's watermark is already in it, so re-delivery skips it;
- *  - a write is a compare-and-set on the watermark the owner loaded, so a member that lost the partition
- *    cannot overwrite what the new owner wrote (it gets OWNERSHIP_LOST and reloads).
+ * as whole values, each with the log position of the last record applied to it (`wm_topic`,
+ * `wm_partition`, `wm_offset`) in the same single-document write. That gives exactly-once effect without
+ * transactions:
+ *  - a record from the same topic and partition at or below a document's watermark is already in it, so
+ *    re-delivery skips it; a record from any other position is never taken for a replay;
+ *  - a write is a compare-and-set on the whole position the owner loaded, so a member that lost the
+ *    partition cannot overwrite what the new owner wrote (it gets OWNERSHIP_LOST and reloads).
  */
-export interface DocRef {
-  collection: Collection<Document>;
-  id: string;
-}
-
-export interface LoadedDoc<T> {
-  body: T | undefined;
-  /** -1 when the document does not exist yet. */
-  wmOffset: bigint;
-}
-
-export interface PendingWrite<T> {
-  ref: DocRef;
-  body: T;
-  loadedWm: bigint;
-  newWm: bigint;
-}
-
-export const WM_FIELDS = ["_id", "wm_topic", "wm_partition", "wm_offset"] as const;
+import { type Collection, type Document, MongoServerError } from "mongodb";
+import { AgentmeterError } from "../../pipeline/errors.ts";
+import {
+  type DocRef,
+  formatPosition,
+  type LoadedDoc,
+  type PendingWrite,
+  type SourcePartition,
+  samePosition,
+  type Watermark,
+} from "../../pipeline/processor/ports.ts";
+import { chunked, groupBy, namespaceOf } from "./bulk.ts";
+import type { Limiter, WeightedTask } from "./limiter.ts";
 
 function toBody<T>(doc: Document): T {
   const { _id, wm_topic, wm_partition, wm_offset, ...body } = doc;
   return body as T;
 }
 
-function toOffset(value: unknown): bigint {
+function toOffset(value: unknown): bigint | undefined {
   if (typeof value === "bigint") return value;
-  if (typeof value === "number") return BigInt(value);
-  return -1n;
+  if (typeof value === "number" && Number.isSafeInteger(value)) return BigInt(value);
+  return undefined;
+}
+
+/** The watermark a stored document carries; a document without a readable one is not agentmeter's. */
+function positionOf(doc: Document): Watermark | undefined {
+  const offset = toOffset(doc.wm_offset);
+  if (typeof doc.wm_topic !== "string" || typeof doc.wm_partition !== "number" || offset === undefined)
+    return undefined;
+  return { topic: doc.wm_topic, partition: doc.wm_partition, offset };
+}
+
+/** The compare-and-set condition on a loaded watermark (all three fields: a position, not an offset). */
+function wmFilter(wm: Watermark): Document {
+  return { wm_topic: wm.topic, wm_partition: wm.partition, wm_offset: wm.offset };
 }
 
 /**
@@ -65,9 +69,16 @@ export async function loadDocs<T>(
   } else {
     docs.push(...(await collection.find({ _id: { $in: [...ids] } } as Document).toArray()));
   }
-  for (const doc of docs)
-    found.set(String(doc._id), { body: toBody<T>(doc), wmOffset: toOffset(doc.wm_offset) });
-  for (const id of ids) if (!found.has(id)) found.set(id, { body: undefined, wmOffset: -1n });
+  for (const doc of docs) {
+    const wm = positionOf(doc);
+    if (wm === undefined) {
+      const invalid = `${namespaceOf(collection)}/${String(doc._id)} has no watermark (wm_topic, wm_partition, wm_offset): not a document agentmeter wrote`;
+      found.set(String(doc._id), { body: undefined, wm: null, invalid });
+      continue;
+    }
+    found.set(String(doc._id), { body: toBody<T>(doc), wm });
+  }
+  for (const id of ids) if (!found.has(id)) found.set(id, { body: undefined, wm: null });
   return found;
 }
 
@@ -76,7 +87,7 @@ function isDuplicateKey(error: unknown): boolean {
   return error instanceof MongoServerError && (error.code === 11000 || /duplicate key/i.test(error.message));
 }
 
-function stored<T extends Document>(
+function stored<T extends object>(
   write: PendingWrite<T>,
   wm: { topic: string; partition: number },
 ): Document {
@@ -97,24 +108,27 @@ function stored<T extends Document>(
 async function settle<T>(
   collection: Collection<Document>,
   writes: readonly PendingWrite<T>[],
+  wm: { topic: string; partition: number },
 ): Promise<void> {
   const current = await collection
-    .find({ _id: { $in: writes.map((write) => write.ref.id) } } as Document, { projection: { wm_offset: 1 } })
+    .find({ _id: { $in: writes.map((write) => write.ref.id) } } as Document, {
+      projection: { wm_topic: 1, wm_partition: 1, wm_offset: 1 },
+    })
     .toArray();
-  const at = new Map(current.map((doc) => [String(doc._id), toOffset(doc.wm_offset)]));
+  const at = new Map(current.map((doc) => [String(doc._id), positionOf(doc) ?? null]));
   for (const write of writes) {
-    const wmNow = at.get(write.ref.id);
-    if (wmNow === write.newWm) continue;
+    const wmNow = at.get(write.ref.id) ?? null;
+    if (samePosition(wmNow, { ...wm, offset: write.newWm })) continue;
     throw new AgentmeterError(
       "OWNERSHIP_LOST",
-      `${collection.dbName}.${collection.collectionName}/${write.ref.id} moved to wm ${String(wmNow)} (expected ${write.loadedWm})`,
+      `${namespaceOf(collection)}/${write.ref.id} moved to ${formatPosition(wmNow)} (loaded ${formatPosition(write.loaded)})`,
       { details: { collection: collection.collectionName, id: write.ref.id } },
     );
   }
 }
 
 /** Existing documents: one bulk of compare-and-set replaces (filter on the loaded watermark). */
-async function replaceExisting<T extends Document>(
+async function replaceExisting<T extends object>(
   collection: Collection<Document>,
   writes: readonly PendingWrite<T>[],
   wm: { topic: string; partition: number },
@@ -122,15 +136,15 @@ async function replaceExisting<T extends Document>(
   const result = await collection.bulkWrite(
     writes.map((write) => {
       const { _id, ...replacement } = stored(write, wm);
-      return { replaceOne: { filter: { _id, wm_offset: write.loadedWm }, replacement } };
+      return { replaceOne: { filter: { _id, ...wmFilter(write.loaded!) }, replacement } };
     }),
     { ordered: false },
   );
-  if (result.matchedCount !== writes.length) await settle(collection, writes);
+  if (result.matchedCount !== writes.length) await settle(collection, writes, wm);
 }
 
 /** New documents: one insert; if some exist already (a retried flush, or another member), settle them. */
-async function insertNew<T extends Document>(
+async function insertNew<T extends object>(
   collection: Collection<Document>,
   writes: readonly PendingWrite<T>[],
   wm: { topic: string; partition: number },
@@ -142,7 +156,7 @@ async function insertNew<T extends Document>(
     );
   } catch (error) {
     if (!isDuplicateKey(error)) throw error;
-    await settle(collection, writes);
+    await settle(collection, writes, wm);
   }
 }
 
@@ -151,17 +165,17 @@ async function insertNew<T extends Document>(
  * inserts, existing ones in bulks of compare-and-set replaces), chunked so that each command stays small
  * (see bulk.ts) and weighed by its statements under the process-wide limiter.
  */
-export async function writeDocs<T extends Document>(
+export async function writeDocs<T extends object>(
   writes: readonly PendingWrite<T>[],
-  wm: { topic: string; partition: number },
+  wm: SourcePartition,
   limiter: Limiter,
+  collectionOf: (ref: DocRef) => Collection<Document>,
 ): Promise<void> {
-  // By namespace, not by Collection object: the layout hands out a new object for every lookup.
-  const groups = groupBy(writes, (write) => `${namespaceOf(write.ref.collection)}:${write.loadedWm < 0n}`);
+  const groups = groupBy(writes, (write) => `${write.ref.namespace}:${write.loaded === null}`);
   const tasks: WeightedTask[] = [];
   for (const group of groups.values()) {
-    const { collection } = group[0]!.ref;
-    if (group[0]!.loadedWm < 0n) {
+    const collection = collectionOf(group[0]!.ref);
+    if (group[0]!.loaded === null) {
       // An insert is one statement for FerretDB however many documents it carries.
       tasks.push(() => insertNew(collection, group, wm));
       continue;

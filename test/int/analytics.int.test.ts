@@ -2,21 +2,15 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { checkWorkflowCostThresholds } from "../../pipeline/core/cost-thresholds.ts";
-import { applyBatch, emptyState, parseBillingConfig } from "../../pipeline/core/index.ts";
-import { createLogger } from "../../pipeline/log.ts";
-import { Processor } from "../../pipeline/processor/processor.ts";
+import { loadBillingConfig } from "../../pipeline/runtime/billing-config.ts";
+import { clickHouseFor } from "../../pipeline/runtime/clients.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import type { SessionSummary, UsageOutcome } from "../../schemas/index.ts";
-import { decodeRecord } from "../../schemas/index.ts";
-import { type ClickHouseClient, createClickHouse } from "../../sinks/clickhouse/client.ts";
+import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
 import { workflowAverages } from "../../sinks/clickhouse/workflow-averages.ts";
-import {
-  connectProducer,
-  eventually,
-  isolatedConfig,
-  produceRecords,
-  testKafka,
-} from "../support/pipeline.ts";
+import { expectedRun } from "../support/expected.ts";
+import { TestPipeline } from "../support/harness.ts";
+import { eventually } from "../support/pipeline.ts";
 
 /** The ```sql blocks of docs/analytics.md that start with `-- name: x`, in order. */
 function documentedQueries(): { name: string; sql: string }[] {
@@ -65,26 +59,25 @@ const day = (iso: string) => iso.slice(0, 10);
 const month = (iso: string) => `${iso.slice(0, 7)}-01`;
 
 describe("analytics: every query in docs/analytics.md runs as written and matches the billing core", () => {
-  const billing = parseBillingConfig({});
   // 2000 records 45 s apart: about 25 hours, so the day, hour and minute buckets all have several values.
   const records = [
-    ...generateWorkload({ seed: 11, records: 2_000, apps: 4, usersPerApp: 10, stepMs: 45_000, runId: "an" }),
-  ];
-  const outputs = applyBatch(
-    emptyState(),
-    records.map((record) => {
-      const decoded = decodeRecord(JSON.stringify(record), { maxBytes: 1 << 20 });
-      if (!decoded.ok) throw new Error(decoded.reason);
-      return { record: decoded.record };
+    ...generateWorkload({
+      seed: 11,
+      records: 2_000,
+      apps: 4,
+      usersPerApp: 10,
+      stepMs: 45_000,
+      runId: "an",
+      startAt: "2026-11-01T09:00:00.000Z",
     }),
-    billing,
-  ).outputs;
+  ];
+  // The defaults, as the processor's: this test's configuration names no billing file.
+  const { outputs } = expectedRun(records, loadBillingConfig({}));
   const usage = outputs.filter((output): output is UsageOutcome => output.kind === "usage_outcome");
   const app = usage.filter((outcome) => outcome.level === "app_usage");
   const summaries = outputs.filter((output): output is SessionSummary => output.kind === "session_summary");
   const queries = documentedQueries();
-  let config: Awaited<ReturnType<typeof isolatedConfig>>;
-  let processor: Processor;
+  let pipeline: TestPipeline;
   let clickhouse: ClickHouseClient;
   let db: string;
 
@@ -99,19 +92,12 @@ describe("analytics: every query in docs/analytics.md runs as written and matche
   }
 
   before(async () => {
-    config = await isolatedConfig();
-    db = config.CLICKHOUSE_DATABASE;
-    processor = new Processor(config, billing, createLogger(config.LOG_LEVEL));
-    await processor.start();
-    const producer = await connectProducer(testKafka(config));
+    pipeline = await TestPipeline.create();
+    db = pipeline.config.CLICKHOUSE_DATABASE;
+    await pipeline.startProcessor();
     // Given a known workload through the real processor
-    await produceRecords(producer, config.AGENTMETER_INPUT_TOPIC, records as never);
-    await producer.disconnect();
-    clickhouse = createClickHouse({
-      url: config.CLICKHOUSE_URL,
-      username: config.CLICKHOUSE_USER,
-      password: config.CLICKHOUSE_PASSWORD,
-    });
+    await pipeline.produce(records);
+    clickhouse = clickHouseFor(pipeline.config);
     await eventually(
       "every usage row and session summary in ClickHouse",
       async () => {
@@ -158,7 +144,7 @@ describe("analytics: every query in docs/analytics.md runs as written and matche
   });
 
   after(async () => {
-    await processor?.stop();
+    await pipeline?.close();
     await clickhouse?.close();
   });
 
@@ -472,6 +458,36 @@ describe("analytics: every query in docs/analytics.md runs as written and matche
 
     async rollup_reconciliation() {
       assert.deepEqual(await run("rollup_reconciliation"), []);
+    },
+
+    async offset_reconciliation() {
+      // A clean run: every offset of every partition was flushed, and nothing skipped without cause.
+      assert.deepEqual(await run("offset_reconciliation"), []);
+      // The query can fail: a flush on an untouched partition that skipped records as replays (the
+      // position bug of issue 19) is reported.
+      await clickhouse.insert({
+        table: `${db}.partition_progress`,
+        values: [
+          {
+            source: "lost.usage",
+            partition: 1,
+            first_offset: 0,
+            last_offset: 2,
+            consumed: 3,
+            applied: 0,
+            replayed_skipped: 3,
+            dead_lettered: 0,
+            duplicates: 0,
+            flushed_at: "2026-11-01 09:00:00.000",
+          },
+        ],
+        format: "JSONEachRow",
+      });
+      const rows = await run("offset_reconciliation");
+      assert.deepEqual(
+        rows.map((row) => [row.source, row.problem]),
+        [["lost.usage", "skipped as replays, never applied before"]],
+      );
     },
   };
 

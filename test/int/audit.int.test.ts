@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -9,21 +9,14 @@ import { auditCommand } from "../../pipeline/cli/audit.ts";
 import type { Io } from "../../pipeline/cli/io.ts";
 import { replayCommand } from "../../pipeline/cli/replay.ts";
 import type { Config } from "../../pipeline/config.ts";
-import { defaultPriceBook, parseBillingConfig } from "../../pipeline/core/index.ts";
-import { createLogger } from "../../pipeline/log.ts";
-import { Processor } from "../../pipeline/processor/processor.ts";
+import { defaultPriceBook } from "../../pipeline/core/index.ts";
+import { clickHouseFor, mongoLayoutFor } from "../../pipeline/runtime/clients.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
-import { createClickHouse, quoteIdent } from "../../sinks/clickhouse/client.ts";
+import { quoteIdent } from "../../sinks/clickhouse/client.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
 import { COLLECTIONS } from "../../sinks/mongo/layout.ts";
-import {
-  configEnv,
-  connectProducer,
-  eventually,
-  isolatedConfig,
-  produceRecords,
-  testKafka,
-} from "../support/pipeline.ts";
+import { TestPipeline } from "../support/harness.ts";
+import { configEnv } from "../support/pipeline.ts";
 
 /** Runs a command in-process with captured output. */
 async function run(
@@ -41,35 +34,7 @@ async function run(
   return { code, out, err };
 }
 
-/** The processor has committed every partition up to the topic's end: every store holds every record. */
-async function caughtUp(config: Config): Promise<void> {
-  const admin = testKafka(config).admin();
-  await admin.connect();
-  try {
-    await eventually(
-      "the processor committed the whole topic",
-      async () => {
-        const ends = await admin.fetchTopicOffsets(config.AGENTMETER_INPUT_TOPIC);
-        const [committed] = await admin.fetchOffsets({
-          groupId: config.AGENTMETER_GROUP_ID,
-          topics: [config.AGENTMETER_INPUT_TOPIC],
-        });
-        const at = new Map((committed?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
-        return ends.every(
-          (end) => BigInt(end.high) === 0n || (at.get(end.partition) ?? -1n) >= BigInt(end.high),
-        )
-          ? true
-          : undefined;
-      },
-      120_000,
-    );
-  } finally {
-    await admin.disconnect();
-  }
-}
-
 describe("audit and replay on a real topic and real stores", () => {
-  const billing = parseBillingConfig({});
   const records = [
     ...generateWorkload({ seed: 11, records: 3_000, apps: 3, usersPerApp: 10, runId: "audit" }),
   ];
@@ -78,34 +43,37 @@ describe("audit and replay on a real topic and real stores", () => {
   const saved = { ...process.env };
 
   before(async () => {
-    config = await isolatedConfig();
+    const pipeline = await TestPipeline.create();
+    config = pipeline.config;
     dir = await mkdtemp(path.join(tmpdir(), "agentmeter-audit-"));
     // The commands read their configuration from the environment, as they do in a shell.
     Object.assign(process.env, configEnv(config));
     delete process.env.AGENTMETER_BILLING_CONFIG;
-    const processor = new Processor(config, billing, createLogger(config.LOG_LEVEL));
-    await processor.start();
     try {
-      const producer = await connectProducer(testKafka(config));
+      await pipeline.startProcessor();
       // A message under the wrong key and one that is not JSON: the processor dead-letters both.
-      await producer.send({
-        topic: config.AGENTMETER_INPUT_TOPIC,
+      await (await pipeline.producer()).send({
+        topic: pipeline.topic,
         messages: [
           { key: "app:nobody:nobody", value: JSON.stringify(records[0]) },
           { key: "x", value: "not json" },
         ],
       });
-      await produceRecords(producer, config.AGENTMETER_INPUT_TOPIC, records as never);
-      await producer.disconnect();
-      await caughtUp(config);
+      await pipeline.produce(records);
+      // Committed to the topic's end: every store holds every record.
+      await pipeline.caughtUp();
+      // The harness's verdict (the audit's diff and the checks it adds) before the audit's own below.
+      await pipeline.assertStoresMatch(records);
     } finally {
-      await processor.stop();
+      await pipeline.close();
     }
   });
 
-  after(() => {
+  after(async () => {
     for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
     Object.assign(process.env, saved);
+    // The reports written into it are read by the tests only: nothing to keep in /tmp.
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
   });
 
   const reportOf = async (file: string): Promise<AuditReport> => JSON.parse(await readFile(file, "utf8"));
@@ -129,14 +97,20 @@ describe("audit and replay on a real topic and real stores", () => {
   });
 
   it("given a replay into a suffix, the replayed namespace audits with zero differences", async () => {
-    const replayed = await run(replayCommand, ["--suffix", "r1"]);
+    // A suffix of this run's own: app databases of a replay are named by the suffix alone.
+    const suffix = `r${Date.now().toString(36).slice(-8)}`;
+    const replayed = await run(replayCommand, ["--suffix", suffix]);
     assert.equal(replayed.code, 0, replayed.err);
     const file = path.join(dir, "replay.json");
-    const audited = await run(auditCommand, ["--suffix", "r1", "--report", file]);
+    const audited = await run(auditCommand, ["--suffix", suffix, "--report", file]);
     assert.equal(audited.code, 0, audited.out);
     const report = await reportOf(file);
-    assert.equal(report.namespace.clickhouse_database, `${config.CLICKHOUSE_DATABASE}_r1`);
+    assert.equal(report.namespace.clickhouse_database, `${config.CLICKHOUSE_DATABASE}_${suffix}`);
     assert.deepEqual(report.differences, []);
+    // The same suffix again would find its records already applied: refused, nothing written.
+    const again = await run(replayCommand, ["--suffix", suffix]);
+    assert.equal(again.code, 2, again.err);
+    assert.match(again.err, /replay namespace is not empty/);
   });
 
   it("given a new price book, the dry run shows the changed costs and writes nothing", async () => {
@@ -169,11 +143,7 @@ describe("audit and replay on a real topic and real stores", () => {
 
   it("given a balance changed by hand in MongoDB and a row deleted from ClickHouse, each is reported with its account or app and amount (exit 1)", async () => {
     const mongo = createMongo(config.MONGODB_URI);
-    const clickhouse = createClickHouse({
-      url: config.CLICKHOUSE_URL,
-      username: config.CLICKHOUSE_USER,
-      password: config.CLICKHOUSE_PASSWORD,
-    });
+    const clickhouse = clickHouseFor(config);
     const app = records.find((r) => r.level === "app_usage")!;
     const victim = { enterprise: app.enterprise_id, user: app.platform_user_id! };
     const accountKey = `app:${victim.enterprise}:${victim.user}`;
@@ -185,8 +155,8 @@ describe("audit and replay on a real topic and real stores", () => {
       billed: string;
     };
     try {
-      await mongo
-        .db(config.AGENTMETER_APP_DB_PREFIX + victim.enterprise)
+      await mongoLayoutFor(mongo, config)
+        .app(victim.enterprise)
         .collection(COLLECTIONS.app.users)
         .updateOne({ _id: victim.user as never }, { $inc: { credited_tokens: 1234 } });
       const table = `${quoteIdent(config.CLICKHOUSE_DATABASE)}.usage_events`;

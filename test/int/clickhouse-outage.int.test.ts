@@ -2,26 +2,14 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { applyBatch, emptyState, parseBillingConfig } from "../../pipeline/core/index.ts";
-import { createLogger } from "../../pipeline/log.ts";
-import { Processor } from "../../pipeline/processor/processor.ts";
+import { loadBillingConfig } from "../../pipeline/runtime/billing-config.ts";
+import { clickHouseFor } from "../../pipeline/runtime/clients.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import type { SessionSummary, UsageOutcome } from "../../schemas/index.ts";
-import { decodeRecord } from "../../schemas/index.ts";
-import { type ClickHouseClient, createClickHouse } from "../../sinks/clickhouse/client.ts";
-import { accountAddress } from "../../sinks/mongo/accounts.ts";
-import { createMongo } from "../../sinks/mongo/client.ts";
-import { layoutNames, MongoLayout } from "../../sinks/mongo/layout.ts";
-import { readAccount } from "../../sinks/mongo/read.ts";
-import { ledgerFigures } from "../support/expected.ts";
-import {
-  connectProducer,
-  eventually,
-  isolatedConfig,
-  produceRecords,
-  testKafka,
-} from "../support/pipeline.ts";
-import { waitCaughtUp } from "../support/processes.ts";
+import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
+import { expectedRun } from "../support/expected.ts";
+import { TestPipeline } from "../support/harness.ts";
+import { eventually } from "../support/pipeline.ts";
 import { getServices } from "../support/services.ts";
 
 type ProxyMode = "pass" | "lose-responses" | "down";
@@ -92,25 +80,14 @@ class ClickHouseProxy {
 }
 
 describe("ClickHouse down or losing answers mid-run: the processor waits and retries, nothing is lost or doubled", () => {
-  const billing = parseBillingConfig({});
   const records = [...generateWorkload({ seed: 23, records: 1_500, apps: 3, usersPerApp: 8, runId: "out" })];
-  const outputs = applyBatch(
-    emptyState(),
-    records.map((record) => {
-      const decoded = decodeRecord(JSON.stringify(record), { maxBytes: 1 << 20 });
-      if (!decoded.ok) throw new Error(decoded.reason);
-      return { record: decoded.record };
-    }),
-    billing,
-  );
-  const usage = outputs.outputs.filter((o): o is UsageOutcome => o.kind === "usage_outcome");
-  const summaries = outputs.outputs.filter((o): o is SessionSummary => o.kind === "session_summary");
-  const accounts = Object.values(outputs.state.accounts);
-  let config: Awaited<ReturnType<typeof isolatedConfig>>;
-  let processor: Processor;
+  // The defaults, as the processor's: this test's configuration names no billing file.
+  const { outputs } = expectedRun(records, loadBillingConfig({}));
+  const usage = outputs.filter((o): o is UsageOutcome => o.kind === "usage_outcome");
+  const summaries = outputs.filter((o): o is SessionSummary => o.kind === "session_summary");
+  let pipeline: TestPipeline;
   let proxy: ClickHouseProxy;
   let direct: ClickHouseClient;
-  let mongoClient: ReturnType<typeof createMongo>;
   let db: string;
 
   async function scalar(query: string): Promise<string> {
@@ -124,50 +101,40 @@ describe("ClickHouse down or losing answers mid-run: the processor waits and ret
     const upstream = new URL(services.clickhouseUrl);
     proxy = new ClickHouseProxy({ host: upstream.hostname, port: Number(upstream.port) });
     await proxy.listen();
-    config = await isolatedConfig({ CLICKHOUSE_URL: `http://127.0.0.1:${proxy.port}` });
-    db = config.CLICKHOUSE_DATABASE;
-    direct = createClickHouse({ url: services.clickhouseUrl, username: "default", password: "" });
-    mongoClient = createMongo(config.MONGODB_URI);
-    processor = new Processor(config, billing, createLogger("error"));
-    await processor.start();
-    const producer = await connectProducer(testKafka(config));
-    const admin = testKafka(config).admin();
-    await admin.connect();
+    pipeline = await TestPipeline.create({ env: { CLICKHOUSE_URL: `http://127.0.0.1:${proxy.port}` } });
+    db = pipeline.config.CLICKHOUSE_DATABASE;
+    // Past the proxy: what the server holds, whatever the proxy does to the processor's requests.
+    direct = clickHouseFor({ ...pipeline.config, CLICKHOUSE_URL: services.clickhouseUrl });
+    await pipeline.startProcessor("error");
     const third = Math.ceil(records.length / 3);
-    try {
-      // Given a processor writing normally
-      await produceRecords(producer, config.AGENTMETER_INPUT_TOPIC, records.slice(0, third) as never);
-      // Wait for the whole first third to be committed, not only its usage rows: a flush still writing
-      // its session summaries when the answers start to be lost would retry only those (its usage rows
-      // are past the watermark), and no usage insert would be put to the test. Once idle, every
-      // partition's watermark is known, so the next ClickHouse request of each is a usage insert.
-      const firstIds = new Set(records.slice(0, third).map((record) => record.record_id));
-      const firstUsage = usage.filter((outcome) => firstIds.has(outcome.record_id)).length;
-      await eventually("the first third's rows in ClickHouse", async () =>
-        Number(await scalar(`SELECT count() FROM ${db}.usage_events`)) === firstUsage ? true : undefined,
-      );
-      await waitCaughtUp(admin, config.AGENTMETER_GROUP_ID, config.AGENTMETER_INPUT_TOPIC, 60_000);
-      // When ClickHouse takes inserts but its answers are lost, while records keep coming
-      await proxy.setMode("lose-responses");
-      await produceRecords(producer, config.AGENTMETER_INPUT_TOPIC, records.slice(third, 2 * third) as never);
-      await sleep(3_000);
-      // And then it goes down altogether
-      await proxy.setMode("down");
-      await produceRecords(producer, config.AGENTMETER_INPUT_TOPIC, records.slice(2 * third) as never);
-      await sleep(3_000);
-    } finally {
-      await producer.disconnect();
-      await admin.disconnect();
-    }
+    // Given a processor writing normally
+    await pipeline.produce(records.slice(0, third));
+    // Wait for the whole first third to be committed, not only its usage rows: a flush still writing
+    // its session summaries when the answers start to be lost would retry only those (its usage rows
+    // are past the watermark), and no usage insert would be put to the test. Once idle, every
+    // partition's watermark is known, so the next ClickHouse request of each is a usage insert.
+    const firstIds = new Set(records.slice(0, third).map((record) => record.record_id));
+    const firstUsage = usage.filter((outcome) => firstIds.has(outcome.record_id)).length;
+    await eventually("the first third's rows in ClickHouse", async () =>
+      Number(await scalar(`SELECT count() FROM ${db}.usage_events`)) === firstUsage ? true : undefined,
+    );
+    await pipeline.caughtUp(60_000);
+    // When ClickHouse takes inserts but its answers are lost, while records keep coming
+    await proxy.setMode("lose-responses");
+    await pipeline.produce(records.slice(third, 2 * third));
+    await sleep(3_000);
+    // And then it goes down altogether
+    await proxy.setMode("down");
+    await pipeline.produce(records.slice(2 * third));
+    await sleep(3_000);
     // And comes back
     await proxy.setMode("pass");
   });
 
   after(async () => {
-    await processor?.stop();
+    await pipeline?.close();
     await proxy?.close();
     await direct?.close();
-    await mongoClient?.close();
   });
 
   it("the outage was real: usage inserts ran on the server but their answers were lost, so they were retried", () => {
@@ -208,65 +175,8 @@ describe("ClickHouse down or losing answers mid-run: the processor waits and ret
   });
 
   it("then MongoDB holds the billing core's figures and ClickHouse agrees with it account by account", async () => {
-    await eventually(
-      "all account documents at their final figures",
-      async () => {
-        for (const account of accounts) {
-          const doc = await readAccount(
-            new MongoLayout(mongoClient, layoutNames(config)),
-            accountAddress(account),
-          );
-          if (doc === null) return undefined;
-          try {
-            assert.deepEqual(ledgerFigures(doc as never), ledgerFigures(account));
-          } catch {
-            return undefined;
-          }
-        }
-        return true;
-      },
-      60_000,
-    );
-    const result = await direct.query({
-      query: `SELECT account_key, sum(tokens_used) AS tokens, toString(sum(cost_micros)) AS cost,
-                toString(sum(billed_micros)) AS billed, toString(sum(creator_share_micros)) AS creator,
-                toString(sum(platform_fee_micros)) AS fee
-              FROM ${db}.usage_events FINAL GROUP BY account_key`,
-      format: "JSONEachRow",
-    });
-    const rows = new Map(
-      (
-        await result.json<{
-          account_key: string;
-          tokens: string;
-          cost: string;
-          billed: string;
-          creator: string;
-          fee: string;
-        }>()
-      ).map((row) => [row.account_key, row]),
-    );
-    for (const account of accounts) {
-      if (account.tokens_used === 0) continue;
-      const row = rows.get(account.account_key);
-      assert.ok(row, `no ClickHouse rows for ${account.account_key}`);
-      assert.deepEqual(
-        {
-          tokens: Number(row.tokens),
-          cost: BigInt(row.cost),
-          billed: BigInt(row.billed),
-          creator: BigInt(row.creator),
-          fee: BigInt(row.fee),
-        },
-        {
-          tokens: account.tokens_used,
-          cost: BigInt(account.cost_micros),
-          billed: BigInt(account.billed_micros),
-          creator: BigInt(account.creator_share_micros),
-          fee: BigInt(account.platform_fee_micros),
-        },
-        account.account_key,
-      );
-    }
+    // Rows per account are among the harness's checks (test/support/verify.ts).
+    await pipeline.caughtUp();
+    await pipeline.assertStoresMatch(records);
   });
 });

@@ -1,18 +1,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { parseBillingConfig } from "../../pipeline/core/index.ts";
-import { createLogger } from "../../pipeline/log.ts";
-import { Processor } from "../../pipeline/processor/processor.ts";
+import { clickHouseFor } from "../../pipeline/runtime/clients.ts";
 import { budgetEventSchema, type InputRecordJson } from "../../schemas/index.ts";
-import { createClickHouse } from "../../sinks/clickhouse/client.ts";
 import { workflowAverages } from "../../sinks/clickhouse/workflow-averages.ts";
-import {
-  connectProducer,
-  eventually,
-  isolatedConfig,
-  produceRecords,
-  testKafka,
-} from "../support/pipeline.ts";
+import { TestPipeline } from "../support/harness.ts";
+import { eventually } from "../support/pipeline.ts";
 
 const ids = {
   level: "app_usage" as const,
@@ -54,36 +47,26 @@ function session(n: number, promptTokens: number, at: number): InputRecordJson[]
 describe("cost thresholds: a session far above its workflow's average raises a budget event", {
   timeout: 3 * 60_000,
 }, () => {
-  let config: Awaited<ReturnType<typeof isolatedConfig>>;
-  let processor: Processor;
+  let pipeline: TestPipeline;
 
   before(async () => {
-    config = await isolatedConfig({
-      AGENTMETER_COST_AVERAGES_REFRESH_MS: "500",
-      AGENTMETER_COST_MULTIPLE: "2",
+    pipeline = await TestPipeline.create({
+      env: { AGENTMETER_COST_AVERAGES_REFRESH_MS: "500", AGENTMETER_COST_MULTIPLE: "2" },
+      // A big credit so that budgets play no part here.
+      billing: parseBillingConfig({ app_trial_tokens: { default: 10_000_000 } }),
     });
-    // A big credit so that budgets play no part here.
-    const billing = parseBillingConfig({ app_trial_tokens: { default: 10_000_000 } });
-    processor = new Processor(config, billing, createLogger(config.LOG_LEVEL));
-    await processor.start();
+    await pipeline.startProcessor();
   });
 
   after(async () => {
-    await processor?.stop();
+    await pipeline?.close();
   });
 
   it("given three finished sessions of 1,000 tokens, when a fourth runs to 10,000, then cost_threshold is published once", async () => {
-    const producer = await connectProducer(testKafka(config));
-    await produceRecords(producer, config.AGENTMETER_INPUT_TOPIC, [
-      ...session(1, 1_000, 0),
-      ...session(2, 1_000, 10),
-      ...session(3, 1_000, 20),
-    ]);
-    const clickhouse = createClickHouse({
-      url: config.CLICKHOUSE_URL,
-      username: config.CLICKHOUSE_USER,
-      password: config.CLICKHOUSE_PASSWORD,
-    });
+    const { config } = pipeline;
+    const finished = [...session(1, 1_000, 0), ...session(2, 1_000, 10), ...session(3, 1_000, 20)];
+    await pipeline.produce(finished);
+    const clickhouse = clickHouseFor(config);
     const averages = await eventually("three finished sessions in ClickHouse", async () => {
       const found = await workflowAverages(clickhouse, config.CLICKHOUSE_DATABASE, "support", "costapp");
       return found !== null && found.session_count === 3 ? found : undefined;
@@ -91,10 +74,9 @@ describe("cost thresholds: a session far above its workflow's average raises a b
     await clickhouse.close();
     // Let the processor's cache of averages expire so it sees the three sessions.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
-    await produceRecords(producer, config.AGENTMETER_INPUT_TOPIC, session(4, 10_000, 30));
-    await producer.disconnect();
+    await pipeline.produce(session(4, 10_000, 30));
 
-    const consumer = testKafka(config).consumer({ groupId: `${config.AGENTMETER_GROUP_ID}-events` });
+    const consumer = pipeline.kafka().consumer({ groupId: `${config.AGENTMETER_GROUP_ID}-events` });
     const events: ReturnType<typeof budgetEventSchema.parse>[] = [];
     await consumer.connect();
     await consumer.subscribe({ topic: config.AGENTMETER_EVENTS_TOPIC, fromBeginning: true });
@@ -119,5 +101,8 @@ describe("cost thresholds: a session far above its workflow's average raises a b
     assert.equal(event.average_cost_micros, averages.total_cost_micros / 3n);
     assert.equal(event.threshold_cost_micros, (averages.total_cost_micros * 2n) / 3n);
     assert.ok(event.current_cost_micros > event.threshold_cost_micros);
+    // And the event changed no figure: the stores hold what the billing core computes.
+    await pipeline.caughtUp();
+    await pipeline.assertStoresMatch([...finished, ...session(4, 10_000, 30)]);
   });
 });

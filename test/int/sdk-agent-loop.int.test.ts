@@ -2,18 +2,18 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Config } from "../../pipeline/config.ts";
 import { parseBillingConfig } from "../../pipeline/core/index.ts";
-import { createLogger } from "../../pipeline/log.ts";
-import { Processor } from "../../pipeline/processor/processor.ts";
+import { clickHouseFor } from "../../pipeline/runtime/clients.ts";
 import {
   Agentmeter,
   type PlatformTokenManager,
   type SessionResult,
   type TokenManager,
 } from "../../sdk/index.ts";
-import { type ClickHouseClient, createClickHouse } from "../../sinks/clickhouse/client.ts";
+import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
 import { COLLECTIONS } from "../../sinks/mongo/layout.ts";
-import { eventually, isolatedConfig } from "../support/pipeline.ts";
+import { TestPipeline } from "../support/harness.ts";
+import { eventually } from "../support/pipeline.ts";
 
 /** A small trial and allowance so that a loop runs out in a few turns. */
 const billing = parseBillingConfig({
@@ -43,36 +43,29 @@ async function runUntilExhausted(
 
 describe("SDK agent loop on the real pipeline: exhaust, pause, top up, resume, finalize", () => {
   let config: Config;
-  let processor: Processor;
+  let pipeline: TestPipeline;
   let meter: Agentmeter;
   let mongo: ReturnType<typeof createMongo>;
   let clickhouse: ClickHouseClient;
 
   before(async () => {
-    config = await isolatedConfig();
-    processor = new Processor(config, billing, createLogger(config.LOG_LEVEL));
-    await processor.start();
+    pipeline = await TestPipeline.create({ billing });
+    config = pipeline.config;
+    await pipeline.startProcessor();
     meter = await Agentmeter.connect({ config, billing });
     mongo = createMongo(config.MONGODB_URI);
-    clickhouse = createClickHouse({
-      url: config.CLICKHOUSE_URL,
-      username: config.CLICKHOUSE_USER,
-      password: config.CLICKHOUSE_PASSWORD,
-    });
+    clickhouse = clickHouseFor(config);
   });
 
   after(async () => {
     await meter?.close();
-    await processor?.stop();
+    await pipeline?.close();
     await mongo?.close();
     await clickhouse?.close();
   });
 
   async function pauseDoc(db: string, collection: string, chatId: string) {
-    return mongo
-      .db(db)
-      .collection(collection)
-      .findOne({ _id: chatId as never });
+    return mongo.db(db).collection(collection).findOne({ chat_id: chatId });
   }
 
   /** MongoDB (TokenChats, the account) and ClickHouse (usage_events, session_summaries) against the SDK's summary. */
@@ -84,7 +77,7 @@ describe("SDK agent loop on the real pipeline: exhaust, pause, top up, resume, f
       const doc = await mongo
         .db(config.AGENTMETER_WORKFLOW_DB)
         .collection(COLLECTIONS.workflow.tokenChats)
-        .findOne({ _id: result.chat_id as never });
+        .findOne({ chat_id: result.chat_id });
       return doc ?? undefined;
     });
     assert.equal(chat.session_summary.total_tokens, result.session_summary.total_tokens);

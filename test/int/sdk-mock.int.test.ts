@@ -1,16 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { Config } from "../../pipeline/config.ts";
 import { parseBillingConfig } from "../../pipeline/core/index.ts";
-import { createLogger } from "../../pipeline/log.ts";
-import { Processor } from "../../pipeline/processor/processor.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
+import { AgentmeterAdmin } from "../../sdk/admin.ts";
 import { Agentmeter, type RecordInput } from "../../sdk/index.ts";
-import { createMongo } from "../../sinks/mongo/client.ts";
-import { layoutNames, MongoLayout } from "../../sinks/mongo/layout.ts";
-import { readAccount } from "../../sinks/mongo/read.ts";
 import { ledgerFigures } from "../support/expected.ts";
-import { eventually, isolatedConfig } from "../support/pipeline.ts";
+import { TestPipeline } from "../support/harness.ts";
+import { eventually } from "../support/pipeline.ts";
 
 const billing = parseBillingConfig({
   app_trial_tokens: { default: 3_000 },
@@ -21,15 +17,14 @@ describe("SDK mock mode gives the same figures as the real pipeline for the same
   const records = [
     ...generateWorkload({ seed: 11, records: 500, apps: 3, usersPerApp: 6, runId: "sdkmock" }),
   ];
-  let config: Config;
-  let processor: Processor;
+  let pipeline: TestPipeline;
   let real: Agentmeter;
   let mock: Agentmeter;
 
   before(async () => {
-    config = await isolatedConfig();
-    processor = new Processor(config, billing, createLogger(config.LOG_LEVEL));
-    await processor.start();
+    pipeline = await TestPipeline.create({ billing });
+    await pipeline.startProcessor();
+    const config = pipeline.config;
     real = await Agentmeter.connect({ config, billing });
     mock = await Agentmeter.connect({ config, billing, mock: true });
     // Given the same records sent through both
@@ -40,7 +35,7 @@ describe("SDK mock mode gives the same figures as the real pipeline for the same
   after(async () => {
     await real?.close();
     await mock?.close();
-    await processor?.stop();
+    await pipeline?.close();
   });
 
   it("then every account's balances, money and budget state are equal", async () => {
@@ -51,8 +46,7 @@ describe("SDK mock mode gives the same figures as the real pipeline for the same
         mock.mock!.outputs.some((output) => output.kind === "budget_event" && output.event === "exhausted"),
       "the workload should exhaust some trials",
     );
-    const client = createMongo(config.MONGODB_URI);
-    const layout = new MongoLayout(client, layoutNames(config));
+    const stores = new AgentmeterAdmin(pipeline.config);
     try {
       for (const expected of accounts) {
         const ids = {
@@ -69,13 +63,13 @@ describe("SDK mock mode gives the same figures as the real pipeline for the same
           `budget state of ${expected.account_key}`,
         );
         const doc = await eventually(`account ${expected.account_key} in MongoDB`, async () => {
-          const found = await readAccount(layout, ids);
+          const found = await stores.account(ids);
           return found !== null && found.last_event_at === expected.last_event_at ? found : undefined;
         });
         assert.deepEqual(ledgerFigures(doc), ledgerFigures(expected), `figures of ${expected.account_key}`);
       }
     } finally {
-      await client.close();
+      await stores.close();
     }
   });
 

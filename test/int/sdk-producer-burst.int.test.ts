@@ -3,21 +3,24 @@ import { after, before, describe, it } from "node:test";
 import type { Config } from "../../pipeline/config.ts";
 import { parseBillingConfig } from "../../pipeline/core/index.ts";
 import { Agentmeter } from "../../sdk/index.ts";
-import { isolatedConfig, testKafka } from "../support/pipeline.ts";
+import { TestPipeline } from "../support/harness.ts";
 
 const BURST = 100_000;
 
 describe("SDK producer under a burst of 100,000 records (no processor)", () => {
+  let pipeline: TestPipeline;
   let config: Config;
   let meter: Agentmeter;
 
   before(async () => {
-    config = await isolatedConfig();
+    pipeline = await TestPipeline.create();
+    config = pipeline.config;
     meter = await Agentmeter.connect({ config, billing: parseBillingConfig({}), strict: true });
   });
 
   after(async () => {
     await meter?.close().catch(() => undefined);
+    await pipeline?.close();
   });
 
   it("every send resolves once after the broker's ack, close() loses nothing, and the topic holds each record_id exactly once", async () => {
@@ -74,7 +77,7 @@ describe("SDK producer under a burst of 100,000 records (no processor)", () => {
     );
 
     // Read the whole topic back: every acked id once, nothing else.
-    const kafka = testKafka(config);
+    const kafka = pipeline.kafka();
     const admin = kafka.admin();
     await admin.connect();
     const offsets = await admin.fetchTopicOffsets(config.AGENTMETER_INPUT_TOPIC);

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Admin } from "kafkajs";
+import { consumerLag } from "../../pipeline/ops/metrics.ts";
 import { eventually } from "./pipeline.ts";
 
 /** A processor running as a real OS process, so a test can SIGKILL it like a crash would. */
@@ -46,18 +47,14 @@ export async function stopProcess(
   return processor.exited;
 }
 
-/** Records not yet committed by the group, over all partitions of the topic. */
+/** Records not yet committed by the group, over all partitions of the topic (as the processor's metrics count them). */
 export async function groupLag(admin: Admin, groupId: string, topic: string): Promise<bigint> {
   const [ends, committed] = await Promise.all([
     admin.fetchTopicOffsets(topic),
     admin.fetchOffsets({ groupId, topics: [topic] }),
   ]);
-  const done = new Map((committed[0]?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
   let lag = 0n;
-  for (const end of ends) {
-    const at = done.get(end.partition) ?? -1n;
-    lag += BigInt(end.high) - (at < 0n ? BigInt(end.low) : at);
-  }
+  for (const records of consumerLag(ends, committed[0]?.partitions ?? []).values()) lag += BigInt(records);
   return lag;
 }
 

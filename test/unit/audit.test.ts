@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { diffStores } from "../../pipeline/audit/diff.ts";
-import { suffixedConfig } from "../../pipeline/audit/namespace.ts";
+import { namespaceProblem, suffixedConfig } from "../../pipeline/audit/namespace.ts";
 import { parseOffsetSpec } from "../../pipeline/audit/range.ts";
 import type { UsageTotals } from "../../pipeline/audit/read-clickhouse.ts";
 import type { MongoActual } from "../../pipeline/audit/read-mongo.ts";
 import { type Expected, Recomputer, type TopicMessage } from "../../pipeline/audit/recompute.ts";
-import { buildReport, reportJson } from "../../pipeline/audit/report.ts";
+import { buildAuditReport, reportJson } from "../../pipeline/audit/report.ts";
 import { loadConfig } from "../../pipeline/config.ts";
 import { parseBillingConfig } from "../../pipeline/core/index.ts";
 import { isAgentmeterError } from "../../pipeline/errors.ts";
@@ -40,6 +40,7 @@ function faithfulStores(expected: Expected): {
       account.account_key,
       {
         account_key: account.account_key,
+        level: account.level,
         enterprise_id: account.enterprise_id,
         doc: structuredClone(account) as never,
       },
@@ -109,7 +110,7 @@ describe("audit: recompute and diff (no server)", () => {
       for (const account of stores.mongo.accounts.values())
         (account.doc as { tokens_used: number }).tokens_used += 1;
       return reportJson(
-        buildReport({
+        buildAuditReport({
           range: { topic: "t", partitions: [{ partition: 0, from: "0", to: "400" }], complete: true },
           namespace: { mongodb_platform_db: "P", mongodb_app_db_prefix: "A_", clickhouse_database: "c" },
           billing,
@@ -144,7 +145,15 @@ describe("audit: recompute and diff (no server)", () => {
     const replay = suffixedConfig(live, "r1");
     assert.equal(replay.AGENTMETER_INPUT_TOPIC, live.AGENTMETER_INPUT_TOPIC);
     assert.equal(replay.CLICKHOUSE_DATABASE, "agentmeter_r1");
-    assert.equal(replay.AGENTMETER_APP_DB_PREFIX, "MozaiksApp_Rr1_");
+    // Its own prefix: MongoDB compares names ignoring case, so `MozaiksApp_Rr1_x` was live app `rr1_x`'s.
+    assert.equal(replay.AGENTMETER_APP_DB_PREFIX, "R_r1_");
+    assert.equal(namespaceProblem(live, replay), undefined);
+    // A live prefix that a replay's app names could also spell is refused before anything is written.
+    const clashing = loadConfig({ AGENTMETER_APP_DB_PREFIX: "r_" });
+    assert.throws(
+      () => suffixedConfig(clashing, "r1"),
+      (error) => isAgentmeterError(error, "CLI_USAGE") && /ignoring case/.test(error.message),
+    );
     assert.notEqual(replay.AGENTMETER_EVENTS_TOPIC, live.AGENTMETER_EVENTS_TOPIC);
     assert.notEqual(replay.AGENTMETER_GROUP_ID, live.AGENTMETER_GROUP_ID);
     assert.throws(

@@ -78,12 +78,73 @@ describe("agentmeter compute", () => {
       ["compute", "--colour"],
       ["compute", "--format", "xml"],
       ["compute", "missing.jsonl"],
+      ["compute", "test/fixtures/billing"],
+      ["compute", fixture, "--config", "test/fixtures"],
       ["nope"],
     ]) {
       const { code, stderr } = await agentmeter(args);
       assert.equal(code, 2, args.join(" "));
       assert.equal(stderr.trim().split("\n").length, 1, stderr);
     }
+  });
+  test("Given a directory as FILE, Then one line saying so, exit 2, nothing on stdout", async () => {
+    const { code, stdout, stderr } = await agentmeter(["compute", "test/fixtures/billing"]);
+    assert.equal(code, 2);
+    assert.equal(stdout, "");
+    assert.match(stderr, /^agentmeter compute: FILE \S*test\/fixtures\/billing: is a directory/);
+    assert.equal(stderr.trim().split("\n").length, 1, stderr);
+  });
+  test("Given records the billing rules reject, Then each is listed on stderr with line, record_id, code and reason, exit 3", async () => {
+    const lines = readFileSync(`${root}${fixture}`, "utf8").trim().split("\n");
+    const usage = JSON.parse(lines.find((l) => l.includes('"type": "usage"'))!) as Record<string, unknown>;
+    const unknown = { ...usage, record_id: "u-unknown-model", model: "no-such-model" };
+    const late = { ...usage, record_id: "u-too-late", occurred_at: "2024-01-01T00:00:00Z" };
+    const input = [...lines, JSON.stringify(unknown), "", JSON.stringify(late)].join("\n");
+    const { code, stdout, stderr } = await agentmeter(["compute", "-", "--format", "table"], input);
+    assert.equal(code, 3, stderr);
+    const problems = stderr.trim().split("\n");
+    assert.equal(problems.length, 2, stderr);
+    assert.match(
+      problems[0]!,
+      new RegExp(`^line ${lines.length + 1}: record_id u-unknown-model: UNKNOWN_MODEL: `),
+    );
+    assert.match(
+      problems[1]!,
+      new RegExp(`^line ${lines.length + 3}: record_id u-too-late: RECORD_TOO_LATE: `),
+    );
+    assert.match(stdout, /rejected=2/);
+    // Alone: a file of one rejected record is not "ok" either.
+    const alone = await agentmeter(["compute", "-"], JSON.stringify(unknown));
+    assert.equal(alone.code, 3);
+    assert.equal(
+      (JSON.parse(alone.stdout) as { counts: { rejected_records: number } }).counts.rejected_records,
+      1,
+    );
+  });
+  test("Given malformed lines and rejected records together, Then stderr is in line order and exit 1", async () => {
+    const lines = readFileSync(`${root}${fixture}`, "utf8").trim().split("\n");
+    const usage = JSON.parse(lines.find((l) => l.includes('"type": "usage"'))!) as Record<string, unknown>;
+    const unknown = JSON.stringify({ ...usage, record_id: "u-x", model: "no-such-model" });
+    const { code, stderr } = await agentmeter(
+      ["compute", "-"],
+      [unknown, "{not json", unknown.replace("u-x", "u-y")].join("\n"),
+    );
+    assert.equal(code, 1);
+    assert.deepEqual(
+      stderr
+        .trim()
+        .split("\n")
+        .map((l) => l.split(":").slice(0, 2).join(":")),
+      ["line 1: record_id u-x", "line 2: RECORD_NOT_JSON", "line 3: record_id u-y"],
+    );
+  });
+  test("Given --format json, Then the streamed report parses and lists every output with its line", async () => {
+    const { stdout } = await agentmeter(["compute", fixture]);
+    const report = JSON.parse(stdout) as { outputs: { seq: { line: number } }[] };
+    assert.ok(report.outputs.length > 0);
+    assert.ok(report.outputs.every((o) => typeof o.seq.line === "number"));
+    const empty = JSON.parse((await agentmeter(["compute", "-"], "")).stdout) as Report;
+    assert.deepEqual(empty.outputs, []);
   });
   test("Given an invalid config file, Then exit 2 naming the field", async () => {
     const { code, stderr } = await agentmeter(["compute", fixture, "--config", "package.json"]);
@@ -92,7 +153,9 @@ describe("agentmeter compute", () => {
   });
   test("Given --help, Then usage on stdout, exit 0", async () => {
     assert.match((await agentmeter(["--help"])).stdout, /compute/);
-    assert.match((await agentmeter(["compute", "--help"])).stdout, /--price-book FILE/);
+    const help = (await agentmeter(["compute", "--help"])).stdout;
+    assert.match(help, /--price-book FILE/);
+    for (const code of ["0", "1", "2", "3"]) assert.match(help, new RegExp(`^  ${code}  `, "m"));
   });
   test("Given the installed launcher bin/agentmeter.mjs, When run as a process on a file with a bad line, Then stdout, stderr and exit code come through", async () => {
     const result = spawnSync(

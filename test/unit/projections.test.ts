@@ -1,18 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { MongoClient } from "mongodb";
 import { type AccountState, applyBatch, defaultBillingConfig } from "../../pipeline/core/index.ts";
+import { PauseDocuments } from "../../pipeline/processor/pause-documents.ts";
+import { projectionWrites } from "../../pipeline/processor/plan-projections.ts";
 import type { InputRecord } from "../../schemas/index.ts";
-import { MongoLayout } from "../../sinks/mongo/layout.ts";
-import { PauseDocuments, projectionWrites } from "../../sinks/mongo/projections.ts";
 import { at, run, session, tokens, usage } from "./builders.ts";
 
-// Never connected: projectionWrites only names collections.
-const layout = new MongoLayout(new MongoClient("mongodb://127.0.0.1:1"), {
-  platformDb: "P",
-  appDbPrefix: "A_",
-  workflowDb: "W",
-});
 const ACCOUNT = "app:app_456:enduser_789";
 
 function pausedChatWrites(
@@ -26,8 +19,8 @@ function pausedChatWrites(
     defaultBillingConfig,
   );
   const accounts = new Map<string, AccountState>(Object.entries(result.state.accounts));
-  const writes = projectionWrites(layout, accounts, result.outputs, new Set(), pauses).filter(
-    (write) => write.collection.collectionName === "PausedChats",
+  const writes = projectionWrites(accounts, result.outputs, new Set(), pauses).filter(
+    (write) => write.target.collection === "pausedChats",
   );
   return { state: result.state, writes };
 }

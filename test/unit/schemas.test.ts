@@ -91,13 +91,13 @@ describe("decodeRecord", () => {
       enterprise_id: "a",
       mozaiks_user_id: "u",
       tokens: 1,
-      amount_micros: "12345678901234567890",
+      amount_micros: "1234567890123456789",
       occurred_at: "2025-07-28T10:00:00+02:00",
     });
     const result = decodeRecord(text, { maxBytes: 10_000 });
     assert.equal(
       result.ok && result.record.type === "credit" && result.record.amount_micros,
-      12345678901234567890n,
+      1234567890123456789n,
     );
   });
 });

@@ -2,7 +2,7 @@ import { homedir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
-import { AgentmeterError } from "../../pipeline/errors.ts";
+import { AgentmeterError } from "../../schemas/errors.ts";
 
 /** Versions are pinned so a cached install is reused until someone bumps them on purpose. */
 export const VERSIONS = {
@@ -27,6 +27,8 @@ export interface StackConfig {
   pgPort: number;
   ferretBackend: FerretBackend;
   kafkaHeapMb: number;
+  /** Broker nodes: 1 (the default) or a three-node KRaft cluster, replicating every topic three times. */
+  kafkaNodes: 1 | 3;
 }
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -58,6 +60,7 @@ const ENV_SCHEMA = {
     .transform(Number)
     .pipe(z.number().int().min(128, "expected megabytes, 128-8192").max(8192, "expected megabytes, 128-8192"))
     .default(448),
+  AGENTMETER_KAFKA_NODES: z.enum(["1", "3"], "expected 1 or 3").default("1"),
 } as const;
 
 type EnvKey = keyof typeof ENV_SCHEMA;
@@ -88,6 +91,7 @@ export function loadStackConfig(env: NodeJS.ProcessEnv = process.env): StackConf
     pgPort: read(env, "AGENTMETER_PG_PORT"),
     ferretBackend: read(env, "AGENTMETER_FERRETDB_BACKEND"),
     kafkaHeapMb: read(env, "AGENTMETER_KAFKA_HEAP_MB"),
+    kafkaNodes: read(env, "AGENTMETER_KAFKA_NODES") === "3" ? 3 : 1,
   };
   const ports: [EnvKey, number][] = [
     ["AGENTMETER_KAFKA_PORT", config.kafkaPort],
@@ -124,7 +128,10 @@ export interface StackEndpoints {
 
 export function endpointsOf(config: StackConfig): StackEndpoints {
   return {
-    kafkaBrokers: [`127.0.0.1:${config.kafkaPort}`],
+    kafkaBrokers: Array.from(
+      { length: config.kafkaNodes },
+      (_, i) => `127.0.0.1:${config.kafkaPort + 2 * i}`,
+    ),
     mongoUri: `mongodb://127.0.0.1:${config.mongoPort}/`,
     clickhouseUrl: `http://127.0.0.1:${config.clickhouseHttpPort}`,
     postgresUrl:

@@ -1,3 +1,4 @@
+import { AgentmeterError } from "../../schemas/errors.ts";
 import {
   type BillingConfigInput,
   billingConfigSchema,
@@ -5,7 +6,6 @@ import {
   type ParsedBillingConfig,
   type PriceBook,
 } from "../../schemas/index.ts";
-import { AgentmeterError } from "../errors.ts";
 import { defaultPriceBook } from "./default-price-book.ts";
 
 export type { BillingConfigInput };

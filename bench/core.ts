@@ -1,0 +1,421 @@
+/**
+ * `npm run bench:core [-- --records N --batch B --no-profile]`: the billing core and the decoder, pure
+ * CPU, no server. On one generated stream (the simulate workload: both levels, about three agents a usage
+ * record, credits and sessions) it times each stage on its own, in records per CPU-second
+ * (process.cpuUsage: user + system of this process):
+ *   - JSON parse (bytes to text to JSON.parse, as decodeRecord does);
+ *   - schema validation of the parsed JSON: zod alone (inputRecordSchema.safeParse), and what decodeRecord
+ *     runs (fastInputRecord, zod when it defers), then decodeRecord (parse + validate);
+ *   - key and id checks (accountKeyOf against the message key, the key's murmur2 partition);
+ *   - admitMessage, the processor's and the audit's gate (decode, key, partition, signature policy);
+ *   - applyBatch over about 1,000 and about 100,000 accounts, as the processor calls it: the accounts
+ *     are held in a Map (the processor's account cache), each batch of B records (a processor fetch is
+ *     about 6,000 records of a partition) gets a state of the accounts it touches, and the accounts it
+ *     returns go back into the Map; each record carries a seq and a log time;
+ *   - decode + validate + apply, the figure the processor and the audit pay per record;
+ *   - output encoding: budget events and budget states as JSON, ClickHouse rows (usage events and
+ *     session summaries, the sinks' row builders, as JSON), MongoDB documents (BSON size of each
+ *     account state).
+ * After one untimed warm-up of decode + apply (so the JIT has compiled them), each stage runs on the
+ * whole stream, repeated until it has used at least half a CPU-second. Then a
+ * child process runs decode + validate + apply (1,000 accounts) under `node --cpu-prof`, on messages
+ * this process wrote to a temporary directory, and the top functions by self time are printed (the
+ * profile is parsed here and the directory removed). Not a test: it prints what
+ * this machine does; on a shared machine run it twice.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { BSON } from "mongodb";
+import { creditAuthorization } from "../pipeline/auth/signature.ts";
+import {
+  type AccountState,
+  applyBatch,
+  type BillingState,
+  budgetStateOf,
+  defaultBillingConfig,
+  type SequencedOutput,
+  type SequencedRecord,
+} from "../pipeline/core/index.ts";
+import { admitMessage, type InputMessage } from "../pipeline/processor/admit.ts";
+import { isKeyPartition, partitionForKey } from "../pipeline/processor/partitioning.ts";
+import { generateWorkload } from "../pipeline/simulate/workload.ts";
+import {
+  accountKeyOf,
+  bigintReplacer,
+  DEFAULT_MAX_RECORD_BYTES,
+  decodeRecord,
+  fastInputRecord,
+  inputRecordSchema,
+} from "../schemas/index.ts";
+import { sessionSummaryRow } from "../sinks/clickhouse/session-summaries.ts";
+import { usageEventRow } from "../sinks/clickhouse/usage-events.ts";
+
+const { values } = parseArgs({
+  options: {
+    records: { type: "string", default: "100000" },
+    batch: { type: "string", default: "5000" },
+    "no-profile": { type: "boolean", default: false },
+    /** Internal: the child of the profile run (decode + validate + apply of the messages in this file). */
+    "profile-child": { type: "string" },
+  },
+});
+const RECORDS = Number(values.records);
+const BATCH = Number(values.batch);
+if (!Number.isSafeInteger(RECORDS) || RECORDS <= 0 || !Number.isSafeInteger(BATCH) || BATCH <= 0) {
+  process.stderr.write("bench/core: --records and --batch must be positive integers\n");
+  process.exit(2);
+}
+
+const PARTITIONS = 12;
+const START_AT = "2026-01-05T09:00:00.000Z";
+const config = defaultBillingConfig;
+const rules = {
+  maxRecordBytes: DEFAULT_MAX_RECORD_BYTES,
+  partitionCounts: [PARTITIONS],
+  creditPolicy: creditAuthorization({}),
+};
+
+/** One message of the stream, as the processor receives it. */
+type Message = InputMessage & { partition: number; keyText: string; logTimeMs: number };
+
+function stream(records: number, apps: number, usersPerApp: number, runId: string): Message[] {
+  const messages: Message[] = [];
+  let offset = 0;
+  for (const json of generateWorkload({ records, apps, usersPerApp, startAt: START_AT, runId, seed: 7 })) {
+    const key = accountKeyOf(json);
+    const logTimeMs = Date.parse(json.occurred_at);
+    messages.push({
+      offset: String(offset++),
+      key: Buffer.from(key),
+      value: Buffer.from(JSON.stringify(json)),
+      timestamp: String(logTimeMs),
+      partition: partitionForKey(key, PARTITIONS),
+      keyText: key,
+      logTimeMs,
+    });
+  }
+  return messages;
+}
+
+function decodeAll(messages: readonly Message[]): SequencedRecord<number>[] {
+  return messages.map((message, seq) => {
+    const decoded = decodeRecord(message.value!, { maxBytes: DEFAULT_MAX_RECORD_BYTES });
+    if (!decoded.ok) throw new Error(`generated record ${seq} does not decode: ${decoded.reason}`);
+    return { record: decoded.record, seq, logTimeMs: message.logTimeMs };
+  });
+}
+
+/** The accounts in memory, as the processor's cache holds them. */
+type Accounts = Map<string, AccountState>;
+
+/** One applyBatch call as the processor makes it: a state of the touched accounts, results written back. */
+function applyToCache(
+  accounts: Accounts,
+  batch: readonly SequencedRecord<number>[],
+): SequencedOutput<number>[] {
+  const state: BillingState = { accounts: {} };
+  for (const { record } of batch) {
+    const key = accountKeyOf(record);
+    const account = accounts.get(key);
+    if (account !== undefined) state.accounts[key] = account;
+  }
+  const result = applyBatch(state, batch, config);
+  for (const key of Object.keys(result.state.accounts)) accounts.set(key, result.state.accounts[key]!);
+  return result.outputs;
+}
+
+function applyAll(
+  start: Accounts,
+  records: readonly SequencedRecord<number>[],
+  keep?: SequencedOutput<number>[],
+): Accounts {
+  const accounts = new Map(start);
+  for (let i = 0; i < records.length; i += BATCH) {
+    const outputs = applyToCache(accounts, records.slice(i, i + BATCH));
+    if (keep !== undefined) for (const output of outputs) keep.push(output);
+  }
+  return accounts;
+}
+
+function decodeAndApply(start: Accounts, messages: readonly Message[]): Accounts {
+  const accounts = new Map(start);
+  for (let i = 0; i < messages.length; i += BATCH) {
+    const batch: SequencedRecord<number>[] = [];
+    const end = Math.min(messages.length, i + BATCH);
+    for (let j = i; j < end; j++) {
+      const decoded = decodeRecord(messages[j]!.value!, { maxBytes: DEFAULT_MAX_RECORD_BYTES });
+      if (decoded.ok) batch.push({ record: decoded.record, seq: j, logTimeMs: messages[j]!.logTimeMs });
+    }
+    applyToCache(accounts, batch);
+  }
+  return accounts;
+}
+
+function cpuMs(since: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1000;
+}
+
+type Figure = { stage: string; items: number; unit: string; cpuMs: number; wallMs: number; runs: number };
+const figures: Figure[] = [];
+
+/** Runs `run` (which handles `items` items) until it has used 500 CPU-ms, at least once. */
+function time(stage: string, items: number, run: () => void, unit = "records"): void {
+  let runs = 0;
+  let used = 0;
+  const wallStart = performance.now();
+  const cpuStart = process.cpuUsage();
+  do {
+    run();
+    runs++;
+    used = cpuMs(cpuStart);
+  } while (used < 500);
+  const figure = {
+    stage,
+    items: items * runs,
+    unit,
+    cpuMs: used,
+    wallMs: performance.now() - wallStart,
+    runs,
+  };
+  figures.push(figure);
+  const rate = (figure.items / figure.cpuMs) * 1000;
+  const perItem = (figure.cpuMs * 1000) / figure.items;
+  process.stdout.write(
+    `  ${stage.padEnd(52)} ${Math.round(rate).toLocaleString("en-US").padStart(11)} ${unit}/CPU-s  ${perItem.toFixed(2).padStart(7)} µs  (${runs} run${runs > 1 ? "s" : ""}, ${(figure.cpuMs / 1000).toFixed(2)} CPU-s, ${(figure.wallMs / 1000).toFixed(2)} s wall)\n`,
+  );
+}
+
+function accountsOf(accounts: Accounts): number {
+  return accounts.size;
+}
+
+const NONE: Accounts = new Map();
+
+if (values["profile-child"] !== undefined) {
+  // The profiled loop: decode + validate + apply over about 1,000 accounts, on the parent's messages
+  // (one a line: log time, tab, JSON), so generating them is not in the profile.
+  const messages = readFileSync(values["profile-child"], "utf8")
+    .split("\n")
+    .filter((line) => line !== "")
+    .map((line, offset): Message => {
+      const tab = line.indexOf("\t");
+      const logTimeMs = Number(line.slice(0, tab));
+      return {
+        offset: String(offset),
+        key: null,
+        value: Buffer.from(line.slice(tab + 1)),
+        partition: 0,
+        keyText: "",
+        logTimeMs,
+      };
+    });
+  const started = process.cpuUsage();
+  while (cpuMs(started) < 5000) decodeAndApply(NONE, messages);
+  process.exit(0);
+}
+
+process.stdout.write(
+  `bench/core: ${RECORDS.toLocaleString("en-US")} records a stream, applyBatch in batches of ${BATCH.toLocaleString("en-US")}, Node ${process.version}\n`,
+);
+const small = stream(RECORDS, 10, 100, "k1");
+const bytes = small.reduce((sum, message) => sum + message.value!.byteLength, 0);
+const types = new Map<string, number>();
+const parsed = small.map((message) => JSON.parse(message.value!.toString("utf8")) as { type: string });
+for (const json of parsed) types.set(json.type, (types.get(json.type) ?? 0) + 1);
+process.stdout.write(
+  `stream 1: 10 apps x 100 users, ${[...types].map(([type, n]) => `${n} ${type}`).join(", ")}, ${Math.round(bytes / small.length)} bytes a record\n\n`,
+);
+
+// Warm-up (not timed): the JIT compiles the decode and apply paths before any stage is timed.
+decodeAndApply(NONE, small.slice(0, 10_000));
+
+process.stdout.write("decode\n");
+time("JSON parse (bytes -> text -> JSON.parse)", small.length, () => {
+  for (const message of small) JSON.parse(message.value!.toString("utf8"));
+});
+time("schema validation, zod alone (safeParse)", parsed.length, () => {
+  for (const json of parsed) if (!inputRecordSchema.safeParse(json).success) throw new Error("invalid");
+});
+time("schema validation, fastInputRecord (zod if it defers)", parsed.length, () => {
+  for (const json of parsed)
+    if (fastInputRecord(json) === undefined && !inputRecordSchema.safeParse(json).success)
+      throw new Error("invalid");
+});
+time("decodeRecord (parse + validate)", small.length, () => {
+  for (const message of small) decodeRecord(message.value!, { maxBytes: DEFAULT_MAX_RECORD_BYTES });
+});
+const decodedSmall = decodeAll(small);
+time("key and id checks (account key, murmur2 partition)", small.length, () => {
+  for (let i = 0; i < small.length; i++) {
+    const message = small[i]!;
+    const key = accountKeyOf(decodedSmall[i]!.record);
+    if (message.key!.toString("utf8") !== key) throw new Error("key mismatch");
+    if (!isKeyPartition(key, message.partition, rules.partitionCounts)) throw new Error("wrong partition");
+  }
+});
+time("admitMessage (decode, key, partition, signature)", small.length, () => {
+  for (const message of small)
+    if (!admitMessage(message, message.partition, rules).ok) throw new Error("refused");
+});
+
+process.stdout.write("\napply (applyBatch)\n");
+let stateSmall: Accounts = NONE;
+time("applyBatch, 1,000 accounts", decodedSmall.length, () => {
+  stateSmall = applyAll(NONE, decodedSmall);
+});
+process.stdout.write(`    accounts at the end: ${accountsOf(stateSmall).toLocaleString("en-US")}\n`);
+
+// About 100,000 accounts: 100 apps x 1,000 users. A warm-up stream of 2N records (not timed) fills the
+// state first, then the timed N records (a stream of their own, later ids and times) touch it.
+const warmRecords = 2 * RECORDS;
+const bigAll = stream(warmRecords + RECORDS, 100, 1_000, "k100");
+const bigWarm = decodeAll(bigAll.slice(0, warmRecords));
+const bigTimedMessages = bigAll.slice(warmRecords);
+const bigTimed = decodeAll(bigTimedMessages);
+const warmState = applyAll(NONE, bigWarm);
+let stateBig = warmState;
+time(
+  `applyBatch, ~100,000 accounts (${accountsOf(warmState).toLocaleString("en-US")} at start)`,
+  bigTimed.length,
+  () => {
+    stateBig = applyAll(warmState, bigTimed);
+  },
+);
+process.stdout.write(`    accounts at the end: ${accountsOf(stateBig).toLocaleString("en-US")}\n`);
+
+process.stdout.write("\ndecode + validate + apply (the target)\n");
+time("decodeRecord + applyBatch, 1,000 accounts", small.length, () => {
+  decodeAndApply(NONE, small);
+});
+time("decodeRecord + applyBatch, ~100,000 accounts", bigTimedMessages.length, () => {
+  decodeAndApply(warmState, bigTimedMessages);
+});
+
+process.stdout.write("\noutput encoding (from the 1,000-account run)\n");
+const outputs: SequencedOutput<number>[] = [];
+const finalSmall = applyAll(NONE, decodedSmall, outputs);
+const events = outputs.filter((output) => output.kind === "budget_event");
+const usage = outputs.filter((output) => output.kind === "usage_outcome");
+const summaries = outputs.filter((output) => output.kind === "session_summary");
+const accounts: AccountState[] = [...finalSmall.values()];
+time(
+  "budget events, JSON",
+  events.length,
+  () => {
+    for (const event of events) JSON.stringify(event, bigintReplacer);
+  },
+  "events",
+);
+time(
+  "budget states (budgetStateOf + JSON)",
+  accounts.length,
+  () => {
+    for (const account of accounts) JSON.stringify(budgetStateOf(account));
+  },
+  "states",
+);
+const position = { topic: "bench", partition: 0, offset: "0" };
+time(
+  "ClickHouse usage rows (usageEventRow + JSON)",
+  usage.length,
+  () => {
+    for (const outcome of usage) JSON.stringify(usageEventRow({ position, outcome }));
+  },
+  "rows",
+);
+time(
+  "ClickHouse session summary rows (+ JSON)",
+  summaries.length,
+  () => {
+    for (const summary of summaries) JSON.stringify(sessionSummaryRow(summary));
+  },
+  "rows",
+);
+const bsonBytes = accounts.reduce((sum, account) => sum + BSON.calculateObjectSize(account), 0);
+time(
+  `MongoDB account docs (BSON size, ${Math.round(bsonBytes / accounts.length)} bytes avg)`,
+  accounts.length,
+  () => {
+    for (const account of accounts) BSON.calculateObjectSize(account);
+  },
+  "docs",
+);
+process.stdout.write(
+  `    per record of the stream: ${(events.length / small.length).toFixed(3)} budget events, ${(usage.length / small.length).toFixed(3)} usage rows, ${(summaries.length / small.length).toFixed(3)} summaries\n`,
+);
+
+if (!values["no-profile"]) {
+  process.stdout.write(
+    "\nprofile: decode + validate + apply, 1,000 accounts (node --cpu-prof, about 5 CPU-s; self time, module loading left out)\n",
+  );
+  const dir = mkdtempSync(join(tmpdir(), "agentmeter-bench-core-"));
+  try {
+    const input = join(dir, "messages.txt");
+    writeFileSync(
+      input,
+      small
+        .slice(0, 50_000)
+        .map((message) => `${message.logTimeMs}\t${message.value!.toString("utf8")}\n`)
+        .join(""),
+    );
+    execFileSync(
+      process.execPath,
+      [
+        "--cpu-prof",
+        "--cpu-prof-dir",
+        dir,
+        "--import",
+        "tsx",
+        fileURLToPath(import.meta.url),
+        "--profile-child",
+        input,
+        "--batch",
+        String(BATCH),
+      ],
+      { stdio: ["ignore", "ignore", "inherit"] },
+    );
+    const file = readdirSync(dir).find((name) => name.endsWith(".cpuprofile"));
+    if (file === undefined) throw new Error("no .cpuprofile written");
+    printProfile(JSON.parse(readFileSync(join(dir, file), "utf8")) as CpuProfile);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+type CpuProfile = {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+  samples: number[];
+  timeDeltas: number[];
+};
+
+/** Self time per function (name, file, line), from the samples: the top ten and their share. */
+function printProfile(profile: CpuProfile): void {
+  const nodeById = new Map(profile.nodes.map((node) => [node.id, node]));
+  const self = new Map<string, number>();
+  let total = 0;
+  for (let i = 0; i < profile.samples.length; i++) {
+    const node = nodeById.get(profile.samples[i]!);
+    const delta = profile.timeDeltas[i] ?? 0;
+    if (node === undefined) continue;
+    // Loading and compiling the modules (tsx's hooks) is not the loop's work.
+    if (/^node:internal\/modules\/|\/tsx\/dist\//.test(node.callFrame.url)) continue;
+    // No line numbers: under tsx they are those of the transformed code, not of the source.
+    const { functionName, url } = node.callFrame;
+    const file = url === "" ? "" : url.replace(/^file:\/\//, "").replace(/^.*\/node_modules\//, "");
+    const where = file === "" ? "" : ` ${file.replace(`${process.cwd()}/`, "")}`;
+    const name = `${functionName || "(anonymous)"}${where}`;
+    self.set(name, (self.get(name) ?? 0) + delta);
+    total += delta;
+  }
+  const top = [...self].sort((a, b) => b[1] - a[1]).slice(0, 12);
+  for (const [name, us] of top) {
+    process.stdout.write(
+      `  ${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(6)} ms  ${name}\n`,
+    );
+  }
+}

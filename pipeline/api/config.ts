@@ -1,0 +1,59 @@
+import { z } from "zod";
+import { AgentmeterError } from "../../schemas/errors.ts";
+import { shownValue } from "../auth/redact.ts";
+import { type Config, loadConfig } from "../config.ts";
+import { type ApiKey, parseApiKeys } from "./keys.ts";
+
+/**
+ * `agentmeter serve`'s own variables, beside the pipeline's (pipeline/config.ts gives the brokers,
+ * stores and topics). Read once at start; a bad value stops the server with one line naming it.
+ */
+const positiveInt = z.coerce.number().int().positive();
+
+export const ServeConfigSchema = z.object({
+  AGENTMETER_API_HOST: z.string().min(1).default("127.0.0.1"),
+  AGENTMETER_API_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  /** `name:sha256hex:scope` entries, comma-separated (keys.ts; `agentmeter serve keys create` makes one). */
+  AGENTMETER_API_KEYS: z.string().default(""),
+  /** Most records one POST /v1/records may carry. */
+  AGENTMETER_API_MAX_BATCH: positiveInt.max(100_000).default(1_000),
+  /** Largest request body in bytes (a batch of records, JSON). */
+  AGENTMETER_API_BODY_LIMIT: positiveInt
+    .min(64 * 1024)
+    .max(64 * 1024 * 1024)
+    .default(4 * 1024 * 1024),
+  /** How long SIGTERM waits for requests in flight (and their broker acknowledgements). */
+  AGENTMETER_API_SHUTDOWN_MS: positiveInt.max(120_000).default(15_000),
+});
+
+export type ServeSettings = Omit<z.infer<typeof ServeConfigSchema>, "AGENTMETER_API_KEYS"> & {
+  keys: readonly ApiKey[];
+};
+
+export interface ServeConfig {
+  pipeline: Config;
+  serve: ServeSettings;
+}
+
+export function loadServeConfig(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): ServeConfig {
+  const pipeline = loadConfig(env);
+  const known = Object.fromEntries(
+    Object.keys(ServeConfigSchema.shape)
+      .filter((name) => env[name] !== undefined && env[name] !== "")
+      .map((name) => [name, env[name]]),
+  );
+  const parsed = ServeConfigSchema.safeParse(known);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue?.path[0] ?? "?");
+    throw new AgentmeterError(
+      "CONFIG_INVALID",
+      `config: ${name}=${name === "AGENTMETER_API_KEYS" ? "<redacted>" : shownValue(name, env[name])} is invalid: ${issue?.message ?? "invalid"}`,
+      { details: { variable: name } },
+    );
+  }
+  const { AGENTMETER_API_KEYS, ...rest } = parsed.data;
+  return { pipeline, serve: { ...rest, keys: parseApiKeys(AGENTMETER_API_KEYS) } };
+}

@@ -1,0 +1,28 @@
+import type { CreatorAppsResponse } from "../../../schemas/api.ts";
+import { money } from "../money.ts";
+import type { ReadStores } from "../stores.ts";
+import { creatorAppTotals, zeroTotals } from "./app-totals.ts";
+import { creatorAppIds } from "./apps.ts";
+
+/** The creator's apps (bound in MongoDB, or billed in ClickHouse) with their end users' lifetime totals. */
+export async function creatorApps(stores: ReadStores, mozaiksUserId: string): Promise<CreatorAppsResponse> {
+  const [ids, totals] = await Promise.all([
+    creatorAppIds(stores.layout, mozaiksUserId),
+    creatorAppTotals(stores.clickhouse, stores.database, mozaiksUserId),
+  ]);
+  const apps = [...new Set([...ids, ...totals.keys()])].sort();
+  return {
+    mozaiks_user_id: mozaiksUserId,
+    apps: apps.map((id) => {
+      const app = totals.get(id) ?? zeroTotals(id);
+      return {
+        enterprise_id: id,
+        records: app.records,
+        tokens: app.tokens,
+        billed: money(app.billed_micros),
+        creator_share: money(app.creator_share_micros),
+        platform_fee: money(app.platform_fee_micros),
+      };
+    }),
+  };
+}

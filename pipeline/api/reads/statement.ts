@@ -1,0 +1,90 @@
+import type { StatementResponse } from "../../../schemas/api.ts";
+import { readAppRevenue } from "../../../sinks/mongo/read.ts";
+import { money } from "../money.ts";
+import type { ReadStores } from "../stores.ts";
+import { type AppTotals, creatorAppTotals, zeroTotals } from "./app-totals.ts";
+import { creatorAppIds } from "./apps.ts";
+
+/** [start, end) of a `YYYY-MM` month in UTC, as ISO instants. */
+export function monthPeriod(month: string): { from: string; to: string } {
+  const [year, mon] = month.split("-").map(Number) as [number, number];
+  const start = new Date(Date.UTC(year, mon - 1, 1));
+  const end = new Date(Date.UTC(year, mon, 1));
+  return { from: start.toISOString(), to: end.toISOString() };
+}
+
+function line(app: AppTotals) {
+  return {
+    records: app.billed_records,
+    billed: money(app.billed_micros),
+    creator_share: money(app.creator_share_micros),
+    platform_fee: money(app.platform_fee_micros),
+  };
+}
+
+/**
+ * A creator's payout statement for a month (UTC, by event time: a record's month never depends on when
+ * it was processed): per app, what its end users were billed, the creator's share and the platform's
+ * fee, from ClickHouse's raw events. Then the reconciliation: the MongoDB revenue ledgers hold lifetime
+ * totals per app, so they are compared with ClickHouse's lifetime totals of the same apps.
+ */
+export async function creatorStatement(
+  stores: ReadStores,
+  mozaiksUserId: string,
+  month: string,
+): Promise<StatementResponse> {
+  const period = monthPeriod(month);
+  const [ids, monthTotals, lifetime] = await Promise.all([
+    creatorAppIds(stores.layout, mozaiksUserId),
+    creatorAppTotals(stores.clickhouse, stores.database, mozaiksUserId, period),
+    creatorAppTotals(stores.clickhouse, stores.database, mozaiksUserId),
+  ]);
+  const apps = [...new Set([...ids, ...lifetime.keys()])].sort();
+  const ledgers = await Promise.all(apps.map((id) => readAppRevenue(stores.layout, id)));
+
+  const lines = [...monthTotals.values()].filter((app) => app.billed_records > 0);
+  const sum = zeroTotals("");
+  for (const app of lines) {
+    sum.billed_records += app.billed_records;
+    sum.billed_micros += app.billed_micros;
+    sum.creator_share_micros += app.creator_share_micros;
+    sum.platform_fee_micros += app.platform_fee_micros;
+  }
+
+  const differing: string[] = [];
+  let clickhouseBilled = 0n;
+  let mongoBilled = 0n;
+  let clickhouseRecords = 0;
+  let mongoRecords = 0;
+  apps.forEach((id, index) => {
+    const ch = lifetime.get(id) ?? zeroTotals(id);
+    const ledger = ledgers[index]!;
+    clickhouseBilled += ch.billed_micros;
+    mongoBilled += ledger.billed_micros;
+    clickhouseRecords += ch.billed_records;
+    mongoRecords += ledger.records;
+    const same =
+      ch.billed_micros === ledger.billed_micros &&
+      ch.creator_share_micros === ledger.creator_share_micros &&
+      ch.platform_fee_micros === ledger.platform_fee_micros &&
+      ch.billed_records === ledger.records;
+    if (!same) differing.push(id);
+  });
+
+  return {
+    mozaiks_user_id: mozaiksUserId,
+    month,
+    period_start: period.from,
+    period_end: period.to,
+    lines: lines.map((app) => ({ enterprise_id: app.enterprise_id, ...line(app) })),
+    total: line(sum),
+    reconciliation: {
+      agrees: differing.length === 0,
+      clickhouse_billed: money(clickhouseBilled),
+      mongodb_billed: money(mongoBilled),
+      clickhouse_records: clickhouseRecords,
+      mongodb_records: mongoRecords,
+      differing_apps: differing,
+    },
+  };
+}

@@ -1,0 +1,75 @@
+import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import {
+  apiErrorSchema,
+  type IngestResponse,
+  ingestBodySchema,
+  ingestResponseSchema,
+  type RecordResult,
+} from "../../../schemas/api.ts";
+import { isAgentmeterError } from "../../../schemas/errors.ts";
+import { callerOf, guard } from "../auth.ts";
+import type { IngestProducer } from "../ingest-producer.ts";
+import { checkRecords } from "../ingest-validate.ts";
+import type { ApiKey } from "../keys.ts";
+
+export interface IngestRouteOptions {
+  keys: readonly ApiKey[];
+  producer: IngestProducer;
+  maxBatch: number;
+  maxRecordBytes: number;
+}
+
+/**
+ * POST /v1/records. The answer waits for the broker's acknowledgement of every accepted record
+ * (acks=all), so an `accepted` survives the server being killed right after answering. If the broker
+ * could not take them, the answer is 503 with those records marked PRODUCE_FAILED: resending them with
+ * the same record_id is safe (the billing core ignores a repeated record_id).
+ */
+export const ingestRoutes: FastifyPluginAsyncZod<IngestRouteOptions> = async (app, options) => {
+  app.post(
+    "/v1/records",
+    {
+      onRequest: guard(options.keys, "ingest"),
+      schema: {
+        summary: "Send one input record or an array of them (docs/records.md)",
+        tags: ["ingest"],
+        security: [{ apiKey: [] }],
+        body: ingestBodySchema(options.maxBatch),
+        response: { 202: ingestResponseSchema, 503: ingestResponseSchema, "4xx": apiErrorSchema },
+      },
+    },
+    async (request, reply) => {
+      const key = callerOf(request);
+      const checked = checkRecords(request.body, {
+        maxRecordBytes: options.maxRecordBytes,
+        mayCredit: key.scope.kind === "admin",
+      });
+      const results: RecordResult[] = await Promise.all(
+        checked.map(async (item): Promise<RecordResult> => {
+          if (!item.ok) return item.result;
+          const recordId = item.prepared.record.record_id;
+          try {
+            await options.producer.send(item.prepared);
+            return { index: item.index, status: "accepted", record_id: recordId };
+          } catch (error) {
+            if (!isAgentmeterError(error)) throw error;
+            return {
+              index: item.index,
+              status: "rejected",
+              record_id: recordId,
+              code: error.code,
+              fields: [],
+              message: "not written to Kafka; resend it with the same record_id",
+            };
+          }
+        }),
+      );
+      const accepted = results.filter((result) => result.status === "accepted").length;
+      const failed = results.some(
+        (result) => result.status === "rejected" && result.code === "PRODUCE_FAILED",
+      );
+      const answer: IngestResponse = { accepted, rejected: results.length - accepted, results };
+      return reply.code(failed ? 503 : 202).send(answer);
+    },
+  );
+};

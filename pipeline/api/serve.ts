@@ -1,0 +1,59 @@
+import type { Logger } from "../log.ts";
+import type { ServeConfig } from "./config.ts";
+import { IngestProducer } from "./ingest-producer.ts";
+import { buildApi } from "./server.ts";
+import { ReadStores } from "./stores.ts";
+
+export interface RunningServer {
+  url: string;
+  /** Resolves once the server has drained and closed its clients. */
+  stopped: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Connects the producer, opens the stores, listens; SIGTERM (or SIGINT) stops taking connections,
+ * lets requests in flight finish (their records acknowledged by the broker), flushes the producer and
+ * closes the clients. A second signal, or AGENTMETER_API_SHUTDOWN_MS passing, exits at once.
+ */
+export async function startServer(config: ServeConfig, logger: Logger): Promise<RunningServer> {
+  const { pipeline, serve } = config;
+  if (serve.keys.length === 0) logger.warn("AGENTMETER_API_KEYS is empty: every /v1 route answers 401");
+  const producer = await IngestProducer.connect(pipeline, logger);
+  const stores = ReadStores.open(pipeline, logger);
+  const app = await buildApi({ pipeline, settings: serve, producer, stores, logger });
+  const url = await app.listen({ host: serve.AGENTMETER_API_HOST, port: serve.AGENTMETER_API_PORT });
+
+  let stopping: Promise<void> | undefined;
+  let markStopped: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => {
+    markStopped = resolve;
+  });
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      const deadline = setTimeout(() => {
+        logger.error("shutdown took longer than AGENTMETER_API_SHUTDOWN_MS; exiting");
+        process.exit(1);
+      }, serve.AGENTMETER_API_SHUTDOWN_MS);
+      deadline.unref();
+      await app.close();
+      await producer.close();
+      await stores.close();
+      clearTimeout(deadline);
+      process.off("SIGTERM", onSignal);
+      process.off("SIGINT", onSignal);
+      logger.info("api stopped");
+      markStopped();
+    })();
+    return stopping;
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping !== undefined) process.exit(1);
+    logger.info({ signal }, "stopping the api");
+    void stop();
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  logger.info({ url, keys: serve.keys.length }, "api listening");
+  return { url, stopped, stop };
+}

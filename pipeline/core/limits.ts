@@ -1,0 +1,208 @@
+import type { CreditRecord, InputRecord } from "../../schemas/index.ts";
+import { INT64_MAX } from "../../schemas/index.ts";
+import type { AccountState, ChatState } from "./account.ts";
+import type { BillingConfig } from "./billing-config.ts";
+import { ownValue } from "./own.ts";
+import type { AgentPrice } from "./pricebook.ts";
+
+/**
+ * The bounds a record must respect before it may change an account (pure: no clock, no I/O). Each
+ * returns undefined when the record is within the bound, else the reason it is rejected with.
+ */
+
+/** Largest token counter value kept exact: token counters are JS numbers. */
+export const MAX_TOKEN_COUNTER = Number.MAX_SAFE_INTEGER;
+
+function isoOrMs(ms: number): string {
+  return Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : `${ms} ms`;
+}
+
+/**
+ * Event time against the Kafka record's log timestamp (it is in the log, so a replay decides the
+ * same): more than `max_ahead_seconds` after it or more than `max_behind_seconds` before it is
+ * RECORD_TIME_SKEW. Without a log time (compute on a file) there is nothing to check.
+ */
+export function timeSkewReason(
+  occurredAt: string,
+  occurredMs: number,
+  logTimeMs: number | undefined,
+  config: BillingConfig,
+): string | undefined {
+  if (logTimeMs === undefined || !Number.isFinite(logTimeMs)) return undefined;
+  const { max_ahead_seconds: ahead, max_behind_seconds: behind } = config.event_time;
+  const diffMs = occurredMs - logTimeMs;
+  if (diffMs > ahead * 1000) {
+    return `occurred_at ${occurredAt} is ${diffMs / 1000}s after the record's log time ${isoOrMs(logTimeMs)}; the bound is ${ahead}s ahead (event_time.max_ahead_seconds)`;
+  }
+  if (-diffMs > behind * 1000) {
+    return `occurred_at ${occurredAt} is ${-diffMs / 1000}s before the record's log time ${isoOrMs(logTimeMs)}; the bound is ${behind}s behind (event_time.max_behind_seconds)`;
+  }
+  return undefined;
+}
+
+/**
+ * An app has one creator. A creator pinned in the config (`apps`) rules every record of the app
+ * (app_usage and platform), first records included; otherwise an end user's account binds the
+ * creator its first record named, and a later record naming another is RECORD_CREATOR_MISMATCH.
+ */
+export function creatorMismatchReason(
+  account: AccountState | undefined,
+  record: InputRecord,
+  config: BillingConfig,
+): string | undefined {
+  const pinned = ownValue(config.apps, record.enterprise_id)?.creator;
+  if (pinned !== undefined && record.mozaiks_user_id !== pinned) {
+    return `app ${record.enterprise_id} has creator ${pinned} (billing config apps), the record names ${record.mozaiks_user_id}`;
+  }
+  if (
+    account !== undefined &&
+    account.level === "app_usage" &&
+    account.mozaiks_user_id !== record.mozaiks_user_id
+  ) {
+    return `app ${record.enterprise_id}'s creator on account ${account.account_key} is ${account.mozaiks_user_id} (bound by the account's first record), the record names ${record.mozaiks_user_id}`;
+  }
+  return undefined;
+}
+
+type Check = { counter: string; value: bigint; limit: bigint };
+
+function tokens(counter: string, current: number, add: number): Check {
+  return { counter, value: BigInt(current) + BigInt(add), limit: BigInt(MAX_TOKEN_COUNTER) };
+}
+
+function micros(counter: string, current: bigint, add: bigint): Check {
+  return { counter, value: current + add, limit: INT64_MAX };
+}
+
+function firstOver(checks: readonly Check[]): string | undefined {
+  for (const check of checks) {
+    if (check.value > check.limit) {
+      const what =
+        check.limit === INT64_MAX ? "int64, what the stores hold" : "2^53-1, exact in a token counter";
+      return `${check.counter} would be ${check.value}, past ${check.limit} (${what})`;
+    }
+  }
+  return undefined;
+}
+
+/** What a usage record would add, computed before anything is mutated. */
+export type UsageDelta = {
+  tokens_used: number;
+  trial_tokens: number;
+  paid_tokens: number;
+  cost_micros: bigint;
+  billed_micros: bigint;
+  creator_share_micros: bigint;
+  platform_fee_micros: bigint;
+};
+
+/**
+ * Whether `current + add` passes 2^53-1, exactly, for the non-negative safe integers token counters
+ * hold: `MAX - current` is exact, so no sum is ever rounded.
+ */
+function tokensOver(current: number, add: number): boolean {
+  return add > MAX_TOKEN_COUNTER - current;
+}
+
+/**
+ * The common case, decided without building the checks: every counter stays within its bound. Exact
+ * (see tokensOver; micros are bigint); when it says no, usageRangeReason's full pass names the counter.
+ */
+function usageWithinRange(
+  account: AccountState,
+  chat: ChatState | undefined,
+  agents: Readonly<Record<string, AgentPrice>>,
+  delta: UsageDelta,
+): boolean {
+  if (
+    tokensOver(account.tokens_used, delta.tokens_used) ||
+    tokensOver(account.trial_used_tokens, delta.trial_tokens) ||
+    tokensOver(account.paid_used_tokens, delta.paid_tokens) ||
+    account.cost_micros + delta.cost_micros > INT64_MAX ||
+    account.billed_micros + delta.billed_micros > INT64_MAX ||
+    account.creator_share_micros + delta.creator_share_micros > INT64_MAX ||
+    account.platform_fee_micros + delta.platform_fee_micros > INT64_MAX ||
+    tokensOver(chat?.total_tokens ?? 0, delta.tokens_used) ||
+    (chat?.cost_micros ?? 0n) + delta.cost_micros > INT64_MAX ||
+    (chat?.billed_micros ?? 0n) + delta.billed_micros > INT64_MAX
+  ) {
+    return false;
+  }
+  for (const name in agents) {
+    if (!Object.hasOwn(agents, name)) continue;
+    const agent = agents[name]!;
+    const totals = chat === undefined ? undefined : ownValue(chat.agents, name);
+    if (
+      tokensOver(totals?.prompt_tokens ?? 0, agent.prompt_tokens) ||
+      tokensOver(totals?.completion_tokens ?? 0, agent.completion_tokens) ||
+      tokensOver(totals?.message_count ?? 0, agent.message_count ?? 0) ||
+      (totals?.response_time_ms ?? 0) + (agent.response_time_ms ?? 0) > MAX_TOKEN_COUNTER
+    ) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** RECORD_OUT_OF_RANGE for usage: any account, chat or agent counter past 2^53-1 (tokens) or int64 (micros). */
+export function usageRangeReason(
+  account: AccountState,
+  chat: ChatState | undefined,
+  agents: Readonly<Record<string, AgentPrice>>,
+  delta: UsageDelta,
+): string | undefined {
+  if (usageWithinRange(account, chat, agents, delta)) return undefined;
+  const checks: Check[] = [
+    tokens("tokens_used", account.tokens_used, delta.tokens_used),
+    tokens("trial_used_tokens", account.trial_used_tokens, delta.trial_tokens),
+    tokens("paid_used_tokens", account.paid_used_tokens, delta.paid_tokens),
+    micros("cost_micros", account.cost_micros, delta.cost_micros),
+    micros("billed_micros", account.billed_micros, delta.billed_micros),
+    micros("creator_share_micros", account.creator_share_micros, delta.creator_share_micros),
+    micros("platform_fee_micros", account.platform_fee_micros, delta.platform_fee_micros),
+    tokens("chat total_tokens", chat?.total_tokens ?? 0, delta.tokens_used),
+    micros("chat cost_micros", chat?.cost_micros ?? 0n, delta.cost_micros),
+    micros("chat billed_micros", chat?.billed_micros ?? 0n, delta.billed_micros),
+  ];
+  for (const [name, agent] of Object.entries(agents)) {
+    const totals = chat === undefined ? undefined : ownValue(chat.agents, name);
+    checks.push(
+      tokens(`chat agent ${name} prompt_tokens`, totals?.prompt_tokens ?? 0, agent.prompt_tokens),
+      tokens(`chat agent ${name} completion_tokens`, totals?.completion_tokens ?? 0, agent.completion_tokens),
+      tokens(`chat agent ${name} message_count`, totals?.message_count ?? 0, agent.message_count ?? 0),
+    );
+    if ((totals?.response_time_ms ?? 0) + (agent.response_time_ms ?? 0) > MAX_TOKEN_COUNTER) {
+      return `chat agent ${name} response_time_ms would pass ${MAX_TOKEN_COUNTER}`;
+    }
+  }
+  return firstOver(checks);
+}
+
+/**
+ * RECORD_OUT_OF_RANGE for credits: credited tokens, and allowance + credits (the capacity that
+ * balances and thresholds derive from), past 2^53-1; paid_amount_micros past int64.
+ */
+export function creditRangeReason(account: AccountState, record: CreditRecord): string | undefined {
+  const budgetSet = record.kind === "budget_set";
+  const dated =
+    record.priority !== undefined || record.effective_at !== undefined || record.expires_at !== undefined;
+  const added = budgetSet || (record.kind === "grant" && dated) ? 0 : record.tokens;
+  const allowance = budgetSet ? record.tokens : account.allowance_tokens;
+  const credited = BigInt(account.credited_tokens) + BigInt(added);
+  // Dated grants are capacity too (every grant held, effective or not, and the new one).
+  let granted = BigInt(record.kind === "grant" && added === 0 ? record.tokens : 0);
+  if (account.grants !== undefined)
+    for (const id in account.grants) granted += BigInt(account.grants[id]!.tokens);
+  return firstOver([
+    tokens("credited_tokens", account.credited_tokens, added),
+    {
+      counter:
+        granted === 0n
+          ? "allowance_tokens + credited_tokens"
+          : "allowance_tokens + credited_tokens + grant tokens",
+      value: BigInt(allowance) + credited + granted,
+      limit: BigInt(MAX_TOKEN_COUNTER),
+    },
+    micros("paid_amount_micros", account.paid_amount_micros, record.amount_micros ?? 0n),
+  ]);
+}

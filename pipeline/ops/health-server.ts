@@ -1,0 +1,130 @@
+/**
+ * The processor's HTTP endpoint for Prometheus and Kubernetes (node:http, no framework):
+ *
+ * - `GET /metrics`: the metrics registry in Prometheus' text format;
+ * - `GET /healthz`: 200 while the liveness callback says the loop is alive, else 503 with a one-line JSON
+ *   reason (Kubernetes restarts the pod);
+ * - `GET /readyz`: 200 when the readiness callback says ready, else 503 with its reasons (Kubernetes
+ *   stops counting the pod as available);
+ * - anything else: 404 (405 for another method on these paths).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { ProcessorMetrics } from "./metrics.ts";
+import type { Liveness, Readiness } from "./readiness.ts";
+
+/** The paths served; the Helm chart's probes use the same (test/unit/helm-chart.test.ts checks it). */
+export const HEALTH_PATHS = { metrics: "/metrics", liveness: "/healthz", readiness: "/readyz" } as const;
+
+export interface HealthServerOptions {
+  metrics: ProcessorMetrics;
+  /** Whether the consumer loop is alive (e.g. LoopWatchdog.liveness); called on every /healthz. */
+  liveness: () => Liveness;
+  /** Whether the processor is ready (group membership, store pings); called on every /readyz. */
+  readiness: () => Readiness | Promise<Readiness>;
+}
+
+export class HealthServer {
+  private server: Server | undefined;
+  /** A readiness check in flight: concurrent /readyz requests share it. */
+  private readinessInFlight: Promise<Readiness> | undefined;
+
+  constructor(private readonly options: HealthServerOptions) {}
+
+  /** Listens on `port` (0: any free port) and `host`; resolves with the address actually bound. */
+  async start(port: number, host = "0.0.0.0"): Promise<{ port: number; host: string }> {
+    if (this.server !== undefined) throw new Error("health server already started");
+    const server = createServer((request, response) => {
+      this.handle(request, response).catch((error: unknown) => {
+        if (!response.headersSent) send(response, 500, { error: oneLine(error) });
+        else response.destroy();
+      });
+    });
+    // Scrapes and probes are short; a stuck client must not hold a socket for long.
+    server.requestTimeout = 10_000;
+    server.headersTimeout = 10_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    const address = server.address() as AddressInfo;
+    return { port: address.port, host: address.address };
+  }
+
+  /** The bound port, once started. */
+  get port(): number | undefined {
+    return (this.server?.address() as AddressInfo | null)?.port;
+  }
+
+  /** Stops listening and closes every open connection (keep-alive ones included). */
+  async close(): Promise<void> {
+    const server = this.server;
+    if (server === undefined) return;
+    this.server = undefined;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+
+  private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const path = (request.url ?? "/").split("?")[0];
+    const known = Object.values(HEALTH_PATHS).includes(path as never);
+    if (!known) return send(response, 404, { error: `not found: ${path}` });
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      response.setHeader("allow", "GET, HEAD");
+      return send(response, 405, { error: `method not allowed: ${request.method}` });
+    }
+    if (path === HEALTH_PATHS.metrics) {
+      const { body, contentType } = await this.options.metrics.text();
+      response.writeHead(200, { "content-type": contentType, "cache-control": "no-store" });
+      response.end(request.method === "HEAD" ? undefined : body);
+      return;
+    }
+    if (path === HEALTH_PATHS.liveness) {
+      let liveness: Liveness;
+      try {
+        liveness = this.options.liveness();
+      } catch (error) {
+        liveness = { alive: false, reason: `liveness check failed: ${oneLine(error)}` };
+      }
+      if (liveness.alive) return send(response, 200, { status: "alive" });
+      return send(response, 503, { status: "stuck", reason: oneLine(liveness.reason ?? "not alive") });
+    }
+    const readiness = await this.readiness();
+    this.options.metrics.readinessObserved(readiness.ready);
+    send(response, readiness.ready ? 200 : 503, { ready: readiness.ready, reasons: readiness.reasons });
+  }
+
+  private readiness(): Promise<Readiness> {
+    this.readinessInFlight ??= (async () => {
+      try {
+        return await this.options.readiness();
+      } catch (error) {
+        return { ready: false, reasons: [`readiness check failed: ${oneLine(error)}`] };
+      } finally {
+        this.readinessInFlight = undefined;
+      }
+    })();
+    return this.readinessInFlight;
+  }
+}
+
+function send(response: ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body)}\n`;
+  response.writeHead(status, {
+    "content-type": "application/json; charset=utf-8",
+    "cache-control": "no-store",
+    "content-length": Buffer.byteLength(text),
+  });
+  response.end(text);
+}
+
+function oneLine(value: unknown): string {
+  const text = value instanceof Error ? value.message : String(value);
+  return text.replace(/\s+/g, " ").trim();
+}

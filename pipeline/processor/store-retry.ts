@@ -1,0 +1,50 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { isAgentmeterError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { type ProcessorMetrics, storeOfError } from "../ops/metrics.ts";
+import { isDeterministicStoreError } from "./store-errors.ts";
+
+const FIRST_DELAY_MS = 100;
+const MAX_DELAY_MS = 5_000;
+
+export interface RetryScope {
+  /** False once the partition may belong to another member: retrying would write for it. */
+  stillOurs: () => boolean;
+  /** True while the processor stops: batches give up, a write-behind cycle keeps trying. */
+  stopping: () => boolean;
+  evenWhileStopping?: boolean;
+}
+
+/**
+ * Retries a failing store with capped backoff for as long as the work is still ours (the batch lease
+ * heartbeats meanwhile). Lost ownership and refusals a retry cannot cure are thrown at once.
+ */
+export async function retryStores<T>(
+  action: () => Promise<T>,
+  scope: RetryScope,
+  observers: { metrics: ProcessorMetrics; logger: Logger },
+): Promise<T> {
+  let delay = FIRST_DELAY_MS;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await action();
+    } catch (error) {
+      if (
+        isAgentmeterError(error, "OWNERSHIP_LOST") ||
+        isDeterministicStoreError(error) ||
+        (scope.stopping() && scope.evenWhileStopping !== true) ||
+        !scope.stillOurs()
+      )
+        throw error;
+      const store = storeOfError(error);
+      observers.metrics.storeError(store);
+      observers.metrics.storeRetry(store);
+      observers.logger.warn(
+        { err: error, attempt, retryInMs: delay },
+        "store failed; retrying (consumption paused)",
+      );
+      await sleep(delay);
+      delay = Math.min(delay * 2, MAX_DELAY_MS);
+    }
+  }
+}

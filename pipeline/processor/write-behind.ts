@@ -1,0 +1,275 @@
+import { AgentmeterError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { FlushTimings } from "./flush.ts";
+import type { FlushPlan } from "./plan.ts";
+import { docKey, type PendingWrite, type ProjectionWrite, targetKey } from "./ports.ts";
+
+/**
+ * One partition's writes behind the decisions. A plan enters once its Kafka outputs are published; a
+ * cycle takes every plan waiting, coalesces them into one write per document (the latest state wins;
+ * rows and immutable documents are kept once each), writes it in the flush order (ClickHouse, then
+ * ledgers and projections, then accounts: flush.ts), and then commits the last offset it holds. Cycles
+ * run one at a time, so a slower store means fewer, larger cycles rather than a slower decision path.
+ */
+export interface WriteBehindDeps {
+  /** Writes one cycle, retrying what a retry can cure; throws what it cannot (refusal, lost ownership). */
+  write: (cycle: FlushPlan, checkpoint: () => void) => Promise<FlushTimings>;
+  /** The cycle is in the stores: move the partition's memory on (PartitionWorker.durable) and count it. */
+  durable: (cycle: FlushPlan, plans: readonly FlushPlan[]) => void;
+  /** Commits the offset after the cycle's last record; a failure is logged, the next cycle commits further. */
+  commit: (offset: string) => Promise<void>;
+  /** The stage stopped on this error; the caller drops it and fetches again from `resumeFrom`. */
+  failed: (error: unknown) => void;
+  logger: Logger;
+}
+
+/**
+ * Records one cycle takes at most (whole plans; a single larger plan goes alone). Past a few thousand
+ * records coalescing saves little more, while a longer cycle holds back every commit behind it and is
+ * more to redo after a crash.
+ */
+export const MAX_CYCLE_RECORDS = 10_000;
+
+export interface PendingBounds {
+  maxRecords: number;
+  maxLagMs: number;
+}
+
+export class WriteBehind {
+  private readonly queue: FlushPlan[] = [];
+  private running: Promise<void> | undefined;
+  private failure: unknown;
+  private abandoned = false;
+  /** The last offset of the cycle the stores refused, if one was. */
+  private failedAt: string | undefined;
+  private pendingRecords = 0;
+  /** Wall-clock ms when each waiting plan was queued. */
+  private readonly queuedAt: number[] = [];
+  /** When the oldest plan of the cycle in flight was queued. */
+  private cycleQueuedAt: number | undefined;
+  private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  /** The first offset not yet durable (from the oldest plan queued or being written), or undefined. */
+  private pendingFrom: string | undefined;
+
+  constructor(
+    readonly partition: number,
+    /** The name the stores know the input topic by (see topic-registry.ts). */
+    readonly source: string,
+    private readonly deps: WriteBehindDeps,
+  ) {}
+
+  get dropped(): boolean {
+    return this.abandoned;
+  }
+
+  /** The last offset of the cycle that failed, if one did (the synchronous path goes past it). */
+  get failedUpTo(): string | undefined {
+    return this.failedAt;
+  }
+
+  /** Where to fetch from again if the stage is dropped: its first offset not yet durable. */
+  get resumeFrom(): string | undefined {
+    return this.pendingFrom;
+  }
+
+  get idle(): boolean {
+    return this.queue.length === 0 && this.running === undefined;
+  }
+
+  enqueue(plan: FlushPlan): void {
+    if (this.abandoned) throw new AgentmeterError("OWNERSHIP_LOST", "write-behind stage was dropped");
+    this.pendingFrom ??= plan.firstOffset;
+    this.queue.push(plan);
+    this.queuedAt.push(Date.now());
+    this.pendingRecords += plan.stats.consumed;
+    this.kick();
+  }
+
+  /** Whether the partition must stop fetching until a cycle drains it. */
+  over(bounds: PendingBounds, now = Date.now()): boolean {
+    if (this.pendingRecords >= bounds.maxRecords) return true;
+    const oldest = this.oldestQueuedAt();
+    return oldest !== undefined && now - oldest >= bounds.maxLagMs;
+  }
+
+  /** Records applied but not yet in the stores, and how long the oldest of them has waited. */
+  get pending(): { records: number; oldestMs: number } {
+    const oldest = this.oldestQueuedAt();
+    return { records: this.pendingRecords, oldestMs: oldest === undefined ? 0 : Date.now() - oldest };
+  }
+
+  private oldestQueuedAt(): number | undefined {
+    return this.cycleQueuedAt ?? this.queuedAt[0];
+  }
+
+  /** Resolves when everything queued so far is durable and committed; rejects with the stage's failure. */
+  drain(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.idle) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  /** Resolves after the cycle in flight (if any) ends; rejects with the stage's failure. */
+  nextCycle(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    const running = this.running;
+    if (running === undefined) return Promise.resolve();
+    return running.then(() => {
+      if (this.failure !== undefined) throw this.failure;
+    });
+  }
+
+  /**
+   * Stops the stage: nothing more is written or committed from it (a partition revoked, or its memory
+   * reset). Resolves once the cycle in flight has settled, so a new owner's loads never race it.
+   */
+  async abandon(): Promise<void> {
+    this.abandoned = true;
+    this.queue.length = 0;
+    this.queuedAt.length = 0;
+    const running = this.running;
+    if (running !== undefined) await running.catch(() => undefined);
+    this.fail(this.failure ?? new AgentmeterError("OWNERSHIP_LOST", "write-behind stage was dropped"));
+  }
+
+  private kick(): void {
+    if (this.running !== undefined || this.failure !== undefined || this.abandoned) return;
+    if (this.queue.length === 0) return;
+    this.running = this.loop().finally(() => {
+      this.running = undefined;
+      if (this.queue.length > 0 && this.failure === undefined && !this.abandoned) this.kick();
+      else if (this.failure === undefined && this.queue.length === 0) this.settleWaiters();
+    });
+  }
+
+  private async loop(): Promise<void> {
+    while (this.queue.length > 0 && !this.abandoned) {
+      let take = 0;
+      for (let records = 0; take < this.queue.length; take++) {
+        const consumed = this.queue[take]!.stats.consumed;
+        if (take > 0 && records + consumed > MAX_CYCLE_RECORDS) break;
+        records += consumed;
+      }
+      const plans = this.queue.splice(0, take);
+      const times = this.queuedAt.splice(0, take);
+      this.cycleQueuedAt = times[0];
+      const cycle = mergePlans(plans);
+      const checkpoint = () => {
+        if (this.abandoned)
+          throw new AgentmeterError("OWNERSHIP_LOST", "write-behind stage dropped during a cycle");
+      };
+      try {
+        await this.deps.write(cycle, checkpoint);
+      } catch (error) {
+        // The plans stay unwritten: the caller drops this stage and fetches again from resumeFrom.
+        this.queue.unshift(...plans);
+        this.queuedAt.unshift(...times);
+        this.cycleQueuedAt = undefined;
+        this.failedAt = (BigInt(cycle.commitOffset) - 1n).toString();
+        this.fail(error);
+        if (!this.abandoned) this.deps.failed(error);
+        return;
+      }
+      this.cycleQueuedAt = undefined;
+      this.pendingRecords -= plans.reduce((sum, plan) => sum + plan.stats.consumed, 0);
+      this.deps.durable(cycle, plans);
+      if (this.abandoned) return;
+      try {
+        await this.deps.commit(cycle.commitOffset);
+      } catch (error) {
+        this.deps.logger.warn(
+          { err: error, partition: this.partition, offset: cycle.commitOffset },
+          "commit after a durable cycle failed; the next cycle commits further",
+        );
+      }
+      this.pendingFrom = this.queue[0]?.firstOffset;
+      if (this.queue.length === 0) this.settleWaiters();
+    }
+  }
+
+  private settleWaiters(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) waiter.resolve();
+  }
+
+  private fail(error: unknown): void {
+    this.failure ??= error;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) waiter.reject(this.failure);
+  }
+}
+
+/** One write per document: the latest plan's body and watermark, on the condition the stores hold now. */
+function coalesceDocs<T>(lists: readonly PendingWrite<T>[][]): PendingWrite<T>[] {
+  const latest = new Map<string, PendingWrite<T>>();
+  for (const list of lists) {
+    for (const write of list) {
+      const key = docKey(write.ref);
+      latest.delete(key);
+      latest.set(key, write);
+    }
+  }
+  return [...latest.values()].map((write) => ({
+    ...write,
+    loaded: write.owner === undefined ? write.loaded : write.owner.stored,
+  }));
+}
+
+/**
+ * Projections are absolute values: the last one per document wins. A later "only if it exists" update
+ * after an earlier upsert of the same document must still create it (the earlier write is folded in),
+ * and a shared document's merge keeps its first facts (they never change).
+ */
+function coalesceProjections(lists: readonly ProjectionWrite[][]): ProjectionWrite[] {
+  const latest = new Map<string, ProjectionWrite>();
+  for (const list of lists) {
+    for (const write of list) {
+      const key = `${targetKey(write.target)}/${write.id}`;
+      const earlier = latest.get(key);
+      latest.delete(key);
+      if (earlier === undefined) {
+        latest.set(key, write);
+      } else if (write.merge !== undefined && earlier.merge !== undefined) {
+        latest.set(key, earlier);
+      } else {
+        latest.set(key, { ...write, ifExists: earlier.ifExists === true && write.ifExists === true });
+      }
+    }
+  }
+  return [...latest.values()];
+}
+
+/** The durable part of several consecutive plans of one partition as one plan (Kafka outputs left out). */
+export function mergePlans(plans: readonly FlushPlan[]): FlushPlan {
+  const first = plans[0]!;
+  const last = plans[plans.length - 1]!;
+  const sum = (pick: (plan: FlushPlan) => number) => plans.reduce((total, plan) => total + pick(plan), 0);
+  return {
+    topic: first.topic,
+    partition: first.partition,
+    deadLetters: [],
+    budgetEvents: [],
+    budgetStates: [],
+    holdDecisions: [],
+    sessionSummaries: plans.flatMap((plan) => plan.sessionSummaries),
+    usage: plans.flatMap((plan) => plan.usage),
+    ledgerWrites: coalesceDocs(plans.map((plan) => plan.ledgerWrites)),
+    registryWrites: coalesceDocs(plans.map((plan) => plan.registryWrites)),
+    projections: coalesceProjections(plans.map((plan) => plan.projections)),
+    accountWrites: coalesceDocs(plans.map((plan) => plan.accountWrites)),
+    firstOffset: first.firstOffset,
+    commitOffset: last.commitOffset,
+    plannedAt: last.plannedAt,
+    stats: {
+      consumed: sum((plan) => plan.stats.consumed),
+      applied: sum((plan) => plan.stats.applied),
+      replayedSkipped: sum((plan) => plan.stats.replayedSkipped),
+      deadLettered: sum((plan) => plan.stats.deadLettered),
+      duplicates: sum((plan) => plan.stats.duplicates),
+      dedupeForgotten: sum((plan) => plan.stats.dedupeForgotten),
+    },
+    timings: { decode: 0, load: 0, apply: 0, project: 0 },
+  };
+}

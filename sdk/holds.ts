@@ -1,0 +1,133 @@
+import { AgentmeterError } from "../pipeline/errors.ts";
+import type { HoldDecision, HoldDenialReason } from "../schemas/index.ts";
+import type { AccountIds } from "./session-client.ts";
+import type { RecordInput } from "./validate.ts";
+
+/** How long a hold lasts when the caller names no expiry: an agent turn with a few LLM calls. */
+export const DEFAULT_HOLD_TTL_MS = 5 * 60_000;
+/** How long reserve waits for the decision before HOLD_TIMEOUT. */
+export const DEFAULT_HOLD_TIMEOUT_MS = 10_000;
+
+/** A reservation of tokens for one agent turn (docs/holds.md). */
+export interface HoldRequest extends AccountIds {
+  chat_id: string;
+  /** The turn's estimate, all models together: budgets count tokens whatever the model. */
+  tokens: number;
+  /**
+   * Default a fresh UUIDv7. A retry of a reserve that timed out should pass the same hold id (with a
+   * new record id): an open hold answers with its grant again, nothing more is held.
+   */
+  hold_id?: string;
+  /** When the hold lapses if neither settled nor released; default `ttl_ms` after occurred_at. */
+  expires_at?: string;
+  /** Default DEFAULT_HOLD_TTL_MS. */
+  ttl_ms?: number;
+  record_id?: string;
+  /** Event time; default now. */
+  occurred_at?: string;
+  /** How long to wait for the decision; default DEFAULT_HOLD_TIMEOUT_MS. */
+  timeout_ms?: number;
+}
+
+/** The answer to a reserve. */
+export interface HoldGrant {
+  granted: boolean;
+  hold_id: string;
+  /** Tokens a new hold could still get after this decision (allowance left + paid left - held). */
+  available: number;
+  /** Tokens the account's open holds reserve after this decision. */
+  held_tokens: number;
+  /** Why not granted; null when granted. */
+  reason: HoldDenialReason | null;
+  detail: string | null;
+  expires_at: string;
+  /** The core's decision as the processor publishes it. */
+  decision: HoldDecision;
+}
+
+export interface HoldRelease extends AccountIds {
+  hold_id: string;
+  record_id?: string;
+  occurred_at?: string;
+}
+
+type UsageInput = Extract<RecordInput, { type: "usage" }>;
+/** The usage record that settles a hold: a usage record without `type` and `hold_id` (filled in). */
+export type SettleUsage = Omit<UsageInput, "type" | "hold_id">;
+
+/** The hold record a request stands for (validated when prepared). */
+export function holdRecordInput(request: HoldRequest, holdId: string): RecordInput {
+  const {
+    tokens,
+    chat_id,
+    expires_at,
+    ttl_ms,
+    record_id,
+    occurred_at,
+    timeout_ms: _t,
+    hold_id: _h,
+    ...ids
+  } = request;
+  const at = occurred_at ?? new Date().toISOString();
+  return {
+    type: "hold",
+    ...ids,
+    chat_id,
+    hold_id: holdId,
+    tokens,
+    expires_at: expires_at ?? new Date(Date.parse(at) + (ttl_ms ?? DEFAULT_HOLD_TTL_MS)).toISOString(),
+    occurred_at: at,
+    ...(record_id === undefined ? {} : { record_id }),
+  };
+}
+
+export function grantOf(decision: HoldDecision): HoldGrant {
+  return {
+    granted: decision.granted,
+    hold_id: decision.hold_id,
+    available: decision.available_tokens,
+    held_tokens: decision.held_tokens,
+    reason: decision.reason,
+    detail: decision.detail,
+    expires_at: decision.expires_at,
+    decision,
+  };
+}
+
+/** What withHold throws when the hold is not granted: the turn did not run. */
+export function holdDenied(grant: HoldGrant): AgentmeterError {
+  return new AgentmeterError(
+    "HOLD_DENIED",
+    `hold ${grant.hold_id} not granted: ${grant.reason}${grant.detail === null ? "" : ` (${grant.detail})`}`,
+    {
+      details: {
+        hold_id: grant.hold_id,
+        reason: grant.reason,
+        available: grant.available,
+        held_tokens: grant.held_tokens,
+      },
+    },
+  );
+}
+
+/**
+ * reserve, run the turn, settle with what it really used; on an error of the turn or of the settle
+ * (a usage record refused before sending), release and rethrow. A release after a settle that did
+ * reach the account finds the hold closed and changes nothing; a release that fails leaves the hold to
+ * expire at its expires_at. The caller sees the first error.
+ */
+export async function runHeld<U, R>(
+  reserve: () => Promise<HoldGrant>,
+  turn: (hold: HoldGrant) => Promise<U>,
+  settle: (hold: HoldGrant, usage: U) => Promise<R>,
+  release: (hold: HoldGrant) => Promise<unknown>,
+): Promise<{ hold: HoldGrant; settled: R }> {
+  const hold = await reserve();
+  if (!hold.granted) throw holdDenied(hold);
+  try {
+    return { hold, settled: await settle(hold, await turn(hold)) };
+  } catch (error) {
+    await release(hold).catch(() => undefined);
+    throw error;
+  }
+}

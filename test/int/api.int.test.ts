@@ -1,0 +1,836 @@
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { createServer } from "node:net";
+import { PassThrough } from "node:stream";
+import { after, before, describe, it } from "node:test";
+import type { FastifyInstance } from "fastify";
+import { loadServeConfig } from "../../pipeline/api/config.ts";
+import { IngestProducer } from "../../pipeline/api/ingest-producer.ts";
+import { createApiKey } from "../../pipeline/api/keys.ts";
+import { buildApi } from "../../pipeline/api/server.ts";
+import { ReadStores } from "../../pipeline/api/stores.ts";
+import { type AccountState, parseBillingConfig } from "../../pipeline/core/index.ts";
+import { createLogger } from "../../pipeline/log.ts";
+import type {
+  AccountResponse,
+  CreatorAppsResponse,
+  IngestResponse,
+  PausedChatsResponse,
+  StatementResponse,
+  UsageResponse,
+} from "../../schemas/api.ts";
+import type { InputRecordJson, UsageOutcome } from "../../schemas/index.ts";
+import { accountKeyOf } from "../../schemas/index.ts";
+import { expectedRun } from "../support/expected.ts";
+import { TestPipeline } from "../support/harness.ts";
+import { configEnv } from "../support/pipeline.ts";
+import { requireTool, skipWithout } from "../support/tools.ts";
+
+// --- the workload: two creators, three apps, end users on trial, paid, and paused ----------------
+
+const HOUR = 3_600_000;
+const now = Date.now();
+/** A month that lies within the processor's event-time bound (35 days back) for at least a day. */
+const month = new Date(now - 2 * HOUR).toISOString().slice(0, 7);
+const monthStart = Date.parse(`${month}-01T00:00:00Z`);
+const monthEnd = Date.UTC(Number(month.slice(0, 4)), Number(month.slice(5, 7)), 1);
+const start = Math.max(monthStart, now - 30 * 24 * HOUR);
+const end = Math.min(now - 60_000, monthEnd - 1);
+/** The whole month as a usage query's range. */
+const monthRange = `from=${new Date(monthStart).toISOString()}&to=${new Date(monthEnd).toISOString()}`;
+/** The price of the workload's model changes half way through: the statement spans both prices. */
+const priceChange = new Date(Math.floor((start + (end - start) / 2) / HOUR) * HOUR).toISOString();
+
+const billing = parseBillingConfig({
+  app_trial_tokens: { default: 3_000 },
+  price_book: {
+    entries: [
+      {
+        price_id: "default-1",
+        model: "default",
+        effective_from: "2024-01-01T00:00:00Z",
+        prompt_micros_per_mtok: 30_000_000,
+        completion_micros_per_mtok: 30_000_000,
+      },
+      {
+        price_id: "api-model-1",
+        model: "api-model",
+        effective_from: "2024-01-01T00:00:00Z",
+        prompt_micros_per_mtok: 3_000_000,
+        completion_micros_per_mtok: 9_000_000,
+      },
+      {
+        price_id: "api-model-2",
+        model: "api-model",
+        effective_from: priceChange,
+        prompt_micros_per_mtok: 5_000_000,
+        completion_micros_per_mtok: 17_000_000,
+      },
+    ],
+  },
+});
+
+const CREATORS = { ada: ["ada-notes", "ada-chat"], bob: ["bob-bot"] } as const;
+const USERS = ["u1", "u2", "u3"];
+const TURNS = 6;
+
+function at(fraction: number): string {
+  return new Date(start + Math.floor((end - start) * fraction)).toISOString();
+}
+
+function topUp(creator: string, app: string, user: string, id: string): InputRecordJson {
+  return {
+    type: "credit",
+    kind: "top_up",
+    record_id: id,
+    level: "app_usage",
+    enterprise_id: app,
+    mozaiks_user_id: creator,
+    platform_user_id: user,
+    tokens: 20_000,
+    amount_micros: "200000",
+    occurred_at: at(0),
+  };
+}
+
+function usage(creator: string, app: string, user: string, turn: number): InputRecordJson {
+  return {
+    type: "usage",
+    record_id: `${app}-${user}-${turn}`,
+    level: "app_usage",
+    enterprise_id: app,
+    mozaiks_user_id: creator,
+    platform_user_id: user,
+    workflow_type: "chat",
+    workflow_name: turn % 2 === 0 ? "writer" : "planner",
+    session_id: `${user}-s`,
+    chat_id: `${user}-chat`,
+    model: "api-model",
+    agent_usage: {
+      PlannerAgent: {
+        prompt_tokens: 300 + turn * 7,
+        completion_tokens: 200,
+        response_time_ms: 100 + turn * 10,
+        message_count: 1,
+      },
+      WriterAgent: {
+        prompt_tokens: 150,
+        completion_tokens: 180 + turn,
+        response_time_ms: 400,
+        message_count: 2,
+      },
+    },
+    occurred_at: at((turn + 1) / (TURNS + 1)),
+  };
+}
+
+/** Every valid record of the run: u1 and u2 of each app are topped up (paid usage, billed 70/30); u3 runs out of trial and is paused. */
+function workload(): { credits: InputRecordJson[]; usages: InputRecordJson[] } {
+  const credits: InputRecordJson[] = [];
+  const usages: InputRecordJson[] = [];
+  for (const [creator, apps] of Object.entries(CREATORS)) {
+    for (const app of apps) {
+      for (const user of USERS) {
+        if (user !== "u3") credits.push(topUp(creator, app, user, `${app}-${user}-topup`));
+        for (let turn = 0; turn < TURNS; turn++) usages.push(usage(creator, app, user, turn));
+      }
+    }
+  }
+  return { credits, usages };
+}
+
+// --- HTTP helpers --------------------------------------------------------------------------------
+
+interface Answer<T> {
+  status: number;
+  body: T;
+  text: string;
+  type: string;
+}
+
+async function call<T>(base: string, path: string, key?: string, body?: unknown): Promise<Answer<T>> {
+  const headers: Record<string, string> = {};
+  if (key !== undefined) headers.authorization = `Bearer ${key}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const response = await fetch(`${base}${path}`, {
+    method: body === undefined ? "GET" : "POST",
+    headers,
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await response.text();
+  const type = response.headers.get("content-type") ?? "";
+  return {
+    status: response.status,
+    text,
+    type,
+    body: (type.includes("json") ? JSON.parse(text) : text) as T,
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === "object" && address !== null ? resolve(address.port) : reject(),
+      );
+    });
+  });
+}
+
+const sum = (values: bigint[]) => values.reduce((a, b) => a + b, 0n);
+const inMonth = (iso: string) => iso.slice(0, 7) === month;
+
+// --- the suite -----------------------------------------------------------------------------------
+
+describe("agentmeter serve on the real servers", () => {
+  let pipeline: TestPipeline;
+  let app: FastifyInstance;
+  let producer: IngestProducer;
+  let stores: ReadStores;
+  let base: string;
+  const logLines: string[] = [];
+  const keys = {
+    admin: createApiKey("admin", { kind: "admin" }),
+    ingest: createApiKey("ingest", { kind: "ingest" }),
+    read: createApiKey("read", { kind: "read" }),
+    ada: createApiKey("ada", { kind: "creator", mozaiksUserId: "ada" }),
+    bob: createApiKey("bob", { kind: "creator", mozaiksUserId: "bob" }),
+  };
+  const keyEnv = Object.values(keys)
+    .map((key) => key.entry)
+    .join(",");
+  const { credits, usages } = workload();
+  const records = [...credits, ...usages];
+  const expected = expectedRun(records, billing);
+  const outcomes = expected.outputs.filter(
+    (o): o is UsageOutcome & { seq?: unknown } => o.kind === "usage_outcome",
+  );
+
+  before(async () => {
+    pipeline = await TestPipeline.create({ billing });
+    await pipeline.startProcessor();
+    const config = loadServeConfig({
+      ...configEnv(pipeline.config),
+      AGENTMETER_API_KEYS: keyEnv,
+      AGENTMETER_API_MAX_BATCH: "50",
+    });
+    const logs = new PassThrough();
+    logs.on("data", (chunk: Buffer) => logLines.push(chunk.toString()));
+    const logger = createLogger("info", "api-test", logs);
+    producer = await IngestProducer.connect(config.pipeline, logger);
+    stores = ReadStores.open(config.pipeline, logger);
+    app = await buildApi({ pipeline: config.pipeline, settings: config.serve, producer, stores, logger });
+    base = await app.listen({ host: "127.0.0.1", port: 0 });
+  });
+
+  after(async () => {
+    await app?.close();
+    await producer?.close();
+    await stores?.close();
+    await pipeline?.close();
+  });
+
+  describe("authentication", () => {
+    it("answers 401 without a key or with a wrong one, 403 for a key without the route's access, as JSON", async () => {
+      const none = await call<{ error: { code: string } }>(base, "/v1/records", undefined, usages[0]);
+      assert.equal(none.status, 401);
+      assert.equal(none.body.error.code, "UNAUTHENTICATED");
+      const wrong = await call<{ error: { code: string } }>(base, "/v1/creators/ada/apps", "amk_not-a-key");
+      assert.equal(wrong.status, 401);
+      assert.match(wrong.type, /application\/json/);
+      const readOnly = await call<{ error: { code: string } }>(
+        base,
+        "/v1/records",
+        keys.read.secret,
+        usages[0],
+      );
+      assert.equal(readOnly.status, 403);
+      assert.equal(readOnly.body.error.code, "FORBIDDEN");
+      const ingestOnly = await call<{ error: { code: string } }>(
+        base,
+        "/v1/creators/ada/apps",
+        keys.ingest.secret,
+      );
+      assert.equal(ingestOnly.status, 403);
+    });
+
+    it("validates only after authenticating: a malformed body without a key is a 401, not a 400", async () => {
+      const answer = await call<{ error: { code: string } }>(base, "/v1/apps/ADA!/usage?from=x", undefined);
+      assert.equal(answer.status, 401);
+    });
+
+    it("never writes a presented secret to the log", () => {
+      const log = logLines.join("");
+      for (const key of Object.values(keys)) assert.ok(!log.includes(key.secret), "a secret reached the log");
+      assert.ok(!log.includes("amk_not-a-key"));
+    });
+  });
+
+  describe("ingest", () => {
+    it("accepts a valid batch with 202 and one result per record, only after the broker acknowledged it", async () => {
+      const answer = await call<IngestResponse>(base, "/v1/records", keys.admin.secret, credits);
+      assert.equal(answer.status, 202);
+      assert.equal(answer.body.accepted, credits.length);
+      assert.deepEqual(
+        answer.body.results.map((r) => r.status),
+        credits.map(() => "accepted"),
+      );
+    });
+
+    it("rejects an invalid single record with its code and field path", async () => {
+      const bad = {
+        ...usages[0]!,
+        record_id: "bad-1",
+        agent_usage: { PlannerAgent: { prompt_tokens: -1, completion_tokens: 1 } },
+      };
+      const answer = await call<IngestResponse>(base, "/v1/records", keys.ingest.secret, bad);
+      assert.equal(answer.status, 202);
+      assert.equal(answer.body.accepted, 0);
+      const [result] = answer.body.results;
+      assert.equal(result?.status, "rejected");
+      assert.ok(result?.status === "rejected");
+      assert.equal(result.code, "RECORD_INVALID");
+      assert.deepEqual(result.fields, ["agent_usage.PlannerAgent.prompt_tokens"]);
+      assert.equal(result.record_id, "bad-1");
+    });
+
+    it("in a mixed batch accepts the valid records and rejects the rest, each by index; credits need an admin key", async () => {
+      // The usage records go in batches of at most 50 (AGENTMETER_API_MAX_BATCH) with bad ones between them.
+      const credit = { ...credits[0]!, record_id: "credit-by-ingest-key" };
+      let accepted = 0;
+      for (let from = 0; from < usages.length; from += 40) {
+        const batch: unknown[] = [...usages.slice(from, from + 40)];
+        batch.splice(1, 0, { type: "usage", level: "app_usage" }, credit, {
+          ...usages[0],
+          model: "no such!",
+        });
+        const answer = await call<IngestResponse>(base, "/v1/records", keys.ingest.secret, batch);
+        assert.equal(answer.status, 202);
+        const rejected = answer.body.results.filter((r) => r.status === "rejected");
+        assert.deepEqual(
+          rejected.map((r) => [r.index, r.status === "rejected" ? r.code : ""]),
+          [
+            [1, "RECORD_INVALID"],
+            [2, "RECORD_UNAUTHORIZED"],
+            [3, "RECORD_INVALID"],
+          ],
+        );
+        const modelField = rejected[2]?.status === "rejected" ? rejected[2].fields : [];
+        assert.deepEqual(modelField, ["model"]);
+        accepted += answer.body.accepted;
+      }
+      assert.equal(accepted, usages.length);
+    });
+
+    it("refuses a batch over the configured size, and a body that is not JSON, with 400 and the field", async () => {
+      const tooMany = await call<{ error: { code: string; fields: string[] } }>(
+        base,
+        "/v1/records",
+        keys.ingest.secret,
+        Array.from({ length: 51 }, () => usages[0]),
+      );
+      assert.equal(tooMany.status, 400);
+      assert.deepEqual(tooMany.body.error.fields, ["body"]);
+      const response = await fetch(`${base}/v1/records`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${keys.ingest.secret}`, "content-type": "application/json" },
+        body: "{not json",
+      });
+      assert.equal(response.status, 400);
+      const body = (await response.json()) as { error: { code: string; message: string } };
+      assert.equal(body.error.code, "REQUEST_INVALID");
+      assert.doesNotMatch(body.error.message, /at .*\.js|node_modules/);
+    });
+
+    it("the accepted records reach the processor: every store holds what the billing core computes", async () => {
+      await pipeline.caughtUp();
+      await pipeline.assertStoresMatch(records);
+    });
+  });
+
+  describe("reads equal what the billing core computes", () => {
+    const accountOf = (key: string) => expected.state.accounts[key] as AccountState;
+
+    it("an end user's account and budget state", async () => {
+      for (const user of USERS) {
+        const answer = await call<AccountResponse>(
+          base,
+          `/v1/accounts/app_usage/ada-notes/${user}`,
+          keys.ada.secret,
+        );
+        assert.equal(answer.status, 200, answer.text);
+        const core = accountOf(
+          accountKeyOf({
+            level: "app_usage",
+            enterprise_id: "ada-notes",
+            mozaiks_user_id: "ada",
+            platform_user_id: user,
+          }),
+        );
+        assert.equal(answer.body.tokens_used, core.tokens_used);
+        assert.equal(answer.body.billed.micros, core.billed_micros.toString());
+        assert.equal(answer.body.creator_share.micros, core.creator_share_micros.toString());
+        assert.equal(answer.body.budget.can_continue, user !== "u3");
+        assert.equal(answer.body.budget.paused_chats.length, user === "u3" ? 1 : 0);
+      }
+    });
+
+    it("an app's usage per day, per workflow, per agent, per model and per end user", async () => {
+      const range = monthRange;
+      const mine = outcomes.filter((o) => o.enterprise_id === "ada-notes");
+
+      const byMonth = await call<UsageResponse>(
+        base,
+        `/v1/apps/ada-notes/usage?${range}&window=month`,
+        keys.read.secret,
+      );
+      assert.equal(byMonth.status, 200, byMonth.text);
+      assert.equal(byMonth.body.rows.length, 1);
+      assert.equal(
+        byMonth.body.rows[0]?.tokens,
+        mine.reduce((n, o) => n + o.tokens_used, 0),
+      );
+      assert.equal(byMonth.body.rows[0]?.billed?.micros, sum(mine.map((o) => o.billed_micros)).toString());
+      assert.equal(
+        byMonth.body.rows[0]?.creator_share?.micros,
+        sum(mine.map((o) => o.creator_share_micros)).toString(),
+      );
+
+      const byDay = await call<UsageResponse>(
+        base,
+        `/v1/apps/ada-notes/usage?${range}&window=day`,
+        keys.read.secret,
+      );
+      const days = new Map<string, bigint>();
+      for (const o of mine)
+        days.set(o.occurred_at.slice(0, 10), (days.get(o.occurred_at.slice(0, 10)) ?? 0n) + o.cost_micros);
+      assert.deepEqual(
+        byDay.body.rows.map((r) => [r.bucket.slice(0, 10), r.cost?.micros]),
+        [...days.entries()].sort().map(([day, cost]) => [day, cost.toString()]),
+      );
+
+      const byUser = await call<UsageResponse>(
+        base,
+        `/v1/apps/ada-notes/usage?${range}&window=month&group_by=end_user`,
+        keys.read.secret,
+      );
+      assert.deepEqual(
+        byUser.body.rows.map((r) => [r.group, r.billed?.micros]),
+        USERS.map((user) => [
+          user,
+          sum(mine.filter((o) => o.platform_user_id === user).map((o) => o.billed_micros)).toString(),
+        ]),
+      );
+
+      const byWorkflow = await call<UsageResponse>(
+        base,
+        `/v1/apps/ada-notes/usage?${range}&window=month&group_by=workflow`,
+        keys.read.secret,
+      );
+      assert.deepEqual(
+        byWorkflow.body.rows.map((r) => [r.group, r.tokens]),
+        ["planner", "writer"].map((w) => [
+          w,
+          mine.filter((o) => o.workflow_name === w).reduce((n, o) => n + o.tokens_used, 0),
+        ]),
+      );
+
+      const byAgent = await call<UsageResponse>(
+        base,
+        `/v1/apps/ada-notes/usage?${range}&window=month&group_by=agent`,
+        keys.read.secret,
+      );
+      const agentTokens = (name: string) =>
+        mine.reduce(
+          (n, o) => n + (o.agents[name]?.prompt_tokens ?? 0) + (o.agents[name]?.completion_tokens ?? 0),
+          0,
+        );
+      assert.deepEqual(
+        byAgent.body.rows.map((r) => [r.group, r.tokens, r.billed]),
+        [
+          ["PlannerAgent", agentTokens("PlannerAgent"), null],
+          ["WriterAgent", agentTokens("WriterAgent"), null],
+        ],
+      );
+      const byModel = await call<UsageResponse>(
+        base,
+        `/v1/apps/ada-notes/usage?${range}&window=month&group_by=model`,
+        keys.read.secret,
+      );
+      assert.deepEqual(
+        byModel.body.rows.map((r) => [r.group, r.tokens]),
+        [["api-model", mine.reduce((n, o) => n + o.tokens_used, 0)]],
+      );
+    });
+
+    it("refuses a malformed usage query with 400 naming the field", async () => {
+      const answer = await call<{ error: { fields: string[] } }>(
+        base,
+        "/v1/apps/ada-notes/usage?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z&window=minute",
+        keys.read.secret,
+      );
+      assert.equal(answer.status, 400);
+      assert.deepEqual(answer.body.error.fields, ["querystring.window"]);
+    });
+
+    it("a creator's apps with their totals", async () => {
+      const answer = await call<CreatorAppsResponse>(base, "/v1/creators/ada/apps", keys.ada.secret);
+      assert.equal(answer.status, 200, answer.text);
+      assert.deepEqual(
+        answer.body.apps.map((a) => [
+          a.enterprise_id,
+          a.billed.micros,
+          a.creator_share.micros,
+          a.platform_fee.micros,
+        ]),
+        [...CREATORS.ada].sort().map((id) => {
+          const of = outcomes.filter((o) => o.enterprise_id === id);
+          return [
+            id,
+            sum(of.map((o) => o.billed_micros)).toString(),
+            sum(of.map((o) => o.creator_share_micros)).toString(),
+            sum(of.map((o) => o.platform_fee_micros)).toString(),
+          ];
+        }),
+      );
+    });
+
+    it("an app's paused chats", async () => {
+      const answer = await call<PausedChatsResponse>(base, "/v1/apps/bob-bot/paused-chats", keys.bob.secret);
+      assert.equal(answer.status, 200, answer.text);
+      const paused = Object.values(expected.state.accounts)
+        .filter((a) => a.enterprise_id === "bob-bot")
+        .flatMap((a) =>
+          Object.entries(a.chats)
+            .filter(([, c]) => c.paused)
+            .map(([id, c]) => [id, a.platform_user_id, c.pause_reason]),
+        );
+      assert.ok(paused.length > 0);
+      assert.deepEqual(
+        answer.body.chats.map((c) => [c.chat_id, c.platform_user_id, c.pause_reason]),
+        paused,
+      );
+    });
+
+    it("a creator's statement for a month spanning a price change: per app, 70/30, reconciled; as JSON and CSV", async () => {
+      const prices = new Set(outcomes.flatMap((o) => o.price_ids));
+      assert.deepEqual(
+        [...prices].sort(),
+        ["api-model-1", "api-model-2"],
+        "the month spans the price change",
+      );
+      const answer = await call<StatementResponse>(
+        base,
+        `/v1/creators/ada/statements/${month}`,
+        keys.ada.secret,
+      );
+      assert.equal(answer.status, 200, answer.text);
+      const billedInMonth = outcomes.filter(
+        (o) => o.mozaiks_user_id === "ada" && o.billed_micros !== 0n && inMonth(o.occurred_at),
+      );
+      assert.deepEqual(
+        answer.body.lines.map((l) => [
+          l.enterprise_id,
+          l.records,
+          l.billed.micros,
+          l.creator_share.micros,
+          l.platform_fee.micros,
+        ]),
+        [...CREATORS.ada].sort().map((id) => {
+          const of = billedInMonth.filter((o) => o.enterprise_id === id);
+          return [
+            id,
+            of.length,
+            sum(of.map((o) => o.billed_micros)).toString(),
+            sum(of.map((o) => o.creator_share_micros)).toString(),
+            sum(of.map((o) => o.platform_fee_micros)).toString(),
+          ];
+        }),
+      );
+      const total = answer.body.total;
+      assert.equal(
+        BigInt(total.creator_share.micros) + BigInt(total.platform_fee.micros),
+        BigInt(total.billed.micros),
+      );
+      assert.equal(answer.body.reconciliation.agrees, true, JSON.stringify(answer.body.reconciliation));
+
+      const csv = await call<string>(
+        base,
+        `/v1/creators/ada/statements/${month}?format=csv`,
+        keys.ada.secret,
+      );
+      assert.equal(csv.status, 200);
+      assert.match(csv.type, /text\/csv/);
+      const lines = csv.text.trim().split("\n");
+      assert.equal(
+        lines[0],
+        "mozaiks_user_id,month,enterprise_id,records,billed_usd,creator_share_usd,platform_fee_usd",
+      );
+      assert.equal(
+        lines.at(-2),
+        [
+          "ada",
+          month,
+          "TOTAL",
+          total.records,
+          total.billed.usd,
+          total.creator_share.usd,
+          total.platform_fee.usd,
+        ].join(","),
+      );
+      assert.match(lines.at(-1) ?? "", /^# reconciliation: agrees/);
+    });
+  });
+
+  describe("tenancy: every read route x own creator / other creator / no key / bad key", () => {
+    const routes = [
+      "/v1/accounts/platform/ada",
+      "/v1/accounts/app_usage/ada-notes/u1",
+      `/v1/apps/ada-notes/usage?${monthRange}&window=day`,
+      "/v1/apps/ada-notes/paused-chats",
+      "/v1/creators/ada/apps",
+      `/v1/creators/ada/statements/${month}`,
+    ];
+    for (const route of routes) {
+      it(route.split("?")[0]!, async () => {
+        // ada has no platform account (she sent no platform usage): 404 to her own key too, 200 to none.
+        const own = await call(base, route, keys.ada.secret);
+        assert.equal(own.status, route.includes("/platform/") ? 404 : 200, own.text);
+        const other = await call<{ error: { code: string } }>(base, route, keys.bob.secret);
+        assert.equal(other.status, 404, other.text);
+        assert.equal(other.body.error.code, "NOT_FOUND");
+        if (route.includes("/platform/"))
+          assert.equal(
+            other.text.replace("ada", "?"),
+            own.text.replace("ada", "?"),
+            "another's and a missing account answer alike",
+          );
+        assert.equal((await call(base, route)).status, 401);
+        assert.equal((await call(base, route, "amk_forged")).status, 401);
+      });
+    }
+  });
+
+  describe("OpenAPI and dashboard", () => {
+    it("serves an OpenAPI document listing every route", async () => {
+      const answer = await call<{ openapi: string; paths: Record<string, unknown> }>(base, "/openapi.json");
+      assert.equal(answer.status, 200);
+      assert.match(answer.body.openapi, /^3\./);
+      assert.deepEqual(Object.keys(answer.body.paths).sort(), [
+        "/v1/accounts/app_usage/{enterprise_id}/{platform_user_id}",
+        "/v1/accounts/platform/{mozaiks_user_id}",
+        "/v1/apps/{enterprise_id}/paused-chats",
+        "/v1/apps/{enterprise_id}/usage",
+        "/v1/creators/{mozaiks_user_id}/apps",
+        "/v1/creators/{mozaiks_user_id}/statements/{month}",
+        "/v1/records",
+      ]);
+    });
+
+    const chromium =
+      process.env.AGENTMETER_CHROMIUM ?? ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find(existsSync);
+    const noChromium = "no chromium found (apt-get install -y chromium, or set AGENTMETER_CHROMIUM)";
+    it("draws in a real browser the figures the API returns", {
+      skip: skipWithout(chromium, noChromium),
+    }, async () => {
+      const { chromium: launcher } = await import("playwright-core");
+      const browser = await launcher.launch({
+        executablePath: requireTool(chromium, noChromium),
+        args: ["--no-sandbox"],
+      });
+      try {
+        const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+        await page.goto(`${base}/`);
+        await page.fill("#key", keys.ada.secret);
+        await page.fill("#creator", "ada");
+        await page.fill("#month", month);
+        await page.click("#load");
+        await page.waitForSelector("body[data-loaded]");
+        assert.equal(
+          await page.getAttribute("body", "data-loaded"),
+          "true",
+          (await page.textContent("#status")) ?? "",
+        );
+        const drawn = await page.evaluate(() => {
+          const charts = (
+            globalThis as unknown as {
+              agentmeterCharts: Record<
+                string,
+                { data: { labels: unknown[]; datasets: { label: string; data: number[] }[] } }
+              >;
+            }
+          ).agentmeterCharts;
+          return Object.fromEntries(
+            Object.entries(charts).map(([name, chart]) => [
+              name,
+              {
+                labels: chart.data.labels,
+                datasets: chart.data.datasets.map((d) => ({ label: d.label, data: [...d.data] })),
+              },
+            ]),
+          );
+        });
+        await page.screenshot({ path: ".agentmeter/test-logs/dashboard.png", fullPage: true });
+
+        const statement = (
+          await call<StatementResponse>(base, `/v1/creators/ada/statements/${month}`, keys.ada.secret)
+        ).body;
+        assert.deepEqual(drawn.split, {
+          labels: statement.lines.map((l) => l.enterprise_id),
+          datasets: [
+            { label: "creator share", data: statement.lines.map((l) => Number(l.creator_share.usd)) },
+            { label: "platform fee", data: statement.lines.map((l) => Number(l.platform_fee.usd)) },
+          ],
+        });
+        const apps = [...CREATORS.ada].sort();
+        for (const [index, id] of apps.entries()) {
+          const daily = (
+            await call<UsageResponse>(base, `/v1/apps/${id}/usage?${monthRange}&window=day`, keys.ada.secret)
+          ).body;
+          const tokens = drawn.tokens?.datasets[index];
+          assert.equal(tokens?.label, id);
+          assert.equal(
+            tokens?.data.reduce((a, b) => a + b, 0),
+            daily.rows.reduce((n, r) => n + r.tokens, 0),
+          );
+          for (const row of daily.rows) {
+            const day = drawn.tokens?.labels.indexOf(row.bucket.slice(0, 10)) ?? -1;
+            assert.equal(tokens?.data[day], row.tokens);
+            assert.equal(drawn.cost?.datasets[index]?.data[day], Number(row.cost?.usd));
+          }
+          const paused = (
+            await call<PausedChatsResponse>(base, `/v1/apps/${id}/paused-chats`, keys.ada.secret)
+          ).body;
+          assert.equal(drawn.paused?.datasets[0]?.data[index], paused.chats.length);
+        }
+        const agentTokens = new Map<string, number>();
+        for (const id of apps) {
+          const agents = (
+            await call<UsageResponse>(
+              base,
+              `/v1/apps/${id}/usage?${monthRange}&window=month&group_by=agent`,
+              keys.ada.secret,
+            )
+          ).body;
+          for (const row of agents.rows)
+            agentTokens.set(row.group!, (agentTokens.get(row.group!) ?? 0) + row.tokens);
+        }
+        const top = [...agentTokens.entries()].sort((a, b) => b[1] - a[1]);
+        assert.deepEqual(
+          drawn["agent-tokens"]?.labels,
+          top.map(([name]) => name),
+        );
+        assert.deepEqual(
+          drawn["agent-tokens"]?.datasets[0]?.data,
+          top.map(([, n]) => n),
+        );
+        assert.equal(drawn["agent-time"]?.labels.length, 2);
+      } finally {
+        await browser.close();
+      }
+    });
+  });
+});
+
+describe("agentmeter serve killed mid-burst: every acknowledged record is on the topic exactly once", () => {
+  let pipeline: TestPipeline;
+  let child: ChildProcess | undefined;
+
+  before(async () => {
+    pipeline = await TestPipeline.create();
+  });
+
+  after(async () => {
+    child?.kill("SIGKILL");
+    await pipeline?.close();
+  });
+
+  it("SIGKILL while batches are in flight", async () => {
+    const key = createApiKey("burst", { kind: "ingest" });
+    const port = await freePort();
+    child = spawn(process.execPath, ["bin/agentmeter.mjs", "serve"], {
+      env: {
+        ...process.env,
+        ...configEnv(pipeline.config),
+        AGENTMETER_API_KEYS: key.entry,
+        AGENTMETER_API_PORT: String(port),
+        LOG_LEVEL: "warn",
+      },
+      stdio: ["ignore", "ignore", "inherit"],
+    });
+    const base = `http://127.0.0.1:${port}`;
+    for (let i = 0; ; i++) {
+      const up = await fetch(`${base}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (up) break;
+      assert.ok(i < 300, "the server did not start");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+
+    const acked = new Set<string>();
+    let sent = 0;
+    let killed = false;
+    const batch = (worker: number, n: number) =>
+      Array.from({ length: 100 }, (_, i) => ({
+        ...usage("burst-creator", "burst-app", `w${worker}`, 0),
+        record_id: `b-${worker}-${n}-${i}`,
+        occurred_at: new Date().toISOString(),
+      }));
+    const worker = async (id: number) => {
+      for (let n = 0; !killed; n++) {
+        const records = batch(id, n);
+        sent += records.length;
+        try {
+          const answer = await call<IngestResponse>(base, "/v1/records", key.secret, records);
+          if (answer.status !== 202) continue;
+          for (const r of answer.body.results) if (r.status === "accepted") acked.add(r.record_id);
+        } catch {
+          return; // the connection died with the server: this batch was never acknowledged
+        }
+        if (acked.size >= 3_000 && !killed) {
+          killed = true;
+          child?.kill("SIGKILL");
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, (_, id) => worker(id)));
+    assert.ok(killed);
+    assert.ok(sent > acked.size, "batches were in flight when the server died");
+
+    // Read the whole topic back.
+    const admin = await pipeline.admin();
+    const high = await admin.fetchTopicOffsets(pipeline.topic);
+    const total = high.reduce((n, p) => n + Number(p.high), 0);
+    const consumer = pipeline.kafka().consumer({ groupId: `${pipeline.groupId}-reader` });
+    const seen = new Map<string, number>();
+    await consumer.connect();
+    await consumer.subscribe({ topic: pipeline.topic, fromBeginning: true });
+    let read = 0;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`read ${read} of ${total}`)), 60_000);
+      void consumer.run({
+        eachMessage: async ({ message }) => {
+          const id = (JSON.parse(message.value!.toString()) as { record_id: string }).record_id;
+          seen.set(id, (seen.get(id) ?? 0) + 1);
+          if (++read >= total) {
+            clearTimeout(timer);
+            resolve();
+          }
+        },
+      });
+    });
+    await consumer.disconnect();
+    const missing = [...acked].filter((id) => !seen.has(id));
+    const twice = [...seen.entries()].filter(([, n]) => n > 1);
+    assert.deepEqual(missing, [], "an acknowledged record is missing from the topic");
+    assert.deepEqual(twice, [], "a record is on the topic twice");
+    process.stderr.write(
+      `  burst: ${acked.size} acknowledged, ${seen.size} on the topic, ${sent} sent before SIGKILL\n`,
+    );
+  });
+});

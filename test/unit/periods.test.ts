@@ -1,0 +1,189 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import fc from "fast-check";
+import { applyBatch, type BillingState, budgetStateOf, emptyState } from "../../pipeline/core/index.ts";
+import {
+  type InputRecord,
+  type TopicOutput,
+  type TopicRecord,
+  tickRecordSchema,
+} from "../../schemas/index.ts";
+import {
+  accountOf,
+  budgetEvents,
+  config,
+  credit,
+  ofKind,
+  PLATFORM_IDS,
+  run,
+  session,
+  tokens,
+  usage,
+} from "./builders.ts";
+
+const KEY = "platform:user_123";
+const monthly = (fields: Record<string, unknown> = {}) =>
+  config({
+    platform_allowance_tokens: 1_000,
+    allowance_period: {
+      platform: { every: "month", anchor: "2025-01-01T00:00:00Z", rollover_max_tokens: 500, ...fields },
+    },
+  });
+
+function use(id: string, when: string, count: number, chat = "chat-1") {
+  return usage({ record_id: id, ...PLATFORM_IDS, chat_id: chat, occurred_at: when, ...tokens(count) });
+}
+
+describe("budget periods", () => {
+  test("Given a monthly allowance, When the first record of the next month comes, Then period_reset carries what was left within the bounds and the allowance is whole again", () => {
+    const { state, outputs } = run(
+      [use("u-1", "2025-01-10T00:00:00Z", 800), use("u-2", "2025-02-03T00:00:00Z", 100)],
+      monthly(),
+    );
+    const reset = ofKind(outputs, "budget_event").find((e) => e.event === "period_reset");
+    assert.ok(reset?.event === "period_reset");
+    assert.deepEqual(
+      [reset.record_id, reset.period_start, reset.periods, reset.left_tokens, reset.carried_tokens],
+      ["u-2", "2025-02-01T00:00:00.000Z", 1, 200, 200],
+    );
+    const [, second] = ofKind(outputs, "usage_outcome");
+    assert.equal(second?.trial_tokens_used, 100);
+    assert.equal(budgetStateOf(accountOf(state, KEY)).trial_remaining_tokens, 1_100);
+  });
+
+  test("Given two periods skipped with no traffic, Then each boundary carries once: an empty period carries up to the max", () => {
+    const { state, outputs } = run(
+      [use("u-1", "2025-01-10T00:00:00Z", 1_000), use("u-2", "2025-04-02T00:00:00Z", 0)],
+      monthly({ rollover_min_tokens: 100 }),
+    );
+    const reset = ofKind(outputs, "budget_event").find((e) => e.event === "period_reset");
+    // Jan left 0 -> carry 100 (the min); Feb, no traffic, left 1,100 -> 500 (the max); Mar the same.
+    assert.ok(reset?.event === "period_reset");
+    assert.deepEqual([reset.periods, reset.left_tokens, reset.carried_tokens], [3, 0, 500]);
+    assert.equal(budgetStateOf(accountOf(state, KEY)).trial_remaining_tokens, 1_500);
+  });
+
+  test("Given a chat paused on an exhausted allowance, When a new period starts, Then thresholds re-arm and the chat becomes resumable", () => {
+    const { state, outputs } = run(
+      [
+        session({
+          record_id: "s-1",
+          ...PLATFORM_IDS,
+          chat_id: "chat-1",
+          occurred_at: "2025-01-01T00:00:00Z",
+        }),
+        use("u-1", "2025-01-10T00:00:00Z", 1_000),
+        credit({ record_id: "c-0", ...PLATFORM_IDS, tokens: 0, occurred_at: "2025-02-01T00:00:00Z" }),
+      ],
+      monthly(),
+    );
+    assert.deepEqual(budgetEvents(outputs.filter((o) => o.record_id === "u-1")), [
+      "threshold_reached",
+      "threshold_reached",
+      "exhausted",
+    ]);
+    const atReset = budgetEvents(outputs.filter((o) => o.record_id === "c-0"));
+    assert.deepEqual(atReset, ["period_reset", "resumable"]);
+    const account = accountOf(state, KEY);
+    assert.deepEqual(account.thresholds_raised_bp, []);
+    assert.equal(budgetStateOf(account).paused_chats[0]?.can_resume, true);
+  });
+
+  test("Given an idle account, When a tick passes the boundary, Then the period resets at the tick", () => {
+    const records: TopicRecord[] = [
+      use("u-1", "2025-01-10T00:00:00Z", 300),
+      tickRecordSchema.parse({
+        type: "tick",
+        record_id: "t-1",
+        partition: 0,
+        occurred_at: "2025-01-31T23:59:59Z",
+      }),
+      tickRecordSchema.parse({
+        type: "tick",
+        record_id: "t-2",
+        partition: 0,
+        occurred_at: "2025-02-01T00:00:00Z",
+      }),
+    ];
+    const { outputs } = applyBatch(
+      emptyState(),
+      records.map((record) => ({ record })),
+      monthly(),
+    );
+    const resets = (outputs as TopicOutput[]).filter(
+      (o) => o.kind === "budget_event" && o.event === "period_reset",
+    );
+    assert.deepEqual(
+      resets.map((o) => o.record_id),
+      ["t-2"],
+    );
+  });
+
+  test("Given no allowance_period (the default), Then nothing resets across months", () => {
+    const { outputs, state } = run(
+      [use("u-1", "2025-01-10T00:00:00Z", 800), use("u-2", "2025-03-03T00:00:00Z", 100)],
+      config({ platform_allowance_tokens: 1_000 }),
+    );
+    assert.equal(budgetEvents(outputs).includes("period_reset"), false);
+    assert.equal(accountOf(state, KEY).period, undefined);
+  });
+
+  test("Given a bad period config, Then CONFIG_INVALID", () => {
+    assert.throws(() => monthly({ rollover_min_tokens: 600 }), /rollover_min_tokens/);
+    assert.throws(() => monthly({ anchor: "2025-01-31T00:00:00Z" }), /at most 28/);
+  });
+
+  test("Property: with daily periods, batch cuts and replays give the same state and outputs", () => {
+    const cfg = config({
+      app_trial_tokens: { default: 2_000 },
+      allowance_period: { app_usage: { every: "day", rollover_max_tokens: 1_000, rollover_min_tokens: 0 } },
+    });
+    const step = fc.record({ hours: fc.nat(30), count: fc.nat(1_500), chat: fc.nat(2) });
+    fc.assert(
+      fc.property(
+        fc.array(step, { minLength: 1, maxLength: 40 }),
+        fc.array(fc.nat(40), { maxLength: 4 }),
+        (steps, cuts) => {
+          let hours = 0;
+          const records: InputRecord[] = steps.map((s, i) => {
+            hours += s.hours;
+            return usage({
+              record_id: `u-${i}`,
+              chat_id: `chat-${s.chat}`,
+              occurred_at: new Date(Date.parse("2025-03-01T00:00:00Z") + hours * 3_600_000).toISOString(),
+              ...tokens(s.count),
+            });
+          });
+          const whole = run(records, cfg);
+          for (const o of ofKind(whole.outputs, "usage_outcome")) {
+            assert.equal(o.tokens_used, o.trial_tokens_used + o.paid_tokens_used);
+          }
+          for (const account of Object.values(whole.state.accounts)) {
+            assert.ok(
+              account.trial_used_tokens <= account.allowance_tokens + (account.period?.carried_tokens ?? 0),
+            );
+          }
+          let state: BillingState = emptyState();
+          const outputs: TopicOutput[] = [];
+          let from = 0;
+          for (const cut of [
+            ...cuts.filter((c) => c > 0 && c < records.length).sort((a, b) => a - b),
+            records.length,
+          ]) {
+            const result = applyBatch(
+              state,
+              records.slice(from, cut).map((record) => ({ record })),
+              cfg,
+            );
+            state = result.state;
+            outputs.push(...result.outputs);
+            from = cut;
+          }
+          assert.deepEqual(state, whole.state);
+          assert.deepEqual(outputs, whole.outputs);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+});

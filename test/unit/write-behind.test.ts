@@ -1,0 +1,153 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { createLogger } from "../../pipeline/log.ts";
+import { emptyPlan, type FlushPlan } from "../../pipeline/processor/plan.ts";
+import type { ProjectionTarget, Watermark } from "../../pipeline/processor/ports.ts";
+import { MAX_CYCLE_RECORDS, mergePlans, WriteBehind } from "../../pipeline/processor/write-behind.ts";
+
+const accounts = "MozaiksPlatform.MozaiksUsers";
+const pauses: ProjectionTarget = { db: "app", app: "a", collection: "pausedChats" };
+const at = (offset: bigint): Watermark => ({ topic: "t", partition: 0, offset });
+
+function plan(first: number, last: number, parts: Partial<FlushPlan> = {}): FlushPlan {
+  const base = emptyPlan("t", 0, { first: String(first), last: String(last) }, `2026-12-01T00:00:0${last}Z`);
+  const records = last - first + 1;
+  return { ...base, stats: { ...base.stats, consumed: records, applied: records }, ...parts };
+}
+
+describe("write-behind: coalescing plans into one cycle", () => {
+  it("writes each document once, with the latest body, on the position the stores hold now", () => {
+    const owner = { stored: null as Watermark | null, pendingWm: undefined };
+    const first = plan(0, 4, {
+      accountWrites: [
+        { ref: { namespace: accounts, id: "u1" }, body: { v: 1 } as never, loaded: null, newWm: 4n, owner },
+      ],
+    });
+    // Made while the first plan's cycle was in flight: it loaded the position that cycle then moved.
+    const second = plan(5, 9, {
+      accountWrites: [
+        { ref: { namespace: accounts, id: "u1" }, body: { v: 2 } as never, loaded: null, newWm: 9n, owner },
+      ],
+    });
+    owner.stored = at(4n);
+    const cycle = mergePlans([first, second]);
+    assert.equal(cycle.accountWrites.length, 1);
+    assert.deepEqual(cycle.accountWrites[0]?.body, { v: 2 });
+    assert.equal(cycle.accountWrites[0]?.newWm, 9n);
+    assert.deepEqual(cycle.accountWrites[0]?.loaded, at(4n));
+    assert.equal(cycle.firstOffset, "0");
+    assert.equal(cycle.commitOffset, "10");
+    assert.equal(cycle.stats.consumed, 10);
+    assert.equal(cycle.plannedAt, second.plannedAt);
+  });
+
+  it("keeps a document created by an earlier plan when a later one only updates it if it exists", () => {
+    const created = plan(0, 0, {
+      projections: [{ target: pauses, id: "c1", doc: { status: "paused" } }],
+    });
+    const finished = plan(1, 1, {
+      projections: [{ target: pauses, id: "c1", doc: { status: "finalized" }, ifExists: true }],
+    });
+    const [write, ...rest] = mergePlans([created, finished]).projections;
+    assert.equal(rest.length, 0);
+    assert.deepEqual(write?.doc, { status: "finalized" });
+    assert.equal(write?.ifExists, false);
+    const onlyUpdate = mergePlans([finished, plan(2, 2)]).projections;
+    assert.equal(onlyUpdate[0]?.ifExists, true);
+  });
+
+  it("leaves the Kafka outputs out: they were published before the plan was queued", () => {
+    const cycle = mergePlans([
+      plan(0, 0, { budgetStates: [{} as never], deadLetters: [{} as never], budgetEvents: [{} as never] }),
+    ]);
+    assert.deepEqual([cycle.budgetStates, cycle.deadLetters, cycle.budgetEvents], [[], [], []]);
+  });
+});
+
+describe("write-behind: the stage", () => {
+  const logger = createLogger("silent");
+
+  it("takes everything queued while a cycle runs into the next one, and commits after each", async () => {
+    const cycles: string[] = [];
+    const commits: string[] = [];
+    let release!: () => void;
+    const firstCycleHeld = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const stage = new WriteBehind(0, "t", {
+      write: async (cycle) => {
+        cycles.push(`${cycle.firstOffset}-${cycle.commitOffset}`);
+        if (cycles.length === 1) await firstCycleHeld;
+        return { kafka: 0, clickhouse: 0, ledgers: 0, projections: 0, accounts: 0 };
+      },
+      durable: () => undefined,
+      commit: async (offset) => {
+        commits.push(offset);
+      },
+      failed: () => assert.fail("no failure expected"),
+      logger,
+    });
+    stage.enqueue(plan(0, 9));
+    stage.enqueue(plan(10, 19));
+    stage.enqueue(plan(20, 29));
+    assert.equal(stage.resumeFrom, "0");
+    assert.ok(stage.over({ maxRecords: 30, maxLagMs: 60_000 }));
+    assert.ok(!stage.over({ maxRecords: 31, maxLagMs: 60_000 }));
+    release();
+    await stage.drain();
+    assert.deepEqual(cycles, ["0-10", "10-30"]);
+    assert.deepEqual(commits, ["10", "30"]);
+    assert.equal(stage.resumeFrom, undefined);
+    assert.equal(stage.pending.records, 0);
+  });
+
+  it("caps a cycle at MAX_CYCLE_RECORDS whole plans, so commits keep coming under a backlog", async () => {
+    const cycles: string[] = [];
+    const stage = new WriteBehind(0, "t", {
+      write: async (cycle) => {
+        cycles.push(`${cycle.firstOffset}-${cycle.commitOffset}`);
+        return { kafka: 0, clickhouse: 0, ledgers: 0, projections: 0, accounts: 0 };
+      },
+      durable: () => undefined,
+      commit: async () => undefined,
+      failed: () => assert.fail("no failure expected"),
+      logger,
+    });
+    const size = Math.floor(MAX_CYCLE_RECORDS * 0.6);
+    for (let i = 0; i < 4; i++) stage.enqueue(plan(i * size, (i + 1) * size - 1));
+    await stage.drain();
+    // Each cycle holds as many whole plans as fit under the cap: here one (two would pass it).
+    assert.deepEqual(
+      cycles,
+      [0, 1, 2, 3].map((i) => `${i * size}-${(i + 1) * size}`),
+    );
+  });
+
+  it("stops on a cycle the stores refuse: nothing committed, the caller told where to fetch from", async () => {
+    const failures: unknown[] = [];
+    const commits: string[] = [];
+    const refusal = new Error("refused");
+    const stage = new WriteBehind(0, "t", {
+      write: async (cycle) => {
+        if (cycle.firstOffset === "5") throw refusal;
+        return { kafka: 0, clickhouse: 0, ledgers: 0, projections: 0, accounts: 0 };
+      },
+      durable: () => undefined,
+      commit: async (offset) => {
+        commits.push(offset);
+      },
+      failed: (error) => failures.push(error),
+      logger,
+    });
+    stage.enqueue(plan(0, 4));
+    await stage.drain();
+    stage.enqueue(plan(5, 9));
+    await assert.rejects(stage.drain(), refusal);
+    assert.deepEqual(commits, ["5"]);
+    assert.deepEqual(failures, [refusal]);
+    assert.equal(stage.resumeFrom, "5");
+    assert.equal(stage.failedUpTo, "9");
+    await stage.abandon();
+    assert.throws(() => stage.enqueue(plan(10, 10)));
+  });
+});
