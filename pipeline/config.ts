@@ -267,3 +267,13 @@ export function appPrefixesOverlap(a: string, maxA: number, b: string, maxB: num
   if (rest === "") return true;
   return /^[a-z0-9][a-z0-9_-]*$/.test(rest) && rest.length + 1 <= maxShort;
 }
+
+/** Environment variables that give a child process (a processor, say) the same configuration. */
+export function configEnv(config: Config): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(config)) {
+    if (value === undefined) continue;
+    env[name] = Array.isArray(value) ? value.join(",") : String(value);
+  }
+  return env;
+}

@@ -1,10 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Kafka, logLevel, type Producer } from "kafkajs";
-import { type Config, loadConfig } from "../../pipeline/config.ts";
+import { type Config, configEnv, loadConfig } from "../../pipeline/config.ts";
 import { idempotentProducer } from "../../pipeline/runtime/clients.ts";
 import type { InputRecordJson } from "../../schemas/index.ts";
 import { accountKeyOf } from "../../schemas/index.ts";
 import { getServices, uniqueName } from "./services.ts";
+
+export { configEnv };
 
 /**
  * A processor configuration of its own for one test: unique topics, consumer group, MongoDB databases
@@ -39,16 +41,6 @@ export async function isolatedConfig(overrides: Record<string, string> = {}): Pr
       : { AGENTMETER_WRITE_MODE: process.env.AGENTMETER_WRITE_MODE }),
     ...overrides,
   });
-}
-
-/** Environment variables that give a processor child process the same configuration. */
-export function configEnv(config: Config): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(config)) {
-    if (value === undefined) continue;
-    env[name] = Array.isArray(value) ? value.join(",") : String(value);
-  }
-  return env;
 }
 
 export function testKafka(config: Config): Kafka {

@@ -1,0 +1,222 @@
+/**
+ * `npm run bench:holds` (not a test): how fast a hold is decided over Kafka. At each steady rate of
+ * holds, reserve -> decision latency as the SDK sees it (the hold record sent, the processor's decision
+ * read back from the holds topic), while every granted hold is settled with a usage record, so usage flows
+ * at the same rate; beside it, in the same run, produce -> budget state of plain usage records (a probe
+ * every 100 ms, awaited in the SDK's budget view). The processor runs as its own OS process, as in
+ * production, so the client's work does not share its event loop.
+ * BENCH_HOLD_RATES (100,1000,5000), BENCH_SECONDS (20 per rate), BENCH_ACCOUNTS (1,000) choose.
+ *
+ * Each rate works in a namespace of its own, removed at the end unless BENCH_KEEP=1.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type Config, configEnv } from "../pipeline/config.ts";
+import { parseBillingConfig } from "../pipeline/core/index.ts";
+import { isAgentmeterError } from "../pipeline/errors.ts";
+import { Agentmeter } from "../sdk/index.ts";
+import { dropNamespaces, keepData } from "./cleanup.ts";
+import { benchNamespace, benchServers } from "./namespace.ts";
+
+const RATES = (process.env.BENCH_HOLD_RATES ?? "100,1000,5000").split(",").map(Number);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
+const ACCOUNTS = Number(process.env.BENCH_ACCOUNTS ?? 1_000);
+const PROBES = 20;
+const HOLD_TOKENS = 1_000;
+const PROBE_TOKENS = 10;
+// A trial no run can use up: every hold is decided on its merits, and the probes' arithmetic stays simple.
+const TRIAL = 1_000_000_000;
+const WORK_DIR = join(process.cwd(), ".agentmeter", "bench-holds");
+
+const fmt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "-");
+
+function quantiles(values: number[]) {
+  const sorted = [...values].sort((x, y) => x - y);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+  return { n: sorted.length, p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1] ?? Number.NaN };
+}
+
+/** The processor as an OS process with the namespace's configuration; resolves once it has joined. */
+async function startProcessor(config: Config, name: string): Promise<ChildProcess> {
+  mkdirSync(WORK_DIR, { recursive: true });
+  const log = createWriteStream(join(WORK_DIR, `${name}.log`));
+  const child = spawn(process.execPath, ["--import", "tsx", "pipeline/processor/main.ts"], {
+    env: { ...process.env, ...configEnv(config), LOG_LEVEL: "info" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout?.pipe(log);
+  child.stderr?.pipe(log);
+  await new Promise<void>((resolve, reject) => {
+    let seen = "";
+    child.stdout?.on("data", (chunk: Buffer) => {
+      seen = (seen + chunk.toString("utf8")).slice(-4096);
+      if (seen.includes('"msg":"processor started"')) resolve();
+    });
+    child.on("exit", (code) =>
+      reject(new Error(`processor exited (${code}) before it started: see ${log.path}`)),
+    );
+  });
+  return child;
+}
+
+/** CPU seconds of a process so far (user + system, from /proc). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  // utime and stime are fields 14 and 15 of the line, 12 and 13 after "pid (comm) ".
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function appIds(account: number) {
+  const app = account % 10;
+  return {
+    level: "app_usage" as const,
+    enterprise_id: `bench-holds-app-${app}`,
+    mozaiks_user_id: `bench-holds-creator-${app}`,
+    platform_user_id: `user-${account}`,
+  };
+}
+
+function probeIds(probe: number) {
+  return {
+    level: "app_usage" as const,
+    enterprise_id: "bench-holds-probes",
+    mozaiks_user_id: "bench-holds-creator-probes",
+    platform_user_id: `probe-${probe}`,
+  };
+}
+
+function usage(chat: string, tokens: number) {
+  return {
+    workflow_type: "chat_interaction" as const,
+    workflow_name: "bench",
+    session_id: `s-${chat}`,
+    chat_id: chat,
+    agent_usage: {
+      BenchAgent: {
+        prompt_tokens: tokens - Math.floor(tokens / 4),
+        completion_tokens: Math.floor(tokens / 4),
+      },
+    },
+    occurred_at: new Date().toISOString(),
+  };
+}
+
+async function run(servers: Awaited<ReturnType<typeof benchServers>>, rate: number, billingFile: string) {
+  const config = benchNamespace(servers, `holds${rate}`, {
+    AGENTMETER_BILLING_CONFIG: billingFile,
+    AGENTMETER_METRICS_PORT: "0",
+  });
+  const namespaces = [config];
+  const processor = await startProcessor(config, `processor-${rate}`);
+  const meter = await Agentmeter.connect({
+    config,
+    billing: parseBillingConfig({ app_trial_tokens: { default: TRIAL } }),
+  });
+  try {
+    const reserve = (account: number) => {
+      const ids = appIds(account);
+      const chat = `c-${account}`;
+      return meter
+        .reserve({ ...ids, chat_id: chat, tokens: HOLD_TOKENS, timeout_ms: 30_000 })
+        .then(async (hold) => {
+          if (hold.granted) await meter.settle(hold.hold_id, { ...ids, ...usage(chat, 600) });
+          return hold;
+        });
+    };
+    // Warm: every account decided once (loaded into the processor's memory), every probe account used once.
+    for (let from = 0; from < ACCOUNTS; from += 200)
+      await Promise.all(Array.from({ length: Math.min(200, ACCOUNTS - from) }, (_, i) => reserve(from + i)));
+    const probesSent = new Array<number>(PROBES).fill(0);
+    const probe = async (k: number): Promise<number> => {
+      const ids = probeIds(k);
+      probesSent[k] = (probesSent[k] ?? 0) + 1;
+      const expected = TRIAL - PROBE_TOKENS * (probesSent[k] ?? 0);
+      const started = performance.now();
+      await meter.send({ type: "usage", ...ids, ...usage(`probe-${k}`, PROBE_TOKENS) });
+      await meter.waitForBudget(ids, (state) => state.available_tokens <= expected, 60_000);
+      return performance.now() - started;
+    };
+    await Promise.all(Array.from({ length: PROBES }, (_, k) => probe(k)));
+
+    const decided: number[] = [];
+    const budgetLatency: number[] = [];
+    let granted = 0;
+    let denied = 0;
+    let timeouts = 0;
+    let failed = 0;
+    const pending: Promise<unknown>[] = [];
+    const cpuBefore = cpuSeconds(processor.pid ?? 0);
+    const tickMs = 10;
+    const perTick = rate / (1000 / tickMs);
+    const ticks = (SECONDS * 1000) / tickMs;
+    const started = performance.now();
+    let owed = 0;
+    for (let tick = 0; tick < ticks; tick++) {
+      owed += perTick;
+      for (; owed >= 1; owed--) {
+        const at = performance.now();
+        pending.push(
+          reserve(Math.floor(Math.random() * ACCOUNTS)).then(
+            (hold) => {
+              decided.push(performance.now() - at);
+              if (hold.granted) granted++;
+              else denied++;
+            },
+            (error: unknown) => {
+              if (isAgentmeterError(error, "HOLD_TIMEOUT")) timeouts++;
+              else failed++;
+            },
+          ),
+        );
+      }
+      if (tick % (100 / tickMs) === 0)
+        pending.push(probe((tick / (100 / tickMs)) % PROBES).then((ms) => budgetLatency.push(ms)));
+      const next = started + (tick + 1) * tickMs;
+      const wait = next - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
+    const sendSeconds = (performance.now() - started) / 1000;
+    await Promise.allSettled(pending);
+    await meter.flush();
+    const cpu = cpuSeconds(processor.pid ?? 0) - cpuBefore;
+    return {
+      rate,
+      achieved: (granted + denied + timeouts + failed) / sendSeconds,
+      decision: quantiles(decided),
+      budget: quantiles(budgetLatency),
+      granted,
+      denied,
+      timeouts,
+      failed,
+      cpuMsPerHold: (cpu * 1000) / Math.max(1, granted + denied),
+    };
+  } finally {
+    await meter.close().catch(() => undefined);
+    processor.kill("SIGTERM");
+    await new Promise((resolve) => processor.once("exit", resolve));
+    if (!keepData()) await dropNamespaces(namespaces);
+  }
+}
+
+async function main(): Promise<void> {
+  mkdirSync(WORK_DIR, { recursive: true });
+  const billingFile = join(WORK_DIR, "billing.json");
+  writeFileSync(billingFile, JSON.stringify({ app_trial_tokens: { default: TRIAL } }));
+  const servers = await benchServers();
+  console.log(
+    `bench:holds: ${ACCOUNTS} accounts, ${SECONDS} s per rate, each granted hold settled by a usage record; processor as its own process`,
+  );
+  for (const rate of RATES) {
+    const r = await run(servers, rate, billingFile);
+    console.log(
+      `at ${fmt(rate)} holds/s (sent ${fmt(r.achieved)}/s): reserve -> decision p50 ${fmt(r.decision.p50)} ms, p99 ${fmt(r.decision.p99)} ms, max ${fmt(r.decision.max)} ms ` +
+        `(${fmt(r.decision.n)} decided: ${fmt(r.granted)} granted, ${fmt(r.denied)} denied; ${r.timeouts} timed out, ${r.failed} failed)\n` +
+        `  same run, plain usage: produce -> budget state in the SDK's view p50 ${fmt(r.budget.p50)} ms, p99 ${fmt(r.budget.p99)} ms (${r.budget.n} probes); ` +
+        `processor CPU ${r.cpuMsPerHold.toFixed(3)} ms per hold (reserve + settle)`,
+    );
+  }
+}
+
+await main();
