@@ -117,6 +117,12 @@ export const ConfigSchema = z.object({
    * 0 turns ticks off (holds then expire only at their account's next record).
    */
   AGENTMETER_TICK_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(10_000),
+  /**
+   * A MongoDB answer that takes longer than this fails the operation and drops its connection; the
+   * write is retried on a new one (compare-and-set keeps that exact). A hung server or connection then
+   * holds writes for this long at most, not for good.
+   */
+  AGENTMETER_MONGO_TIMEOUT_MS: positiveInt.min(1_000).max(600_000).default(60_000),
   /** How long the group waits for a silent member before moving its partitions (the broker allows 6 s and up). */
   AGENTMETER_SESSION_TIMEOUT_MS: positiveInt.min(6_000).max(300_000).default(30_000),
   /** A session costing more than this many times its workflow's average raises a cost_threshold event. */

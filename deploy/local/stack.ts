@@ -92,20 +92,17 @@ export async function stackUp(options: StackOptions = {}): Promise<StackEndpoint
   await withStackLock(config.homeDir, log, async () => {
     const services = servicesOf(config, options.only);
     const toStart = new Set<ServiceName>();
+    /**
+     * Ours and alive but not ready: waited for rather than started again, once what it depends on is up.
+     * Waiting first would never end when the reason is a dead dependency (FerretDB over a killed
+     * PostgreSQL), so the dead are started in the same pass.
+     */
+    const unready = new Map<ServiceName, PidRecord>();
     for (const service of services) {
       const file = pidPath(config, service.name);
       const record = await readPidRecord(file);
       if (record !== undefined && isRunning(record)) {
-        // Ours and alive; if it is still warming up, wait for it rather than start another copy.
-        if (!(await service.ready(config))) {
-          await waitReady({
-            service: service.name,
-            record,
-            probe: () => service.ready(config),
-            timeoutMs: service.readyTimeoutMs,
-            logFile: service.logFile(config),
-          });
-        }
+        if (!(await service.ready(config))) unready.set(service.name, record);
         continue;
       }
       if (record !== undefined) {
@@ -114,7 +111,7 @@ export async function stackUp(options: StackOptions = {}): Promise<StackEndpoint
       }
       toStart.add(service.name);
     }
-    if (toStart.size === 0) return;
+    if (toStart.size === 0 && unready.size === 0) return;
     // Before any download: a clash should fail in a second, not after minutes of installing.
     for (const service of services) if (toStart.has(service.name)) await assertPortsFree(config, service);
 
@@ -135,6 +132,17 @@ export async function stackUp(options: StackOptions = {}): Promise<StackEndpoint
               `${service.name}: not started because ${deps} failed`,
             );
           });
+          const waiting = unready.get(service.name);
+          if (waiting !== undefined) {
+            await waitReady({
+              service: service.name,
+              record: waiting,
+              probe: () => service.ready(config),
+              timeoutMs: service.readyTimeoutMs,
+              logFile: service.logFile(config),
+            });
+            return;
+          }
           if (!toStart.has(service.name)) return;
           const t0 = Date.now();
           const record = await service.start(config, log);

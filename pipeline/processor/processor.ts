@@ -165,7 +165,7 @@ export class Processor {
       maxBytes: config.AGENTMETER_FETCH_BYTES_PER_PARTITION * config.AGENTMETER_PARTITIONS,
     });
     this.producer = idempotentProducer(this.kafka);
-    this.mongo = createMongo(config.MONGODB_URI);
+    this.mongo = createMongo(config.MONGODB_URI, { timeoutMs: config.AGENTMETER_MONGO_TIMEOUT_MS });
     this.clickhouse = clickHouseFor(config);
     this.usageEvents = new UsageEventsSink(this.clickhouse, config.CLICKHOUSE_DATABASE);
     this.layout = mongoLayoutFor(this.mongo, config);

@@ -5,8 +5,12 @@ import { readPidRecord, stopGroup } from "../../deploy/local/process.ts";
 import { pidPath, type ServiceName } from "../../deploy/local/service.ts";
 import { loadStackConfig, stackUp } from "../../deploy/local/stack.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
+import { createMongo } from "../../sinks/mongo/client.ts";
 import { TestPipeline } from "../support/harness.ts";
+import { configEnv } from "../support/pipeline.ts";
+import { startProcessorProcess, stopProcess } from "../support/processes.ts";
 import { getServices } from "../support/services.ts";
+import { HangingProxy } from "../support/tcp-proxy.ts";
 
 /**
  * Whole servers going away under a running processor: the MongoDB-protocol server killed for a minute
@@ -65,6 +69,20 @@ describe("outages: a store or the broker going away loses nothing and counts not
     }
   });
 
+  it("given PostgreSQL killed under a running FerretDB, when the whole stack is brought up, then PostgreSQL is started again and FerretDB serves", async () => {
+    await stopService("postgres", "SIGKILL");
+    // FerretDB is alive but cannot be ready: stackUp must start the dead PostgreSQL rather than wait on it.
+    const up = await stackUp({ log: () => undefined });
+    const mongo = createMongo(up.mongoUri);
+    try {
+      await mongo.connect();
+      const ping = await mongo.db("admin").command({ ping: 1 });
+      assert.equal(ping.ok, 1, "FerretDB answers over the restarted PostgreSQL");
+    } finally {
+      await mongo.close();
+    }
+  });
+
   it("given records arriving, when the Kafka broker is restarted, then the processor rejoins and bills everything exactly once", async () => {
     pipeline = await TestPipeline.create();
     const records = [
@@ -84,5 +102,43 @@ describe("outages: a store or the broker going away loses nothing and counts not
     await pipeline.assertStoresMatch(records);
     await pipeline.close();
     pipeline = undefined;
+  });
+});
+
+describe("a hung MongoDB connection: the operation timeout gets the processor out of it", {
+  timeout: 5 * 60_000,
+}, () => {
+  it("given the processor's open connections stop answering for good mid-load, when AGENTMETER_MONGO_TIMEOUT_MS passes, then it drops them, writes on new ones and bills everything exactly once", async () => {
+    const upstream = new URL(services.mongoUri);
+    const proxy = new HangingProxy({ host: upstream.hostname, port: Number(upstream.port) });
+    await proxy.listen();
+    // Only the processor goes through the proxy: the test's own reads stay direct.
+    const proxied = services.mongoUri.replace(upstream.host, `127.0.0.1:${proxy.port}`);
+    const hung = await TestPipeline.create();
+    const records = [
+      ...generateWorkload({ seed: 57, records: 1_200, apps: 3, usersPerApp: 10, runId: "mhang" }),
+    ];
+    const processor = startProcessorProcess(`mhang-${hung.config.KAFKA_CLIENT_ID}`, {
+      ...configEnv(hung.config),
+      MONGODB_URI: proxied,
+      AGENTMETER_MONGO_TIMEOUT_MS: "3000",
+    });
+    try {
+      await processor.started;
+      await hung.produce(records.slice(0, 400));
+      await hung.caughtUp();
+      const hungNow = proxy.hangOpenConnections();
+      assert.ok(hungNow > 0, "the processor had MongoDB connections open");
+
+      // Without a timeout these writes wait for the hung connections forever and nothing is committed.
+      await hung.produce(records.slice(400));
+      await hung.caughtUp(180_000);
+      assert.ok(proxy.hungClosedByClient > 0, "the processor gave up on hung connections");
+      await hung.assertStoresMatch(records);
+    } finally {
+      await stopProcess(processor, "SIGKILL");
+      await hung.close();
+      await proxy.close();
+    }
   });
 });
