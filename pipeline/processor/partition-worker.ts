@@ -156,11 +156,14 @@ export class PartitionWorker {
         !isAtOrBelow(this.memory.accounts.get(item.key)!.stored, this.watermarkOf(item)),
     );
     plan.stats.replayedSkipped = readable.length - fresh.length;
+    const lettersBefore = plan.stats.deadLettered;
     const touched = this.apply(fresh, plan);
     plan.timings.apply = lap();
 
     this.planWrites(touched, plan);
-    plan.stats.applied = fresh.length;
+    // A record the rules refuse went through the core but is counted dead-lettered, not applied, so
+    // consumed = applied + replay-skipped + dead-lettered holds record by record.
+    plan.stats.applied = fresh.length - (plan.stats.deadLettered - lettersBefore);
     plan.timings.project = lap();
     return plan;
   }
@@ -367,6 +370,14 @@ export class PartitionWorker {
   }
 
   private reject(plan: FlushPlan, message: InputMessage, code: ErrorCode, reason: string): undefined {
+    // One letter per record: a tick refused by each account it reached is still one record.
+    const last = plan.deadLetters.at(-1);
+    if (
+      last !== undefined &&
+      last.source.partition === this.partition &&
+      last.source.offset === message.offset
+    )
+      return undefined;
     plan.deadLetters.push(
       deadLetter(
         this.kafkaPosition(message),

@@ -128,6 +128,13 @@ describe("bad input: every malformed, oversized, wrong-typed or hostile record i
   it("then consumed = processed + dead-lettered, and the valid records are billed exactly", async () => {
     assert.equal(processor.totals.consumed, valid.length + bad.length);
     assert.equal(processor.totals.deadLettered, bad.length);
+    // A record the billing rules refuse (an unknown model, an event time far from the log's) went
+    // through the core but is counted once, as dead-lettered: the counters add up record by record.
+    assert.equal(processor.totals.applied, valid.length, "applied counts the valid records alone");
+    assert.equal(
+      processor.totals.applied + processor.totals.replayedSkipped + processor.totals.deadLettered,
+      processor.totals.consumed,
+    );
     await pipeline.assertStoresMatch(valid);
   });
 
