@@ -3,13 +3,17 @@
 # agentmeter cache) and Chromium (Debian's package, for the dashboard's browser test). Each is skipped
 # when already there; a missing one is named, and the tests that need it fail in CI (AGENTMETER_REQUIRE_TOOLS).
 set -euo pipefail
-bin="${AGENTMETER_CACHE:-$HOME/.cache/agentmeter}/go/bin"
+go_home="${AGENTMETER_CACHE:-$HOME/.cache/agentmeter}/go"
+bin="$go_home/bin"
 mkdir -p "$bin"
+# Go's module, checksum and build caches stay under the agentmeter cache too, as the FerretDB build's do,
+# so removing that one directory removes everything these builds left.
+export GOPATH="$go_home/path" GOMODCACHE="$go_home/mod" GOCACHE="$go_home/build"
 build() { # name module@version
   if [ -x "$bin/$1" ]; then echo "$1: cached ($bin/$1)"; return; fi
   if ! command -v go >/dev/null; then echo "$1: no go on the PATH, not built"; return; fi
   local started=$SECONDS
-  GOBIN="$bin" GOFLAGS=-mod=mod go install "$2"
+  GOBIN="$bin" GOFLAGS="-mod=mod -modcacherw" go install "$2"
   echo "$1: built from the Go module proxy in $((SECONDS - started)) s"
 }
 build helm helm.sh/helm/v3/cmd/helm@v3.22.0

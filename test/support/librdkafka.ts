@@ -8,7 +8,7 @@ import { join } from "node:path";
  * Python use it), with its default settings: its partitioner is `consistent_random` (crc32), not murmur2.
  * Installed once under the cache directory, like the stack's servers.
  */
-const TARGET = join(process.env.AGENTMETER_CACHE_DIR ?? join(homedir(), ".cache", "agentmeter"), "python");
+const TARGET = join(process.env.AGENTMETER_CACHE ?? join(homedir(), ".cache", "agentmeter"), "python");
 
 const SCRIPT = `
 import json, sys
@@ -36,7 +36,17 @@ function ensureInstalled(): void {
   mkdirSync(TARGET, { recursive: true });
   const install = spawnSync(
     "python3",
-    ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", TARGET, "confluent-kafka"],
+    [
+      "-m",
+      "pip",
+      "install",
+      "--quiet",
+      "--disable-pip-version-check",
+      "--no-cache-dir",
+      "--target",
+      TARGET,
+      "confluent-kafka",
+    ],
     { encoding: "utf8" },
   );
   if (install.status !== 0) throw new Error(`pip install confluent-kafka failed: ${install.stderr}`);
