@@ -101,7 +101,25 @@ export const accountResponseSchema = z.strictObject({
   platform_fee: moneySchema,
   paid_amount: moneySchema,
   in_overdraft: z.boolean(),
+  /**
+   * The account's budget state as agent runtimes see it: the budget-state topic's latest state for the
+   * account (the SDK's BudgetView over the compacted topic) once the server's view has read the topic
+   * to its end; until then, or for an account the topic has no state of, the state derived from the
+   * MongoDB document (`budgetStateOf`, what the processor publishes from it). `budget_source` says which.
+   */
   budget: budgetStateSchema,
+  budget_source: z.enum(["state_topic", "mongodb"]),
+  /** The server's view of the budget-state topic, for this account. */
+  state_topic: z.strictObject({
+    /** The view has read the topic up to the end offsets it saw when the server started. */
+    caught_up: z.boolean(),
+    /** The view holds a state for this account. */
+    known: z.boolean(),
+    /** ms since the processor published the state held; null when not known. */
+    age_ms: z.int().nullable(),
+    /** Whether the topic's state equals the one derived from the MongoDB document; null when not known. */
+    agrees_with_mongodb: z.boolean().nullable(),
+  }),
 });
 export type AccountResponse = z.infer<typeof accountResponseSchema>;
 
@@ -177,6 +195,73 @@ export const usageResponseSchema = z.strictObject({
   rows: z.array(usageRowSchema),
 });
 export type UsageResponse = z.infer<typeof usageResponseSchema>;
+
+// --- top agents -----------------------------------------------------------------------------------
+
+export const AGENT_ORDERS = ["cost", "billed", "tokens", "response_time"] as const;
+/** Widest range one top-agents query may span: it reads raw events, not rollups. */
+export const MAX_AGENT_RANGE_DAYS = 400;
+
+export const topAgentsQuerySchema = z
+  .strictObject({
+    from: isoInstant,
+    to: isoInstant,
+    /** What to rank by: attributed cost (default), attributed billed amount, tokens, or average response time. */
+    by: z.enum(AGENT_ORDERS).default("cost"),
+    limit: z.coerce.number().int().min(1).max(100).default(10),
+    level: levelSchema.default("app_usage"),
+  })
+  .superRefine((query, ctx) => {
+    const span = Date.parse(query.to) - Date.parse(query.from);
+    if (!(span > 0)) ctx.addIssue({ code: "custom", path: ["to"], message: "must be after from" });
+    else if (span > MAX_AGENT_RANGE_DAYS * 86_400_000)
+      ctx.addIssue({
+        code: "custom",
+        path: ["to"],
+        message: `from..to spans more than ${MAX_AGENT_RANGE_DAYS} days`,
+      });
+  });
+export type TopAgentsQuery = z.infer<typeof topAgentsQuerySchema>;
+
+/**
+ * One agent over the range, from the raw events (`usage_events FINAL`). A record is priced whole, so
+ * its cost (and billed amount) is attributed to its agents in proportion to their prompt + completion
+ * tokens, the remainder of the integer division going to the agent with the most tokens: the agents'
+ * amounts sum exactly to the records' amounts.
+ */
+export const topAgentSchema = z.strictObject({
+  agent: z.string(),
+  /** Records the agent appears in. */
+  records: z.int(),
+  tokens: z.int(),
+  prompt_tokens: z.int(),
+  completion_tokens: z.int(),
+  cost: moneySchema,
+  billed: moneySchema,
+  /** Records in which the agent reported a response time (the averages' weight). */
+  timed_records: z.int(),
+  avg_response_ms: z.number().nullable(),
+  p95_response_ms: z.number().nullable(),
+});
+export type TopAgent = z.infer<typeof topAgentSchema>;
+
+const topAgentsShape = {
+  from: z.string(),
+  to: z.string(),
+  level: levelSchema,
+  by: z.enum(AGENT_ORDERS),
+  agents: z.array(topAgentSchema),
+};
+export const appTopAgentsResponseSchema = z.strictObject({
+  enterprise_id: z.string(),
+  ...topAgentsShape,
+});
+export const creatorTopAgentsResponseSchema = z.strictObject({
+  mozaiks_user_id: z.string(),
+  ...topAgentsShape,
+});
+export type AppTopAgentsResponse = z.infer<typeof appTopAgentsResponseSchema>;
+export type CreatorTopAgentsResponse = z.infer<typeof creatorTopAgentsResponseSchema>;
 
 // --- creators -------------------------------------------------------------------------------------
 

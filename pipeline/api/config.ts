@@ -24,6 +24,11 @@ export const ServeConfigSchema = z.object({
     .default(4 * 1024 * 1024),
   /** How long SIGTERM waits for requests in flight (and their broker acknowledgements). */
   AGENTMETER_API_SHUTDOWN_MS: positiveInt.max(120_000).default(15_000),
+  /**
+   * Which creator owns an app (ownership.ts): `pinned` trusts only the billing config's `apps` pins;
+   * `pinned_then_projection` falls back to the processor's Enterprises projection for unpinned apps.
+   */
+  AGENTMETER_API_APP_OWNERS: z.enum(["pinned", "pinned_then_projection"]).default("pinned_then_projection"),
 });
 
 export type ServeSettings = Omit<z.infer<typeof ServeConfigSchema>, "AGENTMETER_API_KEYS"> & {

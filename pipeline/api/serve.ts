@@ -1,6 +1,9 @@
 import type { Logger } from "../log.ts";
+import { loadBillingConfig } from "../runtime/billing-config.ts";
+import { startBudgetView } from "./budgets.ts";
 import type { ServeConfig } from "./config.ts";
 import { IngestProducer } from "./ingest-producer.ts";
+import { AppOwnership } from "./ownership.ts";
 import { buildApi } from "./server.ts";
 import { ReadStores } from "./stores.ts";
 
@@ -12,16 +15,21 @@ export interface RunningServer {
 }
 
 /**
- * Connects the producer, opens the stores, listens; SIGTERM (or SIGINT) stops taking connections,
+ * Loads the billing config (for the apps' pinned creators: the same file the processor reads,
+ * AGENTMETER_BILLING_CONFIG), connects the producer (which creates the topics), starts the
+ * budget-state view, opens the stores, listens; SIGTERM (or SIGINT) stops taking connections,
  * lets requests in flight finish (their records acknowledged by the broker), flushes the producer and
  * closes the clients. A second signal, or AGENTMETER_API_SHUTDOWN_MS passing, exits at once.
  */
 export async function startServer(config: ServeConfig, logger: Logger): Promise<RunningServer> {
   const { pipeline, serve } = config;
   if (serve.keys.length === 0) logger.warn("AGENTMETER_API_KEYS is empty: every /v1 route answers 401");
+  const billing = loadBillingConfig(pipeline);
   const producer = await IngestProducer.connect(pipeline, logger);
+  const budgets = await startBudgetView(pipeline, logger);
   const stores = ReadStores.open(pipeline, logger);
-  const app = await buildApi({ pipeline, settings: serve, producer, stores, logger });
+  const owners = new AppOwnership(billing.apps, stores.layout, serve.AGENTMETER_API_APP_OWNERS);
+  const app = await buildApi({ pipeline, settings: serve, producer, stores, owners, budgets, logger });
   const url = await app.listen({ host: serve.AGENTMETER_API_HOST, port: serve.AGENTMETER_API_PORT });
 
   let stopping: Promise<void> | undefined;
@@ -38,6 +46,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
       deadline.unref();
       await app.close();
       await producer.close();
+      await budgets.stop();
       await stores.close();
       clearTimeout(deadline);
       process.off("SIGTERM", onSignal);
@@ -54,6 +63,9 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
-  logger.info({ url, keys: serve.keys.length }, "api listening");
+  logger.info(
+    { url, keys: serve.keys.length, pinned_apps: Object.keys(billing.apps).length },
+    "api listening",
+  );
   return { url, stopped, stop };
 }

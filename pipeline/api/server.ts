@@ -8,9 +8,11 @@ import {
 } from "fastify-type-provider-zod";
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
+import type { BudgetStates } from "./budgets.ts";
 import type { ServeSettings } from "./config.ts";
 import { installErrorHandling } from "./error-handler.ts";
 import type { IngestProducer } from "./ingest-producer.ts";
+import type { AppOwners } from "./ownership.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";
 import { ingestRoutes } from "./routes/ingest.ts";
 import { readRoutes } from "./routes/reads.ts";
@@ -21,6 +23,10 @@ export interface ApiDependencies {
   settings: ServeSettings;
   producer: IngestProducer;
   stores: ReadStores;
+  /** Which creator an app belongs to (ownership.ts). */
+  owners: AppOwners;
+  /** The budget-state topic's view (budgets.ts). */
+  budgets: BudgetStates;
   logger: Logger;
 }
 
@@ -58,7 +64,12 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     maxBatch: deps.settings.AGENTMETER_API_MAX_BATCH,
     maxRecordBytes: deps.pipeline.AGENTMETER_MAX_RECORD_BYTES,
   });
-  await app.register(readRoutes, { keys: deps.settings.keys, stores: deps.stores });
+  await app.register(readRoutes, {
+    keys: deps.settings.keys,
+    stores: deps.stores,
+    owners: deps.owners,
+    budgets: deps.budgets,
+  });
   await app.register(dashboardRoutes);
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   app.get("/healthz", { schema: { hide: true } }, async () => ({ ok: true }));

@@ -4,6 +4,7 @@ import { auditCommand } from "./audit.ts";
 import { computeCommand } from "./compute.ts";
 import { demoCommand } from "./demo.ts";
 import { type Command, EXIT_OK, EXIT_USAGE, type Io, processIo } from "./io.ts";
+import { keysCommand } from "./keys.ts";
 import { replayCommand } from "./replay.ts";
 import { simulateCommand } from "./simulate.ts";
 
@@ -12,6 +13,7 @@ const commands: Readonly<Record<string, Command>> = {
   audit: auditCommand,
   compute: computeCommand,
   demo: demoCommand,
+  keys: keysCommand,
   replay: replayCommand,
   serve: serveCommand,
   simulate: simulateCommand,

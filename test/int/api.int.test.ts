@@ -1,20 +1,28 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
 import type { FastifyInstance } from "fastify";
+import { type BudgetStates, startBudgetView } from "../../pipeline/api/budgets.ts";
 import { loadServeConfig } from "../../pipeline/api/config.ts";
 import { IngestProducer } from "../../pipeline/api/ingest-producer.ts";
 import { createApiKey } from "../../pipeline/api/keys.ts";
+import { AppOwnership } from "../../pipeline/api/ownership.ts";
 import { buildApi } from "../../pipeline/api/server.ts";
 import { ReadStores } from "../../pipeline/api/stores.ts";
-import { type AccountState, parseBillingConfig } from "../../pipeline/core/index.ts";
+import { type AccountState, budgetStateOf, parseBillingConfig } from "../../pipeline/core/index.ts";
 import { createLogger } from "../../pipeline/log.ts";
 import type {
   AccountResponse,
+  AppTopAgentsResponse,
   CreatorAppsResponse,
+  CreatorTopAgentsResponse,
   IngestResponse,
   PausedChatsResponse,
   StatementResponse,
@@ -42,8 +50,16 @@ const monthRange = `from=${new Date(monthStart).toISOString()}&to=${new Date(mon
 /** The price of the workload's model changes half way through: the statement spans both prices. */
 const priceChange = new Date(Math.floor((start + (end - start) / 2) / HOUR) * HOUR).toISOString();
 
-const billing = parseBillingConfig({
+/** The billing config as a file would hold it: the processor, the API and `agentmeter compute` get the same. */
+const billingJson = {
   app_trial_tokens: { default: 3_000 },
+  // Every app's creator is pinned by the operator; ada-soon has no usage yet (no Enterprises document).
+  apps: {
+    "ada-notes": { creator: "ada" },
+    "ada-chat": { creator: "ada" },
+    "ada-soon": { creator: "ada" },
+    "bob-bot": { creator: "bob" },
+  },
   price_book: {
     entries: [
       {
@@ -69,11 +85,16 @@ const billing = parseBillingConfig({
       },
     ],
   },
-});
+};
+const billing = parseBillingConfig(billingJson);
 
 const CREATORS = { ada: ["ada-notes", "ada-chat"], bob: ["bob-bot"] } as const;
+/** ada's apps as the API lists them: the used ones and the pinned one nobody has used yet. */
+const ADA_APPS = [...CREATORS.ada, "ada-soon"].sort();
 const USERS = ["u1", "u2", "u3"];
 const TURNS = 6;
+/** 33 days back: always a month before `month`, within the processor's 35-day event-time bound. */
+const previousMonth = new Date(now - 33 * 24 * HOUR);
 
 function at(fraction: number): string {
   return new Date(start + Math.floor((end - start) * fraction)).toISOString();
@@ -137,6 +158,21 @@ function workload(): { credits: InputRecordJson[]; usages: InputRecordJson[] } {
       }
     }
   }
+  // u4 of ada-notes pays for a large record of an earlier month: billed in this run, in no statement of `month`.
+  credits.push({
+    ...topUp("ada", "ada-notes", "u4", "ada-notes-u4-topup"),
+    occurred_at: previousMonth.toISOString(),
+  });
+  const old = usage("ada", "ada-notes", "u4", 0) as Extract<InputRecordJson, { type: "usage" }>;
+  usages.push({
+    ...old,
+    record_id: "ada-notes-u4-old",
+    agent_usage: {
+      PlannerAgent: { prompt_tokens: 2_500, completion_tokens: 1_500, response_time_ms: 90 },
+      WriterAgent: { prompt_tokens: 700, completion_tokens: 900 },
+    },
+    occurred_at: new Date(previousMonth.getTime() + 60_000).toISOString(),
+  });
   return { credits, usages };
 }
 
@@ -181,6 +217,44 @@ function freePort(): Promise<number> {
 }
 
 const sum = (values: bigint[]) => values.reduce((a, b) => a + b, 0n);
+
+/** A usage outcome as `agentmeter compute` prints it (money as decimal strings). */
+interface ComputedOutcome {
+  kind: "usage_outcome";
+  level: string;
+  enterprise_id: string;
+  mozaiks_user_id: string;
+  occurred_at: string;
+  billed_micros: string;
+  creator_share_micros: string;
+  platform_fee_micros: string;
+  price_ids: string[];
+}
+
+/**
+ * `agentmeter compute` (the CLI, in its own process) over the records, with the same billing config
+ * file: the statement's oracle. Exit code 0: every record took effect.
+ */
+async function computeOffline(input: readonly InputRecordJson[]): Promise<{
+  outputs: ({ kind: string } | ComputedOutcome)[];
+  creators: { mozaiks_user_id: string; earnings_micros: string }[];
+}> {
+  const dir = await mkdtemp(join(tmpdir(), "agentmeter-api-compute-"));
+  try {
+    const recordsFile = join(dir, "records.jsonl");
+    const configFile = join(dir, "billing.json");
+    await writeFile(recordsFile, `${input.map((r) => JSON.stringify(r)).join("\n")}\n`);
+    await writeFile(configFile, JSON.stringify(billingJson));
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ["bin/agentmeter.mjs", "compute", recordsFile, "--config", configFile],
+      { maxBuffer: 256 * 1024 * 1024 },
+    );
+    return JSON.parse(stdout);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
 const inMonth = (iso: string) => iso.slice(0, 7) === month;
 
 // --- the suite -----------------------------------------------------------------------------------
@@ -190,6 +264,7 @@ describe("agentmeter serve on the real servers", () => {
   let app: FastifyInstance;
   let producer: IngestProducer;
   let stores: ReadStores;
+  let budgets: BudgetStates;
   let base: string;
   const logLines: string[] = [];
   const keys = {
@@ -221,14 +296,25 @@ describe("agentmeter serve on the real servers", () => {
     logs.on("data", (chunk: Buffer) => logLines.push(chunk.toString()));
     const logger = createLogger("info", "api-test", logs);
     producer = await IngestProducer.connect(config.pipeline, logger);
+    budgets = await startBudgetView(config.pipeline, logger);
     stores = ReadStores.open(config.pipeline, logger);
-    app = await buildApi({ pipeline: config.pipeline, settings: config.serve, producer, stores, logger });
+    const owners = new AppOwnership(billing.apps, stores.layout, config.serve.AGENTMETER_API_APP_OWNERS);
+    app = await buildApi({
+      pipeline: config.pipeline,
+      settings: config.serve,
+      producer,
+      stores,
+      owners,
+      budgets,
+      logger,
+    });
     base = await app.listen({ host: "127.0.0.1", port: 0 });
   });
 
   after(async () => {
     await app?.close();
     await producer?.close();
+    await budgets?.stop();
     await stores?.close();
     await pipeline?.close();
   });
@@ -354,14 +440,28 @@ describe("agentmeter serve on the real servers", () => {
   describe("reads equal what the billing core computes", () => {
     const accountOf = (key: string) => expected.state.accounts[key] as AccountState;
 
-    it("an end user's account and budget state", async () => {
+    it("an end user's account, and its budget state from the state topic, equal to MongoDB's", async () => {
       for (const user of USERS) {
-        const answer = await call<AccountResponse>(
+        // The view follows the topic a moment behind the processor: wait until it holds the final state.
+        let answer = await call<AccountResponse>(
           base,
           `/v1/accounts/app_usage/ada-notes/${user}`,
           keys.ada.secret,
         );
+        for (let i = 0; answer.body.state_topic?.agrees_with_mongodb !== true && i < 100; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          answer = await call<AccountResponse>(
+            base,
+            `/v1/accounts/app_usage/ada-notes/${user}`,
+            keys.ada.secret,
+          );
+        }
         assert.equal(answer.status, 200, answer.text);
+        assert.equal(answer.body.budget_source, "state_topic");
+        assert.deepEqual(
+          { ...answer.body.state_topic, age_ms: 0 },
+          { caught_up: true, known: true, age_ms: 0, agrees_with_mongodb: true },
+        );
         const core = accountOf(
           accountKeyOf({
             level: "app_usage",
@@ -375,12 +475,13 @@ describe("agentmeter serve on the real servers", () => {
         assert.equal(answer.body.creator_share.micros, core.creator_share_micros.toString());
         assert.equal(answer.body.budget.can_continue, user !== "u3");
         assert.equal(answer.body.budget.paused_chats.length, user === "u3" ? 1 : 0);
+        assert.deepEqual(answer.body.budget, budgetStateOf(core), "the topic's state is the core's");
       }
     });
 
     it("an app's usage per day, per workflow, per agent, per model and per end user", async () => {
       const range = monthRange;
-      const mine = outcomes.filter((o) => o.enterprise_id === "ada-notes");
+      const mine = outcomes.filter((o) => o.enterprise_id === "ada-notes" && inMonth(o.occurred_at));
 
       const byMonth = await call<UsageResponse>(
         base,
@@ -466,6 +567,92 @@ describe("agentmeter serve on the real servers", () => {
       );
     });
 
+    it("top agents by cost: the records' cost shared by tokens, exactly; by response time: average and p95", async () => {
+      /** The attribution the docs state, from the core's outcomes: floors, remainder to the most tokens. */
+      const attributed = (of: UsageOutcome[]) => {
+        const agents = new Map<
+          string,
+          { records: number; tokens: number; cost: bigint; billed: bigint; times: number[] }
+        >();
+        for (const o of of) {
+          const names = Object.keys(o.agents).sort();
+          const weights = names.map((n) =>
+            BigInt(o.agents[n]!.prompt_tokens + o.agents[n]!.completion_tokens),
+          );
+          const total = weights.reduce((a, b) => a + b, 0n);
+          let largest = 0;
+          weights.forEach((w, i) => {
+            if (w > weights[largest]!) largest = i;
+          });
+          const split = (amount: bigint) => {
+            const parts = weights.map((w) => (amount * w) / total);
+            parts[largest]! += amount - parts.reduce((a, b) => a + b, 0n);
+            return parts;
+          };
+          const [cost, billed] = [split(o.cost_micros), split(o.billed_micros)];
+          names.forEach((name, i) => {
+            const seen = agents.get(name) ?? { records: 0, tokens: 0, cost: 0n, billed: 0n, times: [] };
+            seen.records++;
+            seen.tokens += Number(weights[i]);
+            seen.cost += cost[i]!;
+            seen.billed += billed[i]!;
+            const time = o.agents[name]!.response_time_ms;
+            if (time !== null && time !== undefined) seen.times.push(time);
+            agents.set(name, seen);
+          });
+        }
+        return agents;
+      };
+      const mine = outcomes.filter((o) => o.enterprise_id === "ada-notes" && inMonth(o.occurred_at));
+      const expectedAgents = attributed(mine);
+      const byCost = await call<AppTopAgentsResponse>(
+        base,
+        `/v1/apps/ada-notes/agents/top?${monthRange}`,
+        keys.ada.secret,
+      );
+      assert.equal(byCost.status, 200, byCost.text);
+      assert.equal(byCost.body.by, "cost");
+      assert.deepEqual(
+        byCost.body.agents.map((a) => [a.agent, a.records, a.tokens, a.cost.micros, a.billed.micros]),
+        [...expectedAgents.entries()]
+          .sort((a, b) => (b[1].cost > a[1].cost ? 1 : b[1].cost < a[1].cost ? -1 : a[0] < b[0] ? -1 : 1))
+          .map(([name, a]) => [name, a.records, a.tokens, a.cost.toString(), a.billed.toString()]),
+      );
+      const monthly = await call<UsageResponse>(
+        base,
+        `/v1/apps/ada-notes/usage?${monthRange}&window=month`,
+        keys.ada.secret,
+      );
+      assert.equal(
+        sum(byCost.body.agents.map((a) => BigInt(a.cost.micros))).toString(),
+        monthly.body.rows[0]?.cost?.micros,
+        "the agents' shares sum to the app's cost",
+      );
+
+      const byTime = await call<CreatorTopAgentsResponse>(
+        base,
+        `/v1/creators/ada/agents/top?${monthRange}&by=response_time&limit=1`,
+        keys.ada.secret,
+      );
+      assert.equal(byTime.status, 200, byTime.text);
+      const all = attributed(outcomes.filter((o) => o.mozaiks_user_id === "ada" && inMonth(o.occurred_at)));
+      const slowest = [...all.entries()]
+        .map(([name, a]) => [name, a.times.reduce((x, y) => x + y, 0) / a.times.length, a.times] as const)
+        .sort((a, b) => b[1] - a[1])[0]!;
+      const sorted = [...slowest[2]].sort((a, b) => a - b);
+      assert.deepEqual(
+        byTime.body.agents.map((a) => [a.agent, a.timed_records, a.avg_response_ms, a.p95_response_ms]),
+        [
+          [
+            slowest[0],
+            sorted.length,
+            Math.round(slowest[1] * 10) / 10,
+            sorted[Math.floor(0.95 * sorted.length)],
+          ],
+        ],
+      );
+    });
+
     it("refuses a malformed usage query with 400 naming the field", async () => {
       const answer = await call<{ error: { fields: string[] } }>(
         base,
@@ -486,7 +673,7 @@ describe("agentmeter serve on the real servers", () => {
           a.creator_share.micros,
           a.platform_fee.micros,
         ]),
-        [...CREATORS.ada].sort().map((id) => {
+        ADA_APPS.map((id) => {
           const of = outcomes.filter((o) => o.enterprise_id === id);
           return [
             id,
@@ -515,22 +702,36 @@ describe("agentmeter serve on the real servers", () => {
       );
     });
 
-    it("a creator's statement for a month spanning a price change: per app, 70/30, reconciled; as JSON and CSV", async () => {
-      const prices = new Set(outcomes.flatMap((o) => o.price_ids));
+    it("a creator's statement for a month spanning a price change equals `agentmeter compute` over the same records; as JSON and CSV", async () => {
+      const computed = await computeOffline(records);
+      const usageOf = computed.outputs.filter(
+        (o): o is ComputedOutcome =>
+          o.kind === "usage_outcome" && (o as ComputedOutcome).level === "app_usage",
+      );
+      const adaInMonth = usageOf.filter((o) => o.mozaiks_user_id === "ada" && inMonth(o.occurred_at));
       assert.deepEqual(
-        [...prices].sort(),
+        [...new Set(adaInMonth.flatMap((o) => o.price_ids))].sort(),
         ["api-model-1", "api-model-2"],
         "the month spans the price change",
       );
+      assert.ok(
+        usageOf.some((o) => !inMonth(o.occurred_at) && BigInt(o.billed_micros) > 0n),
+        "a record of an earlier month was billed in the same run",
+      );
+
       const answer = await call<StatementResponse>(
         base,
         `/v1/creators/ada/statements/${month}`,
         keys.ada.secret,
       );
       assert.equal(answer.status, 200, answer.text);
-      const billedInMonth = outcomes.filter(
-        (o) => o.mozaiks_user_id === "ada" && o.billed_micros !== 0n && inMonth(o.occurred_at),
-      );
+      const billed = adaInMonth.filter((o) => BigInt(o.billed_micros) !== 0n);
+      const lineOf = (of: ComputedOutcome[]) => [
+        of.length,
+        sum(of.map((o) => BigInt(o.billed_micros))).toString(),
+        sum(of.map((o) => BigInt(o.creator_share_micros))).toString(),
+        sum(of.map((o) => BigInt(o.platform_fee_micros))).toString(),
+      ];
       assert.deepEqual(
         answer.body.lines.map((l) => [
           l.enterprise_id,
@@ -539,16 +740,26 @@ describe("agentmeter serve on the real servers", () => {
           l.creator_share.micros,
           l.platform_fee.micros,
         ]),
-        [...CREATORS.ada].sort().map((id) => {
-          const of = billedInMonth.filter((o) => o.enterprise_id === id);
-          return [
-            id,
-            of.length,
-            sum(of.map((o) => o.billed_micros)).toString(),
-            sum(of.map((o) => o.creator_share_micros)).toString(),
-            sum(of.map((o) => o.platform_fee_micros)).toString(),
-          ];
-        }),
+        [...new Set(billed.map((o) => o.enterprise_id))]
+          .sort()
+          .map((id) => [id, ...lineOf(billed.filter((o) => o.enterprise_id === id))]),
+        "each line is compute's, by event-time month",
+      );
+      const t = answer.body.total;
+      assert.deepEqual(
+        [t.records, t.billed.micros, t.creator_share.micros, t.platform_fee.micros],
+        lineOf(billed),
+      );
+      // The reconciliation's lifetime figures are compute's too, and so are the creator's earnings.
+      const adaLifetime = usageOf.filter((o) => o.mozaiks_user_id === "ada");
+      assert.equal(
+        answer.body.reconciliation.clickhouse_billed.micros,
+        sum(adaLifetime.map((o) => BigInt(o.billed_micros))).toString(),
+      );
+      const apps = await call<CreatorAppsResponse>(base, "/v1/creators/ada/apps", keys.ada.secret);
+      assert.equal(
+        sum(apps.body.apps.map((a) => BigInt(a.creator_share.micros))).toString(),
+        computed.creators.find((c) => c.mozaiks_user_id === "ada")?.earnings_micros,
       );
       const total = answer.body.total;
       assert.equal(
@@ -590,12 +801,16 @@ describe("agentmeter serve on the real servers", () => {
       "/v1/accounts/platform/ada",
       "/v1/accounts/app_usage/ada-notes/u1",
       `/v1/apps/ada-notes/usage?${monthRange}&window=day`,
+      `/v1/apps/ada-notes/agents/top?${monthRange}`,
       "/v1/apps/ada-notes/paused-chats",
+      // Pinned to ada in the billing config and never used: no Enterprises document, ada's all the same.
+      "/v1/apps/ada-soon/paused-chats",
       "/v1/creators/ada/apps",
+      `/v1/creators/ada/agents/top?${monthRange}&by=response_time`,
       `/v1/creators/ada/statements/${month}`,
     ];
     for (const route of routes) {
-      it(route.split("?")[0]!, async () => {
+      it(route.split("?")[0]! + (route.includes("?") ? "?..." : ""), async () => {
         // ada has no platform account (she sent no platform usage): 404 to her own key too, 200 to none.
         const own = await call(base, route, keys.ada.secret);
         assert.equal(own.status, route.includes("/platform/") ? 404 : 200, own.text);
@@ -622,8 +837,10 @@ describe("agentmeter serve on the real servers", () => {
       assert.deepEqual(Object.keys(answer.body.paths).sort(), [
         "/v1/accounts/app_usage/{enterprise_id}/{platform_user_id}",
         "/v1/accounts/platform/{mozaiks_user_id}",
+        "/v1/apps/{enterprise_id}/agents/top",
         "/v1/apps/{enterprise_id}/paused-chats",
         "/v1/apps/{enterprise_id}/usage",
+        "/v1/creators/{mozaiks_user_id}/agents/top",
         "/v1/creators/{mozaiks_user_id}/apps",
         "/v1/creators/{mozaiks_user_id}/statements/{month}",
         "/v1/records",
@@ -685,7 +902,10 @@ describe("agentmeter serve on the real servers", () => {
             { label: "platform fee", data: statement.lines.map((l) => Number(l.platform_fee.usd)) },
           ],
         });
-        const apps = [...CREATORS.ada].sort();
+        const apps = (
+          await call<CreatorAppsResponse>(base, "/v1/creators/ada/apps", keys.ada.secret)
+        ).body.apps.map((a) => a.enterprise_id);
+        assert.deepEqual(apps, ADA_APPS);
         for (const [index, id] of apps.entries()) {
           const daily = (
             await call<UsageResponse>(base, `/v1/apps/${id}/usage?${monthRange}&window=day`, keys.ada.secret)
@@ -706,28 +926,28 @@ describe("agentmeter serve on the real servers", () => {
           ).body;
           assert.equal(drawn.paused?.datasets[0]?.data[index], paused.chats.length);
         }
-        const agentTokens = new Map<string, number>();
-        for (const id of apps) {
-          const agents = (
-            await call<UsageResponse>(
+        const top = async (by: string) =>
+          (
+            await call<CreatorTopAgentsResponse>(
               base,
-              `/v1/apps/${id}/usage?${monthRange}&window=month&group_by=agent`,
+              `/v1/creators/ada/agents/top?${monthRange}&by=${by}&limit=10`,
               keys.ada.secret,
             )
-          ).body;
-          for (const row of agents.rows)
-            agentTokens.set(row.group!, (agentTokens.get(row.group!) ?? 0) + row.tokens);
-        }
-        const top = [...agentTokens.entries()].sort((a, b) => b[1] - a[1]);
-        assert.deepEqual(
-          drawn["agent-tokens"]?.labels,
-          top.map(([name]) => name),
-        );
-        assert.deepEqual(
-          drawn["agent-tokens"]?.datasets[0]?.data,
-          top.map(([, n]) => n),
-        );
-        assert.equal(drawn["agent-time"]?.labels.length, 2);
+          ).body.agents;
+        const byCost = await top("cost");
+        assert.ok(byCost.length >= 2);
+        assert.deepEqual(drawn["agent-cost"], {
+          labels: byCost.map((a) => a.agent),
+          datasets: [{ label: "cost (USD)", data: byCost.map((a) => Number(a.cost.usd)) }],
+        });
+        const byTime = await top("response_time");
+        assert.deepEqual(drawn["agent-time"], {
+          labels: byTime.map((a) => a.agent),
+          datasets: [
+            { label: "avg ms", data: byTime.map((a) => a.avg_response_ms) },
+            { label: "p95 ms", data: byTime.map((a) => a.p95_response_ms) },
+          ],
+        });
       } finally {
         await browser.close();
       }

@@ -2,22 +2,38 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import type { FastifyInstance } from "fastify";
+import type { BudgetStates } from "../../pipeline/api/budgets.ts";
 import { loadServeConfig } from "../../pipeline/api/config.ts";
 import type { IngestProducer } from "../../pipeline/api/ingest-producer.ts";
 import { checkRecords } from "../../pipeline/api/ingest-validate.ts";
 import { createApiKey, findKey, parseApiKeys } from "../../pipeline/api/keys.ts";
+import { type AppOwners, AppOwnership } from "../../pipeline/api/ownership.ts";
+import { accountResponse } from "../../pipeline/api/reads/account.ts";
 import { monthPeriod } from "../../pipeline/api/reads/statement.ts";
 import { statementCsv } from "../../pipeline/api/reads/statement-csv.ts";
 import { buildApi } from "../../pipeline/api/server.ts";
 import type { ReadStores } from "../../pipeline/api/stores.ts";
+import { main } from "../../pipeline/cli/main.ts";
 import { loadConfig } from "../../pipeline/config.ts";
+import { applyBatch, budgetStateOf, emptyState, parseBillingConfig } from "../../pipeline/core/index.ts";
 import { createLogger } from "../../pipeline/log.ts";
 import {
+  accountResponseSchema,
+  creatorAppsResponseSchema,
+  creatorTopAgentsResponseSchema,
   ingestBodySchema,
+  ingestResponseSchema,
+  pausedChatsResponseSchema,
   type StatementResponse,
   statementParamsSchema,
+  statementResponseSchema,
+  topAgentsQuerySchema,
   usageQuerySchema,
+  usageResponseSchema,
 } from "../../schemas/api.ts";
+import { accountKeyOf } from "../../schemas/index.ts";
+import type { MongoLayout } from "../../sinks/mongo/layout.ts";
+import { credit as creditRecord, usage as usageRecord } from "./builders.ts";
 
 const usage = {
   type: "usage",
@@ -134,6 +150,21 @@ describe("read queries", () => {
     assert.equal(usageQuerySchema.safeParse({ ...year, window: "hour" }).success, true);
   });
 
+  it("top agents: ranked by cost by default, limit 1 to 100, to after from, at most 400 days", () => {
+    const range = { from: "2026-11-01T00:00:00Z", to: "2026-12-01T00:00:00Z" };
+    const parsed = topAgentsQuerySchema.parse(range);
+    assert.deepEqual([parsed.by, parsed.limit, parsed.level], ["cost", 10, "app_usage"]);
+    assert.equal(topAgentsQuerySchema.parse({ ...range, by: "response_time", limit: "3" }).limit, 3);
+    for (const bad of [{ by: "speed" }, { limit: "0" }, { limit: "101" }, { limit: "2.5" }])
+      assert.equal(topAgentsQuerySchema.safeParse({ ...range, ...bad }).success, false, JSON.stringify(bad));
+    assert.deepEqual(
+      topAgentsQuerySchema
+        .safeParse({ from: "2025-01-01T00:00:00Z", to: "2026-12-01T00:00:00Z" })
+        .error?.issues.map((i) => i.path),
+      [["to"]],
+    );
+  });
+
   it("statements: a month is YYYY-MM, and covers [first day, first day of the next) in UTC", () => {
     assert.equal(statementParamsSchema.safeParse({ mozaiks_user_id: "c", month: "2026-13" }).success, false);
     assert.equal(statementParamsSchema.safeParse({ mozaiks_user_id: "c", month: "2026-1" }).success, false);
@@ -220,6 +251,170 @@ describe("API keys and serve config", () => {
   });
 });
 
+describe("agentmeter keys create", () => {
+  const run = async (...argv: string[]) => {
+    let stdout = "";
+    let stderr = "";
+    const io = {
+      stdin: process.stdin,
+      stdout: { write: (text: string) => (stdout += text) },
+      stderr: { write: (text: string) => (stderr += text) },
+    };
+    const code = await main(argv, io);
+    return { code, stdout, stderr };
+  };
+  const printed = (stdout: string) => {
+    const lines = stdout.split("\n").map((line) => line.trim());
+    const secret = lines.find((line) => line.startsWith("amk_")) ?? "";
+    const entry = lines.at(-2) ?? "";
+    return { secret, keys: parseApiKeys(entry) };
+  };
+
+  it("prints a key once and the AGENTMETER_API_KEYS entry that finds it, with the scope", async () => {
+    const made = await run("keys", "create", "--scope", "creator:ada");
+    assert.equal(made.code, 0, made.stderr);
+    const { secret, keys } = printed(made.stdout);
+    const found = findKey(keys, secret);
+    assert.deepEqual(found?.scope, { kind: "creator", mozaiksUserId: "ada" });
+    assert.match(found?.name ?? "", /^creator-ada-[0-9a-f]{6}$/);
+    assert.ok(!made.stdout.includes(keys[0]!.hash.toString("base64")));
+    const named = await run("keys", "create", "--scope", "ingest", "--name", "runtime-1");
+    assert.equal(printed(named.stdout).keys[0]?.name, "runtime-1");
+  });
+
+  it("keeps the former spelling 'serve keys create' working", async () => {
+    const old = await run("serve", "keys", "create", "--name", "ops", "--scope", "read");
+    assert.equal(old.code, 0, old.stderr);
+    const { secret, keys } = printed(old.stdout);
+    assert.deepEqual(findKey(keys, secret)?.scope, { kind: "read" });
+  });
+
+  it("refuses a missing or bad scope, a bad name and unknown options with exit 2", async () => {
+    for (const argv of [
+      ["keys", "create"],
+      ["keys", "create", "--scope", "root"],
+      ["keys", "create", "--scope", "creator:"],
+      ["keys", "create", "--scope", "read", "--name", "no spaces"],
+      ["keys", "create", "--scope", "read", "--colour", "red"],
+      ["keys", "delete"],
+      ["keys"],
+    ]) {
+      const answer = await run(...argv);
+      assert.equal(answer.code, 2, argv.join(" "));
+      assert.equal(answer.stdout, "", argv.join(" "));
+    }
+  });
+});
+
+describe("app ownership: a creator pinned in the billing config rules its app", () => {
+  /** A layout whose Enterprises projection says `projected`; counts its reads. */
+  const projection = (projected: Record<string, string>) => {
+    const reads = { count: 0 };
+    const collection = {
+      findOne: async (filter: { _id: string }) => {
+        reads.count++;
+        const creator = projected[filter._id];
+        return creator === undefined ? null : { _id: filter._id, mozaiks_user_id: creator };
+      },
+      find: (filter: { mozaiks_user_id: string }) => ({
+        toArray: async () => {
+          reads.count++;
+          return Object.entries(projected)
+            .filter(([, creator]) => creator === filter.mozaiks_user_id)
+            .map(([app]) => ({ _id: app }));
+        },
+      }),
+    };
+    const layout = { platform: () => ({ collection: () => collection }) } as unknown as MongoLayout;
+    return { layout, reads };
+  };
+  const pins = { "pinned-app": { creator: "ada" } };
+
+  it("a pin wins over the projection, without reading it; unpinned apps follow the projection", async () => {
+    const { layout, reads } = projection({ "pinned-app": "mallory", "free-app": "bob", "old-app": "ada" });
+    const owners = new AppOwnership(pins, layout, "pinned_then_projection");
+    assert.equal(await owners.creatorOf("pinned-app"), "ada");
+    assert.equal(reads.count, 0);
+    assert.equal(await owners.creatorOf("free-app"), "bob");
+    assert.equal(await owners.creatorOf("unknown-app"), null);
+    assert.deepEqual(await owners.appsOf("ada"), ["old-app", "pinned-app"]);
+    assert.deepEqual(
+      await owners.appsOf("mallory"),
+      [],
+      "a stale projection of a pinned app counts for nothing",
+    );
+  });
+
+  it("AGENTMETER_API_APP_OWNERS=pinned: an unpinned app belongs to nobody, and the projection is never read", async () => {
+    const { layout, reads } = projection({ "free-app": "bob" });
+    const owners = new AppOwnership(pins, layout, "pinned");
+    assert.equal(await owners.creatorOf("free-app"), null);
+    assert.deepEqual(await owners.appsOf("ada"), ["pinned-app"]);
+    assert.deepEqual(await owners.appsOf("bob"), []);
+    assert.equal(reads.count, 0);
+    assert.equal(
+      loadServeConfig({ AGENTMETER_API_APP_OWNERS: "pinned" }).serve.AGENTMETER_API_APP_OWNERS,
+      "pinned",
+    );
+    assert.throws(
+      () => loadServeConfig({ AGENTMETER_API_APP_OWNERS: "anyone" }),
+      /AGENTMETER_API_APP_OWNERS/,
+    );
+  });
+});
+
+describe("an account's budget state: the state topic's when its view has caught up, else MongoDB's", () => {
+  const billing = parseBillingConfig({});
+  const { state } = applyBatch(
+    emptyState(),
+    [
+      { record: creditRecord({ record_id: "c-1", tokens: 100 }), seq: 1 },
+      { record: usageRecord({ record_id: "u-1" }), seq: 2 },
+    ],
+    billing,
+  );
+  const account = Object.values(state.accounts)[0]!;
+  const key = accountKeyOf(usageRecord());
+  const published = budgetStateOf(account);
+  const view = (
+    held: ReturnType<typeof budgetStateOf> | null,
+    caughtUp: boolean,
+  ): Pick<BudgetStates, "get"> => ({
+    get: (accountKey) => ({
+      state: accountKey === key ? held : null,
+      staleness: { caught_up: caughtUp, known: held !== null, age_ms: held === null ? null : 5, as_of: null },
+    }),
+  });
+
+  it("answers from the topic, and says whether it agrees with the document", () => {
+    const older = { ...published, available_tokens: published.available_tokens + 1 };
+    const answer = accountResponse(account, view(older, true));
+    assert.equal(answer.budget_source, "state_topic");
+    assert.deepEqual(answer.budget, older);
+    assert.deepEqual(answer.state_topic, {
+      caught_up: true,
+      known: true,
+      age_ms: 5,
+      agrees_with_mongodb: false,
+    });
+    assert.equal(accountResponse(account, view(published, true)).state_topic.agrees_with_mongodb, true);
+  });
+
+  it("answers from MongoDB while the view is catching up or does not know the account", () => {
+    const catchingUp = accountResponse(account, view(published, false));
+    assert.equal(catchingUp.budget_source, "mongodb");
+    assert.deepEqual(catchingUp.budget, published);
+    const unknown = accountResponse(account, view(null, true));
+    assert.equal(unknown.budget_source, "mongodb");
+    assert.deepEqual(unknown.state_topic, {
+      caught_up: true,
+      known: false,
+      age_ms: null,
+      agrees_with_mongodb: null,
+    });
+  });
+});
+
 describe("the server refuses malformed requests before reading any store", () => {
   let app: FastifyInstance;
   const key = createApiKey("reader", { kind: "admin" });
@@ -239,6 +434,8 @@ describe("the server refuses malformed requests before reading any store", () =>
       settings: serve.serve,
       producer: untouched as IngestProducer,
       stores: untouched as ReadStores,
+      owners: untouched as AppOwners,
+      budgets: untouched as BudgetStates,
       logger: createLogger("silent"),
     });
   });
@@ -259,6 +456,14 @@ describe("the server refuses malformed requests before reading any store", () =>
     assert.deepEqual(badQuery.json().error.fields, ["querystring.group_by"]);
     const badMonth = await get("/v1/creators/c/statements/2026-13");
     assert.deepEqual(badMonth.json().error.fields, ["params.month"]);
+    const badOrder = await get(
+      "/v1/creators/c/agents/top?from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z&by=speed",
+    );
+    assert.deepEqual(badOrder.json().error.fields, ["querystring.by"]);
+    const badLimit = await get(
+      "/v1/apps/app-1/agents/top?from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z&limit=1000",
+    );
+    assert.deepEqual(badLimit.json().error.fields, ["querystring.limit"]);
   });
 
   it("401 before validation, 404 as JSON for an unknown route, 413 for a body over the limit", async () => {
@@ -285,6 +490,31 @@ describe("the server refuses malformed requests before reading any store", () =>
       for (const method of Object.keys(methods))
         assert.ok(doc.includes(`${method.toUpperCase()} ${path}`), `${method} ${path}`);
     }
+  });
+
+  it("docs/api.md: every JSON example of a route is a valid answer of that route", () => {
+    const doc = readFileSync(new URL("../../docs/api.md", import.meta.url), "utf8");
+    const schemas = [
+      ["POST /v1/records", ingestResponseSchema],
+      ["GET /v1/accounts/", accountResponseSchema],
+      ["GET /v1/apps/{enterprise_id}/usage", usageResponseSchema],
+      ["GET /v1/apps/{enterprise_id}/agents/top", creatorTopAgentsResponseSchema],
+      ["GET /v1/apps/{enterprise_id}/paused-chats", pausedChatsResponseSchema],
+      ["GET /v1/creators/{mozaiks_user_id}/apps", creatorAppsResponseSchema],
+      ["GET /v1/creators/{mozaiks_user_id}/statements/", statementResponseSchema],
+    ] as const;
+    let checked = 0;
+    for (const section of doc.split(/^### /m).slice(1)) {
+      const heading = section.slice(0, section.indexOf("\n")).replaceAll("`", "");
+      const schema = schemas.find(([prefix]) => heading.startsWith(prefix))?.[1];
+      assert.ok(schema, `a schema for the section ${heading}`);
+      for (const [, json] of section.matchAll(/```json\n([\s\S]*?)```/g)) {
+        const parsed = schema.safeParse(JSON.parse(json!));
+        assert.ok(parsed.success, `${heading}: ${parsed.error?.message}`);
+        checked++;
+      }
+    }
+    assert.ok(checked >= 8, `${checked} examples checked`);
   });
 
   it("serves the dashboard and the OpenAPI document without a key", async () => {

@@ -1,8 +1,12 @@
 import type { Document } from "mongodb";
 import { COLLECTIONS, type MongoLayout } from "../../../sinks/mongo/layout.ts";
 
-/** The creator an app is bound to (its Enterprises document), or null for an app nobody has used. */
-export async function appCreator(layout: MongoLayout, enterpriseId: string): Promise<string | null> {
+/**
+ * The creator the processor's `Enterprises` projection names for an app (the creator its latest usage
+ * named), or null for an app nobody has used. For an app pinned in the billing config, ownership.ts
+ * answers from the pin instead.
+ */
+export async function projectedAppCreator(layout: MongoLayout, enterpriseId: string): Promise<string | null> {
   const doc = await layout
     .platform()
     .collection(COLLECTIONS.platform.enterprises)
@@ -10,8 +14,8 @@ export async function appCreator(layout: MongoLayout, enterpriseId: string): Pro
   return typeof doc?.mozaiks_user_id === "string" ? doc.mozaiks_user_id : null;
 }
 
-/** Every app bound to the creator, by id. */
-export async function creatorAppIds(layout: MongoLayout, mozaiksUserId: string): Promise<string[]> {
+/** Every app the `Enterprises` projection names the creator of, by id. */
+export async function projectedCreatorApps(layout: MongoLayout, mozaiksUserId: string): Promise<string[]> {
   const docs = await layout
     .platform()
     .collection(COLLECTIONS.platform.enterprises)

@@ -1,13 +1,20 @@
 import type { CreatorAppsResponse } from "../../../schemas/api.ts";
 import { money } from "../money.ts";
+import type { AppOwners } from "../ownership.ts";
 import type { ReadStores } from "../stores.ts";
 import { creatorAppTotals, zeroTotals } from "./app-totals.ts";
-import { creatorAppIds } from "./apps.ts";
 
-/** The creator's apps (bound in MongoDB, or billed in ClickHouse) with their end users' lifetime totals. */
-export async function creatorApps(stores: ReadStores, mozaiksUserId: string): Promise<CreatorAppsResponse> {
+/**
+ * The creator's apps (owned: ownership.ts; or with end-user records naming the creator in ClickHouse)
+ * with their end users' lifetime totals.
+ */
+export async function creatorApps(
+  stores: ReadStores,
+  owners: AppOwners,
+  mozaiksUserId: string,
+): Promise<CreatorAppsResponse> {
   const [ids, totals] = await Promise.all([
-    creatorAppIds(stores.layout, mozaiksUserId),
+    owners.appsOf(mozaiksUserId),
     creatorAppTotals(stores.clickhouse, stores.database, mozaiksUserId),
   ]);
   const apps = [...new Set([...ids, ...totals.keys()])].sort();

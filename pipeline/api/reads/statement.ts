@@ -1,9 +1,9 @@
 import type { StatementResponse } from "../../../schemas/api.ts";
 import { readAppRevenue } from "../../../sinks/mongo/read.ts";
 import { money } from "../money.ts";
+import type { AppOwners } from "../ownership.ts";
 import type { ReadStores } from "../stores.ts";
 import { type AppTotals, creatorAppTotals, zeroTotals } from "./app-totals.ts";
-import { creatorAppIds } from "./apps.ts";
 
 /** [start, end) of a `YYYY-MM` month in UTC, as ISO instants. */
 export function monthPeriod(month: string): { from: string; to: string } {
@@ -30,12 +30,13 @@ function line(app: AppTotals) {
  */
 export async function creatorStatement(
   stores: ReadStores,
+  owners: AppOwners,
   mozaiksUserId: string,
   month: string,
 ): Promise<StatementResponse> {
   const period = monthPeriod(month);
   const [ids, monthTotals, lifetime] = await Promise.all([
-    creatorAppIds(stores.layout, mozaiksUserId),
+    owners.appsOf(mozaiksUserId),
     creatorAppTotals(stores.clickhouse, stores.database, mozaiksUserId, period),
     creatorAppTotals(stores.clickhouse, stores.database, mozaiksUserId),
   ]);

@@ -4,21 +4,26 @@ import {
   apiErrorSchema,
   appAccountParamsSchema,
   appParamsSchema,
+  appTopAgentsResponseSchema,
   creatorAppsResponseSchema,
   creatorParamsSchema,
+  creatorTopAgentsResponseSchema,
   pausedChatsResponseSchema,
   platformAccountParamsSchema,
   statementParamsSchema,
   statementQuerySchema,
   statementResponseSchema,
+  topAgentsQuerySchema,
   usageQuerySchema,
   usageResponseSchema,
 } from "../../../schemas/api.ts";
 import { callerOf, guard, requireCreator } from "../auth.ts";
+import type { BudgetStates } from "../budgets.ts";
 import type { ApiKey } from "../keys.ts";
+import type { AppOwners } from "../ownership.ts";
 import { notFound } from "../problem.ts";
 import { accountView } from "../reads/account.ts";
-import { appCreator } from "../reads/apps.ts";
+import { topAgents } from "../reads/agents.ts";
 import { creatorApps } from "../reads/creator-apps.ts";
 import { pausedChats } from "../reads/paused-chats.ts";
 import { creatorStatement } from "../reads/statement.ts";
@@ -29,6 +34,10 @@ import type { ReadStores } from "../stores.ts";
 export interface ReadRouteOptions {
   keys: readonly ApiKey[];
   stores: ReadStores;
+  /** Which creator an app belongs to (the billing config's pins, then the Enterprises projection). */
+  owners: AppOwners;
+  /** The budget-state topic's view. */
+  budgets: BudgetStates;
 }
 
 const errors = { "4xx": apiErrorSchema, "5xx": apiErrorSchema };
@@ -36,12 +45,16 @@ const security = [{ apiKey: [] }];
 
 /**
  * The read routes. Each checks, before it reads anything else, that the key may see the creator the
- * resource belongs to; an app's creator is the one its Enterprises document is bound to.
+ * resource belongs to; an app's creator is the one ownership.ts names (pinned in the billing config,
+ * else the Enterprises projection's).
  */
-export const readRoutes: FastifyPluginAsyncZod<ReadRouteOptions> = async (app, { keys, stores }) => {
+export const readRoutes: FastifyPluginAsyncZod<ReadRouteOptions> = async (
+  app,
+  { keys, stores, owners, budgets },
+) => {
   const read = guard(keys, "read");
   const ownerOfApp = async (key: ApiKey, enterpriseId: string) =>
-    requireCreator(key, await appCreator(stores.layout, enterpriseId), `app ${enterpriseId}`);
+    requireCreator(key, await owners.creatorOf(enterpriseId), `app ${enterpriseId}`);
 
   app.get(
     "/v1/accounts/platform/:mozaiks_user_id",
@@ -60,7 +73,7 @@ export const readRoutes: FastifyPluginAsyncZod<ReadRouteOptions> = async (app, {
       const { mozaiks_user_id } = request.params;
       const what = `account platform:${mozaiks_user_id}`;
       requireCreator(key, mozaiks_user_id, what);
-      const account = await accountView(stores.layout, {
+      const account = await accountView(stores.layout, budgets, {
         level: "platform",
         enterprise_id: "",
         mozaiks_user_id,
@@ -86,14 +99,17 @@ export const readRoutes: FastifyPluginAsyncZod<ReadRouteOptions> = async (app, {
       const key = callerOf(request);
       const { enterprise_id, platform_user_id } = request.params;
       const what = `account app:${enterprise_id}:${platform_user_id}`;
-      requireCreator(key, await appCreator(stores.layout, enterprise_id), what);
-      const account = await accountView(stores.layout, {
+      requireCreator(key, await owners.creatorOf(enterprise_id), what);
+      const account = await accountView(stores.layout, budgets, {
         level: "app_usage",
         enterprise_id,
         mozaiks_user_id: "",
         platform_user_id,
       });
       if (account === null) throw notFound(what);
+      // The account's own creator (bound by its first record) must be the caller's too: for an app
+      // without a pinned creator it may differ from the app's.
+      requireCreator(key, account.mozaiks_user_id, what);
       return account;
     },
   );
@@ -115,6 +131,30 @@ export const readRoutes: FastifyPluginAsyncZod<ReadRouteOptions> = async (app, {
       const key = callerOf(request);
       await ownerOfApp(key, request.params.enterprise_id);
       return appUsage(stores.clickhouse, stores.database, request.params.enterprise_id, request.query);
+    },
+  );
+
+  app.get(
+    "/v1/apps/:enterprise_id/agents/top",
+    {
+      onRequest: read,
+      schema: {
+        summary:
+          "An app's top agents over [from, to) by attributed cost, billed amount, tokens or response time",
+        tags: ["apps"],
+        security,
+        params: appParamsSchema,
+        querystring: topAgentsQuerySchema,
+        response: { 200: appTopAgentsResponseSchema, ...errors },
+      },
+    },
+    async (request) => {
+      const key = callerOf(request);
+      const { enterprise_id } = request.params;
+      await ownerOfApp(key, enterprise_id);
+      const { from, to, level, by } = request.query;
+      const agents = await topAgents(stores.clickhouse, stores.database, { enterprise_id }, request.query);
+      return { enterprise_id, from, to, level, by, agents };
     },
   );
 
@@ -152,7 +192,31 @@ export const readRoutes: FastifyPluginAsyncZod<ReadRouteOptions> = async (app, {
     async (request) => {
       const key = callerOf(request);
       requireCreator(key, request.params.mozaiks_user_id, `creator ${request.params.mozaiks_user_id}`);
-      return creatorApps(stores, request.params.mozaiks_user_id);
+      return creatorApps(stores, owners, request.params.mozaiks_user_id);
+    },
+  );
+
+  app.get(
+    "/v1/creators/:mozaiks_user_id/agents/top",
+    {
+      onRequest: read,
+      schema: {
+        summary:
+          "A creator's top agents over [from, to), over the records naming the creator (as statements count them)",
+        tags: ["creators"],
+        security,
+        params: creatorParamsSchema,
+        querystring: topAgentsQuerySchema,
+        response: { 200: creatorTopAgentsResponseSchema, ...errors },
+      },
+    },
+    async (request) => {
+      const key = callerOf(request);
+      const { mozaiks_user_id } = request.params;
+      requireCreator(key, mozaiks_user_id, `creator ${mozaiks_user_id}`);
+      const { from, to, level, by } = request.query;
+      const agents = await topAgents(stores.clickhouse, stores.database, { mozaiks_user_id }, request.query);
+      return { mozaiks_user_id, from, to, level, by, agents };
     },
   );
 
@@ -173,7 +237,7 @@ export const readRoutes: FastifyPluginAsyncZod<ReadRouteOptions> = async (app, {
       const key = callerOf(request);
       const { mozaiks_user_id, month } = request.params;
       requireCreator(key, mozaiks_user_id, `creator ${mozaiks_user_id}`);
-      const statement = await creatorStatement(stores, mozaiks_user_id, month);
+      const statement = await creatorStatement(stores, owners, mozaiks_user_id, month);
       if (request.query.format === "csv") {
         return reply
           .type("text/csv; charset=utf-8")
