@@ -35,6 +35,8 @@ export interface RecomputerOptions {
    * Default: unsigned credits accepted (development mode).
    */
   creditPolicy?: CreditAuthorization;
+  /** Records applied per applyBatch call (default RECOMPUTE_CHUNK). Any size gives the same state. */
+  chunk?: number;
 }
 
 type SkipCount =
@@ -95,13 +97,30 @@ export interface Expected {
   counts: RecomputeCounts;
 }
 
+/** Every count at 0, in the report's order. */
+export function zeroCounts(): RecomputeCounts {
+  return {
+    messages: 0,
+    records: 0,
+    skipped_undecodable: 0,
+    skipped_key_mismatch: 0,
+    skipped_wrong_partition: 0,
+    skipped_unauthorized: 0,
+    duplicates_ignored: 0,
+    rejected: 0,
+    usage_outcomes: 0,
+  };
+}
+
 export function usageGroupKey(enterpriseId: string, level: string): string {
   return `${enterpriseId}\u0000${level}`;
 }
 
 // Large chunks amortise applyBatch's one copy of each touched account per call: that copy includes the
 // account's dedupe ids, so its cost grows with the topic (measured: 20k-record chunks slowed a 1M audit).
-const CHUNK = 100_000;
+// A recomputer that holds one partition of P holds about 1/P of the accounts, so a chunk of 1/P of this
+// costs as much per record (pipeline/audit/units.ts sizes them so).
+export const RECOMPUTE_CHUNK = 100_000;
 
 /**
  * Decodes messages exactly as the processor's PartitionWorker does (decodeRecord, then the key must be
@@ -116,20 +135,11 @@ export class Recomputer {
   private readonly trails = new Map<string, AccountTrail>();
   private readonly usage = new Map<string, UsageGroup>();
   private readonly revenue = new Map<string, AppRevenueExpected>();
-  readonly counts: RecomputeCounts = {
-    messages: 0,
-    records: 0,
-    skipped_undecodable: 0,
-    skipped_key_mismatch: 0,
-    skipped_wrong_partition: 0,
-    skipped_unauthorized: 0,
-    duplicates_ignored: 0,
-    rejected: 0,
-    usage_outcomes: 0,
-  };
+  readonly counts: RecomputeCounts = zeroCounts();
 
   private readonly partitionCounts: readonly number[] | undefined;
   private readonly creditPolicy: CreditAuthorization;
+  private readonly chunk: number;
 
   constructor(
     private readonly billing: BillingConfig,
@@ -138,6 +148,7 @@ export class Recomputer {
   ) {
     this.partitionCounts = options.partitionCounts;
     this.creditPolicy = options.creditPolicy ?? creditAuthorization({});
+    this.chunk = Math.max(1, options.chunk ?? RECOMPUTE_CHUNK);
   }
 
   add(partition: number, message: TopicMessage): void {
@@ -156,7 +167,7 @@ export class Recomputer {
     // A tick belongs to no account: it has no trail, only its place in the order.
     if (record.type === "tick") {
       this.pending.push({ record, seq: undefined, logTimeMs });
-      if (this.pending.length >= CHUNK) this.apply();
+      if (this.pending.length >= this.chunk) this.apply();
       return;
     }
     let trail = this.trails.get(key);
@@ -167,7 +178,7 @@ export class Recomputer {
     trail.ids.push(record.record_id);
     trail.offsets.push(Number(message.offset));
     this.pending.push({ record, seq: undefined, logTimeMs });
-    if (this.pending.length >= CHUNK) this.apply();
+    if (this.pending.length >= this.chunk) this.apply();
   }
 
   finish(): Expected {

@@ -11,13 +11,16 @@ import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
 import { type ActualStores, type Difference, diffStores, RECORD_IDS_CAP, type Store } from "./diff.ts";
 import { USAGE_FIELDS, type UsageField } from "./figures.ts";
 import { auditNamespaceOf } from "./namespace.ts";
+import { RecomputePool } from "./pool.ts";
 import { type RangeRequest, resolveRange, type TopicRange } from "./range.ts";
 import { reach } from "./reach.ts";
 import { type ClickHouseSource, readRecordIds, readUsageTotals } from "./read-clickhouse.ts";
 import { readMongo } from "./read-mongo.ts";
-import { type Expected, Recomputer, usageGroupKey } from "./recompute.ts";
+import { type Expected, usageGroupKey } from "./recompute.ts";
 import { type AuditReport, buildAuditReport } from "./report.ts";
-import { type ReadProgress, readTopic } from "./topic-reader.ts";
+import { type ReadProgress, readTopic, readTopicBatches } from "./topic-reader.ts";
+import { mergeUnits, type RecomputeSetup, UnitRecompute } from "./units.ts";
+import { auditWorkers } from "./workers.ts";
 
 export interface AuditOptions {
   /** The namespace audited (live, or a replay's via suffixedConfig); the input topic is read from it. */
@@ -27,6 +30,11 @@ export interface AuditOptions {
   /** For kafkajs' own logs only. */
   logger: Logger;
   onProgress?: (progress: ReadProgress) => void;
+  /**
+   * Worker threads that recompute, the partitions shared out among them; 0 recomputes in the main
+   * thread. The report is the same for any number. Default: AGENTMETER_AUDIT_WORKERS, else one per core.
+   */
+  workers?: number;
 }
 
 /** What a delta audit can check: figures of a record that do not depend on the account's history. */
@@ -38,6 +46,8 @@ const DELTA_USAGE_FIELDS: readonly UsageField[] = ["records", "tokens", "cost_mi
  */
 export async function runAudit(options: AuditOptions): Promise<AuditReport> {
   const { config, billing } = options;
+  // A bad AGENTMETER_AUDIT_WORKERS fails here, before any connection.
+  const workers = options.workers ?? auditWorkers(undefined);
   const kafka = createKafka(config, options.logger);
   const brokers = config.KAFKA_BROKERS.join(",");
   const range = await reach("Kafka", brokers, async () => {
@@ -49,14 +59,16 @@ export async function runAudit(options: AuditOptions): Promise<AuditReport> {
       await admin.disconnect();
     }
   });
-  const recomputer = new Recomputer(billing, config.AGENTMETER_MAX_RECORD_BYTES, {
+  const setup: RecomputeSetup = {
+    billing,
+    maxRecordBytes: config.AGENTMETER_MAX_RECORD_BYTES,
     partitionCounts: await partitionCounts(config, range.partitions.length, options.logger),
     creditPolicy: creditAuthorization(config),
-  });
-  await reach("Kafka", brokers, () =>
-    readTopic(kafka, range, (partition, message) => recomputer.add(partition, message), options.onProgress),
+    partitions: range.partitions.filter(({ from, to }) => BigInt(from) < BigInt(to)).map((p) => p.partition),
+  };
+  const expected = await reach("Kafka", brokers, () =>
+    recompute(kafka, range, setup, workers, options.onProgress ?? (() => {})),
   );
-  const expected = recomputer.finish();
   const actual = await readStores(config, expected, range);
   const differences = diffStores(expected, actual, range.complete ? USAGE_FIELDS : DELTA_USAGE_FIELDS);
   await explainMissingRows(config, differences, expected, range);
@@ -82,9 +94,49 @@ export async function runAudit(options: AuditOptions): Promise<AuditReport> {
 }
 
 /**
- * A complete audit compares everything; a delta audit only what does not depend on the state before the
- * range: the ClickHouse rows of the range's offsets (records, tokens, list-price cost).
+ * Reads the range and recomputes it: in the main thread (workers 0), or in worker threads that each
+ * run the recompute units (partitions) they were given, the main thread reading and handing each
+ * partition's batches to its thread. Either way the units' figures are merged in partition order.
  */
+async function recompute(
+  kafka: ReturnType<typeof createKafka>,
+  range: TopicRange,
+  setup: RecomputeSetup,
+  workers: number,
+  onProgress: (progress: ReadProgress) => void,
+): Promise<Expected> {
+  const total = range.partitions.reduce((sum, p) => sum + Number(BigInt(p.to) - BigInt(p.from)), 0);
+  if (workers === 0 || setup.partitions.length === 0) {
+    const units = new UnitRecompute(setup);
+    let read = 0;
+    await readTopic(
+      kafka,
+      range,
+      (partition, message) => units.add(partition, message),
+      (progress) => {
+        read = progress.read;
+        onProgress(progress);
+      },
+    );
+    onProgress({ read, total, done: true });
+    return mergeUnits(units.finish());
+  }
+  const records = new Map(range.partitions.map((p) => [p.partition, Number(BigInt(p.to) - BigInt(p.from))]));
+  let applied = 0;
+  const pool = new RecomputePool(setup, workers, records, (count) => {
+    applied = count;
+    onProgress({ read: count, total });
+  });
+  try {
+    await readTopicBatches(kafka, range, (partition, messages) => pool.add(partition, messages));
+    const expected = await pool.finish();
+    onProgress({ read: applied, total, done: true });
+    return expected;
+  } finally {
+    await pool.close();
+  }
+}
+
 /**
  * The partition counts the processor admits records under: the topic's current count and every count
  * the processor registered for it (AgentmeterTopics). Without MongoDB, the current count alone: a topic

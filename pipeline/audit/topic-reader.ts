@@ -4,19 +4,52 @@ import type { TopicRange } from "./range.ts";
 import type { TopicMessage } from "./recompute.ts";
 
 export interface ReadProgress {
+  /** Records read and recomputed so far. */
   read: number;
+  /** The offsets the range spans: its records, or more when the log has gaps (compaction, transactions). */
   total: number;
+  /** True on the last report, once every partition of the range has been read and recomputed. */
+  done?: boolean;
 }
 
 /**
- * Reads every message of the range, partition by partition in offset order, then stops. A group of its
- * own (random id, never committed, deleted afterwards) gives kafkajs' fetch loop without touching the
- * processor's group; kafkajs cannot assign partitions without a group.
+ * Large fetches: one fetch brings up to 64 MiB (a broker caps it at its fetch.max.bytes, 55 MiB by
+ * default), up to 16 MiB of each partition, so a million 400-byte records take a few dozen round trips.
+ * The reader holds one fetch (and what the recompute has not taken yet) in memory.
  */
+export const AUDIT_FETCH = {
+  maxBytes: 64 * 1024 * 1024,
+  maxBytesPerPartition: 16 * 1024 * 1024,
+} as const;
+
+/** Message by message: reads every message of the range (see readTopicBatches). */
 export async function readTopic(
   kafka: Kafka,
   range: TopicRange,
   onMessage: (partition: number, message: TopicMessage) => void,
+  onProgress: (progress: ReadProgress) => void = () => {},
+): Promise<void> {
+  await readTopicBatches(
+    kafka,
+    range,
+    (partition, messages) => {
+      for (const message of messages) onMessage(partition, message);
+    },
+    onProgress,
+  );
+}
+
+/**
+ * Reads every message of the range, each partition in offset order, then stops. `onBatch` gets a
+ * partition's messages of one fetch; the next batch of that partition waits for the promise it returns
+ * (so a slower consumer of the messages holds the reading back). Partitions are handled concurrently.
+ * A group of its own (random id, never committed, deleted afterwards) gives kafkajs' fetch loop without
+ * touching the processor's group; kafkajs cannot assign partitions without a group.
+ */
+export async function readTopicBatches(
+  kafka: Kafka,
+  range: TopicRange,
+  onBatch: (partition: number, messages: TopicMessage[]) => void | Promise<void>,
   onProgress: (progress: ReadProgress) => void = () => {},
 ): Promise<void> {
   const ends = new Map<number, bigint>();
@@ -33,8 +66,7 @@ export async function readTopic(
   const groupId = `agentmeter-audit-${randomUUID()}`;
   const consumer = kafka.consumer({
     groupId,
-    maxBytesPerPartition: 8 * 1024 * 1024,
-    maxBytes: 32 * 1024 * 1024,
+    ...AUDIT_FETCH,
     sessionTimeout: 30_000,
   });
   let read = 0;
@@ -53,25 +85,35 @@ export async function readTopic(
     await consumer.subscribe({ topic: range.topic, fromBeginning: true });
     await consumer.run({
       autoCommit: false,
+      // One batch per partition at a time (kafkajs keeps each partition in order): a partition whose
+      // consumer is busy does not hold the others back.
+      partitionsConsumedConcurrently: Math.min(ends.size, 16),
       eachBatch: async ({ batch, heartbeat }) => {
         const partition = batch.partition;
         const end = ends.get(partition);
         const start = next.get(partition);
         if (end === undefined || start === undefined || start >= end) return;
+        const messages: TopicMessage[] = [];
         for (const message of batch.messages) {
           // Offsets are compared as strings of equal length only rarely; BigInt keeps it exact and simple.
           const offset = BigInt(message.offset);
           if (offset < start) continue;
           if (offset >= end) break;
-          onMessage(partition, message);
-          read++;
+          messages.push(message);
         }
         // lastOffset() also covers compaction gaps and control records, so a partition always reaches its end.
         const reached = BigInt(batch.lastOffset()) + 1n;
         next.set(partition, reached > start ? reached : start);
+        if (reached >= end) consumer.pause([{ topic: range.topic, partitions: [partition] }]);
+        try {
+          await onBatch(partition, messages);
+        } catch (error) {
+          fail(error);
+          return;
+        }
+        read += messages.length;
         onProgress({ read, total });
         if (reached >= end) {
-          consumer.pause([{ topic: range.topic, partitions: [partition] }]);
           remaining--;
           if (remaining === 0) finish();
         }

@@ -6,6 +6,7 @@ import { parseOffsetSpec, type RangeRequest } from "../audit/range.ts";
 import { formatSummary, reportJson } from "../audit/report.ts";
 import { runAudit } from "../audit/run-audit.ts";
 import type { ReadProgress } from "../audit/topic-reader.ts";
+import { auditWorkers } from "../audit/workers.ts";
 import { redactText } from "../auth/redact.ts";
 import { type Config, loadConfig } from "../config.ts";
 import type { BillingConfig } from "../core/index.ts";
@@ -18,7 +19,7 @@ export const EXIT_DIFFERENCES = 1;
 const EXIT_UNREACHABLE = 3;
 
 const USAGE = `Usage: agentmeter audit [--from-time TIME | --from-offset SPEC] [--to-offset SPEC]
-                       [--report FILE] [--suffix NAME] [--billing-config FILE]
+                       [--report FILE] [--suffix NAME] [--billing-config FILE] [--workers N]
 
 Reads the input topic (AGENTMETER_INPUT_TOPIC) up to its end as it stands at start, recomputes every
 figure with the billing core, and compares with MongoDB (every account: balances, trial counter, paid
@@ -33,6 +34,8 @@ report listing every difference with the records that explain it.
   --report FILE         where to write the JSON report (default audit-report.json)
   --suffix NAME         audit the namespace written by 'agentmeter replay --suffix NAME'
   --billing-config FILE billing config to recompute with (default AGENTMETER_BILLING_CONFIG)
+  --workers N           worker threads recomputing, partitions shared out; 0 = the main thread
+                        (default AGENTMETER_AUDIT_WORKERS, else one per core); same report for any N
 
 Only an audit of the whole topic compares balances and totals; a range compares the ClickHouse rows of
 its offsets (records, tokens, cost). See docs/audit.md. Configuration from the environment, as the
@@ -82,16 +85,38 @@ export function commandConfig(
   return { config, billing };
 }
 
-/** Progress lines on stderr at most once a second: records read of the total, and the rate. */
-export function progressPrinter(io: Io, label: string): (progress: ReadProgress) => void {
-  const started = Date.now();
+/** Seconds as `42s` or `3m07s`. */
+function duration(seconds: number): string {
+  const whole = Math.max(0, Math.round(seconds));
+  if (whole < 60) return `${whole}s`;
+  return `${Math.floor(whole / 60)}m${String(whole % 60).padStart(2, "0")}s`;
+}
+
+/**
+ * Progress lines on stderr at most once a second (`every` ms): records read and recomputed of the
+ * total, the rate since the start, and the time left at that rate; the last line says how long it took.
+ */
+export function progressPrinter(
+  io: Pick<Io, "stderr">,
+  label: string,
+  every = 1000,
+  clock: () => number = Date.now,
+): (progress: ReadProgress) => void {
+  const started = clock();
   let last = 0;
-  return ({ read, total }) => {
-    const now = Date.now();
-    if (now - last < 1000 && read < total) return;
+  return ({ read, total, done }) => {
+    const now = clock();
+    if (now - last < every && done !== true) return;
     last = now;
-    const rate = Math.round(read / Math.max(0.001, (now - started) / 1000));
-    io.stderr.write(`${label}: ${read} / ${total} records (${rate}/s)\n`);
+    const seconds = Math.max(0.001, (now - started) / 1000);
+    const rate = read / seconds;
+    const tail =
+      done === true
+        ? `done in ${duration(seconds)}`
+        : rate > 0
+          ? `ETA ${duration(Math.max(0, total - read) / rate)}`
+          : "ETA -";
+    io.stderr.write(`${label}: ${read} / ${total} records (${Math.round(rate)}/s, ${tail})\n`);
   };
 }
 
@@ -126,6 +151,7 @@ async function audit(argv: readonly string[], io: Io): Promise<number> {
     report: { type: "string", default: "audit-report.json" },
     suffix: { type: "string" },
     "billing-config": { type: "string" },
+    workers: { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   if (values.help === true) {
@@ -133,6 +159,7 @@ async function audit(argv: readonly string[], io: Io): Promise<number> {
     return EXIT_OK;
   }
   const range = rangeRequest(values);
+  const workers = auditWorkers(values.workers as string | undefined);
   const { config, billing } = commandConfig(
     values.suffix as string | undefined,
     values["billing-config"] as string | undefined,
@@ -143,6 +170,7 @@ async function audit(argv: readonly string[], io: Io): Promise<number> {
     range,
     logger: cliLogger(),
     onProgress: progressPrinter(io, "audit"),
+    workers,
   });
   const file = values.report as string;
   try {

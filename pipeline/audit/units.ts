@@ -1,0 +1,157 @@
+import type { CreditAuthorization } from "../auth/signature.ts";
+import type { AccountState, BillingConfig } from "../core/index.ts";
+import { emptyMap } from "../core/own.ts";
+import { REVENUE_FIELDS, USAGE_FIELDS } from "./figures.ts";
+import {
+  type AccountTrail,
+  type AppRevenueExpected,
+  type Expected,
+  RECOMPUTE_CHUNK,
+  type RecomputeCounts,
+  Recomputer,
+  type TopicMessage,
+  type UsageGroup,
+  zeroCounts,
+} from "./recompute.ts";
+
+/**
+ * What every recompute unit needs. The same object (structured-cloned) in the main thread and in every
+ * worker thread, so the units do not depend on where they run.
+ */
+export interface RecomputeSetup {
+  billing: BillingConfig;
+  maxRecordBytes: number;
+  /** The input topic's partition counts the processor registered; see RecomputerOptions. */
+  partitionCounts: readonly number[] | undefined;
+  creditPolicy: CreditAuthorization;
+  /** The partitions of the range that hold records. They decide the units and the chunk size. */
+  partitions: readonly number[];
+}
+
+/** The one unit of a recompute whose accounts may span partitions. */
+export const ALL_PARTITIONS = -1;
+
+/** Never fewer records per applyBatch call than this, however many partitions share RECOMPUTE_CHUNK. */
+const MIN_CHUNK = 5_000;
+
+/**
+ * A unit per partition when the topic has had one partition count: every admitted record then sits on
+ * its key's partition, so no account spans partitions, and a tick reaches only the accounts of its own
+ * partition, as in the processor (one state per partition). When the count changed (or is unknown), an
+ * account may have records on two partitions, and there is one unit for all of them (the state the audit
+ * always kept), which no worker count can split.
+ */
+export function unitsOf(setup: Pick<RecomputeSetup, "partitionCounts" | "partitions">): number[] {
+  if (setup.partitionCounts?.length !== 1) return [ALL_PARTITIONS];
+  return [...new Set(setup.partitions)].sort((a, b) => a - b);
+}
+
+export function unitOf(setup: Pick<RecomputeSetup, "partitionCounts">, partition: number): number {
+  return setup.partitionCounts?.length === 1 ? partition : ALL_PARTITIONS;
+}
+
+/** One unit's figures: the recomputer's Expected, with the unit it belongs to. Structured-cloneable. */
+export interface UnitResult {
+  unit: number;
+  expected: Expected;
+}
+
+/**
+ * The recompute units one thread holds (all of them when the audit runs in the main thread, or the
+ * ones a worker was given). Each unit is a Recomputer fed its partitions' records in offset order.
+ * Pure: no I/O, no clock.
+ */
+export class UnitRecompute {
+  private readonly units = new Map<number, Recomputer>();
+  private readonly chunk: number;
+
+  constructor(private readonly setup: RecomputeSetup) {
+    // Chunks of 1/P of RECOMPUTE_CHUNK for P units: all units together hold as many pending records as
+    // one recomputer did, and each applyBatch call copies its unit's accounts for as many records.
+    const units = unitsOf(setup).length;
+    this.chunk = Math.max(MIN_CHUNK, Math.ceil(RECOMPUTE_CHUNK / units));
+  }
+
+  add(partition: number, message: TopicMessage): void {
+    const unit = unitOf(this.setup, partition);
+    let recomputer = this.units.get(unit);
+    if (recomputer === undefined) {
+      recomputer = new Recomputer(this.setup.billing, this.setup.maxRecordBytes, {
+        partitionCounts: this.setup.partitionCounts,
+        creditPolicy: this.setup.creditPolicy,
+        chunk: this.chunk,
+      });
+      this.units.set(unit, recomputer);
+    }
+    recomputer.add(partition, message);
+  }
+
+  /** Every unit that received a message, by unit. */
+  finish(): UnitResult[] {
+    return [...this.units.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([unit, recomputer]) => ({ unit, expected: recomputer.finish() }));
+  }
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function sortedMap<V>(entries: Iterable<[string, V]>): Map<string, V> {
+  return new Map([...entries].sort(([a], [b]) => compareText(a, b)));
+}
+
+/**
+ * The figures of every unit as one Expected, the same whatever thread computed which unit: units are
+ * taken in order (partition order), maps are built in key order, and the record ids of an app's usage
+ * and revenue are its ids unit after unit, so in (partition, offset) order. Counts are summed.
+ */
+export function mergeUnits(results: readonly UnitResult[]): Expected {
+  const ordered = [...results].sort((a, b) => a.unit - b.unit);
+  const accounts: [string, AccountState][] = [];
+  const trails: [string, AccountTrail][] = [];
+  const usage = new Map<string, UsageGroup>();
+  const revenue = new Map<string, AppRevenueExpected>();
+  const counts = zeroCounts();
+  for (const { expected } of ordered) {
+    for (const key of Object.keys(expected.state.accounts))
+      accounts.push([key, expected.state.accounts[key]!]);
+    for (const entry of expected.trails) trails.push(entry);
+    for (const [key, group] of expected.usage) {
+      const merged = usage.get(key);
+      if (merged === undefined) {
+        usage.set(key, { ...group, figures: { ...group.figures }, ids: [...group.ids] });
+        continue;
+      }
+      for (const field of USAGE_FIELDS) merged.figures[field] += group.figures[field];
+      for (const id of group.ids) merged.ids.push(id);
+    }
+    for (const [key, ledger] of expected.revenue) {
+      const merged = revenue.get(key);
+      if (merged === undefined) {
+        revenue.set(key, { ...ledger, figures: { ...ledger.figures }, ids: [...ledger.ids] });
+        continue;
+      }
+      for (const field of REVENUE_FIELDS) merged.figures[field] += ledger.figures[field];
+      for (const id of ledger.ids) merged.ids.push(id);
+    }
+    for (const name of Object.keys(counts) as (keyof RecomputeCounts)[])
+      counts[name] += expected.counts[name];
+  }
+  accounts.sort(([a], [b]) => compareText(a, b));
+  const state = emptyMap<AccountState>();
+  for (let i = 0; i < accounts.length; i++) {
+    const [key, account] = accounts[i]!;
+    if (i > 0 && accounts[i - 1]![0] === key)
+      throw new Error(`audit: account ${key} was recomputed in two units (a partition count changed?)`);
+    state[key] = account;
+  }
+  return {
+    state: { accounts: state },
+    trails: sortedMap(trails),
+    usage: sortedMap(usage),
+    revenue: sortedMap(revenue),
+    counts,
+  };
+}
