@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import type { Difference } from "../../pipeline/audit/diff.ts";
 import type { AuditReport } from "../../pipeline/audit/report.ts";
 import { auditCommand } from "../../pipeline/cli/audit.ts";
@@ -81,7 +83,7 @@ describe("audit and replay on a real topic and real stores", () => {
   it("given a clean run, an audit finds no difference (exit 0) and a second audit writes a byte-identical report", async () => {
     const first = path.join(dir, "first.json");
     const second = path.join(dir, "second.json");
-    const one = await run(auditCommand, ["--report", first]);
+    const one = await run(auditCommand, ["--report", first, "--workers", "1"]);
     assert.equal(one.code, 0, `${one.out}\n${one.err}`);
     const report = await reportOf(first);
     assert.equal(report.mode, "complete");
@@ -90,10 +92,38 @@ describe("audit and replay on a real topic and real stores", () => {
     assert.equal(report.counts.skipped_key_mismatch, 1);
     assert.equal(report.counts.skipped_undecodable, 1);
     assert.ok(report.summary.find((row) => row.store === "mongodb.accounts")!.checked > 20);
-    assert.match(one.err, /audit: \d+ \/ \d+ records \(\d+\/s\)/, "progress on stderr");
+    assert.match(one.err, /audit: \d+ \/ \d+ records \(\d+\/s, ETA \d+s\)/, "progress on stderr");
+    assert.match(one.err, /audit: \d+ \/ \d+ records \(\d+\/s, done in \d+s\)\n$/, "the last line");
     const two = await run(auditCommand, ["--report", second]);
     assert.equal(two.code, 0);
     assert.equal(await readFile(second, "utf8"), await readFile(first, "utf8"));
+  });
+
+  it("given 1, 3 or 0 (main thread) worker threads, in process or from bin/agentmeter.mjs, the report is byte-identical", async () => {
+    const one = path.join(dir, "workers-1.json");
+    assert.equal((await run(auditCommand, ["--report", one, "--workers", "1"])).code, 0);
+    const bytes = await readFile(one, "utf8");
+    for (const workers of ["3", "0"]) {
+      const file = path.join(dir, `workers-${workers}.json`);
+      const audited = await run(auditCommand, ["--report", file, "--workers", workers]);
+      assert.equal(audited.code, 0, audited.err);
+      assert.equal(await readFile(file, "utf8"), bytes, `${workers} worker(s)`);
+    }
+    // The launcher registers tsx with register(), not --import: its worker threads must load TypeScript too.
+    const file = path.join(dir, "bin-workers-2.json");
+    const cli = await new Promise<{ code: number | null; err: string }>((resolve, reject) => {
+      const bin = fileURLToPath(new URL("../../bin/agentmeter.mjs", import.meta.url));
+      const child = spawn(process.execPath, [bin, "audit", "--report", file], {
+        env: { ...process.env, AGENTMETER_AUDIT_WORKERS: "2" },
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      let err = "";
+      child.stderr.on("data", (chunk) => (err += chunk));
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code, err }));
+    });
+    assert.equal(cli.code, 0, cli.err);
+    assert.equal(await readFile(file, "utf8"), bytes, "bin/agentmeter.mjs with AGENTMETER_AUDIT_WORKERS=2");
   });
 
   it("given a replay into a suffix, the replayed namespace audits with zero differences", async () => {

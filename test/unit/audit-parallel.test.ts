@@ -10,7 +10,7 @@ import { buildAuditReport, reportJson } from "../../pipeline/audit/report.ts";
 import { mergeUnits, type RecomputeSetup, UnitRecompute, unitsOf } from "../../pipeline/audit/units.ts";
 import { AUDIT_WORKERS_VARIABLE, auditWorkers, defaultAuditWorkers } from "../../pipeline/audit/workers.ts";
 import { creditAuthorization } from "../../pipeline/auth/signature.ts";
-import { progressPrinter } from "../../pipeline/cli/audit.ts";
+import { auditCommand, progressPrinter } from "../../pipeline/cli/audit.ts";
 import { parseBillingConfig } from "../../pipeline/core/index.ts";
 import { isAgentmeterError } from "../../pipeline/errors.ts";
 import { partitionForKey } from "../../pipeline/processor/partitioning.ts";
@@ -348,6 +348,41 @@ describe("audit in parallel: the worker count", () => {
         bad,
       );
     }
+  });
+});
+
+describe("agentmeter audit --workers", () => {
+  const run = async (argv: string[], env: Record<string, string> = {}) => {
+    let err = "";
+    const saved = process.env[AUDIT_WORKERS_VARIABLE];
+    Object.assign(process.env, env);
+    try {
+      const code = await auditCommand.run(argv, {
+        stdin: process.stdin,
+        stdout: { write: () => true },
+        stderr: { write: (text: string) => (err += text) },
+      });
+      return { code, err };
+    } finally {
+      if (saved === undefined) delete process.env[AUDIT_WORKERS_VARIABLE];
+      else process.env[AUDIT_WORKERS_VARIABLE] = saved;
+    }
+  };
+
+  it("given a bad --workers or AGENTMETER_AUDIT_WORKERS, exits 2 with one line naming it, before any connection", async () => {
+    const flag = await run(["--workers", "two"]);
+    assert.equal(flag.code, 2);
+    assert.equal(
+      flag.err,
+      'agentmeter audit: --workers "two" is invalid: expected a whole number from 0 (recompute in the main thread) to 64\n',
+    );
+    const env = await run([], { [AUDIT_WORKERS_VARIABLE]: "100" });
+    assert.equal(env.code, 2);
+    assert.match(
+      env.err,
+      /^agentmeter audit: config: AGENTMETER_AUDIT_WORKERS="100" is invalid: expected a whole number/,
+    );
+    assert.equal(env.err.split("\n").length, 2, "one line");
   });
 });
 
