@@ -12,6 +12,7 @@ import {
 import { AgentmeterError } from "../schemas/errors.ts";
 import type { Config } from "./config.ts";
 import { kafkaLogCreator, type Logger } from "./log.ts";
+import { RenewingProducer } from "./renewing-producer.ts";
 
 export type KafkaSecurityConfig = Partial<
   Pick<
@@ -86,9 +87,15 @@ export const DEFAULT_PARTITIONER = Partitioners.DefaultPartitioner;
 /**
  * A producer whose retries cannot duplicate or reorder a record (idempotent, one request in flight),
  * with the murmur2 partitioner the processor checks keys against (pipeline/processor/partitioning.ts).
+ * It renews itself when the broker loses its idempotence state (a broker killed mid-request): kafkajs
+ * alone would fail every later send (renewing-producer.ts). `onRenew` hears of each renewal.
  */
-export function idempotentProducer(kafka: Kafka): Producer {
-  return kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: DEFAULT_PARTITIONER });
+export function idempotentProducer(kafka: Kafka, onRenew?: (error: unknown) => void): Producer {
+  return new RenewingProducer(
+    () =>
+      kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: DEFAULT_PARTITIONER }),
+    onRenew,
+  );
 }
 
 type TopicsConfig = Pick<

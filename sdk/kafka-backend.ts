@@ -54,7 +54,9 @@ export class KafkaBackend implements MeterBackend {
     } finally {
       await admin.disconnect();
     }
-    const raw = idempotentProducer(kafka);
+    const raw = idempotentProducer(kafka, (error) =>
+      logger.warn({ err: error }, "the broker lost the producer's state: sending on a new producer"),
+    );
     await raw.connect();
     const producer = new BatchingProducer(raw, config.AGENTMETER_INPUT_TOPIC, {
       ...DEFAULT_BATCHING,

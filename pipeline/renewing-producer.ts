@@ -1,0 +1,115 @@
+import type { Producer, ProducerBatch, ProducerRecord, RecordMetadata } from "kafkajs";
+
+/**
+ * Broker answers after which an idempotent producer's sequence numbers no longer match what the broker
+ * holds for its producer id (a leader lost to a broker crash mid-request, producer state expired). kafkajs
+ * keeps the producer id and sequences, so every later send fails the same way until the process restarts
+ * (kafkajs issue 598): the only way out is a producer with a new id.
+ */
+const PRODUCER_STATE_LOST = new Set([
+  "OUT_OF_ORDER_SEQUENCE_NUMBER",
+  "UNKNOWN_PRODUCER_ID",
+  "INVALID_PRODUCER_EPOCH",
+  "INVALID_PRODUCER_ID_MAPPING",
+]);
+
+/** Whether `error` (or an error it wraps) says the broker lost this producer's idempotence state. */
+export function lostProducerState(error: unknown): boolean {
+  for (let seen = error, depth = 0; seen instanceof Error && depth < 5; depth++) {
+    const type = (seen as { type?: unknown }).type;
+    if (typeof type === "string" && PRODUCER_STATE_LOST.has(type)) return true;
+    seen = (seen as { cause?: unknown }).cause ?? (seen as { originalError?: unknown }).originalError;
+  }
+  return false;
+}
+
+/**
+ * A producer that replaces its kafkajs producer (a new producer id, sequences from zero) when the
+ * broker answers that it lost the producer's state. The failing send still fails: the caller retries it
+ * as it retries any send, on the new producer. A record that reached the log before the failure may be
+ * written twice; records carry ids (input) and event ids (outputs) for that, as after any crash.
+ * Instrumentation listeners (`on`) are not carried over to a replacement.
+ */
+export class RenewingProducer implements Producer {
+  private current: Producer;
+  /** The current producer was made after a failure and has not connected yet. */
+  private needsConnect = false;
+  private connecting: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly make: () => Producer,
+    private readonly onRenew: (error: unknown) => void = () => undefined,
+  ) {
+    this.current = make();
+  }
+
+  async connect(): Promise<void> {
+    this.closed = false;
+    await this.current.connect();
+  }
+
+  async disconnect(): Promise<void> {
+    this.closed = true;
+    await this.connecting?.catch(() => undefined);
+    await this.current.disconnect();
+  }
+
+  send(record: ProducerRecord): Promise<RecordMetadata[]> {
+    return this.guard((producer) => producer.send(record));
+  }
+
+  sendBatch(batch: ProducerBatch): Promise<RecordMetadata[]> {
+    return this.guard((producer) => producer.sendBatch(batch));
+  }
+
+  isIdempotent(): boolean {
+    return this.current.isIdempotent();
+  }
+
+  get events(): Producer["events"] {
+    return this.current.events;
+  }
+
+  readonly on: Producer["on"] = ((eventName: never, listener: never) =>
+    this.current.on(eventName, listener)) as Producer["on"];
+
+  transaction(): ReturnType<Producer["transaction"]> {
+    return this.current.transaction();
+  }
+
+  logger(): ReturnType<Producer["logger"]> {
+    return this.current.logger();
+  }
+
+  private async ready(): Promise<Producer> {
+    const producer = this.current;
+    if (this.needsConnect) {
+      this.connecting ??= producer
+        .connect()
+        .then(() => {
+          if (this.current === producer) this.needsConnect = false;
+        })
+        .finally(() => {
+          this.connecting = undefined;
+        });
+      await this.connecting;
+    }
+    return producer;
+  }
+
+  private async guard<T>(send: (producer: Producer) => Promise<T>): Promise<T> {
+    const producer = await this.ready();
+    try {
+      return await send(producer);
+    } catch (error) {
+      if (!this.closed && producer === this.current && lostProducerState(error)) {
+        this.current = this.make();
+        this.needsConnect = true;
+        this.onRenew(error);
+        void producer.disconnect().catch(() => undefined);
+      }
+      throw error;
+    }
+  }
+}
