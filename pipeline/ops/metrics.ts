@@ -45,7 +45,14 @@ export interface CycleWritten {
  * its stats, one dead letter per dead-lettered record, and its budget events.
  */
 export interface DurablePlan {
-  stats: { consumed: number; applied: number; replayedSkipped: number; duplicates: number };
+  stats: {
+    consumed: number;
+    applied: number;
+    replayedSkipped: number;
+    duplicates: number;
+    /** Ids inside the dedupe horizon forgotten for an account's cap (absent: none). */
+    dedupeForgotten?: number;
+  };
   deadLetters: ReadonlyArray<{ reason_code: ErrorCode }>;
   budgetEvents: ReadonlyArray<{ event: BudgetEventType }>;
 }
@@ -106,6 +113,7 @@ export class ProcessorMetrics {
   private readonly deadLetters: Counter<"reason_code">;
   private readonly duplicates: Counter;
   private readonly replays: Counter;
+  private readonly dedupeForgotten: Counter;
   private readonly budgetEvents: Counter<"event">;
   private readonly lag: Gauge<"partition">;
   private readonly lagPollFailures: Counter;
@@ -149,6 +157,11 @@ export class ProcessorMetrics {
     this.replays = new Counter({
       name: "agentmeter_records_replay_skipped_total",
       help: "Re-delivered records skipped because the stores already hold them (at or below a watermark).",
+      registers,
+    });
+    this.dedupeForgotten = new Counter({
+      name: "agentmeter_dedupe_ids_forgotten_total",
+      help: "Record ids inside the dedupe horizon forgotten because an account reached the dedupe cap (dedupe.max_entries): a re-send of one would be billed again.",
       registers,
     });
     this.budgetEvents = new Counter({
@@ -238,14 +251,16 @@ export class ProcessorMetrics {
 
   /**
    * Counts a plan (or a write-behind cycle) once it is durable: records consumed, applied, replay-skipped,
-   * duplicates, dead letters by reason code and budget events by type. Counting everything at this one
-   * point keeps consumed = applied + dead-lettered + replay-skipped exact at every scrape.
+   * duplicates, dedupe ids forgotten for the cap, dead letters by reason code and budget events by type.
+   * Counting everything at this one point keeps consumed = applied + dead-lettered + replay-skipped exact
+   * at every scrape.
    */
   planDurable(plan: DurablePlan): void {
     this.recordsConsumed(plan.stats.consumed);
     this.recordsApplied(plan.stats.applied);
     this.replaysSkipped(plan.stats.replayedSkipped);
     this.duplicatesIgnored(plan.stats.duplicates);
+    this.dedupeIdsForgotten(plan.stats.dedupeForgotten ?? 0);
     const codes = new Map<ErrorCode, number>();
     for (const letter of plan.deadLetters)
       codes.set(letter.reason_code, (codes.get(letter.reason_code) ?? 0) + 1);
@@ -275,6 +290,11 @@ export class ProcessorMetrics {
 
   replaysSkipped(n: number): void {
     if (n > 0) this.replays.inc(n);
+  }
+
+  /** Record ids inside the dedupe horizon forgotten for an account's cap (pipeline/core/dedupe.ts). */
+  dedupeIdsForgotten(n: number): void {
+    if (n > 0) this.dedupeForgotten.inc(n);
   }
 
   /** Budget events of this type published to the events topic. */
@@ -444,6 +464,7 @@ export class DisabledMetrics extends ProcessorMetrics {
   }
 
   override planDurable(): void {}
+  override dedupeIdsForgotten(): void {}
   override cycleWritten(): void {}
   override storeError(): void {}
   override storeRetry(): void {}

@@ -340,13 +340,18 @@ export class PartitionWorker {
     if (registry?.pendingWm !== undefined) plan.registryWrites = [pendingWrite(registry)];
   }
 
+  /**
+   * Ids the dedupe cap forgot inside the horizon: counted in the plan (agentmeter_dedupe_ids_forgotten_total
+   * once durable) every time, logged once per account (an account at its cap forgets on every batch).
+   */
   private noteForgotten(key: string, before: AccountState | undefined, after: AccountState, plan: FlushPlan) {
     const forgotten = (after.dedupe.forgotten_in_horizon ?? 0) - (before?.dedupe.forgotten_in_horizon ?? 0);
     if (forgotten <= 0) return;
     plan.stats.dedupeForgotten += forgotten;
+    if (!dedupeNoticesOf(this.deps.logger).first(key)) return;
     this.deps.logger.warn(
       { account: key, forgotten, cap: this.deps.billing.dedupe.max_entries },
-      "dedupe cap reached: record ids inside the horizon forgotten (a re-send of one would count again)",
+      "dedupe cap reached: record ids inside the horizon forgotten (a re-send of one would count again); logged once per account, agentmeter_dedupe_ids_forgotten_total counts every one",
     );
   }
 
@@ -526,6 +531,46 @@ export class PartitionWorker {
     );
     owned.pendingWm = offset;
   }
+}
+
+/** Accounts remembered as already logged for the dedupe cap, per processor. */
+export const DEDUPE_NOTICES_MAX = 10_000;
+
+/**
+ * Keys seen at least once, at most `max` of them: past it the least recently seen is forgotten (and would
+ * count as first again), so memory stays bounded however many accounts reach their cap.
+ */
+export class OncePerKey {
+  private readonly keys = new Set<string>();
+
+  constructor(private readonly max: number) {}
+
+  get size(): number {
+    return this.keys.size;
+  }
+
+  /** True the first time `key` is seen; every call marks it as just seen. */
+  first(key: string): boolean {
+    const seen = this.keys.delete(key);
+    this.keys.add(key);
+    if (!seen && this.keys.size > this.max) this.keys.delete(this.keys.values().next().value!);
+    return !seen;
+  }
+}
+
+/**
+ * The workers of one processor share its logger (and a new worker is made after each rebalance), so the
+ * accounts already logged are kept by logger: once per account for the processor's lifetime.
+ */
+const dedupeNotices = new WeakMap<Logger, OncePerKey>();
+
+function dedupeNoticesOf(logger: Logger): OncePerKey {
+  let notices = dedupeNotices.get(logger);
+  if (notices === undefined) {
+    notices = new OncePerKey(DEDUPE_NOTICES_MAX);
+    dedupeNotices.set(logger, notices);
+  }
+  return notices;
 }
 
 /** Milliseconds since the last call (or since it was made). */
