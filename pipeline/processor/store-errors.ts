@@ -19,14 +19,23 @@ const CLICKHOUSE_CODES = new Set([
   "69", // ARGUMENT_OUT_OF_BOUND
   "70", // CANNOT_CONVERT_TYPE
   "117", // INCORRECT_DATA
-  "252", // TOO_MANY_PARTS (too many partitions for a single insert block)
+  "252", // TOO_MANY_PARTS: deterministic only as "too many partitions for a single insert block"
 ]);
+/** Code 252 also means "too many parts" under a merge backlog: that one passes, so it is retried. */
+const TOO_MANY_PARTITIONS = /too many partitions for single insert block/i;
 const KAFKA_TYPES = new Set([
   "MESSAGE_TOO_LARGE",
   "RECORD_LIST_TOO_LARGE",
   "INVALID_RECORD",
   "CORRUPT_MESSAGE",
 ]);
+
+/** @clickhouse/client's ClickHouseError keeps Error's `name`: its class is what tells it apart. */
+function isClickHouseError(error: object): boolean {
+  return (
+    (error as { name?: unknown }).name === "ClickHouseError" || error.constructor?.name === "ClickHouseError"
+  );
+}
 
 function isDeterministicOne(error: unknown): boolean {
   if (isAgentmeterError(error, "RECORD_STORE_REJECTED")) return true;
@@ -39,7 +48,8 @@ function isDeterministicOne(error: unknown): boolean {
   };
   if (name === "BSONError" || /larger than the maximum size/i.test(message ?? "")) return true;
   if (name?.startsWith("Mongo") === true && typeof code === "number" && MONGO_CODES.has(code)) return true;
-  if (name === "ClickHouseError" && typeof code === "string" && CLICKHOUSE_CODES.has(code)) return true;
+  if (isClickHouseError(error) && typeof code === "string" && CLICKHOUSE_CODES.has(code))
+    return code !== "252" || TOO_MANY_PARTITIONS.test(message ?? "");
   return name?.startsWith("KafkaJS") === true && type !== undefined && KAFKA_TYPES.has(type);
 }
 

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { SummaryLog } from "../../pipeline/processor/ports.ts";
 import type { SessionSummary } from "../../schemas/index.ts";
 import { type ClickHouseClient, quoteIdent } from "./client.ts";
+import { monthRuns } from "./month-runs.ts";
 
 /**
  * One row per finalized chat (the core's `session_summary` output): its performance metrics.
@@ -121,20 +122,22 @@ export async function appendSessionSummaries(
   summaries: readonly SessionSummary[],
 ): Promise<number> {
   if (summaries.length === 0) return 0;
-  // Every summary's account, record and chat, hashed: record ids alone repeat across tenants (and one
-  // record closing chats at the cap yields several), and a token equal to another flush's would make the
-  // server drop this insert as its duplicate.
-  const digest = createHash("sha256");
-  for (const summary of summaries)
-    digest.update(`${summary.account_key}\u0000${summary.record_id}\u0000${summary.chat_id}\u0000`);
-  await client.insert({
-    table,
-    values: summaries.map(sessionSummaryRow),
-    format: "JSONEachRow",
-    clickhouse_settings: {
-      insert_deduplication_token: `summaries:${source.topic}:${source.partition}:${digest.digest("hex")}`,
-    },
-  });
+  for (const run of monthRuns(summaries, (summary) => summary.ended_at)) {
+    // Every summary's account, record and chat, hashed: record ids alone repeat across tenants (and one
+    // record closing chats at the cap yields several), and a token equal to another flush's would make
+    // the server drop this insert as its duplicate.
+    const digest = createHash("sha256");
+    for (const summary of run)
+      digest.update(`${summary.account_key}\u0000${summary.record_id}\u0000${summary.chat_id}\u0000`);
+    await client.insert({
+      table,
+      values: run.map(sessionSummaryRow),
+      format: "JSONEachRow",
+      clickhouse_settings: {
+        insert_deduplication_token: `summaries:${source.topic}:${source.partition}:${digest.digest("hex")}`,
+      },
+    });
+  }
   return summaries.length;
 }
 

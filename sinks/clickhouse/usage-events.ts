@@ -3,33 +3,16 @@ import type { FlushProgress, PositionedOutcome, UsageLog } from "../../pipeline/
 import { type TopicPartitionKey, topicPartitionKeyOf } from "../../schemas/keys.ts";
 import type { ClickHouseClient } from "./client.ts";
 import { quoteIdent } from "./client.ts";
+import { monthRuns as runsByMonth } from "./month-runs.ts";
 import { appendProgress } from "./partition-progress.ts";
 
 const WATERMARK_REREAD_MS = 200;
 
-/**
- * The server refuses an insert that touches more than `max_partitions_per_insert_block` (100) monthly
- * partitions, and a refused insert would be refused again on every retry. Rows go in runs of consecutive
- * offsets spanning at most this many months, each its own insert (and watermark step).
- */
-export const MONTHS_PER_INSERT = 90;
+export { MONTHS_PER_INSERT } from "./month-runs.ts";
 
+/** Usage rows in inserts of at most MONTHS_PER_INSERT months each (month-runs.ts). */
 export function monthRuns(rows: readonly PositionedOutcome[]): PositionedOutcome[][] {
-  const runs: PositionedOutcome[][] = [];
-  let run: PositionedOutcome[] = [];
-  let months = new Set<string>();
-  for (const row of rows) {
-    const month = row.outcome.occurred_at.slice(0, 7);
-    if (!months.has(month) && months.size === MONTHS_PER_INSERT) {
-      runs.push(run);
-      run = [];
-      months = new Set();
-    }
-    months.add(month);
-    run.push(row);
-  }
-  if (run.length > 0) runs.push(run);
-  return runs;
+  return runsByMonth(rows, (row) => row.outcome.occurred_at);
 }
 
 /** One row per usage record, per-agent detail in parallel arrays (ARRAY JOIN for per-agent views). */

@@ -59,7 +59,9 @@ import {
   type Watermark,
 } from "../../pipeline/processor/ports.ts";
 import { isDeterministicStoreError } from "../../pipeline/processor/store-errors.ts";
-import { accountKeyOf, type UsageOutcome } from "../../schemas/index.ts";
+import { accountKeyOf, type SessionSummary, type UsageOutcome } from "../../schemas/index.ts";
+import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
+import { appendSessionSummaries } from "../../sinks/clickhouse/session-summaries.ts";
 import { MONTHS_PER_INSERT, monthRuns } from "../../sinks/clickhouse/usage-events.ts";
 import { accountOf, at, config, run, usage } from "./builders.ts";
 
@@ -499,9 +501,7 @@ describe("ClickHouse month split (monthRuns, MONTHS_PER_INSERT)", () => {
     assert.deepEqual(monthRuns([]), []);
   });
 
-  test("Given times with a zone offset across month ends, Then an insert still spans at most 90 ClickHouse (UTC) months", {
-    todo: "monthRuns groups by occurred_at.slice(0, 7), the producer's local month, but usage_events is PARTITION BY toYYYYMM(occurred_at) in UTC: 90 local months can be 180 partitions (sinks/clickhouse/usage-events.ts)",
-  }, () => {
+  test("Given times with a zone offset across month ends, Then an insert still spans at most 90 ClickHouse (UTC) months", {}, () => {
     // Every other month, one row on the 1st at 00:30+05:00 (UTC: the month before) and one mid-month.
     const rows: PositionedOutcome[] = [];
     for (let i = 0; i < 90; i++) {
@@ -692,9 +692,7 @@ describe("store errors: deterministic (dead-letter the record) vs transient (ret
     }
   });
 
-  test("ClickHouse: too many partitions for one insert, as @clickhouse/client throws it, is deterministic", {
-    todo: "store-errors.ts checks name === 'ClickHouseError', but the client's ClickHouseError keeps Error's name ('Error'): every ClickHouse error is retried forever",
-  }, () => {
+  test("ClickHouse: too many partitions for one insert, as @clickhouse/client throws it, is deterministic", {}, () => {
     const error = clickhouse(
       252,
       "TOO_MANY_PARTS",
@@ -704,9 +702,7 @@ describe("store errors: deterministic (dead-letter the record) vs transient (ret
     assert.equal(isDeterministicStoreError(clickhouse(6, "CANNOT_PARSE_TEXT", "Cannot parse input")), true);
   });
 
-  test("ClickHouse: too many parts under a merge backlog (also code 252) stays transient once ClickHouse errors are recognized", {
-    todo: "code 252 is both 'too many partitions for single INSERT block' (deterministic) and 'Too many parts ... Merges are processing significantly slower than inserts' (transient): store-errors.ts must tell them apart by message",
-  }, () => {
+  test("ClickHouse: too many parts under a merge backlog (also code 252) stays transient once ClickHouse errors are recognized", {}, () => {
     const backlog = clickhouse(
       252,
       "TOO_MANY_PARTS",
@@ -831,5 +827,56 @@ describe("dedupe cap: forgotten ids logged once per account, counted in agentmet
     off.planDurable(plan(11));
     off.dedupeIdsForgotten(3);
     assert.equal(await sample(off, series), 0);
+  });
+});
+
+describe("ClickHouse month split of session summaries (appendSessionSummaries)", () => {
+  test("Given one flush finishing sessions in 101 UTC months, Then two inserts of at most 90 months, each summary once, each with its own dedupe token", async () => {
+    const inserts: { values: Record<string, unknown>[]; token: string }[] = [];
+    const client = {
+      insert: async (args: {
+        values: Record<string, unknown>[];
+        clickhouse_settings: Record<string, string>;
+      }) => {
+        inserts.push({ values: args.values, token: args.clickhouse_settings.insert_deduplication_token! });
+      },
+    } as unknown as ClickHouseClient;
+    const summaries = Array.from({ length: 101 }, (_, i) => {
+      const ended = new Date(Date.UTC(2020, i, 15)).toISOString();
+      return {
+        record_id: `fin-${i}`,
+        account_key: `app:a:u${i}`,
+        level: "app_usage",
+        enterprise_id: "a",
+        mozaiks_user_id: "c",
+        platform_user_id: `u${i}`,
+        session_id: `s${i}`,
+        chat_id: `c${i}`,
+        workflow_name: "w",
+        started_at: ended,
+        ended_at: ended,
+        session_duration_seconds: 0,
+        total_tokens: 1,
+        total_cost_micros: 1n,
+        billed_micros: 1n,
+        agent_performance: {},
+      } as unknown as SessionSummary;
+    });
+    const written = await appendSessionSummaries(
+      client,
+      "db.session_summaries",
+      { topic: "t", partition: 0 },
+      summaries,
+    );
+    assert.equal(written, 101);
+    assert.deepEqual(
+      inserts.map((insert) => insert.values.length),
+      [90, 11],
+    );
+    assert.deepEqual(
+      inserts.flatMap((insert) => insert.values.map((row) => row.record_id)),
+      summaries.map((summary) => summary.record_id),
+    );
+    assert.notEqual(inserts[0]!.token, inserts[1]!.token);
   });
 });
