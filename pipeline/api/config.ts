@@ -2,6 +2,8 @@ import { z } from "zod";
 import { AgentmeterError } from "../../schemas/errors.ts";
 import { shownValue } from "../auth/redact.ts";
 import { type Config, loadConfig } from "../config.ts";
+import type { BillingConfig } from "../core/index.ts";
+import { loadBillingConfig } from "../runtime/billing-config.ts";
 import { type ApiKey, parseApiKeys } from "./keys.ts";
 
 /**
@@ -13,7 +15,7 @@ const positiveInt = z.coerce.number().int().positive();
 export const ServeConfigSchema = z.object({
   AGENTMETER_API_HOST: z.string().min(1).default("127.0.0.1"),
   AGENTMETER_API_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
-  /** `name:sha256hex:scope` entries, comma-separated (keys.ts; `agentmeter serve keys create` makes one). */
+  /** `name:sha256hex:scope` entries, comma-separated (keys.ts; `agentmeter keys create` makes one). */
   AGENTMETER_API_KEYS: z.string().default(""),
   /** Most records one POST /v1/records may carry. */
   AGENTMETER_API_MAX_BATCH: positiveInt.max(100_000).default(1_000),
@@ -38,6 +40,8 @@ export type ServeSettings = Omit<z.infer<typeof ServeConfigSchema>, "AGENTMETER_
 export interface ServeConfig {
   pipeline: Config;
   serve: ServeSettings;
+  /** The processor's billing config (AGENTMETER_BILLING_CONFIG): the API reads its pinned app creators. */
+  billing: BillingConfig;
 }
 
 export function loadServeConfig(
@@ -60,5 +64,9 @@ export function loadServeConfig(
     );
   }
   const { AGENTMETER_API_KEYS, ...rest } = parsed.data;
-  return { pipeline, serve: { ...rest, keys: parseApiKeys(AGENTMETER_API_KEYS) } };
+  return {
+    pipeline,
+    serve: { ...rest, keys: parseApiKeys(AGENTMETER_API_KEYS) },
+    billing: loadBillingConfig(pipeline),
+  };
 }

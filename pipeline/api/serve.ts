@@ -1,5 +1,4 @@
 import type { Logger } from "../log.ts";
-import { loadBillingConfig } from "../runtime/billing-config.ts";
 import { startBudgetView } from "./budgets.ts";
 import type { ServeConfig } from "./config.ts";
 import { IngestProducer } from "./ingest-producer.ts";
@@ -15,16 +14,14 @@ export interface RunningServer {
 }
 
 /**
- * Loads the billing config (for the apps' pinned creators: the same file the processor reads,
- * AGENTMETER_BILLING_CONFIG), connects the producer (which creates the topics), starts the
- * budget-state view, opens the stores, listens; SIGTERM (or SIGINT) stops taking connections,
- * lets requests in flight finish (their records acknowledged by the broker), flushes the producer and
- * closes the clients. A second signal, or AGENTMETER_API_SHUTDOWN_MS passing, exits at once.
+ * Connects the producer (which creates the topics), starts the budget-state view, opens the stores
+ * (apps' owners from the billing config's pins), listens; SIGTERM (or SIGINT) stops taking
+ * connections, lets requests in flight finish (their records acknowledged by the broker), flushes the
+ * producer and closes the clients. A second signal, or AGENTMETER_API_SHUTDOWN_MS passing, exits at once.
  */
 export async function startServer(config: ServeConfig, logger: Logger): Promise<RunningServer> {
-  const { pipeline, serve } = config;
+  const { pipeline, serve, billing } = config;
   if (serve.keys.length === 0) logger.warn("AGENTMETER_API_KEYS is empty: every /v1 route answers 401");
-  const billing = loadBillingConfig(pipeline);
   const producer = await IngestProducer.connect(pipeline, logger);
   const budgets = await startBudgetView(pipeline, logger);
   const stores = ReadStores.open(pipeline, logger);

@@ -248,6 +248,10 @@ describe("API keys and serve config", () => {
       () => loadServeConfig({ AGENTMETER_API_PORT: "99999" }),
       /AGENTMETER_API_PORT="99999" is invalid/,
     );
+    assert.throws(
+      () => loadServeConfig({ AGENTMETER_BILLING_CONFIG: "/nonexistent/billing.json" }),
+      /AGENTMETER_BILLING_CONFIG=\/nonexistent\/billing.json cannot be read/,
+    );
   });
 });
 
