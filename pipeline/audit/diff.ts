@@ -1,3 +1,5 @@
+import type { AccountState, ChatState } from "../core/index.ts";
+import { emptyMap } from "../core/own.ts";
 import {
   ACCOUNT_FIELDS,
   accountFigures,
@@ -98,6 +100,29 @@ function compareFigures<F extends string>(
       delta: want !== null && got !== null ? (got - want).toString() : null,
     });
   }
+}
+
+/**
+ * An account of the billing state reduced to what diffAccounts reads: its key, level and app, the
+ * ACCOUNT_FIELDS figures, and its paused chats. The audit's recompute units hand accounts on in this
+ * form (pipeline/audit/units.ts), without the dedupe ids and correction memos: over a million records
+ * those are most of the state, and rebuilding their thousands of distinct keys in another thread took
+ * longer than computing them. A comparison that reads more of an account must keep it here too.
+ */
+export function comparedAccount(account: AccountState): AccountState {
+  const view: Record<string, unknown> = {
+    account_key: account.account_key,
+    level: account.level,
+    enterprise_id: account.enterprise_id,
+  };
+  for (const field of ACCOUNT_FIELDS) view[field] = account[field];
+  const chats = emptyMap<ChatState>();
+  for (const chatId of Object.keys(account.chats ?? {})) {
+    const chat = account.chats[chatId]!;
+    if (chat.paused === true) chats[chatId] = chat;
+  }
+  view.chats = chats;
+  return view as unknown as AccountState;
 }
 
 function diffAccounts(expected: Expected, mongo: MongoActual, out: Difference[]): void {

@@ -126,8 +126,10 @@ export const RECOMPUTE_CHUNK = 100_000;
  * Decodes messages exactly as the processor's PartitionWorker does (decodeRecord, then the key must be
  * accountKeyOf(record), then, given `partitionCounts`, the partition must be the key's; anything else is
  * dead-lettered there and skipped here) and applies them with the billing core, each with its log
- * timestamp so the event-time bound decides as it did in the processor. Accounts are independent and each partition arrives in offset order, so applying the
- * partitions' records interleaved gives the same state as the processor's per-partition batches.
+ * timestamp so the event-time bound decides as it did in the processor. Accounts are independent and
+ * each partition arrives in offset order, so whatever the batch cuts, this is the state the processor
+ * reaches. The audit gives each partition a Recomputer of its own (pipeline/audit/units.ts), as the
+ * processor keeps one state per partition: a tick then reaches the accounts of its partition only.
  */
 export class Recomputer {
   private state: BillingState = emptyState();

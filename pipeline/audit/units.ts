@@ -1,6 +1,7 @@
 import type { CreditAuthorization } from "../auth/signature.ts";
 import type { AccountState, BillingConfig } from "../core/index.ts";
 import { emptyMap } from "../core/own.ts";
+import { comparedAccount } from "./diff.ts";
 import { REVENUE_FIELDS, USAGE_FIELDS } from "./figures.ts";
 import {
   type AccountTrail,
@@ -50,7 +51,10 @@ export function unitOf(setup: Pick<RecomputeSetup, "partitionCounts">, partition
   return setup.partitionCounts?.length === 1 ? partition : ALL_PARTITIONS;
 }
 
-/** One unit's figures: the recomputer's Expected, with the unit it belongs to. Structured-cloneable. */
+/**
+ * One unit's figures: the recomputer's Expected, each account as comparedAccount reduces it, with the
+ * unit it belongs to. Structured-cloneable.
+ */
 export interface UnitResult {
   unit: number;
   expected: Expected;
@@ -86,11 +90,20 @@ export class UnitRecompute {
     recomputer.add(partition, message);
   }
 
-  /** Every unit that received a message, by unit. */
+  /**
+   * Every unit that received a message, by unit; each account as the diff compares it
+   * (comparedAccount), small enough to cross between threads.
+   */
   finish(): UnitResult[] {
     return [...this.units.entries()]
       .sort(([a], [b]) => a - b)
-      .map(([unit, recomputer]) => ({ unit, expected: recomputer.finish() }));
+      .map(([unit, recomputer]) => {
+        const expected = recomputer.finish();
+        const accounts = emptyMap<AccountState>();
+        for (const key of Object.keys(expected.state.accounts))
+          accounts[key] = comparedAccount(expected.state.accounts[key]!);
+        return { unit, expected: { ...expected, state: { accounts } } };
+      });
   }
 }
 
