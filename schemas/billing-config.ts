@@ -99,6 +99,12 @@ export const billingConfigSchema = z.strictObject({
    */
   apps: z.record(enterpriseIdSchema, z.strictObject({ creator: userIdSchema })).default({}),
   /**
+   * End users of apps not listed in `apps`: "first_record" binds each account's creator from its first
+   * record, which any producer can name (development); "reject" refuses their records
+   * (RECORD_CREATOR_MISMATCH), so only the operator's `apps` decides who earns an app's 70%.
+   */
+  unpinned_apps: z.enum(["first_record", "reject"]).default("first_record"),
+  /**
    * Open chats per account. A record opening one more first closes the open chat with the oldest
    * last_event_at (ties by chat id) as a finalize would, so documents and budget states stay bounded.
    */

@@ -42,8 +42,9 @@ export function timeSkewReason(
 
 /**
  * An app has one creator. A creator pinned in the config (`apps`) rules every record of the app
- * (app_usage and platform), first records included; otherwise an end user's account binds the
- * creator its first record named, and a later record naming another is RECORD_CREATOR_MISMATCH.
+ * (app_usage and platform), first records included; otherwise, unless `unpinned_apps` is "reject" (an
+ * unlisted app's end-user records are refused), an end user's account binds the creator its first
+ * record named, and a later record naming another is RECORD_CREATOR_MISMATCH.
  */
 export function creatorMismatchReason(
   account: AccountState | undefined,
@@ -53,6 +54,9 @@ export function creatorMismatchReason(
   const pinned = ownValue(config.apps, record.enterprise_id)?.creator;
   if (pinned !== undefined && record.mozaiks_user_id !== pinned) {
     return `app ${record.enterprise_id} has creator ${pinned} (billing config apps), the record names ${record.mozaiks_user_id}`;
+  }
+  if (pinned === undefined && config.unpinned_apps === "reject" && record.level === "app_usage") {
+    return `app ${record.enterprise_id} has no creator in the billing config (apps), and unpinned_apps is "reject"`;
   }
   if (
     account !== undefined &&

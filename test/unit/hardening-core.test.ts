@@ -443,6 +443,31 @@ describe("an app has one creator (RECORD_CREATOR_MISMATCH)", () => {
     assert.equal(accountOf(state).mozaiks_user_id, APP_IDS.mozaiks_user_id);
     assert.equal(ofKind(outputs, "usage_outcome").length, 2);
   });
+
+  test("Given unpinned_apps reject, Then an unlisted app's end-user records are refused, a pinned app's and platform records bill", () => {
+    const cfg = config({ apps: { app_456: { creator: "user_123" } }, unpinned_apps: "reject" });
+    const { state, outputs } = run(
+      [
+        usage({ record_id: "u-1" }),
+        usage({ record_id: "x-1", enterprise_id: "other_app", mozaiks_user_id: "anyone" }),
+        usage({ record_id: "p-1", ...PLATFORM_IDS, enterprise_id: "other_app", occurred_at: at(1) }),
+      ],
+      cfg,
+    );
+    assert.deepEqual(
+      ofKind(outputs, "rejected").map((r) => [r.record_id, r.code]),
+      [["x-1", "RECORD_CREATOR_MISMATCH"]],
+    );
+    assert.match(ofKind(outputs, "rejected")[0]!.reason, /no creator in the billing config/);
+    assert.equal(ofKind(outputs, "usage_outcome").length, 2);
+    assert.equal(accountOf(state).mozaiks_user_id, "user_123");
+    // The default binds from the first record: the same unlisted app's record bills.
+    const open = run(
+      [usage({ record_id: "x-1", enterprise_id: "other_app", mozaiks_user_id: "anyone" })],
+      config({}),
+    );
+    assert.equal(ofKind(open.outputs, "rejected").length, 0);
+  });
 });
 
 describe("sessions", () => {
