@@ -203,6 +203,8 @@ try {
       ].join("\n"),
     );
   }
+  // The process's peak over the whole run (every audit of the list, workers' heaps included).
+  process.stdout.write(`peak RSS of this process: ${Math.round(process.resourceUsage().maxRSS / 1024)} MB\n`);
   if (runs.length > 1) {
     const same = runs.every((run) => run.sha256 === runs[0]!.sha256);
     process.stdout.write(
