@@ -82,24 +82,26 @@ export class RenewingProducer implements Producer {
     return this.current.logger();
   }
 
-  private async ready(): Promise<Producer> {
+  /**
+   * Sends at once on the current producer, as kafkajs alone would (no extra turn of the event loop
+   * before the send, so a send and a disconnect race exactly as they do without this wrapper); only a
+   * producer renewed after a failure connects first.
+   */
+  private guard<T>(send: (producer: Producer) => Promise<T>): Promise<T> {
+    if (!this.needsConnect) return this.attempt(this.current, send);
     const producer = this.current;
-    if (this.needsConnect) {
-      this.connecting ??= producer
-        .connect()
-        .then(() => {
-          if (this.current === producer) this.needsConnect = false;
-        })
-        .finally(() => {
-          this.connecting = undefined;
-        });
-      await this.connecting;
-    }
-    return producer;
+    this.connecting ??= producer
+      .connect()
+      .then(() => {
+        if (this.current === producer) this.needsConnect = false;
+      })
+      .finally(() => {
+        this.connecting = undefined;
+      });
+    return this.connecting.then(() => this.attempt(producer, send));
   }
 
-  private async guard<T>(send: (producer: Producer) => Promise<T>): Promise<T> {
-    const producer = await this.ready();
+  private async attempt<T>(producer: Producer, send: (producer: Producer) => Promise<T>): Promise<T> {
     try {
       return await send(producer);
     } catch (error) {

@@ -310,11 +310,22 @@ export class Processor {
     this.lagPoller?.stop();
     await this.lagAdmin?.disconnect().catch(() => undefined);
     this.inGroup = false;
-    await this.consumer.disconnect();
-    this.costWatch.close();
-    await this.producer.disconnect();
-    await this.mongo.close();
-    await this.clickhouse.close();
+    // Every client is closed even if one fails to (a broker restarted under it, say): one left open
+    // keeps the process alive with its sockets.
+    const clients: [string, () => unknown][] = [
+      ["kafka consumer", () => this.consumer.disconnect()],
+      ["cost watch", () => this.costWatch.close()],
+      ["kafka producer", () => this.producer.disconnect()],
+      ["mongodb", () => this.mongo.close()],
+      ["clickhouse", () => this.clickhouse.close()],
+    ];
+    for (const [client, close] of clients) {
+      try {
+        await close();
+      } catch (error) {
+        this.logger.warn({ err: error, client }, "closing a client failed; closing the others");
+      }
+    }
     this.logger.info({ totals: this.totals }, "processor stopped");
   }
 
