@@ -1,6 +1,7 @@
 import type { TopAgent, TopAgentsQuery } from "../../../schemas/api.ts";
 import { type ClickHouseClient, quoteIdent } from "../../../sinks/clickhouse/client.ts";
 import { money } from "../money.ts";
+import { averageOf } from "./usage.ts";
 
 /** Whose events: one app's, or every app's records that name one creator (as statements count them). */
 export type AgentScope = { enterprise_id: string } | { mozaiks_user_id: string };
@@ -36,11 +37,6 @@ interface Row {
   timed: string;
   avg_ms: number | string | null;
   p95_ms: number | string | null;
-}
-
-function msOf(value: number | string | null): number | null {
-  const n = typeof value === "string" ? Number(value) : value;
-  return n === null || !Number.isFinite(n) ? null : Math.round(n * 10) / 10;
 }
 
 /**
@@ -94,7 +90,7 @@ export async function topAgents(
     cost: money(BigInt(row.cost)),
     billed: money(BigInt(row.billed)),
     timed_records: Number(row.timed),
-    avg_response_ms: msOf(row.avg_ms),
-    p95_response_ms: msOf(row.p95_ms),
+    avg_response_ms: averageOf(row.avg_ms),
+    p95_response_ms: averageOf(row.p95_ms),
   }));
 }

@@ -91,7 +91,8 @@ function isoOf(clickhouseTime: string): string {
   return `${clickhouseTime.replace(" ", "T")}Z`;
 }
 
-function averageOf(value: number | string | null): number | null {
+/** A ClickHouse average (a number, or a string for wide types; null when nothing was timed) to one decimal. */
+export function averageOf(value: number | string | null): number | null {
   const n = typeof value === "string" ? Number(value) : value;
   return n === null || !Number.isFinite(n) ? null : Math.round(n * 10) / 10;
 }
