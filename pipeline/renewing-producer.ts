@@ -36,6 +36,11 @@ export class RenewingProducer implements Producer {
   private needsConnect = false;
   private connecting: Promise<void> | undefined;
   private closed = false;
+  /** Sends in flight per producer: a replaced one is closed only when its last send settles. */
+  private readonly inFlight = new Map<Producer, number>();
+  /** Replaced producers not closed yet, and the closings under way. */
+  private readonly retired = new Set<Producer>();
+  private readonly closings = new Set<Promise<void>>();
 
   constructor(
     private readonly make: () => Producer,
@@ -52,7 +57,17 @@ export class RenewingProducer implements Producer {
   async disconnect(): Promise<void> {
     this.closed = true;
     await this.connecting?.catch(() => undefined);
+    // A replaced producer still retrying a send reconnects on its own; closed here at the latest.
+    for (const producer of this.retired) this.close(producer);
+    await Promise.allSettled(this.closings);
     await this.current.disconnect();
+  }
+
+  private close(producer: Producer): void {
+    this.retired.delete(producer);
+    const closing = producer.disconnect().catch(() => undefined);
+    this.closings.add(closing);
+    void closing.finally(() => this.closings.delete(closing));
   }
 
   send(record: ProducerRecord): Promise<RecordMetadata[]> {
@@ -102,6 +117,7 @@ export class RenewingProducer implements Producer {
   }
 
   private async attempt<T>(producer: Producer, send: (producer: Producer) => Promise<T>): Promise<T> {
+    this.inFlight.set(producer, (this.inFlight.get(producer) ?? 0) + 1);
     try {
       return await send(producer);
     } catch (error) {
@@ -109,9 +125,17 @@ export class RenewingProducer implements Producer {
         this.current = this.make();
         this.needsConnect = true;
         this.onRenew(error);
-        void producer.disconnect().catch(() => undefined);
+        this.retired.add(producer);
       }
       throw error;
+    } finally {
+      const left = (this.inFlight.get(producer) ?? 1) - 1;
+      if (left > 0) this.inFlight.set(producer, left);
+      else {
+        this.inFlight.delete(producer);
+        // Closed once nothing is in flight on it: closing it under a retrying send would be undone.
+        if (this.retired.has(producer)) this.close(producer);
+      }
     }
   }
 }

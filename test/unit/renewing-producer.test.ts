@@ -105,4 +105,27 @@ describe("RenewingProducer", () => {
     assert.equal(second.connects, 2);
     assert.equal(second.sent.length, 1);
   });
+
+  it("given another send still in flight on the replaced producer, then it is closed only once that send settles, and closing the wrapper closes it at the latest", async () => {
+    const { producer, made } = renewing();
+    await producer.connect();
+    const first = made[0]!;
+    let release: () => void = () => undefined;
+    first.send = (record: ProducerRecord) =>
+      record.messages[0]!.value === "slow"
+        ? new Promise((resolve) => {
+            release = () => resolve([]);
+          })
+        : Promise.reject(protocolError("OUT_OF_ORDER_SEQUENCE_NUMBER"));
+    const slow = producer.send({ topic: "t", messages: [{ value: "slow" }] });
+    await assert.rejects(producer.send(record(1)));
+    assert.equal(made.length, 2, "renewed");
+    assert.equal(first.disconnects, 0, "not closed under a send still retrying (kafkajs would reconnect it)");
+    release();
+    await slow;
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(first.disconnects, 1, "closed once its last send settled");
+    await producer.disconnect();
+    assert.equal(made[1]!.disconnects, 1);
+  });
 });
