@@ -6,21 +6,19 @@ import {
   type AccountState,
   applyBatch,
   type BillingConfig,
-  type BillingState,
   defaultBillingConfig,
-  emptyState,
 } from "../../pipeline/core/index.ts";
 import {
   DEFAULT_MAX_RECORD_BYTES,
   decodeRecord,
   type InputRecord,
-  type Output,
   type RefundRecord,
   refundRecordSchema,
   type VoidRecord,
   voidRecordSchema,
 } from "../../schemas/index.ts";
 import { renderRecordsDoc } from "../../scripts/records-doc.ts";
+import { applyInCuts } from "./apply-in-cuts.ts";
 import {
   APP_IDS,
   accountOf,
@@ -376,23 +374,7 @@ type Step =
   | { kind: "refund"; account: number; target: number; amount: number };
 
 function applyCut(records: readonly InputRecord[], cuts: readonly number[], cfg: BillingConfig) {
-  let state: BillingState = emptyState();
-  const outputs: Output[] = [];
-  let from = 0;
-  for (const cut of [
-    ...cuts.filter((c) => c > 0 && c < records.length).sort((a, b) => a - b),
-    records.length,
-  ]) {
-    const result = applyBatch(
-      state,
-      records.slice(from, cut).map((record) => ({ record })),
-      cfg,
-    );
-    state = result.state;
-    outputs.push(...result.outputs);
-    from = cut;
-  }
-  return { state, outputs };
+  return applyInCuts(records, cuts, cfg);
 }
 
 function net(account: AccountState) {

@@ -1,20 +1,15 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import {
-  applyBatch,
-  type BillingState,
-  defaultBillingConfig,
-  emptyState,
-} from "../../pipeline/core/index.ts";
+import { defaultBillingConfig } from "../../pipeline/core/index.ts";
 import {
   creditRecordSchema,
   refundRecordSchema,
-  type TopicOutput,
   type TopicRecord,
   tickRecordSchema,
   voidRecordSchema,
 } from "../../schemas/index.ts";
+import { applyInCuts } from "./apply-in-cuts.ts";
 import { APP_IDS, at, credit, PLATFORM_IDS, usage } from "./builders.ts";
 
 /**
@@ -120,23 +115,7 @@ function streamOf(steps: readonly Step[]): TopicRecord[] {
 }
 
 function apply(records: readonly TopicRecord[], cuts: readonly number[] = []) {
-  let state: BillingState = emptyState();
-  const outputs: TopicOutput[] = [];
-  let from = 0;
-  for (const cut of [
-    ...cuts.filter((c) => c > 0 && c < records.length).sort((a, b) => a - b),
-    records.length,
-  ]) {
-    const result = applyBatch(
-      state,
-      records.slice(from, cut).map((record) => ({ record })),
-      defaultBillingConfig,
-    );
-    state = result.state;
-    outputs.push(...result.outputs);
-    from = cut;
-  }
-  return { state, outputs };
+  return applyInCuts(records, cuts, defaultBillingConfig);
 }
 
 describe("credits as finance needs them: properties over every new rule together", () => {

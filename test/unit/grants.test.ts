@@ -1,13 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import {
-  applyBatch,
-  type BillingState,
-  budgetStateOf,
-  defaultBillingConfig,
-  emptyState,
-} from "../../pipeline/core/index.ts";
+import { applyBatch, budgetStateOf, defaultBillingConfig, emptyState } from "../../pipeline/core/index.ts";
 import {
   budgetStateSchema,
   creditRecordSchema,
@@ -17,6 +11,7 @@ import {
   tickRecordSchema,
   voidRecordSchema,
 } from "../../schemas/index.ts";
+import { applyInCuts } from "./apply-in-cuts.ts";
 import { APP_IDS, accountOf, at, budgetEvents, credit, ofKind, run, tokens, usage } from "./builders.ts";
 
 /** A dated grant; the account's trial is set to 0 first by `noTrial` so grants are all there is. */
@@ -305,22 +300,7 @@ describe("dated grants: properties", () => {
           for (const account of Object.values(whole.state.accounts)) {
             for (const g of Object.values(account.grants ?? {})) assert.ok(g.used >= 0 && g.used <= g.tokens);
           }
-          let state: BillingState = emptyState();
-          const outputs: Output[] = [];
-          let from = 0;
-          for (const cut of [
-            ...cuts.filter((c) => c > 0 && c < records.length).sort((a, b) => a - b),
-            records.length,
-          ]) {
-            const result = applyBatch(
-              state,
-              records.slice(from, cut).map((record) => ({ record })),
-              defaultBillingConfig,
-            );
-            state = result.state;
-            outputs.push(...result.outputs);
-            from = cut;
-          }
+          const { state, outputs } = applyInCuts(records, cuts, defaultBillingConfig);
           assert.deepEqual(state, whole.state);
           assert.deepEqual(outputs, whole.outputs);
           assert.deepEqual(run(records), whole);

@@ -1,13 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import { applyBatch, type BillingState, budgetStateOf, emptyState } from "../../pipeline/core/index.ts";
+import { applyBatch, budgetStateOf, emptyState } from "../../pipeline/core/index.ts";
 import {
   type InputRecord,
   type TopicOutput,
   type TopicRecord,
   tickRecordSchema,
 } from "../../schemas/index.ts";
+import { applyInCuts } from "./apply-in-cuts.ts";
 import {
   accountOf,
   budgetEvents,
@@ -163,22 +164,7 @@ describe("budget periods", () => {
               account.trial_used_tokens <= account.allowance_tokens + (account.period?.carried_tokens ?? 0),
             );
           }
-          let state: BillingState = emptyState();
-          const outputs: TopicOutput[] = [];
-          let from = 0;
-          for (const cut of [
-            ...cuts.filter((c) => c > 0 && c < records.length).sort((a, b) => a - b),
-            records.length,
-          ]) {
-            const result = applyBatch(
-              state,
-              records.slice(from, cut).map((record) => ({ record })),
-              cfg,
-            );
-            state = result.state;
-            outputs.push(...result.outputs);
-            from = cut;
-          }
+          const { state, outputs } = applyInCuts(records, cuts, cfg);
           assert.deepEqual(state, whole.state);
           assert.deepEqual(outputs, whole.outputs);
         },
