@@ -1,8 +1,9 @@
 import { chownSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { AgentmeterError } from "../../schemas/errors.ts";
 import { findPostgresBinDir } from "./prerequisites.ts";
-import { run, runOrThrow, spawnDetached, stopGroup } from "./process.ts";
+import { processStartTime, run, runOrThrow, spawnDetached, stopGroup } from "./process.ts";
 import { type LocalService, logPath, serviceHome } from "./service.ts";
 import type { StackConfig } from "./stack-config.ts";
 
@@ -90,6 +91,19 @@ CREATE EVENT TRIGGER agentmeter_id_gin ON ddl_command_end WHEN TAG IN ('CREATE T
   EXECUTE FUNCTION agentmeter_id_gin();
 `;
 
+/**
+ * PostgreSQL refuses to start while the pid in its lock file answers kill(pid, 0), which a zombie does: a
+ * killed postmaster orphaned under a PID 1 that never reaps (this CI's init) would block every later start.
+ * Only a lock whose process has exited is removed; a live postmaster's lock is left for PostgreSQL to refuse.
+ */
+export async function removeStaleLock(data: string, log: (line: string) => void): Promise<void> {
+  const lock = path.join(data, "postmaster.pid");
+  const pid = Number((await readFile(lock, "utf8").catch(() => "")).split("\n")[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || processStartTime(pid) !== undefined) return;
+  log(`postgres: removing the lock file of exited postmaster ${pid}`);
+  await rm(lock, { force: true });
+}
+
 export const postgres: LocalService = {
   name: "postgres",
   readyTimeoutMs: 60_000,
@@ -138,6 +152,7 @@ export const postgres: LocalService = {
         { ...owner, cwd: p.home },
       );
     }
+    await removeStaleLock(p.data, log);
     return spawnDetached(
       path.join(binDir(), "postgres"),
       [

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
@@ -7,21 +7,68 @@ import { AgentmeterError, type ErrorCode } from "../../schemas/errors.ts";
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/**
- * Kernel start time of a process (clock ticks since boot, field 22 of /proc/PID/stat).
- * Stored next to the pid so a recycled pid is never mistaken for our server.
- */
-export function processStartTime(pid: number): string | undefined {
+interface ProcStat {
+  state: string;
+  parent: number;
+  group: number;
+  startTime: string;
+}
+
+/** Fields of /proc/PID/stat we use; undefined when there is no such process. */
+function procStat(pid: number | string): ProcStat | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // The command name (field 2) may contain spaces and parentheses: split after its last ')'.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const state = fields[0];
-    if (state === "Z" || state === "X") return undefined;
-    return fields[19];
+    return {
+      state: fields[0] ?? "",
+      parent: Number(fields[1]),
+      group: Number(fields[2]),
+      startTime: fields[19] ?? "",
+    };
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A zombie has exited but was never reaped. Where PID 1 does not reap orphans (this CI's firecracker init),
+ * a killed server that outlived the process which started it stays a zombie for good: kill(pid, 0) still
+ * succeeds on it, so liveness must come from /proc, not from signals.
+ */
+const exited = (stat: ProcStat) => stat.state === "Z" || stat.state === "X";
+
+/**
+ * Kernel start time of a running process (clock ticks since boot, field 22 of /proc/PID/stat).
+ * Stored next to the pid so a recycled pid is never mistaken for our server.
+ */
+export function processStartTime(pid: number): string | undefined {
+  const stat = procStat(pid);
+  return stat === undefined || exited(stat) ? undefined : stat.startTime;
+}
+
+/** Pids of the running processes whose parent is `pid`. */
+export function childrenOf(pid: number): number[] {
+  return procEntries()
+    .filter(([, stat]) => stat.parent === pid && !exited(stat))
+    .map(([child]) => child);
+}
+
+function procEntries(): [number, ProcStat][] {
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return [];
+  }
+  const result: [number, ProcStat][] = [];
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    // undefined: the process went away while we looked.
+    const stat = procStat(entry);
+    if (stat !== undefined) result.push([Number(entry), stat]);
+  }
+  return result;
 }
 
 export interface PidRecord {
@@ -59,23 +106,10 @@ export async function removePidRecord(file: string): Promise<void> {
  */
 export function treeMemoryBytes(pid: number): number {
   const children = new Map<number, number[]>();
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    return 0;
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(Number(entry));
-      children.set(ppid, list);
-    } catch {
-      // The process went away while we looked.
-    }
+  for (const [entry, stat] of procEntries()) {
+    const list = children.get(stat.parent) ?? [];
+    list.push(entry);
+    children.set(stat.parent, list);
   }
   let total = 0;
   const queue = [pid];
@@ -145,13 +179,17 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+/** True while any process of the group has not exited (zombies do not count, see `exited`). */
 function groupAlive(pid: number): boolean {
-  try {
-    process.kill(-pid, 0);
-    return true;
-  } catch {
-    return processStartTime(pid) !== undefined;
+  if (!existsSync("/proc/self/stat")) {
+    try {
+      process.kill(-pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
   }
+  return procEntries().some(([entry, stat]) => (stat.group === pid || entry === pid) && !exited(stat));
 }
 
 export async function waitGroupExit(pid: number, timeoutMs: number): Promise<boolean> {

@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { readdir, readFile } from "node:fs/promises";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { readPidRecord, stopGroup } from "../../deploy/local/process.ts";
+import { childrenOf, processStartTime, readPidRecord, stopGroup } from "../../deploy/local/process.ts";
 import { pidPath, type ServiceName } from "../../deploy/local/service.ts";
 import { loadStackConfig, stackUp } from "../../deploy/local/stack.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
@@ -26,28 +24,16 @@ const reason = local
   ? undefined
   : `needs the local stack to stop its servers (services are ${services.source})`;
 
-/** Pids of the processes whose parent is `pid` (from /proc). */
-async function childrenOf(pid: number): Promise<number[]> {
-  const children: number[] = [];
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
-    // The fields after the command name in parentheses: state, then the parent's pid.
-    const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    if (parent === pid) children.push(Number(entry));
-  }
-  return children;
-}
-
 async function stopService(name: ServiceName, signal: NodeJS.Signals): Promise<void> {
   const record = await readPidRecord(pidPath(loadStackConfig(), name));
   assert.ok(record !== undefined, `${name} is running under the local stack`);
   // A killed PostgreSQL leaves its backends (their own process groups) to notice and exit; a new
   // postmaster cannot start while they still hold the old shared memory, so wait for them to go.
-  const children = await childrenOf(record.pid);
+  const children = childrenOf(record.pid);
   await stopGroup(record.pid, signal, 10_000);
   const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline && children.some((child) => existsSync(`/proc/${child}`))) await sleep(100);
+  while (Date.now() < deadline && children.some((child) => processStartTime(child) !== undefined))
+    await sleep(100);
 }
 
 describe("outages: a store or the broker going away loses nothing and counts nothing twice", {
