@@ -15,6 +15,14 @@ function testFiles(dir: string): string[] {
     .map((name) => join(dir, name));
 }
 
+/**
+ * CI gives the whole run a fixed time; a run that hits it reports nothing. .ci/run hands down what is left
+ * (AGENTMETER_TEST_BUDGET_S) so that a hung test file stops the tests with a line saying so, and the spec
+ * output of everything before it, instead of a silent timeout.
+ */
+const budgetSeconds = Number(process.env.AGENTMETER_TEST_BUDGET_S ?? 0);
+const deadline = budgetSeconds > 0 ? Date.now() + budgetSeconds * 1000 : undefined;
+
 function runNodeTests(files: string[], env: NodeJS.ProcessEnv, concurrency: number): number {
   if (files.length === 0) return 0;
   const args = [
@@ -25,7 +33,12 @@ function runNodeTests(files: string[], env: NodeJS.ProcessEnv, concurrency: numb
     "--test-reporter=spec",
     ...files,
   ];
-  const result = spawnSync(process.execPath, args, { stdio: "inherit", env });
+  const timeout = deadline === undefined ? undefined : Math.max(1, deadline - Date.now());
+  const result = spawnSync(process.execPath, args, { stdio: "inherit", env, timeout, killSignal: "SIGTERM" });
+  if (result.error !== undefined && "code" in result.error && result.error.code === "ETIMEDOUT") {
+    console.error(`tests stopped: the time budget of ${budgetSeconds} s (AGENTMETER_TEST_BUDGET_S) ran out`);
+    return 1;
+  }
   return result.status ?? 1;
 }
 
