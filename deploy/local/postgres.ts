@@ -92,16 +92,18 @@ CREATE EVENT TRIGGER agentmeter_id_gin ON ddl_command_end WHEN TAG IN ('CREATE T
 `;
 
 /**
- * PostgreSQL refuses to start while the pid in its lock file answers kill(pid, 0), which a zombie does: a
- * killed postmaster orphaned under a PID 1 that never reaps (this CI's init) would block every later start.
- * Only a lock whose process has exited is removed; a live postmaster's lock is left for PostgreSQL to refuse.
+ * PostgreSQL refuses to start while the pid in one of its lock files (the data directory's postmaster.pid,
+ * the socket's .s.PGSQL.<port>.lock) answers kill(pid, 0), which a zombie does: a killed postmaster orphaned
+ * under a PID 1 that never reaps (this CI's init) would block every later start. Only a lock whose process
+ * has exited is removed; a live postmaster's lock is left for PostgreSQL to refuse.
  */
-export async function removeStaleLock(data: string, log: (line: string) => void): Promise<void> {
-  const lock = path.join(data, "postmaster.pid");
-  const pid = Number((await readFile(lock, "utf8").catch(() => "")).split("\n")[0]);
-  if (!Number.isInteger(pid) || pid <= 0 || processStartTime(pid) !== undefined) return;
-  log(`postgres: removing the lock file of exited postmaster ${pid}`);
-  await rm(lock, { force: true });
+export async function removeStaleLocks(locks: readonly string[], log: (line: string) => void): Promise<void> {
+  for (const lock of locks) {
+    const pid = Number((await readFile(lock, "utf8").catch(() => "")).split("\n")[0]);
+    if (!Number.isInteger(pid) || pid <= 0 || processStartTime(pid) !== undefined) continue;
+    log(`postgres: removing ${path.basename(lock)} of exited postmaster ${pid}`);
+    await rm(lock, { force: true });
+  }
 }
 
 export const postgres: LocalService = {
@@ -152,7 +154,10 @@ export const postgres: LocalService = {
         { ...owner, cwd: p.home },
       );
     }
-    await removeStaleLock(p.data, log);
+    await removeStaleLocks(
+      [path.join(p.data, "postmaster.pid"), path.join(p.sockets, `.s.PGSQL.${config.pgPort}.lock`)],
+      log,
+    );
     return spawnDetached(
       path.join(binDir(), "postgres"),
       [

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { removeStaleLock } from "../../deploy/local/postgres.ts";
+import { removeStaleLocks } from "../../deploy/local/postgres.ts";
 import { childrenOf, processStartTime, stopGroup } from "../../deploy/local/process.ts";
 
 /**
@@ -57,20 +57,23 @@ describe("local stack: exited processes are not mistaken for running ones", {
     assert.deepEqual(childrenOf(parent.pid ?? 0), [], "the zombie is not a running child");
   });
 
-  it("given PostgreSQL's lock file names an exited postmaster, then it is removed; naming a live one, it stays", async () => {
+  it("given PostgreSQL's lock files name an exited postmaster, then they are removed; naming a live one, it stays", async () => {
     const { parent, zombie } = await withZombie();
     parents.push(parent);
     const data = await mkdtemp(path.join(tmpdir(), "agentmeter-pg-lock-"));
     const lock = path.join(data, "postmaster.pid");
+    const socketLock = path.join(data, ".s.PGSQL.15433.lock");
     const logged: string[] = [];
     try {
       await writeFile(lock, `${zombie}\n${data}\n`);
-      await removeStaleLock(data, (line) => logged.push(line));
-      await assert.rejects(readFile(lock), { code: "ENOENT" }, "the zombie's lock is gone");
+      await writeFile(socketLock, `${zombie}\n${data}\n`);
+      await removeStaleLocks([lock, socketLock], (line) => logged.push(line));
+      await assert.rejects(readFile(lock), { code: "ENOENT" }, "the zombie's data directory lock is gone");
+      await assert.rejects(readFile(socketLock), { code: "ENOENT" }, "the zombie's socket lock is gone");
       assert.match(logged.join("\n"), new RegExp(`exited postmaster ${zombie}`));
 
       await writeFile(lock, `${parent.pid}\n${data}\n`);
-      await removeStaleLock(data, (line) => logged.push(line));
+      await removeStaleLocks([lock, socketLock], (line) => logged.push(line));
       assert.equal(
         (await readFile(lock, "utf8")).split("\n")[0],
         String(parent.pid),
