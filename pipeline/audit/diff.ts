@@ -20,6 +20,7 @@ export const STORES = [
   "clickhouse.usage_events",
   "clickhouse.usage_by_hour",
   "clickhouse.usage_by_minute",
+  "kafka.hold_decisions",
 ] as const;
 export type Store = (typeof STORES)[number];
 

@@ -17,6 +17,7 @@ import {
   type UsageField,
   zeroFigures,
 } from "./figures.ts";
+import { type ComparedDecision, comparedDecision, decisionKey } from "./hold-decisions.ts";
 
 /** A Kafka message as the audit reads it: what the processor admits (pipeline/processor/admit.ts). */
 export type TopicMessage = InputMessage;
@@ -85,11 +86,14 @@ export interface RecomputeCounts {
   duplicates_ignored: number;
   rejected: number;
   usage_outcomes: number;
+  hold_decisions: number;
 }
 
 /** What the billing core says the stores must hold, from the records read so far. */
 export interface Expected {
   state: BillingState;
+  /** Every hold decision the core made, by decisionKey: what the reply topic must hold. */
+  holds: Map<string, ComparedDecision>;
   trails: Map<string, AccountTrail>;
   /** By `enterprise_id` + NUL + `level`. */
   usage: Map<string, UsageGroup>;
@@ -109,6 +113,7 @@ export function zeroCounts(): RecomputeCounts {
     duplicates_ignored: 0,
     rejected: 0,
     usage_outcomes: 0,
+    hold_decisions: 0,
   };
 }
 
@@ -137,6 +142,7 @@ export class Recomputer {
   private readonly trails = new Map<string, AccountTrail>();
   private readonly usage = new Map<string, UsageGroup>();
   private readonly revenue = new Map<string, AppRevenueExpected>();
+  private readonly holds = new Map<string, ComparedDecision>();
   readonly counts: RecomputeCounts = zeroCounts();
 
   private readonly partitionCounts: readonly number[] | undefined;
@@ -187,6 +193,7 @@ export class Recomputer {
     this.apply();
     return {
       state: this.state,
+      holds: this.holds,
       trails: this.trails,
       usage: this.usage,
       revenue: this.revenue,
@@ -202,6 +209,10 @@ export class Recomputer {
     for (const output of outputs) {
       if (output.kind === "duplicate_ignored") this.counts.duplicates_ignored++;
       else if (output.kind === "rejected" || output.kind === "tick_rejected") this.counts.rejected++;
+      else if (output.kind === "hold_decision") {
+        this.counts.hold_decisions++;
+        this.holds.set(decisionKey(output), comparedDecision(output));
+      }
       if (output.kind !== "usage_outcome") continue;
       this.counts.usage_outcomes++;
       const groupKey = usageGroupKey(output.enterprise_id, output.level);

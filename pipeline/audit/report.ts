@@ -28,7 +28,19 @@ export interface AuditReport {
   billing_config_sha256: string;
   counts: RecomputeCounts;
   summary: { store: Store; checked: number; differences: number }[];
+  /** Complete audits: what of the hold-decision reply topic could not be compared (see hold-decisions.ts). */
+  holds?: HoldsReport;
   differences: Difference[];
+}
+
+export interface HoldsReport {
+  topic: string;
+  /** Decisions the core made that retention removed from the reply topic, or may have. */
+  unverifiable: number;
+  /** Decisions on the reply topic for records after the audited range. */
+  outside_range: number;
+  /** Messages on the reply topic that are not a hold decision. */
+  undecodable: number;
 }
 
 function billingConfigHash(billing: BillingConfig): string {
@@ -42,6 +54,7 @@ export function buildAuditReport(input: {
   counts: RecomputeCounts;
   checked: Partial<Record<Store, number>>;
   differences: Difference[];
+  holds?: HoldsReport;
 }): AuditReport {
   const summary = STORES.filter((store) => input.checked[store] !== undefined).map((store) => ({
     store,
@@ -57,6 +70,7 @@ export function buildAuditReport(input: {
     billing_config_sha256: billingConfigHash(input.billing),
     counts: { ...input.counts },
     summary,
+    ...(input.holds === undefined ? {} : { holds: input.holds }),
     differences: input.differences,
   };
 }
@@ -73,7 +87,12 @@ export function formatSummary(report: AuditReport, title = "Audit"): string {
   const lines = [
     `${title} of ${report.topic} (${report.mode}): ${c.messages} messages, ${c.records} records applied, ` +
       `${c.skipped_undecodable + c.skipped_key_mismatch + c.skipped_wrong_partition + c.skipped_unauthorized} skipped as the processor dead-letters them, ` +
-      `${c.duplicates_ignored} duplicates, ${c.rejected} rejected`,
+      `${c.duplicates_ignored} duplicates, ${c.rejected} rejected, ${c.hold_decisions} hold decisions`,
+    ...(report.holds !== undefined && report.holds.unverifiable + report.holds.undecodable > 0
+      ? [
+          `${report.holds.topic}: ${report.holds.unverifiable} decisions not comparable (the topic's retention removed messages), ${report.holds.undecodable} messages that are not a decision`,
+        ]
+      : []),
     "",
     renderTable(
       ["store", "checked", "differences"],

@@ -10,6 +10,7 @@ import type { Logger } from "../log.ts";
 import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
 import { type ActualStores, type Difference, diffStores, RECORD_IDS_CAP, type Store } from "./diff.ts";
 import { USAGE_FIELDS, type UsageField } from "./figures.ts";
+import { addPublished, diffHoldDecisions, emptyPublished, type HoldDecisionCheck } from "./hold-decisions.ts";
 import { auditNamespaceOf } from "./namespace.ts";
 import { RecomputePool } from "./pool.ts";
 import { type RangeRequest, resolveRange, type TopicRange } from "./range.ts";
@@ -72,7 +73,13 @@ export async function runAudit(options: AuditOptions): Promise<AuditReport> {
   const actual = await readStores(config, expected, range);
   const differences = diffStores(expected, actual, range.complete ? USAGE_FIELDS : DELTA_USAGE_FIELDS);
   await explainMissingRows(config, differences, expected, range);
+  // A decision depends on the account's whole history: only a complete audit can recompute it.
+  const holds = range.complete
+    ? await reach("Kafka", brokers, () => checkHoldDecisions(kafka, config.AGENTMETER_HOLDS_TOPIC, expected))
+    : undefined;
+  if (holds !== undefined) differences.push(...holds.differences);
   const checked: Partial<Record<Store, number>> = {};
+  if (holds !== undefined) checked["kafka.hold_decisions"] = holds.checked;
   if (actual.mongo !== undefined) {
     checked["mongodb.accounts"] = new Set([
       ...Object.keys(expected.state.accounts),
@@ -90,7 +97,48 @@ export async function runAudit(options: AuditOptions): Promise<AuditReport> {
     counts: expected.counts,
     checked,
     differences,
+    ...(holds === undefined
+      ? {}
+      : {
+          holds: {
+            topic: config.AGENTMETER_HOLDS_TOPIC,
+            unverifiable: holds.unverifiable,
+            outside_range: holds.outside_range,
+            undecodable: holds.undecodable,
+          },
+        }),
   });
+}
+
+/**
+ * Reads the whole reply topic and sets what it holds against the decisions the core made. The topic is
+ * keyed by hold_id, not by account, and kept for a day (pipeline/kafka.ts): what retention removed is
+ * counted unverifiable, not different.
+ */
+async function checkHoldDecisions(
+  kafka: ReturnType<typeof createKafka>,
+  topic: string,
+  expected: Expected,
+): Promise<HoldDecisionCheck & { undecodable: number }> {
+  const admin = kafka.admin();
+  await admin.connect();
+  let holdsRange: TopicRange | undefined;
+  try {
+    // No topic: no processor ever published a decision (the processor creates it on start).
+    if ((await admin.listTopics()).includes(topic))
+      holdsRange = await resolveRange(admin, topic, { kind: "all" });
+  } finally {
+    await admin.disconnect();
+  }
+  const published = emptyPublished(holdsRange?.complete ?? true);
+  if (holdsRange !== undefined)
+    await readTopic(
+      kafka,
+      holdsRange,
+      (_partition, message) => addPublished(published, message.value),
+      () => {},
+    );
+  return { ...diffHoldDecisions(expected.holds, published), undecodable: published.undecodable };
 }
 
 /**

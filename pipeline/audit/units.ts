@@ -3,6 +3,7 @@ import type { AccountState, BillingConfig } from "../core/index.ts";
 import { emptyMap } from "../core/own.ts";
 import { comparedAccount } from "./diff.ts";
 import { REVENUE_FIELDS, USAGE_FIELDS } from "./figures.ts";
+import type { ComparedDecision } from "./hold-decisions.ts";
 import {
   type AccountTrail,
   type AppRevenueExpected,
@@ -126,11 +127,13 @@ export function mergeUnits(results: readonly UnitResult[]): Expected {
   const trails: [string, AccountTrail][] = [];
   const usage = new Map<string, UsageGroup>();
   const revenue = new Map<string, AppRevenueExpected>();
+  const holds: [string, ComparedDecision][] = [];
   const counts = zeroCounts();
   for (const { expected } of ordered) {
     for (const key of Object.keys(expected.state.accounts))
       accounts.push([key, expected.state.accounts[key]!]);
     for (const entry of expected.trails) trails.push(entry);
+    for (const entry of expected.holds) holds.push(entry);
     for (const [key, group] of expected.usage) {
       const merged = usage.get(key);
       if (merged === undefined) {
@@ -162,6 +165,7 @@ export function mergeUnits(results: readonly UnitResult[]): Expected {
   }
   return {
     state: { accounts: state },
+    holds: sortedMap(holds),
     trails: sortedMap(trails),
     usage: sortedMap(usage),
     revenue: sortedMap(revenue),

@@ -4,10 +4,15 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { runAudit } from "../../pipeline/audit/run-audit.ts";
+import { createLogger } from "../../pipeline/log.ts";
+import { Processor } from "../../pipeline/processor/processor.ts";
+import { type HoldDecision, holdDecisionSchema } from "../../schemas/index.ts";
 import { Agentmeter, type HoldGrant } from "../../sdk/index.ts";
 import { TestPipeline } from "../support/harness.ts";
 import { eventually } from "../support/pipeline.ts";
 import { type ProcessorProcess, stopProcess } from "../support/processes.ts";
+import { describeDifference } from "../support/verify.ts";
 
 /**
  * Parallel agent turns on one account, decided by its one writer over Kafka: each turn reserves, and a
@@ -134,4 +139,88 @@ describe("holds over Kafka: 50 parallel turns on a budget for 10, the processor 
     // Bounded by the processor's restart: within the test's wait, which is tens of seconds past expiry.
     assert.ok(Date.now() - expiresMs < 60_000, "expired soon after their expiry");
   });
+
+  it("audit: every hold decision on the reply topic is the one the billing core recomputes; a forged one is found", async () => {
+    // The turns above ran across a SIGKILL and three processors; the reply topic may hold a decision twice.
+    // The last one stops for good, and one without ticks (which would keep appending to the topic the
+    // audit reads) applies what is left, so every store holds the whole topic.
+    for (const processor of running.splice(0)) await stopProcess(processor, "SIGKILL");
+    const last = new Processor(
+      { ...pipeline.config, AGENTMETER_TICK_INTERVAL_MS: 0 },
+      pipeline.billing,
+      createLogger("warn"),
+    );
+    await last.start();
+    try {
+      await pipeline.caughtUp(120_000);
+    } finally {
+      await last.stop();
+    }
+    const audit = () =>
+      runAudit({
+        config: pipeline.config,
+        billing: pipeline.billing,
+        range: { kind: "all" },
+        logger: createLogger("silent"),
+        workers: 0,
+      });
+    const clean = await audit();
+    const row = clean.summary.find((entry) => entry.store === "kafka.hold_decisions");
+    assert.ok(row !== undefined, "a complete audit checks the hold decisions");
+    assert.ok(
+      clean.counts.hold_decisions >= TURNS + 3,
+      `a decision per hold record (${clean.counts.hold_decisions})`,
+    );
+    assert.equal(
+      row.checked,
+      clean.counts.hold_decisions,
+      "every decision the core made is on the reply topic",
+    );
+    assert.deepEqual(clean.differences.map(describeDifference), [], "the stores and the decisions agree");
+    assert.deepEqual(clean.holds, {
+      topic: pipeline.config.AGENTMETER_HOLDS_TOPIC,
+      unverifiable: 0,
+      outside_range: 0,
+      undecodable: 0,
+    });
+
+    // A decision granting a hold the budget denied, as a buggy or hostile writer of the reply topic would.
+    const denied = await firstDenied(pipeline);
+    await (await pipeline.producer()).send({
+      topic: pipeline.config.AGENTMETER_HOLDS_TOPIC,
+      messages: [
+        {
+          key: denied.hold_id,
+          value: JSON.stringify({ ...denied, granted: true, reason: null, detail: null }),
+        },
+      ],
+    });
+    const forged = await audit();
+    assert.deepEqual(
+      forged.differences.map((d) => `${d.store} ${d.subject} ${d.field} ${d.expected} -> ${d.actual}`),
+      [
+        `kafka.hold_decisions ${denied.hold_id} granted false -> true`,
+        `kafka.hold_decisions ${denied.hold_id} reason insufficient_tokens -> null`,
+      ],
+    );
+  });
 });
+
+/** A denied decision as the processor published it, read back from the reply topic. */
+async function firstDenied(pipeline: TestPipeline): Promise<HoldDecision> {
+  const found: HoldDecision[] = [];
+  const consumer = pipeline.kafka().consumer({ groupId: `holds-read-${Date.now()}` });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topic: pipeline.config.AGENTMETER_HOLDS_TOPIC, fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        const decision = holdDecisionSchema.parse(JSON.parse(message.value?.toString("utf8") ?? "null"));
+        if (!decision.granted && decision.reason === "insufficient_tokens") found.push(decision);
+      },
+    });
+    return await eventually("a denied decision on the reply topic", async () => found[0]);
+  } finally {
+    await consumer.disconnect();
+  }
+}
