@@ -236,6 +236,27 @@ export const budgetEventSchema = z.discriminatedUnion("event", [
 ]);
 export type BudgetEvent = z.infer<typeof budgetEventSchema>;
 
+/**
+ * The id consumers deduplicate budget events on (the `agentmeter-event-id` header): the same event
+ * republished after a crash has the same id, and two events have different ids. One record can raise
+ * several events of a kind (a credit makes every paused chat resumable, a tick expires the holds of many
+ * accounts, one record crosses two thresholds or ends two grants), so the id names the account and what
+ * the event is about besides the record and the kind.
+ */
+export function budgetEventIdOf(event: BudgetEvent): string {
+  const about =
+    "grant_id" in event
+      ? event.grant_id
+      : "hold_id" in event
+        ? event.hold_id
+        : "threshold_bp" in event
+          ? String(event.threshold_bp)
+          : "chat_id" in event
+            ? event.chat_id
+            : "";
+  return `${event.record_id}:${event.event}:${event.account_key}:${about}`;
+}
+
 export const creditAppliedSchema = z.strictObject({
   kind: z.literal("credit_applied"),
   ...outputBaseShape,

@@ -1,7 +1,7 @@
 /** The Kafka adapter of the processor's event bus (pipeline/processor/ports.ts). */
 import type { Message, Producer } from "kafkajs";
 import type { Decisions, EventBus } from "../../pipeline/processor/ports.ts";
-import { bigintReplacer } from "../../schemas/index.ts";
+import { bigintReplacer, budgetEventIdOf } from "../../schemas/index.ts";
 
 /** Brokers refuse a request over message.max.bytes (1 MiB by default): send at most this much at once. */
 const MAX_SEND_BYTES = 768 * 1024;
@@ -71,7 +71,7 @@ export class KafkaEventBus implements EventBus {
         messages: budgetEvents.map((event) => ({
           key: "chat_id" in event ? event.chat_id : event.account_key,
           value: json(event),
-          headers: { "agentmeter-event-id": `${event.record_id}:${event.event}` },
+          headers: { "agentmeter-event-id": budgetEventIdOf(event) },
         })),
       });
     }
