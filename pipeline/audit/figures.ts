@@ -35,6 +35,10 @@ export const REVENUE_FIELDS = [
   "billed_micros",
   "creator_share_micros",
   "platform_fee_micros",
+  "adjustments",
+  "reversed_billed_micros",
+  "reversed_creator_share_micros",
+  "reversed_platform_fee_micros",
 ] as const;
 export type RevenueField = (typeof REVENUE_FIELDS)[number];
 

@@ -62,6 +62,10 @@ export async function readMongo(
         billed_micros: ledger.billed_micros,
         creator_share_micros: ledger.creator_share_micros,
         platform_fee_micros: ledger.platform_fee_micros,
+        adjustments: BigInt(ledger.adjustments),
+        reversed_billed_micros: ledger.reversed_billed_micros,
+        reversed_creator_share_micros: ledger.reversed_creator_share_micros,
+        reversed_platform_fee_micros: ledger.reversed_platform_fee_micros,
       });
     }),
   );

@@ -8,6 +8,7 @@ import {
   emptyState,
   type SequencedRecord,
 } from "../core/index.ts";
+import { earnsRevenue, type LedgerEntry, ledgerDelta } from "../core/revenue-ledger.ts";
 import { admitMessage, type InputMessage } from "../processor/admit.ts";
 import {
   type Figures,
@@ -213,6 +214,7 @@ export class Recomputer {
         this.counts.hold_decisions++;
         this.holds.set(decisionKey(output), comparedDecision(output));
       }
+      if (output.kind === "adjustment") this.addRevenue(output);
       if (output.kind !== "usage_outcome") continue;
       this.counts.usage_outcomes++;
       const groupKey = usageGroupKey(output.enterprise_id, output.level);
@@ -234,18 +236,20 @@ export class Recomputer {
       figures.creator_share_micros += output.creator_share_micros;
       figures.platform_fee_micros += output.platform_fee_micros;
       group.ids.push(output.record_id);
-      // The processor keeps a ledger entry only for billed app usage (see PartitionWorker.addRevenue).
-      if (output.level !== "app_usage" || output.billed_micros === 0n) continue;
-      let ledger = this.revenue.get(output.enterprise_id);
-      if (ledger === undefined) {
-        ledger = { enterprise_id: output.enterprise_id, figures: zeroFigures(REVENUE_FIELDS), ids: [] };
-        this.revenue.set(output.enterprise_id, ledger);
-      }
-      ledger.figures.records += 1n;
-      ledger.figures.billed_micros += output.billed_micros;
-      ledger.figures.creator_share_micros += output.creator_share_micros;
-      ledger.figures.platform_fee_micros += output.platform_fee_micros;
-      ledger.ids.push(output.record_id);
+      this.addRevenue(output);
     }
+  }
+
+  /** As the processor keeps its ledgers (PartitionWorker.addRevenue): billed app usage and its corrections. */
+  private addRevenue(entry: LedgerEntry): void {
+    if (!earnsRevenue(entry)) return;
+    let ledger = this.revenue.get(entry.enterprise_id);
+    if (ledger === undefined) {
+      ledger = { enterprise_id: entry.enterprise_id, figures: zeroFigures(REVENUE_FIELDS), ids: [] };
+      this.revenue.set(entry.enterprise_id, ledger);
+    }
+    const delta = ledgerDelta(entry);
+    for (const field of REVENUE_FIELDS) ledger.figures[field] += delta[field];
+    ledger.ids.push(entry.record_id);
   }
 }

@@ -3,11 +3,11 @@
  * partition, signature), load what memory lacks, apply the billing core, and turn its outputs into the
  * writes of a flush. The only I/O is the load, through the store ports.
  */
-import type { Output, TickRecord, TopicRecord, UsageOutcome } from "../../schemas/index.ts";
+import type { Output, TickRecord, TopicRecord } from "../../schemas/index.ts";
 import { epochMs } from "../../schemas/time.ts";
 import type { CreditAuthorization } from "../auth/signature.ts";
 import { type AccountState, applyBatch, type BillingConfig, budgetStateOf } from "../core/index.ts";
-import { addToLedger, earnsRevenue, emptyLedger } from "../core/revenue-ledger.ts";
+import { addToLedger, earnsRevenue, emptyLedger, type LedgerEntry } from "../core/revenue-ledger.ts";
 import type { ErrorCode } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { admitMessage, type InputMessage } from "./admit.ts";
@@ -506,6 +506,9 @@ export class PartitionWorker {
       case "rejected":
         this.reject(plan, message, output.code, output.reason);
         return;
+      case "adjustment":
+        this.addRevenue(output, BigInt(position.offset));
+        return;
       case "credit_applied":
       case "session_event":
         return;
@@ -519,7 +522,7 @@ export class PartitionWorker {
     }
   }
 
-  private addRevenue(outcome: UsageOutcome, offset: bigint): void {
+  private addRevenue(outcome: LedgerEntry, offset: bigint): void {
     if (!earnsRevenue(outcome)) return;
     const owned = this.memory.ledgers.touch(outcome.enterprise_id);
     // A ledger is written before its accounts, so it may already hold records an account does not.

@@ -19,6 +19,11 @@ export interface AppRevenue {
   billed_micros: bigint;
   creator_share_micros: bigint;
   platform_fee_micros: bigint;
+  /** Voids and refunds, and what they reversed (positive): see RevenueLedger. */
+  adjustments: number;
+  reversed_billed_micros: bigint;
+  reversed_creator_share_micros: bigint;
+  reversed_platform_fee_micros: bigint;
 }
 
 /** An app's revenue: the sum of its per-partition ledgers (summed here, since FerretDB's $group cannot sum int64 exactly). */
@@ -28,6 +33,7 @@ export async function readAppRevenue(layout: MongoLayout, enterpriseId: string):
     .collection(COLLECTIONS.app.revenue)
     .find()
     .toArray()) as unknown as RevenueLedger[];
+  // Ledgers written before corrections reached them have no adjustment fields: 0.
   return ledgers.reduce<AppRevenue>(
     (sum, ledger) => ({
       enterprise_id: enterpriseId,
@@ -35,6 +41,12 @@ export async function readAppRevenue(layout: MongoLayout, enterpriseId: string):
       billed_micros: sum.billed_micros + BigInt(ledger.billed_micros),
       creator_share_micros: sum.creator_share_micros + BigInt(ledger.creator_share_micros),
       platform_fee_micros: sum.platform_fee_micros + BigInt(ledger.platform_fee_micros),
+      adjustments: sum.adjustments + (ledger.adjustments ?? 0),
+      reversed_billed_micros: sum.reversed_billed_micros + BigInt(ledger.reversed_billed_micros ?? 0n),
+      reversed_creator_share_micros:
+        sum.reversed_creator_share_micros + BigInt(ledger.reversed_creator_share_micros ?? 0n),
+      reversed_platform_fee_micros:
+        sum.reversed_platform_fee_micros + BigInt(ledger.reversed_platform_fee_micros ?? 0n),
     }),
     {
       enterprise_id: enterpriseId,
@@ -42,6 +54,10 @@ export async function readAppRevenue(layout: MongoLayout, enterpriseId: string):
       billed_micros: 0n,
       creator_share_micros: 0n,
       platform_fee_micros: 0n,
+      adjustments: 0,
+      reversed_billed_micros: 0n,
+      reversed_creator_share_micros: 0n,
+      reversed_platform_fee_micros: 0n,
     },
   );
 }

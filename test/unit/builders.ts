@@ -7,10 +7,14 @@ import {
   type CreditRecord,
   creditRecordSchema,
   type InputRecordJson,
+  type RefundRecord,
+  refundRecordSchema,
   type SessionRecord,
   sessionRecordSchema,
   type UsageRecord,
   usageRecordSchema,
+  type VoidRecord,
+  voidRecordSchema,
 } from "../../schemas/index.ts";
 
 type Json<T extends InputRecordJson["type"]> = Partial<Extract<InputRecordJson, { type: T }>>;
@@ -117,4 +121,32 @@ export function ofKind<K extends Output["kind"]>(
 
 export function budgetEvents(outputs: readonly Output[]): string[] {
   return ofKind(outputs, "budget_event").map((event) => event.event);
+}
+
+/** A void of `target` (an app end user's usage record), an hour into the test day. */
+export function voidOf(target: string, fields: Partial<VoidRecord> = {}): VoidRecord {
+  return voidRecordSchema.parse({
+    type: "void",
+    record_id: `v-${target}`,
+    ...APP_IDS,
+    target_record_id: target,
+    occurred_at: at(60),
+    ...fields,
+  });
+}
+
+export function refundOf(
+  target: string,
+  amount: bigint | number,
+  fields: Partial<RefundRecord> = {},
+): RefundRecord {
+  return refundRecordSchema.parse({
+    type: "refund",
+    record_id: `r-${target}-${amount}`,
+    ...APP_IDS,
+    target_record_id: target,
+    amount_micros: String(amount),
+    occurred_at: at(60),
+    ...fields,
+  });
 }

@@ -12,10 +12,7 @@ import {
   DEFAULT_MAX_RECORD_BYTES,
   decodeRecord,
   type InputRecord,
-  type RefundRecord,
   refundRecordSchema,
-  type VoidRecord,
-  voidRecordSchema,
 } from "../../schemas/index.ts";
 import { renderRecordsDoc } from "../../scripts/records-doc.ts";
 import { applyInCuts } from "./apply-in-cuts.ts";
@@ -27,33 +24,12 @@ import {
   credit,
   ofKind,
   PLATFORM_IDS,
+  refundOf,
   run,
   session,
   usage,
+  voidOf,
 } from "./builders.ts";
-
-function voidOf(target: string, fields: Partial<VoidRecord> = {}): VoidRecord {
-  return voidRecordSchema.parse({
-    type: "void",
-    record_id: `v-${target}`,
-    ...APP_IDS,
-    target_record_id: target,
-    occurred_at: at(60),
-    ...fields,
-  });
-}
-
-function refundOf(target: string, amount: bigint | number, fields: Partial<RefundRecord> = {}): RefundRecord {
-  return refundRecordSchema.parse({
-    type: "refund",
-    record_id: `r-${target}-${amount}`,
-    ...APP_IDS,
-    target_record_id: target,
-    amount_micros: String(amount),
-    occurred_at: at(60),
-    ...fields,
-  });
-}
 
 /** The worked example's end user up to its overdraft: trial 10,000, the third record half trial. */
 function overdrawn(): InputRecord[] {
