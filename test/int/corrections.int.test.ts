@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { applyBatch } from "../../pipeline/core/index.ts";
+import { mongoLayoutFor } from "../../pipeline/runtime/clients.ts";
+import { generateWorkload } from "../../pipeline/simulate/workload.ts";
+import { type InputRecordJson, inputRecordSchema, type UsageOutcome } from "../../schemas/index.ts";
+import { createMongo } from "../../sinks/mongo/client.ts";
+import { readAppRevenue } from "../../sinks/mongo/read.ts";
+import { TestPipeline } from "../support/harness.ts";
+
+/**
+ * Voids and refunds through the live pipeline: every figure the billing core computes for them (balances,
+ * the accounts' reversed totals, and the creators' RevenueSharing ledgers) is what the stores hold, also
+ * when the processor is killed and a successor re-applies what was not committed.
+ */
+
+/** Voids of every 7th billed app record and half refunds of every 5th other one, dated after the workload. */
+function correctionsOf(
+  records: readonly InputRecordJson[],
+  billing: TestPipeline["billing"],
+): InputRecordJson[] {
+  const { outputs } = applyBatch(
+    { accounts: {} },
+    records.map((record, seq) => ({ record: inputRecordSchema.parse(record), seq })),
+    billing,
+  );
+  const billed = outputs.filter(
+    (o): o is UsageOutcome & { seq?: number } =>
+      o.kind === "usage_outcome" && o.level === "app_usage" && o.billed_micros > 1n,
+  );
+  const last = Date.parse(records[records.length - 1]!.occurred_at);
+  const corrections: InputRecordJson[] = [];
+  billed.forEach((outcome, index) => {
+    const ids = {
+      level: "app_usage" as const,
+      enterprise_id: outcome.enterprise_id,
+      mozaiks_user_id: outcome.mozaiks_user_id,
+      platform_user_id: outcome.platform_user_id!,
+    };
+    const occurred_at = new Date(last + 1_000 + index).toISOString();
+    if (index % 7 === 0)
+      corrections.push({
+        type: "void",
+        record_id: `void-${outcome.record_id}`,
+        ...ids,
+        target_record_id: outcome.record_id,
+        occurred_at,
+      });
+    else if (index % 5 === 0)
+      corrections.push({
+        type: "refund",
+        record_id: `refund-${outcome.record_id}`,
+        ...ids,
+        target_record_id: outcome.record_id,
+        amount_micros: String(outcome.billed_micros / 2n),
+        occurred_at,
+      });
+  });
+  return corrections;
+}
+
+describe("corrections over Kafka: voids and refunds reach balances and creators' ledgers exactly once", {
+  timeout: 5 * 60_000,
+}, () => {
+  let pipeline: TestPipeline;
+
+  before(async () => {
+    pipeline = await TestPipeline.create();
+  });
+
+  after(async () => {
+    await pipeline?.close();
+  });
+
+  it("given billed usage, when voids and refunds follow and the processor is killed midway, then every store holds what the core computes", async () => {
+    const usage = [
+      ...generateWorkload({
+        seed: 23,
+        records: 3_000,
+        apps: 3,
+        usersPerApp: 8,
+        topUpShare: 0.08,
+        runId: "corr",
+      }),
+    ];
+    const corrections = correctionsOf(usage, pipeline.billing);
+    assert.ok(corrections.filter((r) => r.type === "void").length >= 10, "the workload bills enough to void");
+    assert.ok(corrections.filter((r) => r.type === "refund").length >= 10, "and to refund");
+    const records = [...usage, ...corrections];
+
+    const first = pipeline.spawnProcessor("corrections-a");
+    await first.started;
+    await pipeline.produce(usage);
+    await pipeline.caughtUp();
+    // Killed while the corrections are applied: its successor re-applies what was not committed.
+    await pipeline.produce(corrections);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    first.child.kill("SIGKILL");
+    await first.exited;
+    const second = pipeline.spawnProcessor("corrections-b");
+    await second.started;
+    await pipeline.caughtUp();
+
+    await pipeline.assertStoresMatch(records);
+
+    // The figures assertStoresMatch compared are not all zero: the ledgers carry the reversals.
+    const mongo = createMongo(pipeline.config.MONGODB_URI);
+    try {
+      await mongo.connect();
+      const layout = mongoLayoutFor(mongo, pipeline.config);
+      const apps = [...new Set(usage.filter((r) => r.level === "app_usage").map((r) => r.enterprise_id!))];
+      const ledgers = await Promise.all(apps.map((app) => readAppRevenue(layout, app)));
+      const adjustments = ledgers.reduce((sum, ledger) => sum + ledger.adjustments, 0);
+      assert.equal(adjustments, corrections.length, "every void and refund is in a ledger once");
+      for (const ledger of ledgers) {
+        assert.equal(
+          ledger.reversed_creator_share_micros + ledger.reversed_platform_fee_micros,
+          ledger.reversed_billed_micros,
+          `${ledger.enterprise_id}: what was reversed splits exactly`,
+        );
+        assert.ok(
+          ledger.reversed_creator_share_micros < ledger.creator_share_micros,
+          "the creator keeps the rest",
+        );
+      }
+    } finally {
+      await mongo.close();
+    }
+  });
+});
