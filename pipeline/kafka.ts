@@ -12,6 +12,7 @@ import {
 import { AgentmeterError } from "../schemas/errors.ts";
 import type { Config } from "./config.ts";
 import { kafkaLogCreator, type Logger } from "./log.ts";
+import { PartitionSplitProducer, TopicMetadataCache } from "./partition-split-producer.ts";
 import { RenewingProducer } from "./renewing-producer.ts";
 
 export type KafkaSecurityConfig = Partial<
@@ -87,15 +88,18 @@ export const DEFAULT_PARTITIONER = Partitioners.DefaultPartitioner;
 /**
  * A producer whose retries cannot duplicate or reorder a record (idempotent, one request in flight),
  * with the murmur2 partitioner the processor checks keys against (pipeline/processor/partitioning.ts).
- * It renews itself when the broker loses its idempotence state (a broker killed mid-request): kafkajs
- * alone would fail every later send (renewing-producer.ts). `onRenew` hears of each renewal.
+ * Each request carries one partition, so a retry after a broker died cannot skip records
+ * (partition-split-producer.ts). It renews itself when the broker loses its idempotence state (a broker
+ * killed mid-request): kafkajs alone would fail every later send (renewing-producer.ts). `onRenew` hears
+ * of each renewal.
  */
 export function idempotentProducer(kafka: Kafka, onRenew?: (error: unknown) => void): Producer {
-  return new RenewingProducer(
+  const renewing = new RenewingProducer(
     () =>
       kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: DEFAULT_PARTITIONER }),
     onRenew,
   );
+  return new PartitionSplitProducer(renewing, new TopicMetadataCache(kafka));
 }
 
 type TopicsConfig = Pick<
