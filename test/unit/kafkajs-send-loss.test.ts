@@ -70,7 +70,10 @@ function standInCluster() {
       [0, 1].map((partitionId) => ({ partitionId, leader: leaderOf(partitionId) })),
     findLeaderForPartitions: (_topic: string, partitions: string[]) => {
       const byLeader: Record<number, number[]> = {};
-      for (const partition of partitions.map(Number)) (byLeader[leaderOf(partition)] ??= []).push(partition);
+      for (const partition of partitions.map(Number)) {
+        const leader = leaderOf(partition);
+        byLeader[leader] = [...(byLeader[leader] ?? []), partition];
+      }
       return byLeader;
     },
     // kafkajs hands the leader ids back as object keys: strings.
