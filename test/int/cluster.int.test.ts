@@ -162,16 +162,12 @@ describe("cluster: three brokers, three processors, a broker killed and processo
     await producer.disconnect();
     await pipeline.caughtUp(5 * 60_000);
 
-    // What the processors can bill is what is on the topic. kafkajs' idempotent producer has been seen
-    // to resolve sends whose records never reached the topic when a broker is SIGKILLed (324 of 30,000
-    // in one run here): a producer-side loss, reported apart; the processors are judged on the records
-    // the topic holds.
+    // What the processors can bill is what is on the topic. kafkajs' send could resolve while records
+    // of a killed broker's partitions went nowhere (324 and 314 of 30,000 in two runs of stop 22; see
+    // pipeline/partition-split-producer.ts): the processors are judged on what the topic holds first, then
+    // every acknowledged record must be on it.
     const onTopic = await recordIdsOnTopic(pipeline);
     const delivered = records.filter((record) => onTopic.has(record.record_id));
-    if (delivered.length < records.length)
-      t.diagnostic(
-        `producer-side loss: ${records.length - delivered.length} acknowledged records are not on the input topic`,
-      );
 
     // Money first: the stores against the billing core (a counting failure below must not hide this).
     const differences = await pipeline.differences(delivered);
@@ -179,6 +175,11 @@ describe("cluster: three brokers, three processors, a broker killed and processo
       differences.slice(0, 10).map(describeDifference),
       [],
       `${differences.length} differences`,
+    );
+    assert.equal(
+      records.length - delivered.length,
+      0,
+      "every record the producer acknowledged is on the input topic (no producer-side loss)",
     );
 
     const live = await Promise.all([a, c, d].map((p) => scrape(ports.get(p)!)));
