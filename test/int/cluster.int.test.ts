@@ -115,7 +115,7 @@ describe("cluster: three brokers, three processors, a broker killed and processo
     await stackDown({ config: cluster });
   });
 
-  it("ends with every figure equal to the billing core's and every record counted once", async (t) => {
+  it("ends with every figure equal to the billing core's and every record counted once", async () => {
     const env = configEnv(pipeline.config);
     const ports = new Map<ProcessorProcess, number>();
     const spawn = async (name: string) => {
