@@ -489,14 +489,11 @@ export class PartitionWorker {
         this.addRevenue(output, BigInt(position.offset));
         return;
       case "budget_event":
-        plan.budgetEvents.push(output);
+        plan.budgetEvents.push(withoutPosition(output));
         return;
-      case "hold_decision": {
-        // Published as its schema has it (strict): the log position is the processor's, not the answer's.
-        const { seq: _position, ...decision } = output as typeof output & { seq?: unknown };
-        plan.holdDecisions.push(decision);
+      case "hold_decision":
+        plan.holdDecisions.push(withoutPosition(output));
         return;
-      }
       case "session_summary":
         plan.sessionSummaries.push(output);
         return;
@@ -534,6 +531,15 @@ export class PartitionWorker {
     );
     owned.pendingWm = offset;
   }
+}
+
+/**
+ * An output as its schema has it (strict), for the topics others read: the core's outputs carry the log
+ * position they came from (`seq`), which is the processor's, not part of the event or the answer.
+ */
+function withoutPosition<T extends object>(output: T): T {
+  const { seq: _position, ...published } = output as T & { seq?: unknown };
+  return published as T;
 }
 
 /** Accounts remembered as already logged for the dedupe cap, per processor. */

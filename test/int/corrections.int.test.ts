@@ -3,10 +3,18 @@ import { after, before, describe, it } from "node:test";
 import { applyBatch } from "../../pipeline/core/index.ts";
 import { mongoLayoutFor } from "../../pipeline/runtime/clients.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
-import { type InputRecordJson, inputRecordSchema, type UsageOutcome } from "../../schemas/index.ts";
+import {
+  type BudgetEvent,
+  bigintReplacer,
+  budgetEventSchema,
+  type InputRecordJson,
+  inputRecordSchema,
+  type UsageOutcome,
+} from "../../schemas/index.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
 import { readAppRevenue } from "../../sinks/mongo/read.ts";
 import { TestPipeline } from "../support/harness.ts";
+import { eventually } from "../support/pipeline.ts";
 
 /**
  * Voids and refunds through the live pipeline: every figure the billing core computes for them (balances,
@@ -126,5 +134,54 @@ describe("corrections over Kafka: voids and refunds reach balances and creators'
     } finally {
       await mongo.close();
     }
+
+    // The events others read are as their schema has it (strict: no processor fields), and two events
+    // never share an agentmeter-event-id unless one is the other published again.
+    const events = await eventsOnTopic(pipeline);
+    assert.ok(
+      events.some((e) => e.event.event === "resumable"),
+      "the voids made paused chats resumable",
+    );
+    const byId = new Map<string, string>();
+    for (const { id, event } of events) {
+      const seen = byId.get(id);
+      const body = JSON.stringify(event, bigintReplacer);
+      assert.ok(seen === undefined || seen === body, `event id ${id} names two different events`);
+      byId.set(id, body);
+    }
   });
 });
+
+/** Every message of the events topic, parsed by budgetEventSchema, with its agentmeter-event-id. */
+async function eventsOnTopic(pipeline: TestPipeline): Promise<{ id: string; event: BudgetEvent }[]> {
+  const admin = pipeline.kafka().admin();
+  await admin.connect();
+  const topic = pipeline.config.AGENTMETER_EVENTS_TOPIC;
+  const ends = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect());
+  const total = ends.reduce((sum, p) => sum + Number(p.high), 0);
+  const found: { id: string; event: BudgetEvent }[] = [];
+  const refused: string[] = [];
+  const consumer = pipeline.kafka().consumer({ groupId: `events-read-${Date.now()}` });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        const parsed = JSON.parse(message.value?.toString("utf8") ?? "null", (key, value) =>
+          key.endsWith("_micros") && typeof value === "string" ? BigInt(value) : value,
+        );
+        const event = budgetEventSchema.safeParse(parsed);
+        // A refused event is kept as a failure to report, not thrown (kafkajs would redeliver it forever).
+        if (!event.success) refused.push(`${event.error.message}: ${message.value?.toString("utf8")}`);
+        else found.push({ id: String(message.headers?.["agentmeter-event-id"] ?? ""), event: event.data });
+      },
+    });
+    await eventually(`all ${total} events read`, async () =>
+      found.length + refused.length >= total ? true : undefined,
+    );
+  } finally {
+    await consumer.disconnect();
+  }
+  assert.deepEqual(refused.slice(0, 3), [], `${refused.length} events do not parse as budget events`);
+  return found;
+}
