@@ -44,6 +44,23 @@ import { checkInputTopic } from "./topic-check.ts";
 import { countDurable, type ProcessorTotals, zeroTotals } from "./totals.ts";
 import { type PendingBounds, WriteBehind } from "./write-behind.ts";
 
+/**
+ * What eachBatch throws: kafkajs restarts its consumer (rejoin, fetch from the committed offsets) after an
+ * error it deems retriable, and stops it for good otherwise; for instance after the non-retriable
+ * OUT_OF_ORDER_SEQUENCE_NUMBER a broker restart gives the producer (CI stop 23: the outages test's processor
+ * stopped consuming and never caught up). Nothing is committed past the stores, so a restart loses
+ * nothing: the error is logged and thrown again as retriable, without its cause, which kafkajs would
+ * follow to the original's verdict.
+ */
+export function restartingError(partition: number, error: unknown, logger: Logger): Error {
+  logger.error({ err: error, partition }, "batch failed: the consumer restarts and fetches again");
+  const restart = new AgentmeterError(
+    "SERVICE_UNAVAILABLE",
+    `partition ${partition}: batch failed (${error instanceof Error ? error.message : String(error)}); the consumer restarts`,
+  );
+  return Object.assign(restart, { retriable: true });
+}
+
 /** A loop with no fetch and no heartbeat for this long is stuck (above kafkajs' rebalance timeout). */
 const STUCK_AFTER_MS = 120_000;
 /** How long /readyz waits for each store's ping. */
@@ -446,7 +463,13 @@ export class Processor {
     } catch (error) {
       // Memory may be ahead of the stores: forget it, and fetch again from the first offset not durable.
       this.recover(batch.partition, error);
-      if (isAgentmeterError(error, "OWNERSHIP_LOST") || isDeterministicStoreError(error)) {
+      // A batch that stopped being ours (a rebalance, or the coordinator restarted with the broker) gave
+      // up its retries with whatever the last attempt said: abandoned like a lost ownership, not thrown.
+      if (
+        isAgentmeterError(error, "OWNERSHIP_LOST") ||
+        isDeterministicStoreError(error) ||
+        !ctx.stillOurs()
+      ) {
         // Nothing past the stores was committed; the partition is fetched again from what they hold
         // (recover), from the last resolved offset, or by its new owner.
         this.logger.warn(
@@ -455,7 +478,7 @@ export class Processor {
         );
         return;
       }
-      throw error;
+      throw restartingError(batch.partition, error, this.logger);
     } finally {
       lease.release();
     }
