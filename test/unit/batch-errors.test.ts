@@ -17,7 +17,7 @@ function kafkajsRestarts(error: Error): boolean {
 describe("a failed batch restarts the consumer instead of stopping it", () => {
   it("given the producer's non-retriable OUT_OF_ORDER_SEQUENCE_NUMBER, then kafkajs would stop for good, and after restartingError it restarts", () => {
     const original = new kafkajs.KafkaJSNonRetriableError(
-      new kafkajs.KafkaJSProtocolError("The broker received an out of order sequence number", {
+      Object.assign(new kafkajs.KafkaJSProtocolError("The broker received an out of order sequence number"), {
         retriable: false,
       }),
     );
