@@ -10,6 +10,7 @@ import {
   type RecordMetadata,
 } from "kafkajs";
 import { AgentmeterError } from "../schemas/errors.ts";
+import { DelegatingProducer } from "./delegating-producer.ts";
 
 /**
  * kafkajs 2.2.4 can resolve a send whose records never reached the log. One send goes to every leader of
@@ -24,13 +25,15 @@ import { AgentmeterError } from "../schemas/errors.ts";
  * same murmur2 partitioner kafkajs uses) and each part is a send of its own, whose retries then only
  * ever concern that partition's current leader.
  */
-export class PartitionSplitProducer implements Producer {
+export class PartitionSplitProducer extends DelegatingProducer {
   private readonly partitioner = Partitioners.DefaultPartitioner();
 
   constructor(
     private readonly inner: Producer,
     private readonly metadata: TopicMetadataCache,
-  ) {}
+  ) {
+    super();
+  }
 
   connect(): Promise<void> {
     return this.inner.connect();
@@ -67,23 +70,8 @@ export class PartitionSplitProducer implements Producer {
     return results.flat();
   }
 
-  isIdempotent(): boolean {
-    return this.inner.isIdempotent();
-  }
-
-  get events(): Producer["events"] {
-    return this.inner.events;
-  }
-
-  readonly on: Producer["on"] = ((eventName: never, listener: never) =>
-    this.inner.on(eventName, listener)) as Producer["on"];
-
-  transaction(): ReturnType<Producer["transaction"]> {
-    return this.inner.transaction();
-  }
-
-  logger(): ReturnType<Producer["logger"]> {
-    return this.inner.logger();
+  protected target(): Producer {
+    return this.inner;
   }
 }
 

@@ -1,4 +1,5 @@
 import type { Producer, ProducerBatch, ProducerRecord, RecordMetadata } from "kafkajs";
+import { DelegatingProducer } from "./delegating-producer.ts";
 
 /**
  * Broker answers after which an idempotent producer's sequence numbers no longer match what the broker
@@ -30,7 +31,7 @@ export function lostProducerState(error: unknown): boolean {
  * written twice; records carry ids (input) and event ids (outputs) for that, as after any crash.
  * Instrumentation listeners (`on`) are not carried over to a replacement.
  */
-export class RenewingProducer implements Producer {
+export class RenewingProducer extends DelegatingProducer {
   private current: Producer;
   /** The current producer was made after a failure and has not connected yet. */
   private needsConnect = false;
@@ -46,6 +47,7 @@ export class RenewingProducer implements Producer {
     private readonly make: () => Producer,
     private readonly onRenew: (error: unknown) => void = () => undefined,
   ) {
+    super();
     this.current = make();
   }
 
@@ -78,23 +80,8 @@ export class RenewingProducer implements Producer {
     return this.guard((producer) => producer.sendBatch(batch));
   }
 
-  isIdempotent(): boolean {
-    return this.current.isIdempotent();
-  }
-
-  get events(): Producer["events"] {
-    return this.current.events;
-  }
-
-  readonly on: Producer["on"] = ((eventName: never, listener: never) =>
-    this.current.on(eventName, listener)) as Producer["on"];
-
-  transaction(): ReturnType<Producer["transaction"]> {
-    return this.current.transaction();
-  }
-
-  logger(): ReturnType<Producer["logger"]> {
-    return this.current.logger();
+  protected target(): Producer {
+    return this.current;
   }
 
   /**
