@@ -1,7 +1,7 @@
 import type { Producer, ProducerBatch, ProducerRecord, RecordMetadata } from "kafkajs";
 
 /**
- * What the producer wrappers (renewing-producer.ts, partition-split-producer.ts) pass through unchanged
+ * What the producer wrappers (renewing-producer.ts, acknowledged-send-producer.ts) pass through unchanged
  * to the kafkajs producer they wrap; each wrapper says which one that is now (`target`) and writes the
  * sending and the connection itself.
  */

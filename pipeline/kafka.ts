@@ -10,9 +10,9 @@ import {
   type SASLOptions,
 } from "kafkajs";
 import { AgentmeterError } from "../schemas/errors.ts";
+import { AcknowledgedSendProducer, TopicMetadataCache } from "./acknowledged-send-producer.ts";
 import type { Config } from "./config.ts";
 import { kafkaLogCreator, type Logger } from "./log.ts";
-import { PartitionSplitProducer, TopicMetadataCache } from "./partition-split-producer.ts";
 import { RenewingProducer } from "./renewing-producer.ts";
 
 export type KafkaSecurityConfig = Partial<
@@ -88,18 +88,24 @@ export const DEFAULT_PARTITIONER = Partitioners.DefaultPartitioner;
 /**
  * A producer whose retries cannot duplicate or reorder a record (idempotent, one request in flight),
  * with the murmur2 partitioner the processor checks keys against (pipeline/processor/partitioning.ts).
- * Each request carries one partition, so a retry after a broker died cannot skip records
- * (partition-split-producer.ts). It renews itself when the broker loses its idempotence state (a broker
- * killed mid-request): kafkajs alone would fail every later send (renewing-producer.ts). `onRenew` hears
- * of each renewal.
+ * A send resolves only once the brokers answered for every partition it wrote to, so a retry after a
+ * broker died cannot skip records (acknowledged-send-producer.ts). It renews itself when the broker loses
+ * its idempotence state (a broker killed mid-request): kafkajs alone would fail every later send
+ * (renewing-producer.ts). `logger` hears of both.
  */
-export function idempotentProducer(kafka: Kafka, onRenew?: (error: unknown) => void): Producer {
+export function idempotentProducer(kafka: Kafka, logger?: Logger): Producer {
   const renewing = new RenewingProducer(
     () =>
       kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: DEFAULT_PARTITIONER }),
-    onRenew,
+    (error) =>
+      logger?.warn({ err: error }, "the broker lost the producer's state: sending on a new producer"),
   );
-  return new PartitionSplitProducer(renewing, new TopicMetadataCache(kafka));
+  return new AcknowledgedSendProducer(renewing, new TopicMetadataCache(kafka), (unanswered) =>
+    logger?.warn(
+      { partitions: unanswered },
+      "a send resolved without the brokers' answer for some partitions: sending their records again",
+    ),
+  );
 }
 
 type TopicsConfig = Pick<

@@ -54,9 +54,7 @@ export class KafkaBackend implements MeterBackend {
     } finally {
       await admin.disconnect();
     }
-    const raw = idempotentProducer(kafka, (error) =>
-      logger.warn({ err: error }, "the broker lost the producer's state: sending on a new producer"),
-    );
+    const raw = idempotentProducer(kafka, logger);
     await raw.connect();
     const producer = new BatchingProducer(raw, config.AGENTMETER_INPUT_TOPIC, {
       ...DEFAULT_BATCHING,

@@ -26,7 +26,7 @@ export class IngestProducer {
     } finally {
       await admin.disconnect();
     }
-    const raw = idempotentProducer(kafka);
+    const raw = idempotentProducer(kafka, logger);
     await raw.connect();
     return new IngestProducer(
       new BatchingProducer(raw, config.AGENTMETER_INPUT_TOPIC, DEFAULT_BATCHING),

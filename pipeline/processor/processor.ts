@@ -181,9 +181,7 @@ export class Processor {
       maxBytesPerPartition: config.AGENTMETER_FETCH_BYTES_PER_PARTITION,
       maxBytes: config.AGENTMETER_FETCH_BYTES_PER_PARTITION * config.AGENTMETER_PARTITIONS,
     });
-    this.producer = idempotentProducer(this.kafka, (error) =>
-      this.logger.warn({ err: error }, "the broker lost the producer's state: sending on a new producer"),
-    );
+    this.producer = idempotentProducer(this.kafka, logger);
     this.mongo = createMongo(config.MONGODB_URI, { timeoutMs: config.AGENTMETER_MONGO_TIMEOUT_MS });
     this.clickhouse = clickHouseFor(config);
     this.usageEvents = new UsageEventsSink(this.clickhouse, config.CLICKHOUSE_DATABASE);

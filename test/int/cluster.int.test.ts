@@ -164,7 +164,7 @@ describe("cluster: three brokers, three processors, a broker killed and processo
 
     // What the processors can bill is what is on the topic. kafkajs' send could resolve while records
     // of a killed broker's partitions went nowhere (324 and 314 of 30,000 in two runs of stop 22; see
-    // pipeline/partition-split-producer.ts): the processors are judged on what the topic holds first, then
+    // pipeline/acknowledged-send-producer.ts): the processors are judged on what the topic holds first, then
     // every acknowledged record must be on it.
     const onTopic = await recordIdsOnTopic(pipeline);
     const delivered = records.filter((record) => onTopic.has(record.record_id));

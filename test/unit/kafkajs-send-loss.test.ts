@@ -1,14 +1,16 @@
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { describe, it } from "node:test";
+import type { Kafka, Producer, ProducerBatch } from "kafkajs";
+import { AcknowledgedSendProducer, TopicMetadataCache } from "../../pipeline/acknowledged-send-producer.ts";
 
 /**
- * Why pipeline/partition-split-producer.ts exists, shown on kafkajs' own send code (its
+ * Why pipeline/acknowledged-send-producer.ts exists, shown on kafkajs' own send code (its
  * producer/sendMessages.js and retry, as installed), with a stand-in for the cluster it talks to: two
  * brokers lead two partitions; broker 2 dies mid-request and its partition moves to broker 1, which had
  * already answered for its own. The retry sends only to brokers that have not answered, so partition 1's
  * records go nowhere and the send resolves. If a kafkajs release fixes this, the first test fails: then
- * the split can go.
+ * the check can go.
  */
 const require = createRequire(import.meta.url);
 const sendMessagesOf = require("kafkajs/src/producer/sendMessages.js") as (
@@ -119,13 +121,30 @@ describe("kafkajs 2.2.4: a send across two leaders, one of them dying mid-reques
     assert.deepEqual(onLog(written), ["0-a", "0-b"], "partition 1's records are on no broker");
   });
 
-  it("given one send per partition (PartitionSplitProducer), then the retry finds partition 1's new leader and every record is written", async () => {
+  it("given the acknowledged send over it, then partition 1's records are sent again, reach its new leader, and are written once", async () => {
     const { send, written } = standInCluster();
-    await Promise.all(
-      [0, 1].map((partition) =>
-        send({ acks: -1, timeout: 1000, topicMessages: [{ topic: "t", messages: messages(partition) }] }),
-      ),
+    const admin = {
+      connect: async () => {},
+      disconnect: async () => {},
+      fetchTopicMetadata: async () => ({
+        topics: [{ name: "t", partitions: [0, 1].map((partitionId) => ({ partitionId, leader: 1 })) }],
+      }),
+    };
+    const kafkajs = {
+      sendBatch: (batch: ProducerBatch) =>
+        send({ timeout: 1000, acks: -1, topicMessages: batch.topicMessages as never }),
+    };
+    const producer = new AcknowledgedSendProducer(
+      kafkajs as unknown as Producer,
+      new TopicMetadataCache({ admin: () => admin } as unknown as Pick<Kafka, "admin">),
     );
+
+    const acked = await producer.send({ topic: "t", acks: -1, messages: [...messages(0), ...messages(1)] });
+
     assert.deepEqual(onLog(written), ["0-a", "0-b", "1-a", "1-b"]);
+    assert.deepEqual(
+      acked.map((a) => a.partition),
+      [0, 1],
+    );
   });
 });
