@@ -1,12 +1,11 @@
 /** The Kafka adapter of the processor's event bus (pipeline/processor/ports.ts). */
-import type { Message, Producer } from "kafkajs";
+import type { Producer } from "kafkajs";
 import type { Decisions, EventBus } from "../../pipeline/processor/ports.ts";
 import { bigintReplacer, budgetEventIdOf } from "../../schemas/index.ts";
+import { GroupedSends, type TopicMessages } from "./grouped-sends.ts";
 
 /** Brokers refuse a request over message.max.bytes (1 MiB by default): send at most this much at once. */
 const MAX_SEND_BYTES = 768 * 1024;
-
-type TopicMessages = { topic: string; messages: Message[] };
 
 /** Splits the outputs into sends under MAX_SEND_BYTES; a single larger message (a big dead letter) goes alone. */
 export function byteChunks(topicMessages: readonly TopicMessages[]): TopicMessages[][] {
@@ -47,14 +46,22 @@ export interface DecisionTopics {
  * once: events carry a deterministic id header and the state topic is compacted, so a repeat is harmless.
  */
 export class KafkaEventBus implements EventBus {
-  constructor(
-    private readonly producer: Producer,
-    private readonly topics: DecisionTopics,
-  ) {}
+  private readonly sends: GroupedSends;
 
-  async publish(decisions: Decisions): Promise<void> {
-    for (const chunk of byteChunks(this.messages(decisions)))
-      await this.producer.sendBatch({ topicMessages: chunk, acks: -1 });
+  constructor(
+    producer: Producer,
+    private readonly topics: DecisionTopics,
+  ) {
+    this.sends = new GroupedSends(async (topicMessages) => {
+      for (const chunk of byteChunks(topicMessages))
+        await producer.sendBatch({ topicMessages: chunk, acks: -1 });
+    });
+  }
+
+  publish(decisions: Decisions): Promise<void> {
+    const topicMessages = this.messages(decisions);
+    if (topicMessages.length === 0) return Promise.resolve();
+    return this.sends.submit(topicMessages);
   }
 
   private messages({ deadLetters, budgetEvents, budgetStates, holdDecisions }: Decisions): TopicMessages[] {
