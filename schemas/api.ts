@@ -267,6 +267,21 @@ export type CreatorTopAgentsResponse = z.infer<typeof creatorTopAgentsResponseSc
 
 export const creatorParamsSchema = z.strictObject({ mozaiks_user_id: userIdSchema });
 
+/**
+ * Voids and refunds of billed usage (adjustments, dated when they happened) beside the gross figures of
+ * the usage rows, and the net: gross minus reversed. Reversed creator share + reversed platform fee =
+ * reversed billed, as for every split.
+ */
+const adjustedShape = {
+  adjustments: z.int(),
+  reversed_billed: moneySchema,
+  reversed_creator_share: moneySchema,
+  reversed_platform_fee: moneySchema,
+  net_billed: moneySchema,
+  net_creator_share: moneySchema,
+  net_platform_fee: moneySchema,
+};
+
 export const creatorAppSchema = z.strictObject({
   enterprise_id: z.string(),
   records: z.int(),
@@ -274,6 +289,7 @@ export const creatorAppSchema = z.strictObject({
   billed: moneySchema,
   creator_share: moneySchema,
   platform_fee: moneySchema,
+  ...adjustedShape,
 });
 export const creatorAppsResponseSchema = z.strictObject({
   mozaiks_user_id: z.string(),
@@ -312,6 +328,7 @@ export const statementLineSchema = z.strictObject({
   billed: moneySchema,
   creator_share: moneySchema,
   platform_fee: moneySchema,
+  ...adjustedShape,
 });
 
 /**

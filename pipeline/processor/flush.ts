@@ -4,7 +4,7 @@
  *  1. Outputs, side by side:
  *     - the event bus (dead letters, budget events, latest budget state): at least once; events carry a
  *       deterministic id and the state topic is compacted, so a repeat is harmless;
- *     - the usage log: once per offset (partition watermark + deduplication token); session summaries
+ *     - the usage log and its adjustments: once per offset (partition watermark + deduplication token); session summaries
  *       (a replay re-inserts them identically and the store collapses them); the flush's progress row
  *       (offsets covered, applied, skipped, dead-lettered: sinks/clickhouse/partition-progress.ts).
  *  2. Read side, side by side:
@@ -47,6 +47,7 @@ export function publishOutputs(plan: FlushPlan, targets: FlushTargets): Promise<
 function writeLogs(plan: FlushPlan, targets: FlushTargets): Promise<void> {
   return settled([
     targets.usageLog.append(plan.topic, plan.partition, plan.usage),
+    targets.usageLog.appendAdjustments(plan.topic, plan.partition, plan.adjustments),
     targets.summaries.append(plan.topic, plan.partition, plan.sessionSummaries),
     targets.usageLog.appendProgress({
       source: plan.topic,

@@ -504,6 +504,10 @@ export class PartitionWorker {
         this.reject(plan, message, output.code, output.reason);
         return;
       case "adjustment":
+        plan.adjustments.push({
+          position: { ...position, topic: this.placement.source },
+          adjustment: output,
+        });
         this.addRevenue(output, BigInt(position.offset));
         return;
       case "credit_applied":

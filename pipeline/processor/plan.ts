@@ -15,7 +15,7 @@ import type { AccountState } from "../core/index.ts";
 import type { RevenueLedger } from "../core/revenue-ledger.ts";
 import { AgentmeterError } from "../errors.ts";
 import type { HoldRegistry } from "./hold-registry.ts";
-import type { PendingWrite, PositionedOutcome, ProjectionWrite } from "./ports.ts";
+import type { PendingWrite, PositionedAdjustment, PositionedOutcome, ProjectionWrite } from "./ports.ts";
 
 /**
  * Past this size an account document cannot be written (MongoDB's limit is 16 MiB): the record that
@@ -45,6 +45,8 @@ export interface FlushPlan {
   holdDecisions: HoldDecision[];
   sessionSummaries: SessionSummary[];
   usage: PositionedOutcome[];
+  /** Voids and refunds applied, for ClickHouse's adjustments table. */
+  adjustments: PositionedAdjustment[];
   ledgerWrites: PendingWrite<RevenueLedger>[];
   /** The partition's hold registry, when the batch changed which accounts hold tokens (hold-registry.ts). */
   registryWrites: PendingWrite<HoldRegistry>[];
@@ -75,6 +77,7 @@ export function emptyPlan(
     holdDecisions: [],
     sessionSummaries: [],
     usage: [],
+    adjustments: [],
     ledgerWrites: [],
     registryWrites: [],
     projections: [],

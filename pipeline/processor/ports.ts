@@ -4,6 +4,7 @@
  * processor's terms (log positions, documents by reference, records' outputs), never in a driver's.
  */
 import type {
+  Adjustment,
   BudgetEvent,
   BudgetState,
   DeadLetter,
@@ -25,6 +26,12 @@ export interface LogPosition {
 export interface PositionedOutcome {
   position: LogPosition;
   outcome: UsageOutcome;
+}
+
+/** A void or refund with the log position of the correction record. */
+export interface PositionedAdjustment {
+  position: LogPosition;
+  adjustment: Adjustment;
 }
 
 /**
@@ -191,6 +198,12 @@ export interface FlushProgress {
 export interface UsageLog {
   /** Appends the rows past the partition's watermark; returns how many were new. */
   append(source: string, partition: number, rows: readonly PositionedOutcome[]): Promise<number>;
+  /** The same for voids and refunds, in a table of their own (the usage rows are never edited). */
+  appendAdjustments(
+    source: string,
+    partition: number,
+    rows: readonly PositionedAdjustment[],
+  ): Promise<number>;
   appendProgress(progress: FlushProgress): Promise<void>;
   /** The highest offset stored for a source partition (-1: none), read afresh. */
   storedWatermark(source: string, partition: number): Promise<bigint>;

@@ -255,6 +255,7 @@ export function mergePlans(plans: readonly FlushPlan[]): FlushPlan {
     holdDecisions: [],
     sessionSummaries: plans.flatMap((plan) => plan.sessionSummaries),
     usage: plans.flatMap((plan) => plan.usage),
+    adjustments: plans.flatMap((plan) => plan.adjustments),
     ledgerWrites: coalesceDocs(plans.map((plan) => plan.ledgerWrites)),
     registryWrites: coalesceDocs(plans.map((plan) => plan.registryWrites)),
     projections: coalesceProjections(plans.map((plan) => plan.projections)),

@@ -90,6 +90,44 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "partition_progress: one row per flush (offsets covered, applied, skipped, dead-lettered)",
     statements: partitionProgressStatements,
   },
+  {
+    version: 7,
+    name: "adjustments: one row per void or refund, amounts negative, dated when the correction happened",
+    // Corrections are shown as adjustments in the month they happen, never as edits of the usage rows
+    // they correct (those stay as billed): a month's net is its usage rows plus its adjustment rows.
+    statements: (db) => [
+      `CREATE TABLE IF NOT EXISTS ${db}.adjustments (
+        topic LowCardinality(String),
+        partition UInt32,
+        offset UInt64,
+        record_id String,
+        adjustment LowCardinality(String),
+        target_record_id String,
+        target_occurred_at DateTime64(3, 'UTC'),
+        level LowCardinality(String),
+        enterprise_id String,
+        mozaiks_user_id String,
+        platform_user_id String,
+        account_key String,
+        chat_id String,
+        occurred_at DateTime64(3, 'UTC'),
+        billing_target LowCardinality(String),
+        trial_tokens Int64,
+        paid_tokens Int64,
+        grant_tokens Int64,
+        cost_micros Int64,
+        billed_micros Int64,
+        creator_share_micros Int64,
+        platform_fee_micros Int64,
+        creator_share_bp UInt32,
+        ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+      )
+      ENGINE = ReplacingMergeTree
+      PARTITION BY toYYYYMM(occurred_at)
+      ORDER BY (enterprise_id, level, occurred_at, account_key, record_id)
+      SETTINGS non_replicated_deduplication_window = 1000`,
+    ],
+  },
 ];
 
 /**

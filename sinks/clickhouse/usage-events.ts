@@ -1,5 +1,10 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { FlushProgress, PositionedOutcome, UsageLog } from "../../pipeline/processor/ports.ts";
+import type {
+  FlushProgress,
+  PositionedAdjustment,
+  PositionedOutcome,
+  UsageLog,
+} from "../../pipeline/processor/ports.ts";
 import { type TopicPartitionKey, topicPartitionKeyOf } from "../../schemas/keys.ts";
 import type { ClickHouseClient } from "./client.ts";
 import { quoteIdent } from "./client.ts";
@@ -55,58 +60,118 @@ export function usageEventRow({ position, outcome }: PositionedOutcome): Record<
   };
 }
 
+/** One row per void or refund, its amounts negative as the core emits them (core/corrections.ts). */
+export function adjustmentRow({ position, adjustment }: PositionedAdjustment): Record<string, unknown> {
+  return {
+    topic: position.topic,
+    partition: position.partition,
+    offset: position.offset,
+    record_id: adjustment.record_id,
+    adjustment: adjustment.adjustment,
+    target_record_id: adjustment.target_record_id,
+    target_occurred_at: adjustment.target_occurred_at,
+    level: adjustment.level,
+    enterprise_id: adjustment.enterprise_id,
+    mozaiks_user_id: adjustment.mozaiks_user_id,
+    platform_user_id: adjustment.platform_user_id ?? "",
+    account_key: adjustment.account_key,
+    chat_id: adjustment.chat_id,
+    occurred_at: adjustment.occurred_at,
+    billing_target: adjustment.billing_target,
+    trial_tokens: adjustment.trial_tokens,
+    paid_tokens: adjustment.paid_tokens,
+    grant_tokens: adjustment.grant_tokens ?? 0,
+    cost_micros: adjustment.cost_micros.toString(),
+    billed_micros: adjustment.billed_micros.toString(),
+    creator_share_micros: adjustment.creator_share_micros.toString(),
+    platform_fee_micros: adjustment.platform_fee_micros.toString(),
+    creator_share_bp: adjustment.creator_share_bp,
+  };
+}
+
+/** A table whose rows are some of a partition's offsets, each at most once. */
+interface OffsetTable<T> {
+  name: string;
+  offsetOf: (row: T) => string;
+  occurredAt: (row: T) => string;
+  toRow: (row: T) => Record<string, unknown>;
+}
+
 /**
- * Appends usage rows exactly once per log position. Inserts for one partition come from its single owner,
- * in offset order, each insert atomic; so the highest offset stored for a partition is a precise
- * watermark, read once when the partition is (re)assigned. A retried insert also carries a deduplication
- * token made of its offset range, so a lost response followed by a retry is dropped by the server.
+ * Appends usage rows, and voids and refunds, exactly once per log position. Inserts for one partition
+ * come from its single owner, in offset order, each insert atomic; so the highest offset a table holds
+ * for a partition is a precise watermark, read once when the partition is (re)assigned. A retried insert
+ * also carries a deduplication token made of its table and offset range, so a lost response followed by
+ * a retry is dropped by the server.
  */
 export class UsageEventsSink implements UsageLog {
-  private readonly watermarks = new Map<TopicPartitionKey, bigint>();
-  private readonly table: string;
+  /** Per table, then per source partition. */
+  private readonly watermarks = new Map<string, Map<TopicPartitionKey, bigint>>();
+  private readonly usage: OffsetTable<PositionedOutcome>;
+  private readonly adjustments: OffsetTable<PositionedAdjustment>;
   private readonly progressTable: string;
 
   constructor(
     private readonly client: ClickHouseClient,
     database: string,
   ) {
-    this.table = `${quoteIdent(database)}.usage_events`;
+    this.usage = {
+      name: `${quoteIdent(database)}.usage_events`,
+      offsetOf: (row) => row.position.offset,
+      occurredAt: (row) => row.outcome.occurred_at,
+      toRow: usageEventRow,
+    };
+    this.adjustments = {
+      name: `${quoteIdent(database)}.adjustments`,
+      offsetOf: (row) => row.position.offset,
+      occurredAt: (row) => row.adjustment.occurred_at,
+      toRow: adjustmentRow,
+    };
     this.progressTable = `${quoteIdent(database)}.partition_progress`;
   }
 
   /** Forget what is known of a partition (on revocation), so the next owner reads the watermark afresh. */
   forget(topic: string, partition: number): void {
-    this.watermarks.delete(topicPartitionKeyOf(topic, partition));
+    for (const marks of this.watermarks.values()) marks.delete(topicPartitionKeyOf(topic, partition));
   }
 
   forgetAll(): void {
     this.watermarks.clear();
   }
 
-  async watermark(topic: string, partition: number): Promise<bigint> {
+  private marksOf(table: string): Map<TopicPartitionKey, bigint> {
+    let marks = this.watermarks.get(table);
+    if (marks === undefined) {
+      marks = new Map();
+      this.watermarks.set(table, marks);
+    }
+    return marks;
+  }
+
+  private async watermark(table: string, topic: string, partition: number): Promise<bigint> {
     const key = topicPartitionKeyOf(topic, partition);
-    const known = this.watermarks.get(key);
+    const known = this.marksOf(table).get(key);
     if (known !== undefined) return known;
     // Read twice, a moment apart, and keep the higher: the local engine (chdb 26.7) was seen to show a
     // table with none of its parts for an instant while a merge swapped them in, and a watermark read
     // low would insert rows again. A watermark only grows, so the higher read is the true one.
-    const first = await this.readWatermark(topic, partition);
+    const first = await this.readWatermark(table, topic, partition);
     await sleep(WATERMARK_REREAD_MS);
-    const second = await this.readWatermark(topic, partition);
+    const second = await this.readWatermark(table, topic, partition);
     let value = first;
     if (second > value) value = second;
-    this.watermarks.set(key, value);
+    this.marksOf(table).set(key, value);
     return value;
   }
 
-  /** The highest offset stored for a source partition (-1: none), read afresh and not cached. */
+  /** The highest offset of usage stored for a source partition (-1: none), read afresh and not cached. */
   storedWatermark(topic: string, partition: number): Promise<bigint> {
-    return this.readWatermark(topic, partition);
+    return this.readWatermark(this.usage.name, topic, partition);
   }
 
-  private async readWatermark(topic: string, partition: number): Promise<bigint> {
+  private async readWatermark(table: string, topic: string, partition: number): Promise<bigint> {
     const result = await this.client.query({
-      query: `SELECT toString(max(offset)) AS max_offset, count() AS n FROM ${this.table} WHERE topic = {topic:String} AND partition = {partition:UInt32}`,
+      query: `SELECT toString(max(offset)) AS max_offset, count() AS n FROM ${table} WHERE topic = {topic:String} AND partition = {partition:UInt32}`,
       query_params: { topic, partition },
       format: "JSONEachRow",
     });
@@ -114,22 +179,42 @@ export class UsageEventsSink implements UsageLog {
     return row === undefined || row.n === "0" ? -1n : BigInt(row.max_offset);
   }
 
-  /** Inserts the rows of one partition's flush that are past its watermark; returns how many were inserted. */
-  async append(topic: string, partition: number, outcomes: readonly PositionedOutcome[]): Promise<number> {
-    if (outcomes.length === 0) return 0;
-    const mark = await this.watermark(topic, partition);
-    const fresh = outcomes.filter((item) => BigInt(item.position.offset) > mark);
+  /** Inserts the usage rows of one partition's flush that are past its watermark; returns how many. */
+  append(topic: string, partition: number, outcomes: readonly PositionedOutcome[]): Promise<number> {
+    return this.appendTo(this.usage, topic, partition, outcomes);
+  }
+
+  /** The same for the flush's voids and refunds. */
+  appendAdjustments(
+    topic: string,
+    partition: number,
+    adjustments: readonly PositionedAdjustment[],
+  ): Promise<number> {
+    return this.appendTo(this.adjustments, topic, partition, adjustments);
+  }
+
+  private async appendTo<T>(
+    table: OffsetTable<T>,
+    topic: string,
+    partition: number,
+    rows: readonly T[],
+  ): Promise<number> {
+    if (rows.length === 0) return 0;
+    const mark = await this.watermark(table.name, topic, partition);
+    const fresh = rows.filter((row) => BigInt(table.offsetOf(row)) > mark);
     if (fresh.length === 0) return 0;
-    for (const run of monthRuns(fresh)) {
-      const first = run[0]!.position.offset;
-      const last = run[run.length - 1]!.position.offset;
+    for (const run of runsByMonth(fresh, table.occurredAt)) {
+      const first = table.offsetOf(run[0]!);
+      const last = table.offsetOf(run[run.length - 1]!);
       await this.client.insert({
-        table: this.table,
-        values: run.map(usageEventRow),
+        table: table.name,
+        values: run.map(table.toRow),
         format: "JSONEachRow",
-        clickhouse_settings: { insert_deduplication_token: `${topic}:${partition}:${first}:${last}` },
+        clickhouse_settings: {
+          insert_deduplication_token: `${topic}:${partition}:${first}:${last}`,
+        },
       });
-      this.watermarks.set(topicPartitionKeyOf(topic, partition), BigInt(last));
+      this.marksOf(table.name).set(topicPartitionKeyOf(topic, partition), BigInt(last));
     }
     return fresh.length;
   }

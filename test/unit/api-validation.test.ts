@@ -174,8 +174,18 @@ describe("read queries", () => {
     });
   });
 
-  it("statement CSV: a row per app, a total, and the reconciliation line", () => {
+  it("statement CSV: a row per app with its adjustments and net, a total, and the reconciliation line", () => {
     const m = (usd: string, micros: string) => ({ usd, micros });
+    // App a: billed 1 in the month, a refund of 0.1 of it (0.07 creator, 0.03 platform) in the same month.
+    const adjusted = {
+      adjustments: 1,
+      reversed_billed: m("0.1", "100000"),
+      reversed_creator_share: m("0.07", "70000"),
+      reversed_platform_fee: m("0.03", "30000"),
+      net_billed: m("0.9", "900000"),
+      net_creator_share: m("0.63", "630000"),
+      net_platform_fee: m("0.27", "270000"),
+    };
     const statement: StatementResponse = {
       mozaiks_user_id: "c",
       month: "2026-11",
@@ -188,6 +198,7 @@ describe("read queries", () => {
           billed: m("1", "1000000"),
           creator_share: m("0.7", "700000"),
           platform_fee: m("0.3", "300000"),
+          ...adjusted,
         },
       ],
       total: {
@@ -195,6 +206,7 @@ describe("read queries", () => {
         billed: m("1", "1000000"),
         creator_share: m("0.7", "700000"),
         platform_fee: m("0.3", "300000"),
+        ...adjusted,
       },
       reconciliation: {
         agrees: true,
@@ -206,9 +218,9 @@ describe("read queries", () => {
       },
     };
     assert.deepEqual(statementCsv(statement).split("\n"), [
-      "mozaiks_user_id,month,enterprise_id,records,billed_usd,creator_share_usd,platform_fee_usd",
-      "c,2026-11,a,2,1,0.7,0.3",
-      "c,2026-11,TOTAL,2,1,0.7,0.3",
+      "mozaiks_user_id,month,enterprise_id,records,billed_usd,creator_share_usd,platform_fee_usd,adjustments,reversed_billed_usd,reversed_creator_share_usd,reversed_platform_fee_usd,net_billed_usd,net_creator_share_usd,net_platform_fee_usd",
+      "c,2026-11,a,2,1,0.7,0.3,1,0.1,0.07,0.03,0.9,0.63,0.27",
+      "c,2026-11,TOTAL,2,1,0.7,0.3,1,0.1,0.07,0.03,0.9,0.63,0.27",
       "# reconciliation: agrees; clickhouse billed 1 in 2 records, mongodb ledgers 1 in 2 records",
       "",
     ]);

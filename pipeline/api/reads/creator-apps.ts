@@ -2,7 +2,7 @@ import type { CreatorAppsResponse } from "../../../schemas/api.ts";
 import { money } from "../money.ts";
 import type { AppOwners } from "../ownership.ts";
 import type { ReadStores } from "../stores.ts";
-import { creatorAppTotals, zeroTotals } from "./app-totals.ts";
+import { adjustedFigures, creatorAppTotals, zeroTotals } from "./app-totals.ts";
 
 /**
  * The creator's apps (owned: ownership.ts; or with end-user records naming the creator in ClickHouse)
@@ -29,6 +29,7 @@ export async function creatorApps(
         billed: money(app.billed_micros),
         creator_share: money(app.creator_share_micros),
         platform_fee: money(app.platform_fee_micros),
+        ...adjustedFigures(app),
       };
     }),
   };

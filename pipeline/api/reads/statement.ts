@@ -3,7 +3,7 @@ import { readAppRevenue } from "../../../sinks/mongo/read.ts";
 import { money } from "../money.ts";
 import type { AppOwners } from "../ownership.ts";
 import type { ReadStores } from "../stores.ts";
-import { type AppTotals, creatorAppTotals, zeroTotals } from "./app-totals.ts";
+import { type AppTotals, adjustedFigures, creatorAppTotals, zeroTotals } from "./app-totals.ts";
 
 /** [start, end) of a `YYYY-MM` month in UTC, as ISO instants. */
 export function monthPeriod(month: string): { from: string; to: string } {
@@ -19,13 +19,15 @@ function line(app: AppTotals) {
     billed: money(app.billed_micros),
     creator_share: money(app.creator_share_micros),
     platform_fee: money(app.platform_fee_micros),
+    ...adjustedFigures(app),
   };
 }
 
 /**
  * A creator's payout statement for a month (UTC, by event time: a record's month never depends on when
  * it was processed): per app, what its end users were billed, the creator's share and the platform's
- * fee, from ClickHouse's raw events. Then the reconciliation: the MongoDB revenue ledgers hold lifetime
+ * fee, from ClickHouse's raw events, with the voids and refunds dated in the month (adjustments) and the
+ * net. Then the reconciliation: the MongoDB revenue ledgers hold lifetime
  * totals per app, so they are compared with ClickHouse's lifetime totals of the same apps.
  */
 export async function creatorStatement(
@@ -43,13 +45,17 @@ export async function creatorStatement(
   const apps = [...new Set([...ids, ...lifetime.keys()])].sort();
   const ledgers = await Promise.all(apps.map((id) => readAppRevenue(stores.layout, id)));
 
-  const lines = [...monthTotals.values()].filter((app) => app.billed_records > 0);
+  const lines = [...monthTotals.values()].filter((app) => app.billed_records > 0 || app.adjustments > 0);
   const sum = zeroTotals("");
   for (const app of lines) {
     sum.billed_records += app.billed_records;
     sum.billed_micros += app.billed_micros;
     sum.creator_share_micros += app.creator_share_micros;
     sum.platform_fee_micros += app.platform_fee_micros;
+    sum.adjustments += app.adjustments;
+    sum.reversed_billed_micros += app.reversed_billed_micros;
+    sum.reversed_creator_share_micros += app.reversed_creator_share_micros;
+    sum.reversed_platform_fee_micros += app.reversed_platform_fee_micros;
   }
 
   const differing: string[] = [];
@@ -68,7 +74,11 @@ export async function creatorStatement(
       ch.billed_micros === ledger.billed_micros &&
       ch.creator_share_micros === ledger.creator_share_micros &&
       ch.platform_fee_micros === ledger.platform_fee_micros &&
-      ch.billed_records === ledger.records;
+      ch.billed_records === ledger.records &&
+      ch.adjustments === ledger.adjustments &&
+      ch.reversed_billed_micros === ledger.reversed_billed_micros &&
+      ch.reversed_creator_share_micros === ledger.reversed_creator_share_micros &&
+      ch.reversed_platform_fee_micros === ledger.reversed_platform_fee_micros;
     if (!same) differing.push(id);
   });
 
