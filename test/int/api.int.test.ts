@@ -778,7 +778,7 @@ describe("agentmeter serve on the real servers", () => {
       const lines = csv.text.trim().split("\n");
       assert.equal(
         lines[0],
-        "mozaiks_user_id,month,enterprise_id,records,billed_usd,creator_share_usd,platform_fee_usd",
+        "mozaiks_user_id,month,enterprise_id,records,billed_usd,creator_share_usd,platform_fee_usd,adjustments,reversed_billed_usd,reversed_creator_share_usd,reversed_platform_fee_usd,net_billed_usd,net_creator_share_usd,net_platform_fee_usd",
       );
       assert.equal(
         lines.at(-2),
@@ -790,6 +790,13 @@ describe("agentmeter serve on the real servers", () => {
           total.billed.usd,
           total.creator_share.usd,
           total.platform_fee.usd,
+          total.adjustments,
+          total.reversed_billed.usd,
+          total.reversed_creator_share.usd,
+          total.reversed_platform_fee.usd,
+          total.net_billed.usd,
+          total.net_creator_share.usd,
+          total.net_platform_fee.usd,
         ].join(","),
       );
       assert.match(lines.at(-1) ?? "", /^# reconciliation: agrees/);

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { creatorAppTotals } from "../../pipeline/api/reads/app-totals.ts";
 import { applyBatch } from "../../pipeline/core/index.ts";
-import { mongoLayoutFor } from "../../pipeline/runtime/clients.ts";
+import { clickHouseFor, mongoLayoutFor } from "../../pipeline/runtime/clients.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import {
   type BudgetEvent,
@@ -120,6 +121,7 @@ describe("corrections over Kafka: voids and refunds reach balances and creators'
       const ledgers = await Promise.all(apps.map((app) => readAppRevenue(layout, app)));
       const adjustments = ledgers.reduce((sum, ledger) => sum + ledger.adjustments, 0);
       assert.equal(adjustments, corrections.length, "every void and refund is in a ledger once");
+      await assertAdjustmentsInClickHouse(pipeline, usage, ledgers, corrections.length);
       for (const ledger of ledgers) {
         assert.equal(
           ledger.reversed_creator_share_micros + ledger.reversed_platform_fee_micros,
@@ -151,6 +153,58 @@ describe("corrections over Kafka: voids and refunds reach balances and creators'
     }
   });
 });
+
+/**
+ * ClickHouse's adjustments table holds every correction once (raw rows, not only FINAL, across the
+ * kill), and the statements' figures from it (creatorAppTotals) equal the ledgers the core's figures were
+ * checked against, app by app.
+ */
+async function assertAdjustmentsInClickHouse(
+  pipeline: TestPipeline,
+  usage: readonly InputRecordJson[],
+  ledgers: readonly Awaited<ReturnType<typeof readAppRevenue>>[],
+  corrections: number,
+): Promise<void> {
+  const clickhouse = clickHouseFor(pipeline.config);
+  try {
+    const database = pipeline.config.CLICKHOUSE_DATABASE;
+    const raw = await clickhouse.query({
+      query: `SELECT count() AS n FROM \`${database}\`.adjustments`,
+      format: "JSONEachRow",
+    });
+    const [row] = await raw.json<{ n: string }>();
+    assert.equal(Number(row?.n), corrections, "one adjustments row per correction, none twice");
+    const creators = [
+      ...new Set(usage.filter((r) => r.level === "app_usage").map((r) => r.mozaiks_user_id!)),
+    ];
+    const totals = new Map(
+      (await Promise.all(creators.map((c) => creatorAppTotals(clickhouse, database, c)))).flatMap((m) => [
+        ...m,
+      ]),
+    );
+    for (const ledger of ledgers) {
+      const app = totals.get(ledger.enterprise_id);
+      assert.ok(app !== undefined, `${ledger.enterprise_id} in ClickHouse`);
+      assert.deepEqual(
+        [
+          app.adjustments,
+          app.reversed_billed_micros,
+          app.reversed_creator_share_micros,
+          app.reversed_platform_fee_micros,
+        ],
+        [
+          ledger.adjustments,
+          ledger.reversed_billed_micros,
+          ledger.reversed_creator_share_micros,
+          ledger.reversed_platform_fee_micros,
+        ],
+        `${ledger.enterprise_id}: ClickHouse's adjustments agree with the ledger`,
+      );
+    }
+  } finally {
+    await clickhouse.close();
+  }
+}
 
 /** Every message of the events topic, parsed by budgetEventSchema, with its agentmeter-event-id. */
 async function eventsOnTopic(pipeline: TestPipeline): Promise<{ id: string; event: BudgetEvent }[]> {
