@@ -1,7 +1,7 @@
 import type { ClickHouseClient } from "./client.ts";
 import { quoteIdent } from "./client.ts";
 import { partitionProgressStatements } from "./partition-progress.ts";
-import { rollupStatements } from "./rollups.ts";
+import { rollupStatements, tokenClassStatements } from "./rollups.ts";
 import { SESSION_SUMMARIES_ORDER_BY, sessionSummaryStatements } from "./session-summaries.ts";
 
 export interface Migration {
@@ -127,6 +127,11 @@ export const MIGRATIONS: readonly Migration[] = [
       ORDER BY (enterprise_id, level, occurred_at, account_key, record_id)
       SETTINGS non_replicated_deduplication_window = 1000`,
     ],
+  },
+  {
+    version: 8,
+    name: "token classes (cached prompt, reasoning, audio) in usage_events and the rollups",
+    statements: tokenClassStatements,
   },
 ];
 

@@ -55,7 +55,21 @@ function usageTarget(db: string, grain: Grain): string {
   SETTINGS ${DEDUP_WINDOW}`;
 }
 
-function usageSelect(db: string, grain: Grain, source: string): string {
+/**
+ * The token classes (migration 8) are the last columns of both kinds of rollup. Version 2 created the
+ * views without them, so each select is built with or without them: a new database first runs
+ * version 2's statements against a usage_events that has no class columns yet.
+ */
+type Classes = "with classes" | "without classes";
+
+function usageSelect(db: string, grain: Grain, source: string, classes: Classes): string {
+  const classSums =
+    classes === "with classes"
+      ? `,
+      sum(cached_prompt_tokens) AS cached_prompt_tokens,
+      sum(reasoning_tokens) AS reasoning_tokens,
+      sum(audio_tokens) AS audio_tokens`
+      : "";
   return `SELECT
       ${grain.bucket} AS ${grain.suffix},
       enterprise_id, workflow_name, level, mozaiks_user_id,
@@ -72,7 +86,7 @@ function usageSelect(db: string, grain: Grain, source: string): string {
       uniqState(session_id) AS sessions,
       uniqState(account_key) AS accounts,
       avgArrayState(${REPORTED_TIMES}) AS response_ms_avg,
-      quantileArrayState(0.95)(${REPORTED_TIMES}) AS response_ms_p95
+      quantileArrayState(0.95)(${REPORTED_TIMES}) AS response_ms_p95${classSums}
     FROM ${db}.${source}
     GROUP BY ${grain.suffix}, enterprise_id, workflow_name, level, mozaiks_user_id`;
 }
@@ -99,7 +113,20 @@ function agentTarget(db: string, grain: Grain): string {
   SETTINGS ${DEDUP_WINDOW}`;
 }
 
-function agentSelect(db: string, grain: Grain, source: string): string {
+// Rows written before migration 8 have empty class arrays; ARRAY JOIN needs every array as long as
+// the agent names, so the class arrays are padded with zeros (what those rows reported).
+const CLASS_ARRAYS = ["cached_prompt", "reasoning", "audio"] as const;
+
+function agentSelect(db: string, grain: Grain, source: string, classes: Classes): string {
+  const withClasses = classes === "with classes";
+  const classSums = withClasses
+    ? CLASS_ARRAYS.map((c) => `,\n      sum(agent_${c}) AS ${c}_tokens`).join("")
+    : "";
+  const classJoins = withClasses
+    ? CLASS_ARRAYS.map(
+        (c) => `,\n      arrayResize(agent_${c}_tokens, length(agent_names)) AS agent_${c}`,
+      ).join("")
+    : "";
   return `SELECT
       ${grain.bucket} AS ${grain.suffix},
       enterprise_id, workflow_name, level, agent_name, agent_model,
@@ -109,7 +136,7 @@ function agentSelect(db: string, grain: Grain, source: string): string {
       sum(agent_completion) AS completion_tokens,
       uniqState(session_id) AS sessions,
       avgIfState(assumeNotNull(agent_rt), isNotNull(agent_rt)) AS response_ms_avg,
-      quantileIfState(0.95)(assumeNotNull(agent_rt), isNotNull(agent_rt)) AS response_ms_p95
+      quantileIfState(0.95)(assumeNotNull(agent_rt), isNotNull(agent_rt)) AS response_ms_p95${classSums}
     FROM ${db}.${source}
     ARRAY JOIN
       agent_names AS agent_name,
@@ -117,7 +144,7 @@ function agentSelect(db: string, grain: Grain, source: string): string {
       agent_prompt_tokens AS agent_prompt,
       agent_completion_tokens AS agent_completion,
       agent_response_time_ms AS agent_rt,
-      agent_message_count AS agent_messages
+      agent_message_count AS agent_messages${classJoins}
     GROUP BY ${grain.suffix}, enterprise_id, workflow_name, level, agent_name, agent_model`;
 }
 
@@ -137,15 +164,47 @@ export function rollupStatements(db: string): string[] {
     const usage = `usage_by_${grain.suffix}`;
     statements.push(
       usageTarget(db, grain),
-      backfill(db, usage, usageSelect(db, grain, "usage_events FINAL")),
-      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.${usage}_mv TO ${db}.${usage} AS ${usageSelect(db, grain, "usage_events")}`,
+      backfill(db, usage, usageSelect(db, grain, "usage_events FINAL", "without classes")),
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.${usage}_mv TO ${db}.${usage} AS ${usageSelect(db, grain, "usage_events", "without classes")}`,
     );
     const agent = `agent_usage_by_${grain.suffix}`;
     statements.push(
       agentTarget(db, grain),
-      backfill(db, agent, agentSelect(db, grain, "usage_events FINAL")),
-      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.${agent}_mv TO ${db}.${agent} AS ${agentSelect(db, grain, "usage_events")}`,
+      backfill(db, agent, agentSelect(db, grain, "usage_events FINAL", "without classes")),
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.${agent}_mv TO ${db}.${agent} AS ${agentSelect(db, grain, "usage_events", "without classes")}`,
     );
+  }
+  return statements;
+}
+
+const CLASS_COLUMNS = ["cached_prompt_tokens", "reasoning_tokens", "audio_tokens"] as const;
+
+/**
+ * Migration 8: the token classes in usage_events (per record and per agent) and in every rollup. The
+ * views' queries are replaced in place (`MODIFY QUERY`, idempotent: the same query again changes
+ * nothing); the rollups' rows from before keep 0 for the classes, which is what usage_events held.
+ */
+export function tokenClassStatements(db: string): string[] {
+  const statements = [
+    ...CLASS_COLUMNS.map(
+      (c) => `ALTER TABLE ${db}.usage_events ADD COLUMN IF NOT EXISTS ${c} UInt64 DEFAULT 0`,
+    ),
+    ...CLASS_COLUMNS.map(
+      (c) => `ALTER TABLE ${db}.usage_events ADD COLUMN IF NOT EXISTS agent_${c} Array(UInt64) DEFAULT []`,
+    ),
+  ];
+  for (const grain of GRAINS) {
+    for (const [table, select] of [
+      [`usage_by_${grain.suffix}`, usageSelect(db, grain, "usage_events", "with classes")],
+      [`agent_usage_by_${grain.suffix}`, agentSelect(db, grain, "usage_events", "with classes")],
+    ] as const) {
+      for (const c of CLASS_COLUMNS) {
+        statements.push(
+          `ALTER TABLE ${db}.${table} ADD COLUMN IF NOT EXISTS ${c} SimpleAggregateFunction(sum, UInt64) DEFAULT 0`,
+        );
+      }
+      statements.push(`ALTER TABLE ${db}.${table}_mv MODIFY QUERY ${select}`);
+    }
   }
   return statements;
 }

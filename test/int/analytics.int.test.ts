@@ -5,7 +5,7 @@ import { checkWorkflowCostThresholds } from "../../pipeline/core/cost-thresholds
 import { loadBillingConfig } from "../../pipeline/runtime/billing-config.ts";
 import { clickHouseFor } from "../../pipeline/runtime/clients.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
-import type { SessionSummary, UsageOutcome } from "../../schemas/index.ts";
+import type { InputRecordJson, SessionSummary, UsageOutcome } from "../../schemas/index.ts";
 import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
 import { workflowAverages } from "../../sinks/clickhouse/workflow-averages.ts";
 import { expectedRun } from "../support/expected.ts";
@@ -58,6 +58,25 @@ const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const day = (iso: string) => iso.slice(0, 10);
 const month = (iso: string) => `${iso.slice(0, 7)}-01`;
 
+/**
+ * Every third usage record reports cached prompt and reasoning tokens for its agents (the simulate
+ * workload reports none), so the class columns and rollups carry figures the check can tell from zero.
+ */
+function withTokenClasses(record: InputRecordJson, index: number): InputRecordJson {
+  if (record.type !== "usage" || index % 3 !== 0) return record;
+  const agents = Object.fromEntries(
+    Object.entries(record.agent_usage).map(([name, agent]) => [
+      name,
+      {
+        ...agent,
+        cached_prompt_tokens: Math.floor(agent.prompt_tokens / 4) + 1,
+        reasoning_tokens: Math.floor(agent.completion_tokens / 3),
+      },
+    ]),
+  );
+  return { ...record, agent_usage: agents };
+}
+
 describe("analytics: every query in docs/analytics.md runs as written and matches the billing core", () => {
   // 2000 records 45 s apart: about 25 hours, so the day, hour and minute buckets all have several values.
   const records = [
@@ -70,7 +89,7 @@ describe("analytics: every query in docs/analytics.md runs as written and matche
       runId: "an",
       startAt: "2026-11-01T09:00:00.000Z",
     }),
-  ];
+  ].map(withTokenClasses);
   // The defaults, as the processor's: this test's configuration names no billing file.
   const { outputs } = expectedRun(records, loadBillingConfig({}));
   const usage = outputs.filter((output): output is UsageOutcome => output.kind === "usage_outcome");
@@ -215,6 +234,34 @@ describe("analytics: every query in docs/analytics.md runs as written and matche
         rows.map(({ cost_usd: _, ...row }) => row),
         expected,
       );
+    },
+
+    async token_classes_by_model() {
+      const calls = usage.flatMap((outcome) =>
+        Object.values(outcome.agents).map((agent) => ({ day: day(outcome.occurred_at), ...agent })),
+      );
+      const expected = [...group(calls, (call) => `${call.day} ${call.model}`)]
+        .map(([, items]) => ({
+          day: items[0]!.day,
+          agent_model: items[0]!.model,
+          calls: String(items.length),
+          prompt: String(sum(items, (item) => item.prompt_tokens)),
+          cached_prompt: String(sum(items, (item) => item.cached_prompt_tokens ?? 0)),
+          completion: String(sum(items, (item) => item.completion_tokens)),
+          reasoning: String(sum(items, (item) => item.reasoning_tokens ?? 0)),
+          audio: "0",
+        }))
+        .sort((a, b) => cmp(a.day, b.day) || cmp(a.agent_model, b.agent_model));
+      assert.ok(expected.some((row) => Number(row.cached_prompt) > 0 && Number(row.reasoning) > 0));
+      const rows = await run("token_classes_by_model");
+      assert.deepEqual(
+        rows.map(({ cache_hit_ratio: _, ...row }) => row),
+        expected,
+      );
+      for (const row of rows) {
+        const cached = Number(row.cached_prompt);
+        near(row.cache_hit_ratio, cached / (Number(row.prompt) + cached), 0.00006, "cache hit ratio");
+      }
     },
 
     async agent_p95_response_time() {
@@ -490,6 +537,27 @@ describe("analytics: every query in docs/analytics.md runs as written and matche
       );
     },
   };
+
+  it("the token classes reach usage_events and both usage rollups, per record and per agent", async () => {
+    const classes = ["cached_prompt_tokens", "reasoning_tokens", "audio_tokens"] as const;
+    const expected = classes.map((c) => String(sum(usage, (outcome) => outcome[c] ?? 0)));
+    const perAgent = classes.map((c) =>
+      String(sum(usage, (outcome) => Object.values(outcome.agents).reduce((t, a) => t + (a[c] ?? 0), 0))),
+    );
+    assert.deepEqual(expected, perAgent, "a record's classes are its agents'");
+    assert.ok(Number(expected[0]) > 0 && Number(expected[1]) > 0);
+    const sums = (table: string) =>
+      classes.map((c) => `(SELECT sum(${c}) FROM ${db}.${table}) AS ${table.split(" ")[0]}_${c}`);
+    const agentSums = classes.map(
+      (c) => `(SELECT sum(arraySum(agent_${c})) FROM ${db}.usage_events FINAL) AS agents_${c}`,
+    );
+    const result = await clickhouse.query({
+      query: `SELECT ${[...sums("usage_events FINAL"), ...sums("usage_by_minute"), ...sums("usage_by_hour"), ...agentSums].join(", ")}`,
+      format: "JSONEachRow",
+    });
+    const [row] = await result.json<Record<string, string>>();
+    assert.deepEqual(Object.values(row ?? {}), [...expected, ...expected, ...expected, ...expected]);
+  });
 
   it("every documented query has a check here", () => {
     assert.deepEqual(queries.map((query) => query.name).sort(), Object.keys(checks).sort());
