@@ -126,12 +126,18 @@ export const billingConfigSchema = z.strictObject({
     })
     .prefault({}),
   /**
-   * Periodic allowances, per level (docs/billing.md, Budget periods); null (the default) keeps the
-   * allowance one-off.
+   * Periodic allowances, per level (docs/billing.md, Budget periods); null keeps the allowance
+   * one-off. A creator's platform allowance is monthly by default (calendar months, UTC, nothing
+   * carried); an app end user's trial is one-off by default.
    */
   allowance_period: z
     .strictObject({
-      platform: periodSchema.nullable().default(null),
+      platform: periodSchema.nullable().default({
+        every: "month",
+        anchor: "2025-01-01T00:00:00Z",
+        rollover_min_tokens: 0,
+        rollover_max_tokens: 0,
+      }),
       app_usage: periodSchema.nullable().default(null),
     })
     .prefault({}),

@@ -120,13 +120,54 @@ describe("budget periods", () => {
     );
   });
 
-  test("Given no allowance_period (the default), Then nothing resets across months", () => {
+  test("Given the default config, Then a creator's platform allowance resets each calendar month (UTC) with nothing carried, and an end user's trial never resets", () => {
+    const appKey = "app:app_456:enduser_789";
+    const { outputs, state } = run(
+      [
+        use("u-1", "2025-01-10T00:00:00Z", 800),
+        usage({ record_id: "a-1", occurred_at: "2025-01-10T00:00:00Z", ...tokens(800) }),
+        use("u-2", "2025-03-03T00:00:00Z", 100),
+        usage({ record_id: "a-2", occurred_at: "2025-03-03T00:00:00Z", ...tokens(100) }),
+      ],
+      config({ platform_allowance_tokens: 1_000 }),
+    );
+    const resets = ofKind(outputs, "budget_event").filter((o) => o.event === "period_reset");
+    assert.deepEqual(
+      resets.map((o) => [o.record_id, o.account_key]),
+      [["u-2", KEY]],
+    );
+    const creator = accountOf(state, KEY);
+    assert.deepEqual(creator.period, { start: "2025-03-01T00:00:00.000Z", carried_tokens: 0 });
+    assert.equal(creator.trial_used_tokens, 100, "March used 100 of a fresh 1,000");
+    assert.equal(accountOf(state, appKey).period, undefined);
+    assert.equal(accountOf(state, appKey).trial_used_tokens, 900, "the trial is one-off");
+  });
+
+  test("Given a period that ends in overdraft, Then the overage carries into the next period: the debt stays on the paid balance and the new allowance is available net of it", () => {
+    const { outputs, state } = run(
+      [
+        use("u-1", "2025-01-10T00:00:00Z", 1_300, "chat-1"),
+        use("u-2", "2025-02-02T00:00:00Z", 100, "chat-2"),
+      ],
+      config({ platform_allowance_tokens: 1_000 }),
+    );
+    const [first, second] = ofKind(outputs, "usage_outcome");
+    assert.equal(first?.decision, "overdraft", "January used 300 beyond its allowance");
+    assert.equal(second?.decision, "trial", "February's usage draws February's allowance");
+    const view = budgetStateOf(accountOf(state, KEY));
+    assert.equal(view.paid_tokens, -300, "the overage is still owed");
+    assert.equal(view.trial_remaining_tokens, 900);
+    assert.equal(view.available_tokens, 600, "1,000 new - 100 used - 300 carried overage");
+  });
+
+  test("Given allowance_period.platform null, Then the creator's allowance is one-off: nothing resets across months", () => {
     const { outputs, state } = run(
       [use("u-1", "2025-01-10T00:00:00Z", 800), use("u-2", "2025-03-03T00:00:00Z", 100)],
-      config({ platform_allowance_tokens: 1_000 }),
+      config({ platform_allowance_tokens: 1_000, allowance_period: { platform: null } }),
     );
     assert.equal(budgetEvents(outputs).includes("period_reset"), false);
     assert.equal(accountOf(state, KEY).period, undefined);
+    assert.equal(accountOf(state, KEY).trial_used_tokens, 900);
   });
 
   test("Given a bad period config, Then CONFIG_INVALID", () => {
