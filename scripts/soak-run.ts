@@ -223,7 +223,15 @@ class Soak {
     return (Date.now() - this.started) / 1000;
   }
 
+  /** Set by close(): an interrupted run's fault still in flight must not start children after it. */
+  private closed = false;
+
+  private refuseWhenClosed(what: string): void {
+    if (this.closed) throw new AgentmeterError("SERVICE_UNAVAILABLE", `soak closed: not starting ${what}`);
+  }
+
   async spawnProcessor(): Promise<Child> {
+    this.refuseWhenClosed("a processor");
     const used = new Set([...this.processors.values()].map((p) => p.port));
     let port = this.stack.kafkaPort + 372;
     while (used.has(port)) port++;
@@ -278,6 +286,7 @@ class Soak {
   }
 
   startProducer(): Child {
+    this.refuseWhenClosed("the producer");
     const incarnation = this.producerIncarnation++;
     const child = spawnChild(
       `producer-${incarnation}`,
@@ -470,6 +479,7 @@ class Soak {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await this.admin?.disconnect().catch(() => undefined);
     const producer = this.producer;
     this.producer = undefined;
@@ -483,6 +493,24 @@ class Soak {
       await p.exited;
     }
   }
+}
+
+/** Rejects on the first SIGINT or SIGTERM (the handlers replace the default exit until disposed). */
+function interruption(): { signalled: Promise<never>; dispose: () => void } {
+  let onSignal: (signal: NodeJS.Signals) => void = () => undefined;
+  const signalled = new Promise<never>((_, reject) => {
+    onSignal = (signal) => reject(new AgentmeterError("SERVICE_UNAVAILABLE", `interrupted by ${signal}`));
+  });
+  signalled.catch(() => undefined);
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  return {
+    signalled,
+    dispose: () => {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    },
+  };
 }
 
 /** Where a run writes: .agentmeter/soak/runs/{runId}/ (plan, schedule, acks, logs, report). */
@@ -553,7 +581,10 @@ export async function runSoak(
   let sampler: Promise<void> | undefined;
   let verdict: Verdict | undefined;
   const times = { produce: 0, drain: 0, total: 0 };
-  try {
+  // SIGINT or SIGTERM ends the run where it is: the children and the soak's stack are stopped below,
+  // and the report says it was interrupted (a run stopped by hand left them all running before).
+  const interrupt = interruption();
+  const body = async () => {
     const initial = Math.min(3, Math.max(2, options.processors ?? 2));
     for (let i = 0; i < initial; i++) await soak.spawnProcessor();
     plan.t0 = Date.now() + 2_000;
@@ -626,10 +657,14 @@ export async function runSoak(
       acked,
       recordsFile: path.join(runDir, "records.jsonl"),
     });
+  };
+  try {
+    await Promise.race([body(), interrupt.signalled]);
   } catch (error) {
     soak.findings.push(`soak stopped: ${(error as Error).message}`);
     logger.error({ err: error }, "soak stopped");
   } finally {
+    interrupt.dispose();
     stop.done = true;
     await sampler;
     await soak.close();
