@@ -159,7 +159,15 @@ async function rekeySessionSummaries(client: ClickHouseClient, db: string, datab
   await client.command({ query: `DROP TABLE ${rebuilt}` });
 }
 
-export async function applyMigrations(client: ClickHouseClient, database: string): Promise<number[]> {
+/**
+ * Applies the versions not yet recorded in `schema_migrations`, in order, up to `upTo` (default all: a
+ * lower bound builds a database as an older release left it, for upgrade tests). Returns those applied.
+ */
+export async function applyMigrations(
+  client: ClickHouseClient,
+  database: string,
+  upTo = Number.POSITIVE_INFINITY,
+): Promise<number[]> {
   const db = quoteIdent(database);
   await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${db}` });
   await client.command({
@@ -173,7 +181,7 @@ export async function applyMigrations(client: ClickHouseClient, database: string
   const applied = new Set((await result.json<{ version: number }>()).map((row) => Number(row.version)));
   const newlyApplied: number[] = [];
   for (const migration of MIGRATIONS) {
-    if (applied.has(migration.version)) continue;
+    if (applied.has(migration.version) || migration.version > upTo) continue;
     for (const statement of migration.statements(db)) await client.command({ query: statement });
     await migration.run?.(client, db, database);
     await client.insert({
