@@ -27,6 +27,12 @@ export const budgetStateSchema = z.strictObject({
   held_tokens: z.int().default(0),
   /** Tokens left in effective dated grants (part of available_tokens); absent on accounts without grants. */
   grant_tokens: z.int().optional(),
+  /**
+   * The current budget period of a periodic allowance (docs/billing.md, Budget periods): when it began
+   * and what the previous periods carried into it. Absent when the allowance is one-off, and on an
+   * account no record has touched yet (its first record opens the period of its event time).
+   */
+  period: z.strictObject({ start: z.string(), carried_tokens: z.int() }).optional(),
   paused_chats: z.array(
     z.strictObject({ chat_id: z.string(), pause_reason: z.string().nullable(), can_resume: z.boolean() }),
   ),

@@ -38,6 +38,9 @@ export function budgetStateOf(account: AccountState): BudgetState {
     available_tokens: availableTokens(account),
     held_tokens: heldTokens(account),
     ...(account.grants === undefined ? {} : { grant_tokens: grantTokens(account) }),
+    ...(account.period === undefined
+      ? {}
+      : { period: { start: account.period.start, carried_tokens: account.period.carried_tokens } }),
     paused_chats: pausedChats,
     as_of: account.last_event_at,
   };

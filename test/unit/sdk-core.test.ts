@@ -27,8 +27,14 @@ describe("the core's answers for a client", () => {
   ] as const) {
     it(`a fresh account's budget state is the state the first record finds: ${name}`, () => {
       const first = applyRecord(undefined, session({ ...ids, event: "start" }), billing);
-      const applied = budgetStateOf(first.account!);
+      // The period is opened by the first record, at its event time: a fresh account has none yet.
+      const { period, ...applied } = budgetStateOf(first.account!);
       assert.deepEqual(freshBudgetState(ids, billing), { ...applied, as_of: null });
+      assert.equal(
+        period?.start,
+        ids.level === "platform" ? "2025-07-01T00:00:00.000Z" : undefined,
+        "a creator's allowance is monthly by default, an end user's trial one-off",
+      );
     });
   }
 
