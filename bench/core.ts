@@ -1,5 +1,6 @@
 /**
- * `npm run bench:core [-- --records N --batch B --no-profile]`: the billing core and the decoder, pure
+ * `npm run bench:core [-- --records N --batch B --no-profile]` (billing rules from
+ * AGENTMETER_BILLING_CONFIG, else the defaults): the billing core and the decoder, pure
  * CPU, no server. On one generated stream (the simulate workload: both levels, about three agents a usage
  * record, credits and sessions) it times each stage on its own, in records per CPU-second
  * (process.cpuUsage: user + system of this process):
@@ -36,12 +37,12 @@ import {
   applyBatch,
   type BillingState,
   budgetStateOf,
-  defaultBillingConfig,
   type SequencedOutput,
   type SequencedRecord,
 } from "../pipeline/core/index.ts";
 import { admitMessage, type InputMessage } from "../pipeline/processor/admit.ts";
 import { isKeyPartition, partitionForKey } from "../pipeline/processor/partitioning.ts";
+import { loadBillingConfig } from "../pipeline/runtime/billing-config.ts";
 import { generateWorkload } from "../pipeline/simulate/workload.ts";
 import {
   accountKeyOf,
@@ -72,7 +73,9 @@ if (!Number.isSafeInteger(RECORDS) || RECORDS <= 0 || !Number.isSafeInteger(BATC
 
 const PARTITIONS = 12;
 const START_AT = "2026-01-05T09:00:00.000Z";
-const config = defaultBillingConfig;
+// AGENTMETER_BILLING_CONFIG as every runtime reads it (for example corrections off, to price what the
+// correction memos cost); the defaults when unset.
+const config = loadBillingConfig({ AGENTMETER_BILLING_CONFIG: process.env.AGENTMETER_BILLING_CONFIG });
 const rules = {
   maxRecordBytes: DEFAULT_MAX_RECORD_BYTES,
   partitionCounts: [PARTITIONS],
