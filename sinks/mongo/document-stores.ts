@@ -17,6 +17,7 @@ import type {
   WatermarkedStore,
 } from "../../pipeline/processor/ports.ts";
 import { topicPartitionKeyOf } from "../../schemas/keys.ts";
+import { fromStoredAccount, toStoredAccount } from "./account-codec.ts";
 import { accountDocProblem } from "./account-doc.ts";
 import { accountDocRef } from "./accounts.ts";
 import { namespaceOf } from "./bulk.ts";
@@ -77,6 +78,29 @@ export class MongoAccountStore extends MongoWatermarkedStore<AccountState> imple
 
   problemOf(body: AccountState, accountKey: string): string | undefined {
     return accountDocProblem(body, accountKey);
+  }
+
+  /** Reads each account's stored form (account-codec.ts); a pack that cannot be read makes it invalid. */
+  override async load(refs: readonly DocRef[]): Promise<Map<DocRef, LoadedDoc<AccountState>>> {
+    const loaded = await super.load(refs);
+    for (const [ref, doc] of loaded) {
+      if (doc.body === undefined) continue;
+      const decoded = fromStoredAccount(doc.body as unknown as Record<string, unknown>);
+      loaded.set(
+        ref,
+        "problem" in decoded
+          ? { body: undefined, wm: null, invalid: `${ref.namespace}/${ref.id}: ${decoded.problem}` }
+          : { body: decoded.account, wm: doc.wm },
+      );
+    }
+    return loaded;
+  }
+
+  override write(writes: readonly PendingWrite<AccountState>[], at: SourcePartition): Promise<void> {
+    return super.write(
+      writes.map((write) => ({ ...write, body: toStoredAccount(write.body) as AccountState })),
+      at,
+    );
   }
 }
 

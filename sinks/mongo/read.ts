@@ -1,5 +1,7 @@
 import type { Document } from "mongodb";
 import type { AccountState } from "../../pipeline/core/index.ts";
+import { AgentmeterError } from "../../pipeline/errors.ts";
+import { fromStoredAccount } from "./account-codec.ts";
 import { type AccountAddress, accountDocRef } from "./accounts.ts";
 import { COLLECTIONS, type MongoLayout } from "./layout.ts";
 import type { RevenueLedger } from "./revenue.ts";
@@ -10,7 +12,12 @@ export async function readAccount(
   address: AccountAddress,
 ): Promise<(AccountState & Document) | null> {
   const ref = accountDocRef(layout, address);
-  return (await ref.collection.findOne({ _id: ref.id } as Document)) as (AccountState & Document) | null;
+  const doc = await ref.collection.findOne({ _id: ref.id } as Document);
+  if (doc === null) return null;
+  const decoded = fromStoredAccount(doc);
+  if ("problem" in decoded)
+    throw new AgentmeterError("DOCUMENT_INVALID", `account ${String(doc._id)}: ${decoded.problem}`);
+  return decoded.account as AccountState & Document;
 }
 
 export interface AppRevenue {

@@ -1,0 +1,101 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import fc from "fast-check";
+import { BSON } from "mongodb";
+import type { AccountState } from "../../pipeline/core/index.ts";
+import { fromStoredAccount, toStoredAccount } from "../../sinks/mongo/account-codec.ts";
+import { PLATFORM_IDS, refundOf, run, tokens, usage, voidOf } from "./builders.ts";
+
+/** Through BSON as the driver writes and reads it (useBigInt64: bigint <-> int64). */
+function throughBson(body: object): Record<string, unknown> {
+  return BSON.deserialize(BSON.serialize(body), { useBigInt64: true });
+}
+
+function reloaded(account: AccountState): AccountState {
+  const decoded = fromStoredAccount(throughBson(toStoredAccount(account)));
+  assert.ok("account" in decoded, "problem" in decoded ? decoded.problem : "");
+  return decoded.account;
+}
+
+/** Usage of an end user (and of a creator across two apps), some voided or refunded, some on grants. */
+function accountsOf(n: number, seed: number): AccountState[] {
+  const records = [];
+  for (let i = 0; i < n; i++) {
+    const at = new Date(Date.parse("2026-11-01T00:00:00Z") + i * 60_000).toISOString();
+    records.push(usage({ record_id: `u-${seed}-${i}`, occurred_at: at, ...tokens(100 + i * seed, i % 7) }));
+    records.push(
+      usage({
+        record_id: `p-${seed}-${i}`,
+        ...PLATFORM_IDS,
+        enterprise_id: i % 2 === 0 ? "app_456" : "app_789",
+        occurred_at: at,
+        ...tokens(50 + i, 3),
+      }),
+    );
+  }
+  const later = new Date(Date.parse("2026-11-01T00:00:00Z") + (n + 1) * 60_000).toISOString();
+  records.push(voidOf(`u-${seed}-0`, { record_id: `v-${seed}`, occurred_at: later }));
+  records.push(refundOf(`u-${seed}-${n - 1}`, 1n, { record_id: `r-${seed}`, occurred_at: later }));
+  const { state } = run(records);
+  return Object.values(state.accounts);
+}
+
+describe("stored account documents: correction memos packed", () => {
+  it("a packed account reads back as the same value, memo by memo and in the same order", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 1_000 }), (n, seed) => {
+        for (const account of accountsOf(n, seed)) {
+          assert.ok(account.corrections !== undefined);
+          const back = reloaded(account);
+          assert.deepStrictEqual(back, account);
+          assert.deepEqual(Object.keys(back.corrections!.usage), Object.keys(account.corrections.usage));
+        }
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  it("keeps what a memo says that the account does not: another app, voided, refunded, grants", () => {
+    const [app] = accountsOf(3, 5).filter((a) => a.level === "app_usage");
+    assert.ok(app?.corrections);
+    const memo = Object.values(app.corrections.usage)[0]!;
+    app.corrections.usage["by-grant"] = {
+      ...memo,
+      enterprise_id: "other_app",
+      voided: true,
+      refunded_micros: 2n ** 70n,
+      grants: { "g-1": 40, "g-2": 2 },
+    };
+    const back = reloaded(app);
+    assert.deepStrictEqual(back.corrections?.usage["by-grant"], app.corrections.usage["by-grant"]);
+  });
+
+  it("a document written before packing (memos as a map) is read as it is", () => {
+    const [account] = accountsOf(2, 3);
+    const decoded = fromStoredAccount(throughBson(account!));
+    assert.ok("account" in decoded);
+    assert.deepStrictEqual(decoded.account, account);
+  });
+
+  it("a corrupt pack is a problem naming the field, never an exception", () => {
+    const [account] = accountsOf(2, 3);
+    const stored = toStoredAccount(account!) as { corrections: { usage_packed: string } };
+    for (const bad of ["not json", '[["id", "x"]]', "{}", 7]) {
+      const decoded = fromStoredAccount({
+        ...stored,
+        corrections: { ...stored.corrections, usage_packed: bad },
+      });
+      assert.ok("problem" in decoded, String(bad));
+      assert.match(decoded.problem, /^corrections\.usage_packed: /);
+    }
+  });
+
+  it("takes less than half the bytes of the memos as named fields", () => {
+    const accounts = accountsOf(1_000, 7);
+    for (const account of accounts) {
+      const plain = BSON.calculateObjectSize(account as unknown as BSON.Document);
+      const packed = BSON.calculateObjectSize(toStoredAccount(account) as BSON.Document);
+      assert.ok(packed < plain / 2, `${account.account_key}: ${packed} bytes packed, ${plain} as fields`);
+    }
+  });
+});
