@@ -17,8 +17,9 @@ import { describeDifference } from "../support/verify.ts";
 /**
  * A month of traffic with every credit rule of issue 16 at work, through the live pipeline with a
  * processor SIGKILLed in the middle: weekly app trials and the creators' monthly allowance reset, dated
- * grants burn and expire, voids and refunds reverse billed usage. The audit over the whole topic (the
- * processors' tick records included) finds the stores as the billing core computes them.
+ * grants burn and expire, voids and refunds reverse billed usage, all by the records' own event times
+ * (no tick records: tests run without them). The audit over the whole topic finds the stores as the
+ * billing core computes them.
  */
 
 const DAY_MS = 86_400_000;
@@ -131,7 +132,7 @@ describe("a month of credits through the live pipeline: periods, grant expiries,
   });
 
   it("resets, expires and reverses as the core computes, across a processor SIGKILL", async (t) => {
-    // Ending a few minutes ago: the processors' ticks (wall clock) come after every record's time.
+    // Ending a few minutes ago, so every record is within the event-time bounds of its log time.
     const start = Date.now() - DAYS * DAY_MS - 10 * 60_000;
     const workload = [
       ...generateWorkload({

@@ -35,6 +35,9 @@ export async function isolatedConfig(overrides: Record<string, string> = {}): Pr
     // Several processors share this machine in one test: none binds the fixed metrics port (tests that
     // scrape start their own listener on a free port).
     AGENTMETER_METRICS_PORT: "0",
+    // No tick records unless a test asks for them (holds.int does): a processor's ticks are consumed and
+    // applied like records, so tests that count what they sent saw a few more under load in CI.
+    AGENTMETER_TICK_INTERVAL_MS: "0",
     // AGENTMETER_WRITE_MODE=sync runs the suite against the synchronous loop.
     ...(process.env.AGENTMETER_WRITE_MODE === undefined
       ? {}
