@@ -37,36 +37,22 @@ type PackedMemo = [
 
 const count = z.number().int().nonnegative();
 const money = z.string().regex(/^-?\d+$/);
+const packedFields = [
+  z.string(),
+  z.number(),
+  z.union([z.string(), z.literal(0)]),
+  z.string(),
+  count,
+  count,
+  money,
+  money,
+  count,
+  money,
+  z.union([z.literal(0), z.literal(1)]),
+] as const;
+// The grants, when the record took any, are a twelfth element.
 const packedSchema = z.array(
-  z.union([
-    z.tuple([
-      z.string(),
-      z.number(),
-      z.union([z.string(), z.literal(0)]),
-      z.string(),
-      count,
-      count,
-      money,
-      money,
-      count,
-      money,
-      z.union([z.literal(0), z.literal(1)]),
-    ]),
-    z.tuple([
-      z.string(),
-      z.number(),
-      z.union([z.string(), z.literal(0)]),
-      z.string(),
-      count,
-      count,
-      money,
-      money,
-      count,
-      money,
-      z.union([z.literal(0), z.literal(1)]),
-      z.record(z.string(), count),
-    ]),
-  ]),
+  z.tuple(packedFields, z.record(z.string(), count)).refine((t) => t.length <= 12),
 );
 
 function pack(usage: Record<string, UsageMemo>, ownApp: string | null): string {
