@@ -212,14 +212,23 @@ export class UsageEventsSink implements UsageLog {
     for (const run of runsByMonth(fresh, table.occurredAt)) {
       const first = table.offsetOf(run[0]!);
       const last = table.offsetOf(run[run.length - 1]!);
-      await this.client.insert({
-        table: table.name,
-        values: run.map(table.toRow),
-        format: "JSONEachRow",
-        clickhouse_settings: {
-          insert_deduplication_token: `${topic}:${partition}:${first}:${last}`,
-        },
-      });
+      try {
+        await this.client.insert({
+          table: table.name,
+          values: run.map(table.toRow),
+          format: "JSONEachRow",
+          clickhouse_settings: {
+            insert_deduplication_token: `${topic}:${partition}:${first}:${last}`,
+          },
+        });
+      } catch (error) {
+        // The insert may have been stored before the answer was lost (a server killed mid-insert), and a
+        // killed server may come back without that insert's token. The retry then reads the watermark
+        // from the rows themselves, rather than relying on the token alone: a part that reached the raw
+        // table is seen and skipped, and nothing is pushed twice through the rollup views.
+        this.marksOf(table.name).delete(topicPartitionKeyOf(topic, partition));
+        throw error;
+      }
       this.marksOf(table.name).set(topicPartitionKeyOf(topic, partition), BigInt(last));
     }
     return fresh.length;
