@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ConfigResourceTypes } from "kafkajs";
+import kafkajs from "kafkajs";
 import { runAudit } from "../../pipeline/audit/run-audit.ts";
 import type { BillingConfig } from "../../pipeline/core/index.ts";
 import { createLogger } from "../../pipeline/log.ts";
@@ -132,7 +132,7 @@ describe("a month of credits through the live pipeline: periods, grant expiries,
       validateOnly: false,
       resources: [
         {
-          type: ConfigResourceTypes.TOPIC,
+          type: kafkajs.ConfigResourceTypes.TOPIC,
           name: pipeline.topic,
           configEntries: [{ name: "retention.ms", value: "-1" }],
         },
