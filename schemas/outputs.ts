@@ -285,6 +285,10 @@ export type SessionEvent = z.infer<typeof sessionEventSchema>;
 export const agentPerformanceSchema = z.strictObject({
   prompt_tokens: z.int(),
   completion_tokens: z.int(),
+  /** Present when the agent reported the class in any of the chat's records. */
+  cached_prompt_tokens: z.int().optional(),
+  reasoning_tokens: z.int().optional(),
+  audio_tokens: z.int().optional(),
   total_response_time_ms: z.number(),
   message_count: z.int(),
   avg_response_time_ms: z.number().nullable(),

@@ -9,6 +9,10 @@ import { copyMap, emptyMap, ownValue } from "./own.ts";
 export type AgentTotals = {
   prompt_tokens: number;
   completion_tokens: number;
+  /** The token classes, present once the agent has reported one (so chats without them store as before). */
+  cached_prompt_tokens?: number;
+  reasoning_tokens?: number;
+  audio_tokens?: number;
   response_time_ms: number;
   message_count: number;
 };

@@ -228,6 +228,12 @@ export function addUsage(
     };
     totals.prompt_tokens += agent.prompt_tokens;
     totals.completion_tokens += agent.completion_tokens;
+    if (agent.cached_prompt_tokens !== undefined)
+      totals.cached_prompt_tokens = (totals.cached_prompt_tokens ?? 0) + agent.cached_prompt_tokens;
+    if (agent.reasoning_tokens !== undefined)
+      totals.reasoning_tokens = (totals.reasoning_tokens ?? 0) + agent.reasoning_tokens;
+    if (agent.audio_tokens !== undefined)
+      totals.audio_tokens = (totals.audio_tokens ?? 0) + agent.audio_tokens;
     totals.response_time_ms += agent.response_time_ms ?? 0;
     totals.message_count += agent.message_count ?? 0;
     chat.agents[name] = totals;
@@ -269,6 +275,11 @@ export function summarizeChat(
     agentPerformance[name] = {
       prompt_tokens: totals.prompt_tokens,
       completion_tokens: totals.completion_tokens,
+      ...(totals.cached_prompt_tokens === undefined
+        ? {}
+        : { cached_prompt_tokens: totals.cached_prompt_tokens }),
+      ...(totals.reasoning_tokens === undefined ? {} : { reasoning_tokens: totals.reasoning_tokens }),
+      ...(totals.audio_tokens === undefined ? {} : { audio_tokens: totals.audio_tokens }),
       total_response_time_ms: totals.response_time_ms,
       message_count: totals.message_count,
       avg_response_time_ms:

@@ -2,7 +2,11 @@ import type { ClickHouseClient } from "./client.ts";
 import { quoteIdent } from "./client.ts";
 import { partitionProgressStatements } from "./partition-progress.ts";
 import { rollupStatements, tokenClassStatements } from "./rollups.ts";
-import { SESSION_SUMMARIES_ORDER_BY, sessionSummaryStatements } from "./session-summaries.ts";
+import {
+  SESSION_SUMMARIES_ORDER_BY,
+  sessionSummaryClassStatements,
+  sessionSummaryStatements,
+} from "./session-summaries.ts";
 
 export interface Migration {
   version: number;
@@ -132,6 +136,11 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 8,
     name: "token classes (cached prompt, reasoning, audio) in usage_events and the rollups",
     statements: tokenClassStatements,
+  },
+  {
+    version: 9,
+    name: "token classes per agent in session_summaries",
+    statements: sessionSummaryClassStatements,
   },
 ];
 

@@ -82,6 +82,17 @@ export function sessionSummaryStatements(db: string): string[] {
   ];
 }
 
+/**
+ * Version 9: the token classes per agent. Rows written before hold empty arrays (as usage_events' rows
+ * of before version 8 do): "not reported", which sums as zero.
+ */
+export function sessionSummaryClassStatements(db: string): string[] {
+  return ["cached_prompt_tokens", "reasoning_tokens", "audio_tokens"].map(
+    (c) =>
+      `ALTER TABLE ${db}.session_summaries ADD COLUMN IF NOT EXISTS agent_${c} Array(UInt64) DEFAULT [] AFTER agent_completion_tokens`,
+  );
+}
+
 export function sessionSummaryRow(summary: SessionSummary): Record<string, unknown> {
   const names = Object.keys(summary.agent_performance).sort();
   const agents = names.map((name) => summary.agent_performance[name]!);
@@ -104,6 +115,9 @@ export function sessionSummaryRow(summary: SessionSummary): Record<string, unkno
     agent_names: names,
     agent_prompt_tokens: agents.map((agent) => agent.prompt_tokens),
     agent_completion_tokens: agents.map((agent) => agent.completion_tokens),
+    agent_cached_prompt_tokens: agents.map((agent) => agent.cached_prompt_tokens ?? 0),
+    agent_reasoning_tokens: agents.map((agent) => agent.reasoning_tokens ?? 0),
+    agent_audio_tokens: agents.map((agent) => agent.audio_tokens ?? 0),
     agent_total_response_time_ms: agents.map((agent) => agent.total_response_time_ms),
     agent_message_count: agents.map((agent) => agent.message_count),
     agent_avg_response_time_ms: agents.map((agent) => agent.avg_response_time_ms),

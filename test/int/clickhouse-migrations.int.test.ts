@@ -8,15 +8,34 @@ type AgentUsage = Extract<InputRecordJson, { type: "usage" }>["agent_usage"];
 import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
 import { quoteIdent } from "../../sinks/clickhouse/client.ts";
 import { applyMigrations } from "../../sinks/clickhouse/migrations.ts";
+import { sessionSummaryRow } from "../../sinks/clickhouse/session-summaries.ts";
 import { usageEventRow } from "../../sinks/clickhouse/usage-events.ts";
 import { isolatedConfig } from "../support/pipeline.ts";
-import { ofKind, run, usage } from "../unit/builders.ts";
+import { at, ofKind, run, session, usage } from "../unit/builders.ts";
 
 /** The row a processor of version 7 wrote: the same as today's, without the token class columns. */
 function version7Row(outcome: UsageOutcome, offset: number): Record<string, unknown> {
   const row = usageEventRow({ position: { topic: "t", partition: 0, offset: String(offset) }, outcome });
   for (const column of Object.keys(row)) {
     if (/cached_prompt|reasoning|audio/.test(column)) delete row[column];
+  }
+  return row;
+}
+
+/** A finalized chat's summary row, without the per-agent class columns when written by version 7 or 8. */
+function summaryRow(chatId: string, agents: AgentUsage, version: number): Record<string, unknown> {
+  const { outputs } = run([
+    session({ record_id: `${chatId}-start`, chat_id: chatId, event: "start", occurred_at: at(0) }),
+    usage({ record_id: `${chatId}-u`, chat_id: chatId, agent_usage: agents, occurred_at: at(1) }),
+    session({ record_id: `${chatId}-end`, chat_id: chatId, event: "finalize", occurred_at: at(2) }),
+  ]);
+  const [summary] = ofKind(outputs, "session_summary");
+  assert.ok(summary);
+  const row = sessionSummaryRow(summary);
+  if (version < 9) {
+    for (const column of Object.keys(row)) {
+      if (/cached_prompt|reasoning|audio/.test(column)) delete row[column];
+    }
   }
   return row;
 }
@@ -28,7 +47,7 @@ function outcomeOf(recordId: string, agents: AgentUsage): UsageOutcome {
   return outcome;
 }
 
-describe("ClickHouse migrations: a database of version 7 upgrades to the token classes", () => {
+describe("ClickHouse migrations: a database of version 7 upgrades to the token classes (usage events, rollups, session summaries)", () => {
   let clickhouse: ClickHouseClient;
   let database: string;
   let db: string;
@@ -51,6 +70,11 @@ describe("ClickHouse migrations: a database of version 7 upgrades to the token c
       values: [version7Row(old, 1)],
       format: "JSONEachRow",
     });
+    await clickhouse.insert({
+      table: `${db}.session_summaries`,
+      values: [summaryRow("old-chat", { Planner: { prompt_tokens: 1_000, completion_tokens: 200 } }, 7)],
+      format: "JSONEachRow",
+    });
   });
 
   after(async () => {
@@ -58,8 +82,8 @@ describe("ClickHouse migrations: a database of version 7 upgrades to the token c
     await clickhouse?.close();
   });
 
-  it("applies version 8 only, once, and keeps the old row with zero classes", async () => {
-    assert.deepEqual(await applyMigrations(clickhouse, database), [8]);
+  it("applies versions 8 and 9 only, once, and keeps the old rows with zero classes", async () => {
+    assert.deepEqual(await applyMigrations(clickhouse, database), [8, 9]);
     assert.deepEqual(await applyMigrations(clickhouse, database), [], "a second start applies nothing");
     const [old] = await rows<Record<string, unknown>>(
       `SELECT prompt_tokens, cached_prompt_tokens, reasoning_tokens, agent_cached_prompt_tokens FROM ${db}.usage_events FINAL`,
@@ -70,6 +94,60 @@ describe("ClickHouse migrations: a database of version 7 upgrades to the token c
       reasoning_tokens: "0",
       agent_cached_prompt_tokens: [],
     });
+    const [oldSummary] = await rows<Record<string, unknown>>(
+      `SELECT agent_names, agent_prompt_tokens, agent_cached_prompt_tokens, agent_audio_tokens FROM ${db}.session_summaries FINAL`,
+    );
+    assert.deepEqual(oldSummary, {
+      agent_names: ["Planner"],
+      agent_prompt_tokens: ["1000"],
+      agent_cached_prompt_tokens: [],
+      agent_audio_tokens: [],
+    });
+  });
+
+  it("after the upgrade, a session summary keeps each agent's classes beside the old summary", async () => {
+    await clickhouse.insert({
+      table: `${db}.session_summaries`,
+      values: [
+        summaryRow(
+          "new-chat",
+          {
+            Planner: {
+              prompt_tokens: 10,
+              completion_tokens: 1,
+              cached_prompt_tokens: 30,
+              reasoning_tokens: 4,
+            },
+            Writer: { prompt_tokens: 5, completion_tokens: 1 },
+          },
+          9,
+        ),
+      ],
+      format: "JSONEachRow",
+    });
+    const summaries = await rows<Record<string, unknown>>(
+      `SELECT chat_id, agent_names, agent_cached_prompt_tokens, agent_reasoning_tokens
+       FROM ${db}.session_summaries FINAL ORDER BY chat_id`,
+    );
+    assert.deepEqual(summaries, [
+      {
+        chat_id: "new-chat",
+        agent_names: ["Planner", "Writer"],
+        agent_cached_prompt_tokens: ["30", "0"],
+        agent_reasoning_tokens: ["4", "0"],
+      },
+      {
+        chat_id: "old-chat",
+        agent_names: ["Planner"],
+        agent_cached_prompt_tokens: [],
+        agent_reasoning_tokens: [],
+      },
+    ]);
+    // The views over the table still read both rows
+    const [averages] = await rows<{ session_count: string }>(
+      `SELECT sum(session_count) AS session_count FROM ${db}.workflow_averages`,
+    );
+    assert.equal(averages?.session_count, "2");
   });
 
   it("after the upgrade, new rows carry their classes into every rollup beside the old rows", async () => {

@@ -80,6 +80,7 @@ describe("ClickHouse schema", () => {
         A: {
           prompt_tokens: 3,
           completion_tokens: 4,
+          cached_prompt_tokens: 9,
           total_response_time_ms: 0,
           message_count: 0,
           avg_response_time_ms: null,
@@ -88,6 +89,9 @@ describe("ClickHouse schema", () => {
     });
     assert.deepEqual(row.agent_names, ["A", "B"]);
     assert.deepEqual(row.agent_prompt_tokens, [3, 1]);
+    // A class an agent did not report is written as zero, beside the agents that did
+    assert.deepEqual(row.agent_cached_prompt_tokens, [9, 0]);
+    assert.deepEqual(row.agent_reasoning_tokens, [0, 0]);
     assert.deepEqual(row.agent_avg_response_time_ms, [null, 10]);
     assert.equal(row.total_cost_micros, "12345678901234567");
   });

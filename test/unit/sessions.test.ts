@@ -34,6 +34,61 @@ describe("session tracking", () => {
     });
     assert.deepEqual(accountOf(state).chats, {});
   });
+  test("Given agents reporting token classes in some records, When finalized, Then each agent's summary sums the classes it reported and only those", () => {
+    const records = [
+      session({ record_id: "s-1", event: "start", occurred_at: at(0) }),
+      usage({
+        record_id: "u-1",
+        agent_usage: {
+          Planner: {
+            prompt_tokens: 100,
+            completion_tokens: 10,
+            cached_prompt_tokens: 400,
+            reasoning_tokens: 30,
+          },
+          Writer: { prompt_tokens: 50, completion_tokens: 5 },
+        },
+        occurred_at: at(1),
+      }),
+      usage({
+        record_id: "u-2",
+        agent_usage: { Planner: { prompt_tokens: 20, completion_tokens: 2, cached_prompt_tokens: 60 } },
+        occurred_at: at(2),
+      }),
+    ];
+    // While the chat is open, its agent totals carry the classes (the summary is made of them)
+    assert.deepEqual(accountOf(run(records).state).chats["chat-1"]?.agents.Planner, {
+      prompt_tokens: 120,
+      completion_tokens: 12,
+      cached_prompt_tokens: 460,
+      reasoning_tokens: 30,
+      response_time_ms: 0,
+      message_count: 0,
+    });
+    const { outputs } = run([
+      ...records,
+      session({ record_id: "s-2", event: "finalize", occurred_at: at(5) }),
+    ]);
+    const summary = ofKind(outputs, "session_summary")[0]!;
+    // Every class counts in the chat's tokens: 132 + 460 + 30 for Planner, 55 for Writer
+    assert.equal(summary.total_tokens, 677);
+    assert.deepEqual(summary.agent_performance.Planner, {
+      prompt_tokens: 120,
+      completion_tokens: 12,
+      cached_prompt_tokens: 460,
+      reasoning_tokens: 30,
+      total_response_time_ms: 0,
+      message_count: 0,
+      avg_response_time_ms: null,
+    });
+    assert.deepEqual(summary.agent_performance.Writer, {
+      prompt_tokens: 50,
+      completion_tokens: 5,
+      total_response_time_ms: 0,
+      message_count: 0,
+      avg_response_time_ms: null,
+    });
+  });
   test("Given a user pause, Then the chat is paused with its reason and resumable while the account can pay", () => {
     const { outputs } = run([session({ record_id: "s-1", event: "pause", pause_reason: "user_left" })]);
     const event = ofKind(outputs, "session_event")[0]!;
