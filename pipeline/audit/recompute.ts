@@ -2,7 +2,7 @@ import type { ErrorCode } from "../../schemas/errors.ts";
 import type { Level, TopicRecord } from "../../schemas/index.ts";
 import { type CreditAuthorization, creditAuthorization } from "../auth/signature.ts";
 import {
-  applyBatch,
+  applyBatchInPlace,
   type BillingConfig,
   type BillingState,
   emptyState,
@@ -37,7 +37,7 @@ export interface RecomputerOptions {
    * Default: unsigned credits accepted (development mode).
    */
   creditPolicy?: CreditAuthorization;
-  /** Records applied per applyBatch call (default RECOMPUTE_CHUNK). Any size gives the same state. */
+  /** Records applied per apply call (default RECOMPUTE_CHUNK). Any size gives the same state. */
   chunk?: number;
 }
 
@@ -122,10 +122,9 @@ export function usageGroupKey(enterpriseId: string, level: string): string {
   return `${enterpriseId}\u0000${level}`;
 }
 
-// Large chunks amortise applyBatch's one copy of each touched account per call: that copy includes the
-// account's dedupe ids, so its cost grows with the topic (measured: 20k-record chunks slowed a 1M audit).
-// A recomputer that holds one partition of P holds about 1/P of the accounts, so a chunk of 1/P of this
-// costs as much per record (pipeline/audit/units.ts sizes them so).
+// Records per apply call. The apply is in place (no copy of the accounts per call), so the size only
+// bounds the records held at once. A recomputer that holds one partition of P gets a chunk of 1/P of
+// this (pipeline/audit/units.ts sizes them so).
 export const RECOMPUTE_CHUNK = 100_000;
 
 /**
@@ -204,8 +203,8 @@ export class Recomputer {
 
   private apply(): void {
     if (this.pending.length === 0) return;
-    const { state, outputs } = applyBatch(this.state, this.pending, this.billing);
-    this.state = state;
+    // The recomputer keeps one state and never gives out its accounts before finish: no copies needed.
+    const outputs = applyBatchInPlace(this.state, this.pending, this.billing);
     this.pending = [];
     for (const output of outputs) {
       if (output.kind === "duplicate_ignored") this.counts.duplicates_ignored++;

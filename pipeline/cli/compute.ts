@@ -11,7 +11,7 @@ import {
   priceBookSchema,
 } from "../../schemas/index.ts";
 import {
-  applyBatch,
+  applyBatchInPlace,
   type BillingConfig,
   type BillingState,
   emptyState,
@@ -143,10 +143,7 @@ async function openInput(input: string, io: Io): Promise<NodeJS.ReadableStream> 
 
 type LinePosition = { line: number };
 
-/**
- * Lines per applyBatch call. applyBatch copies each account it touches once per call, so small chunks cost
- * time (an account's dedupe ids are copied every chunk); this size keeps memory to a few MB of records.
- */
+/** Lines per apply call: bounds the records held at once (a few MB). */
 const CHUNK = 20_000;
 
 /**
@@ -181,7 +178,7 @@ async function computeStream(
   io: Io,
   onOutput: (output: SequencedOutput<LinePosition>) => void,
 ): Promise<{ state: BillingState; counts: ComputeCounts }> {
-  let state = emptyState();
+  const state = emptyState();
   const counts: ComputeCounts = {
     lines: 0,
     records: 0,
@@ -195,8 +192,8 @@ async function computeStream(
   let malformed: { line: number; text: string }[] = [];
   let pending = 0;
   const flush = () => {
-    const result = applyBatch(state, chunk, config);
-    state = result.state;
+    // compute keeps one state and reads it only at the end: changed in place, never copied.
+    const outputs = applyBatchInPlace(state, chunk, config);
     chunk = [];
     pending = 0;
     let next = 0;
@@ -204,7 +201,7 @@ async function computeStream(
       for (; next < malformed.length && malformed[next]!.line < line; next += 1)
         io.stderr.write(malformed[next]!.text);
     };
-    for (const output of result.outputs) {
+    for (const output of outputs) {
       counts.outputs[output.kind] = (counts.outputs[output.kind] ?? 0) + 1;
       if (output.kind === "rejected") {
         const line = output.seq?.line ?? 0;

@@ -241,7 +241,7 @@ export function nextTimedChange(account: AccountState, config: BillingConfig): n
 
 function applyTick(
   accounts: Record<string, AccountState>,
-  copied: Set<string>,
+  copied: Ownership,
   tick: TickRecord,
   config: BillingConfig,
   outputs: TopicOutput[],
@@ -279,6 +279,13 @@ function applyTick(
 }
 
 /**
+ * Which accounts of the batch's map this call may mutate: those it copied already (applyBatch), or all
+ * of them (applyBatchInPlace).
+ */
+type Ownership = { has(key: string): boolean; add(key: string): void };
+const OWNS_ALL: Ownership = { has: () => true, add: () => {} };
+
+/**
  * THE entry point: applies an ordered batch (any mix of accounts) to the state and returns the new
  * state and every output, in input order, each carrying its record's `seq`. Pure: the input state is
  * not mutated; each touched account is copied once; untouched accounts are shared. A batch read off
@@ -303,7 +310,41 @@ export function applyBatch<S = unknown>(
   // A copy of the map of accounts (untouched accounts shared), built key by key: twice as fast as a
   // spread on a map of many accounts.
   const accounts: Record<string, AccountState> = copyMap(state.accounts);
-  const copied = new Set<string>();
+  return { state: { accounts }, outputs: applyRecords(accounts, new Set<string>(), records, config) };
+}
+
+/**
+ * applyBatch for a caller that drops the state it passes in (the audit's recompute, `compute`): the
+ * same outputs and the same resulting state, but the accounts are changed where they are, with no
+ * copy. Within one applyBatch call an account is already mutated record after record, so no output
+ * shares anything with the account that a later record changes: skipping the copy between calls
+ * changes nothing but the caller's old state (test/unit/apply-in-place.test.ts compares the two).
+ * Never for the processor, whose write-behind flushes may still be reading the previous state.
+ */
+export function applyBatchInPlace<S = unknown>(
+  state: BillingState,
+  records: readonly SequencedRecord<S>[],
+  config: BillingConfig,
+): SequencedOutput<S>[];
+export function applyBatchInPlace<S = unknown>(
+  state: BillingState,
+  records: readonly SequencedRecord<S, TopicRecord>[],
+  config: BillingConfig,
+): SequencedTopicOutput<S>[];
+export function applyBatchInPlace<S = unknown>(
+  state: BillingState,
+  records: readonly SequencedRecord<S, TopicRecord>[],
+  config: BillingConfig,
+): SequencedTopicOutput<S>[] {
+  return applyRecords(state.accounts, OWNS_ALL, records, config);
+}
+
+function applyRecords<S>(
+  accounts: Record<string, AccountState>,
+  copied: Ownership,
+  records: readonly SequencedRecord<S, TopicRecord>[],
+  config: BillingConfig,
+): SequencedTopicOutput<S>[] {
   const outputs: SequencedTopicOutput<S>[] = [];
   for (const { record, seq, logTimeMs } of records) {
     const first = outputs.length;
@@ -322,5 +363,5 @@ export function applyBatch<S = unknown>(
     // The outputs were made by this call for this record: the seq is set on them, not on copies.
     if (seq !== undefined) for (let i = first; i < outputs.length; i++) outputs[i]!.seq = seq;
   }
-  return { state: { accounts }, outputs };
+  return outputs;
 }

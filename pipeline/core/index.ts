@@ -15,6 +15,7 @@ export {
   type AccountResult,
   applyAccountRecords,
   applyBatch,
+  applyBatchInPlace,
   applyRecord,
   type BillingState,
   emptyState,

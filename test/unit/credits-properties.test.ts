@@ -114,8 +114,8 @@ function streamOf(steps: readonly Step[]): TopicRecord[] {
   });
 }
 
-function apply(records: readonly TopicRecord[], cuts: readonly number[] = []) {
-  return applyInCuts(records, cuts, defaultBillingConfig);
+function apply(records: readonly TopicRecord[], cuts: readonly number[] = [], inPlace = false) {
+  return applyInCuts(records, cuts, defaultBillingConfig, inPlace);
 }
 
 describe("credits as finance needs them: properties over every new rule together", () => {
@@ -159,6 +159,10 @@ describe("credits as finance needs them: properties over every new rule together
           assert.deepEqual(cut.state, whole.state);
           assert.deepEqual(cut.outputs, whole.outputs);
           assert.deepEqual(apply(records), whole);
+          // The audit's in-place variant gives the same outputs and state, cut anywhere
+          const inPlace = apply(records, cuts, true);
+          assert.deepEqual(inPlace.state, whole.state);
+          assert.deepEqual(inPlace.outputs, whole.outputs);
         },
       ),
       { numRuns: 150 },
