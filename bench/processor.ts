@@ -9,7 +9,8 @@
  * the run's first half against its second; a short sweep of rates then says which rates the stores keep
  * up with.
  * BENCH_RECORDS, BENCH_SECONDS (60), BENCH_RATES (1000,5000,10000), BENCH_SWEEP (500,1000,1500,2000,2500; "0"
- * skips it), BENCH_SWEEP_SECONDS (30), BENCH_ONLY=latency|sweep|1k|metrics choose.
+ * skips it), BENCH_SWEEP_SECONDS (30), BENCH_ONLY=latency|sweep|1k|metrics choose; BENCH_BILLING_CONFIG
+ * (a file) replaces the default billing rules.
  *
  * Under `node --cpu-prof` the first end-to-end run's time span is written to the profile directory, so
  * `node --import tsx bench/profile-summary.ts <dir>` summarises the processor's part alone.
@@ -23,17 +24,12 @@ import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Kafka, logLevel, type Producer } from "kafkajs";
 import type { Config } from "../pipeline/config.ts";
-import {
-  type AccountState,
-  applyRecord,
-  availableTokens,
-  canContinue,
-  parseBillingConfig,
-} from "../pipeline/core/index.ts";
+import { type AccountState, applyRecord, availableTokens, canContinue } from "../pipeline/core/index.ts";
 import { ensureTopics } from "../pipeline/kafka.ts";
 import { createLogger } from "../pipeline/log.ts";
 import { DisabledMetrics } from "../pipeline/ops/metrics.ts";
 import { Processor } from "../pipeline/processor/processor.ts";
+import { loadBillingConfig } from "../pipeline/runtime/billing-config.ts";
 import { idempotentProducer, mongoLayoutFor } from "../pipeline/runtime/clients.ts";
 import { generateWorkload } from "../pipeline/simulate/workload.ts";
 import { accountKeyOf, decodeRecord, type InputRecordJson } from "../schemas/index.ts";
@@ -45,7 +41,9 @@ import { dropNamespaces, keepData } from "./cleanup.ts";
 import { benchNamespace, benchServers, type Servers } from "./namespace.ts";
 
 // The defaults, whatever AGENTMETER_BILLING_CONFIG says: figures stay comparable from run to run.
-const billing = parseBillingConfig({});
+// BENCH_BILLING_CONFIG (a billing config file) sets other rules, to compare rules on one workload (for
+// example the credit rules of docs/billing.md switched off against the defaults).
+const billing = loadBillingConfig({ AGENTMETER_BILLING_CONFIG: process.env.BENCH_BILLING_CONFIG });
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 30_000);
 // BENCH_LOG=debug prints every flush with the milliseconds of each step: where the time goes.
 const BENCH_LOG = process.env.BENCH_LOG ?? "warn";
