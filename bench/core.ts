@@ -148,8 +148,11 @@ function applyAll(
   return accounts;
 }
 
-function decodeAndApply(start: Accounts, messages: readonly Message[]): Accounts {
-  const accounts = new Map(start);
+/** Decodes the messages batch by batch (B at a time) and hands each batch of records to `apply`. */
+function decodeInBatches(
+  messages: readonly Message[],
+  apply: (batch: SequencedRecord<number>[]) => void,
+): void {
   for (let i = 0; i < messages.length; i += BATCH) {
     const batch: SequencedRecord<number>[] = [];
     const end = Math.min(messages.length, i + BATCH);
@@ -157,22 +160,19 @@ function decodeAndApply(start: Accounts, messages: readonly Message[]): Accounts
       const decoded = decodeRecord(messages[j]!.value!, { maxBytes: DEFAULT_MAX_RECORD_BYTES });
       if (decoded.ok) batch.push({ record: decoded.record, seq: j, logTimeMs: messages[j]!.logTimeMs });
     }
-    applyToCache(accounts, batch);
+    apply(batch);
   }
+}
+
+function decodeAndApply(start: Accounts, messages: readonly Message[]): Accounts {
+  const accounts = new Map(start);
+  decodeInBatches(messages, (batch) => applyToCache(accounts, batch));
   return accounts;
 }
 
 /** The audit's recompute: one state it keeps, changed in place, whole batches of B records. */
 function decodeAndApplyInPlace(state: BillingState, messages: readonly Message[]): void {
-  for (let i = 0; i < messages.length; i += BATCH) {
-    const batch: SequencedRecord<number>[] = [];
-    const end = Math.min(messages.length, i + BATCH);
-    for (let j = i; j < end; j++) {
-      const decoded = decodeRecord(messages[j]!.value!, { maxBytes: DEFAULT_MAX_RECORD_BYTES });
-      if (decoded.ok) batch.push({ record: decoded.record, seq: j, logTimeMs: messages[j]!.logTimeMs });
-    }
-    applyBatchInPlace(state, batch, config);
-  }
+  decodeInBatches(messages, (batch) => applyBatchInPlace(state, batch, config));
 }
 
 /** A state of copies of the accounts, for a run that changes them in place (cloneAccount copies what the rules write). */
