@@ -95,6 +95,25 @@ async function computeTotals(file: string): Promise<{ billed: bigint; creator: b
   };
 }
 
+/**
+ * The differences by store and field (how many, and the sum of their deltas), so that a failed soak in CI,
+ * whose run directory is gone with the clone, still says where the figures went wrong.
+ */
+function differencesByStore(differences: readonly Difference[]): string {
+  if (differences.length === 0) return "";
+  const groups = new Map<string, { count: number; delta: bigint }>();
+  for (const difference of differences) {
+    const name = `${difference.store}.${difference.field}`;
+    const group = groups.get(name) ?? { count: 0, delta: 0n };
+    group.count++;
+    if (difference.delta !== null && /^-?\d+$/.test(difference.delta))
+      group.delta += BigInt(difference.delta);
+    groups.set(name, group);
+  }
+  const parts = [...groups].map(([name, group]) => `${name} ${group.count}x (sum of deltas ${group.delta})`);
+  return `; by store and field: ${parts.join(", ")}`;
+}
+
 export async function runChecks(options: {
   plan: SoakPlan;
   config: Config;
@@ -112,7 +131,7 @@ export async function runChecks(options: {
   checks.push({
     name: "audit",
     ok: report.differences.length === 0,
-    detail: `${report.differences.length} differences over ${report.counts.records} records`,
+    detail: `${report.differences.length} differences over ${report.counts.records} records${differencesByStore(report.differences)}`,
     evidence: report.differences.slice(0, 5),
   });
   let lost = 0;
