@@ -108,7 +108,7 @@ interface OffsetTable<T> {
  * come from its single owner, in offset order, each insert atomic; so the highest offset a table holds
  * for a partition is a precise watermark, read once when the partition is (re)assigned. A retried insert
  * also carries a deduplication token made of its table and offset range, so a lost response followed by
- * a retry is dropped by the server.
+ * a retry is dropped by the server, and each rollup view fed by the table decides the same way on its own.
  */
 export class UsageEventsSink implements UsageLog {
   /** Per table, then per source partition. */
@@ -212,23 +212,22 @@ export class UsageEventsSink implements UsageLog {
     for (const run of runsByMonth(fresh, table.occurredAt)) {
       const first = table.offsetOf(run[0]!);
       const last = table.offsetOf(run[run.length - 1]!);
-      try {
-        await this.client.insert({
-          table: table.name,
-          values: run.map(table.toRow),
-          format: "JSONEachRow",
-          clickhouse_settings: {
-            insert_deduplication_token: `${topic}:${partition}:${first}:${last}`,
-          },
-        });
-      } catch (error) {
-        // The insert may have been stored before the answer was lost (a server killed mid-insert), and a
-        // killed server may come back without that insert's token. The retry then reads the watermark
-        // from the rows themselves, rather than relying on the token alone: a part that reached the raw
-        // table is seen and skipped, and nothing is pushed twice through the rollup views.
-        this.marksOf(table.name).delete(topicPartitionKeyOf(topic, partition));
-        throw error;
-      }
+      // On a failure the watermark stays where it was, so the flush's retry sends this same run with the
+      // same token. A server killed mid-insert may have stored the run in the raw table and not yet in
+      // every rollup view (ClickHouse commits the source part and each view's part one after another;
+      // ClickHouse issue 104661). The raw table then drops the retry by its token, and with
+      // deduplicate_blocks_in_dependent_materialized_views each view decides by its own token: a view
+      // that has the run drops it, a view that missed it takes it. A watermark re-read from the raw rows
+      // would instead skip the run and leave the views without it for good.
+      await this.client.insert({
+        table: table.name,
+        values: run.map(table.toRow),
+        format: "JSONEachRow",
+        clickhouse_settings: {
+          insert_deduplication_token: `${topic}:${partition}:${first}:${last}`,
+          deduplicate_blocks_in_dependent_materialized_views: 1,
+        },
+      });
       this.marksOf(table.name).set(topicPartitionKeyOf(topic, partition), BigInt(last));
     }
     return fresh.length;
