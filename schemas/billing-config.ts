@@ -17,6 +17,12 @@ const periodSchema = z
     anchor: isoDateTimeSchema.default("2025-01-01T00:00:00Z"),
     rollover_min_tokens: tokenCountSchema.default(0),
     rollover_max_tokens: tokenCountSchema.default(0),
+    /**
+     * Whether an overdraft (paid balance below zero) at a boundary stays owed into the new period (true,
+     * the default: the tokens were used and billed) or is written off (false: the paid balance starts
+     * the new period at zero; OpenMeter's preserveOverageAtReset false).
+     */
+    carry_overage: z.boolean().default(true),
   })
   .refine((p) => p.rollover_min_tokens <= p.rollover_max_tokens, {
     message: "rollover_min_tokens must be at most rollover_max_tokens",
@@ -137,6 +143,7 @@ export const billingConfigSchema = z.strictObject({
         anchor: "2025-01-01T00:00:00Z",
         rollover_min_tokens: 0,
         rollover_max_tokens: 0,
+        carry_overage: true,
       }),
       app_usage: periodSchema.nullable().default(null),
     })

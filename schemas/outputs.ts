@@ -155,6 +155,8 @@ export const budgetEventSchema = z.discriminatedUnion("event", [
     periods: z.int(),
     left_tokens: z.int(),
     carried_tokens: z.int(),
+    /** Overdraft written off at this boundary (`carry_overage: false`); absent when nothing was. */
+    written_off_tokens: z.int().optional(),
     balance: balanceSnapshotSchema,
   }),
   /** A usage record named the open hold: the usage was billed, the rest of the hold released. */

@@ -120,6 +120,11 @@ export type AccountState = {
    * its start and the tokens carried into it (part of the allowance left). Absent otherwise.
    */
   period?: { start: string; carried_tokens: number };
+  /**
+   * Overdraft written off at period boundaries (a period with `carry_overage: false`), less what voids of
+   * records of ended periods took back from it since. Absent until the first write-off.
+   */
+  overage_written_off_tokens?: number;
 };
 
 /** Whose account a record touches, and that account's defaults on first sight. */

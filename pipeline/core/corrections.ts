@@ -12,6 +12,7 @@ import { overdraftEvents, resumableEvents, thresholdEvents } from "./budget.ts";
 import { returnGrants } from "./grants.ts";
 import type { OutputBase } from "./output-base.ts";
 import { emptyMap, ownValue } from "./own.ts";
+import { paidReturnAfterWriteOff } from "./periods.ts";
 import { splitRevenue } from "./split.ts";
 
 /**
@@ -215,8 +216,10 @@ export function applyCorrection(
     creator = splitRevenue(memo.billed_micros, memo.creator_share_bp).creator_share_micros - creatorBefore;
     // Allowance tokens of a period that has ended went with it: only the current period's come back.
     const periodStart = account.period === undefined ? undefined : epochMs(account.period.start);
-    trial = periodStart !== undefined && memo.at_ms < periodStart ? 0 : memo.trial_tokens;
-    paid = memo.paid_tokens;
+    const endedPeriod = periodStart !== undefined && memo.at_ms < periodStart;
+    trial = endedPeriod ? 0 : memo.trial_tokens;
+    // Paid tokens of an ended period that a write-off already forgave (carry_overage: false) stay forgiven.
+    paid = endedPeriod ? paidReturnAfterWriteOff(account, memo.paid_tokens) : memo.paid_tokens;
     cost = memo.cost_micros;
     account.trial_used_tokens -= trial;
     account.paid_used_tokens -= paid;

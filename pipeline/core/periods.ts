@@ -1,5 +1,5 @@
 import { type AllowancePeriod, epochMs, type Output, SCHEMA_VERSION } from "../../schemas/index.ts";
-import { type AccountState, balanceSnapshot, canContinue } from "./account.ts";
+import { type AccountState, balanceSnapshot, canContinue, paidTokens } from "./account.ts";
 import type { BillingConfig } from "./billing-config.ts";
 import { resumableEvents, thresholdEvents } from "./budget.ts";
 import type { OutputBase } from "./output-base.ts";
@@ -106,6 +106,29 @@ export function trialRemainingAt(
 
 type Cause = { record_id: string; occurred_at: string };
 
+/** Brings a paid balance below zero back to zero (a period with `carry_overage: false`); returns the tokens. */
+function writeOffOverdraft(account: AccountState): number {
+  const overdraft = -paidTokens(account);
+  if (overdraft <= 0) return 0;
+  account.paid_used_tokens -= overdraft;
+  account.overage_written_off_tokens = (account.overage_written_off_tokens ?? 0) + overdraft;
+  account.in_overdraft = false;
+  return overdraft;
+}
+
+/**
+ * The paid tokens a void of a record of an ended period gives back to the balance: what the write-offs
+ * since did not already forgive. Without the record, the overdraft written off would have been smaller by
+ * up to its paid tokens and the balance after the boundary the same, so those come off the write-off
+ * first. Mutates the write-off; returns the tokens for the balance.
+ */
+export function paidReturnAfterWriteOff(account: AccountState, paidTokensOfRecord: number): number {
+  const writtenOff = account.overage_written_off_tokens ?? 0;
+  const forgiven = Math.min(writtenOff, paidTokensOfRecord);
+  if (forgiven > 0) account.overage_written_off_tokens = writtenOff - forgiven;
+  return paidTokensOfRecord - forgiven;
+}
+
 /**
  * Resets the allowance at each boundary event time `eventMs` reached or passed: left = allowance +
  * carried - used, carried = left within the rollover bounds (once per boundary passed, so two periods
@@ -132,6 +155,7 @@ export function advancePeriod(
   const couldContinue = canContinue(account);
   account.trial_used_tokens = 0;
   account.period = { start: new Date(periodStartMs(spec, to)).toISOString(), carried_tokens: carried };
+  const writtenOff = spec.carry_overage ? 0 : writeOffOverdraft(account);
   const base = {
     schema_version: SCHEMA_VERSION,
     record_id: cause.record_id,
@@ -150,6 +174,7 @@ export function advancePeriod(
     periods: to - from,
     left_tokens: leftAtEnd,
     carried_tokens: carried,
+    ...(writtenOff > 0 ? { written_off_tokens: writtenOff } : {}),
     balance: balanceSnapshot(account),
   });
   for (const event of thresholdEvents(account, config, base)) outputs.push(event);

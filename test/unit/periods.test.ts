@@ -20,6 +20,7 @@ import {
   session,
   tokens,
   usage,
+  voidOf,
 } from "./builders.ts";
 
 const KEY = "platform:user_123";
@@ -160,6 +161,85 @@ describe("budget periods", () => {
     assert.equal(view.available_tokens, 600, "1,000 new - 100 used - 300 carried overage");
   });
 
+  test("Given carry_overage false, When a period ends in overdraft, Then the debt is written off at the boundary: the paid balance starts at zero and period_reset says how much", () => {
+    const writeOff = config({
+      platform_allowance_tokens: 1_000,
+      allowance_period: { platform: { every: "month", carry_overage: false } },
+    });
+    const { outputs, state } = run(
+      [
+        credit({ record_id: "c-1", ...PLATFORM_IDS, tokens: 200, occurred_at: "2025-01-05T00:00:00Z" }),
+        use("u-1", "2025-01-10T00:00:00Z", 1_500, "chat-1"),
+        use("u-2", "2025-02-02T00:00:00Z", 100, "chat-2"),
+      ],
+      writeOff,
+    );
+    assert.equal(
+      ofKind(outputs, "usage_outcome")[0]?.decision,
+      "overdraft",
+      "January: 1,000 + 200 paid, 300 owed",
+    );
+    const reset = ofKind(outputs, "budget_event").find((event) => event.event === "period_reset");
+    assert.ok(reset?.event === "period_reset");
+    assert.equal(reset.written_off_tokens, 300);
+    assert.equal(reset.balance.paid_tokens, 0);
+    const account = accountOf(state, KEY);
+    assert.equal(account.overage_written_off_tokens, 300);
+    assert.equal(account.in_overdraft, false);
+    const view = budgetStateOf(account);
+    assert.equal(view.paid_tokens, 0);
+    assert.equal(view.available_tokens, 900, "1,000 new - 100 used, nothing owed");
+    // The money of January's usage is billed as it was: a write-off forgives tokens, never amounts
+    assert.equal(ofKind(outputs, "usage_outcome")[0]?.paid_tokens_used, 500);
+  });
+
+  test("Given carry_overage false and no overdraft at the boundary, Then nothing is written off and period_reset has no written_off_tokens", () => {
+    const { outputs, state } = run(
+      [use("u-1", "2025-01-10T00:00:00Z", 400), use("u-2", "2025-02-02T00:00:00Z", 100, "chat-2")],
+      config({
+        platform_allowance_tokens: 1_000,
+        allowance_period: { platform: { every: "month", carry_overage: false } },
+      }),
+    );
+    const reset = ofKind(outputs, "budget_event").find((event) => event.event === "period_reset");
+    assert.ok(reset?.event === "period_reset");
+    assert.equal("written_off_tokens" in reset, false);
+    assert.equal(accountOf(state, KEY).overage_written_off_tokens, undefined);
+  });
+
+  test("Given a write-off, When a record of the ended period is voided, Then its paid tokens come off the write-off first and only the rest returns to the balance", () => {
+    const writeOff = config({
+      platform_allowance_tokens: 1_000,
+      allowance_period: { platform: { every: "month", carry_overage: false } },
+    });
+    const records: InputRecord[] = [
+      use("u-1", "2025-01-10T00:00:00Z", 1_000, "chat-1"),
+      use("u-2", "2025-01-11T00:00:00Z", 300, "chat-1"),
+      use("u-3", "2025-01-12T00:00:00Z", 500, "chat-1"),
+      // February: the boundary writes off 800 (u-2's 300 and u-3's 500 were paid tokens never bought)
+      use("u-4", "2025-02-02T00:00:00Z", 100, "chat-2"),
+    ];
+    const voidU2 = voidOf("u-2", { ...PLATFORM_IDS, occurred_at: "2025-02-03T00:00:00Z" });
+    const { outputs, state } = run([...records, voidU2], writeOff);
+    const account = accountOf(state, KEY);
+    // Without u-2 the write-off would have been 500 and the balance after the boundary the same: 0
+    assert.equal(account.overage_written_off_tokens, 500);
+    assert.equal(budgetStateOf(account).paid_tokens, 0, "a forgiven debt is not paid out again");
+    const [adjustment] = ofKind(outputs, "adjustment");
+    assert.equal(adjustment?.paid_tokens, 0, "no paid token went back to the balance");
+    assert.equal(
+      adjustment?.billed_micros,
+      -ofKind(outputs, "usage_outcome")[1]!.billed_micros,
+      "the money is reversed whole",
+    );
+    // A record of the current period gives its tokens back as before
+    const current = run(
+      [...records, voidOf("u-4", { ...PLATFORM_IDS, occurred_at: "2025-02-03T00:00:00Z" })],
+      writeOff,
+    );
+    assert.equal(budgetStateOf(accountOf(current.state, KEY)).available_tokens, 1_000);
+  });
+
   test("Given allowance_period.platform null, Then the creator's allowance is one-off: nothing resets across months", () => {
     const { outputs, state } = run(
       [use("u-1", "2025-01-10T00:00:00Z", 800), use("u-2", "2025-03-03T00:00:00Z", 100)],
@@ -175,35 +255,73 @@ describe("budget periods", () => {
     assert.throws(() => monthly({ anchor: "2025-01-31T00:00:00Z" }), /at most 28/);
   });
 
-  test("Property: with daily periods, batch cuts and replays give the same state and outputs", () => {
-    const cfg = config({
-      app_trial_tokens: { default: 2_000 },
-      allowance_period: { app_usage: { every: "day", rollover_max_tokens: 1_000, rollover_min_tokens: 0 } },
-    });
-    const step = fc.record({ hours: fc.nat(30), count: fc.nat(1_500), chat: fc.nat(2) });
+  test("Property: with daily periods, overage carried or written off, top-ups and voids, batch cuts and replays give the same state and outputs, and a write-off never pays out", () => {
+    const step = fc.oneof(
+      {
+        weight: 6,
+        arbitrary: fc.record({
+          kind: fc.constant("usage" as const),
+          hours: fc.nat(30),
+          count: fc.nat(1_500),
+          chat: fc.nat(2),
+        }),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({
+          kind: fc.constant("top_up" as const),
+          hours: fc.nat(30),
+          count: fc.integer({ min: 1, max: 2_000 }),
+        }),
+      },
+      {
+        weight: 2,
+        arbitrary: fc.record({ kind: fc.constant("void" as const), hours: fc.nat(30), target: fc.nat(40) }),
+      },
+    );
     fc.assert(
       fc.property(
         fc.array(step, { minLength: 1, maxLength: 40 }),
         fc.array(fc.nat(40), { maxLength: 4 }),
-        (steps, cuts) => {
+        fc.boolean(),
+        (steps, cuts, carryOverage) => {
+          const cfg = config({
+            app_trial_tokens: { default: 2_000 },
+            allowance_period: {
+              app_usage: {
+                every: "day",
+                rollover_max_tokens: 1_000,
+                rollover_min_tokens: 0,
+                carry_overage: carryOverage,
+              },
+            },
+          });
           let hours = 0;
           const records: InputRecord[] = steps.map((s, i) => {
             hours += s.hours;
-            return usage({
-              record_id: `u-${i}`,
-              chat_id: `chat-${s.chat}`,
-              occurred_at: new Date(Date.parse("2025-03-01T00:00:00Z") + hours * 3_600_000).toISOString(),
-              ...tokens(s.count),
-            });
+            const occurred_at = new Date(
+              Date.parse("2025-03-01T00:00:00Z") + hours * 3_600_000,
+            ).toISOString();
+            if (s.kind === "top_up") return credit({ record_id: `c-${i}`, tokens: s.count, occurred_at });
+            if (s.kind === "void") return voidOf(`u-${s.target}`, { record_id: `v-${i}`, occurred_at });
+            return usage({ record_id: `u-${i}`, chat_id: `chat-${s.chat}`, occurred_at, ...tokens(s.count) });
           });
           const whole = run(records, cfg);
           for (const o of ofKind(whole.outputs, "usage_outcome")) {
             assert.equal(o.tokens_used, o.trial_tokens_used + o.paid_tokens_used);
           }
+          for (const o of ofKind(whole.outputs, "budget_event")) {
+            if (o.event !== "period_reset") continue;
+            if (carryOverage) assert.equal(o.written_off_tokens, undefined);
+            else assert.ok(o.balance.paid_tokens >= 0, "a written-off period starts with no debt");
+          }
           for (const account of Object.values(whole.state.accounts)) {
             assert.ok(
               account.trial_used_tokens <= account.allowance_tokens + (account.period?.carried_tokens ?? 0),
             );
+            // Never more paid tokens than were bought, whatever was written off and voided
+            assert.ok(account.paid_used_tokens >= 0);
+            assert.ok((account.overage_written_off_tokens ?? 0) >= 0);
           }
           const { state, outputs } = applyInCuts(records, cuts, cfg);
           assert.deepEqual(state, whole.state);
