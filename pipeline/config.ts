@@ -123,6 +123,11 @@ export const ConfigSchema = z.object({
    * holds writes for this long at most, not for good.
    */
   AGENTMETER_MONGO_TIMEOUT_MS: positiveInt.min(1_000).max(600_000).default(60_000),
+  /**
+   * How long a starting processor waits for Kafka, ClickHouse and MongoDB to answer (each start step is
+   * retried with backoff) before it gives up and exits 1. 0: no wait, the first failure ends the start.
+   */
+  AGENTMETER_STARTUP_WAIT_MS: z.coerce.number().int().min(0).max(3_600_000).default(300_000),
   /** How long the group waits for a silent member before moving its partitions (the broker allows 6 s and up). */
   AGENTMETER_SESSION_TIMEOUT_MS: positiveInt.min(6_000).max(300_000).default(30_000),
   /** A session costing more than this many times its workflow's average raises a cost_threshold event. */

@@ -37,6 +37,7 @@ import { type FlushTimings, flush, publishOutputs, writeStores } from "./flush.t
 import { type InputMessage, PartitionWorker, type Placement } from "./partition-worker.ts";
 import type { FlushPlan } from "./plan.ts";
 import { type FlushTargets, targetKey } from "./ports.ts";
+import { type StartupWait, untilAvailable } from "./startup-wait.ts";
 import { isDeterministicStoreError } from "./store-errors.ts";
 import { retryStores } from "./store-retry.ts";
 import { TickClock } from "./tick-clock.ts";
@@ -250,17 +251,38 @@ export class Processor {
   }
 
   async start(): Promise<void> {
-    const admin = this.kafka.admin();
-    await admin.connect();
-    try {
-      await ensureTopics(admin, this.config);
-    } finally {
-      await admin.disconnect();
-    }
-    const migrated = await applyMigrations(this.clickhouse, this.config.CLICKHOUSE_DATABASE);
+    const wait: StartupWait = {
+      deadlineMs: Date.now() + this.config.AGENTMETER_STARTUP_WAIT_MS,
+      stopping: () => this.stopping,
+      logger: this.logger,
+    };
+    await untilAvailable(
+      "kafka topics",
+      async () => {
+        const admin = this.kafka.admin();
+        await admin.connect();
+        try {
+          await ensureTopics(admin, this.config);
+        } finally {
+          await admin.disconnect().catch(() => undefined);
+        }
+      },
+      wait,
+    );
+    const migrated = await untilAvailable(
+      "clickhouse migrations",
+      () => applyMigrations(this.clickhouse, this.config.CLICKHOUSE_DATABASE),
+      wait,
+    );
     if (migrated.length > 0) this.logger.info({ versions: migrated }, "clickhouse migrations applied");
-    await this.mongo.connect();
-    await this.indexes.shared();
+    await untilAvailable(
+      "mongodb",
+      async () => {
+        await this.mongo.connect();
+        await this.indexes.shared();
+      },
+      wait,
+    );
     await this.producer.connect();
     await this.consumer.connect();
     // Whatever was cached may have been written by another member since: every (re)join starts cold.

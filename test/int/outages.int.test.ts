@@ -75,6 +75,35 @@ describe("outages: a store or the broker going away loses nothing and counts not
     }
   });
 
+  it("given ClickHouse down, when a processor starts, then it waits for it (no exit) and, once ClickHouse is back, starts and bills everything exactly once", async () => {
+    pipeline = await TestPipeline.create();
+    const records = [
+      ...generateWorkload({ seed: 57, records: 600, apps: 2, usersPerApp: 10, runId: "chstart" }),
+    ];
+    try {
+      await pipeline.produce(records);
+      await stopService("clickhouse", "SIGKILL");
+      // A member joining during a store outage (the soak saw one exit 1 here, stop 23's CI)
+      let settled: string | undefined;
+      const starting = pipeline.startProcessor("fatal").then(
+        () => (settled = "started"),
+        (error: unknown) => {
+          settled = `failed: ${(error as Error).message}`;
+        },
+      );
+      await sleep(8_000);
+      assert.equal(settled, undefined, "the start waits while ClickHouse is down");
+      await stackUp({ log: () => undefined });
+      await starting;
+      assert.equal(settled, "started");
+      await pipeline.caughtUp(120_000);
+      await pipeline.assertStoresMatch(records);
+    } finally {
+      await pipeline.close();
+      pipeline = undefined;
+    }
+  });
+
   it("given PostgreSQL killed under a running FerretDB, when the whole stack is brought up, then PostgreSQL is started again and FerretDB serves", async () => {
     await stopService("postgres", "SIGKILL");
     // FerretDB is alive but cannot be ready: stackUp must start the dead PostgreSQL rather than wait on it.
