@@ -76,18 +76,22 @@ export interface SoakReport {
   ok: boolean;
 }
 
-/** Every port of the shared stack moved: the soak never touches what other engineers' tests use. */
+/**
+ * Every port of the shared stack moved: the soak never touches what other engineers' tests use. All of
+ * them below 32768, out of Linux's ephemeral range (32768-60999): a port in it may be held for minutes by
+ * some client connection's local end, and the stack refuses to start on a taken port (CI saw 39100 so).
+ */
 export function soakStackConfig(brokers: 1 | 3, which: SoakStack = "cli"): StackConfig {
   const shift = which === "cli" ? 0 : 100;
   return loadStackConfig({
     ...process.env,
     AGENTMETER_HOME: soakHome(which),
-    AGENTMETER_KAFKA_PORT: String(39092 + shift),
-    AGENTMETER_KAFKA_CONTROLLER_PORT: String(39093 + shift),
-    AGENTMETER_CLICKHOUSE_HTTP_PORT: String(38123 + shift),
-    AGENTMETER_CLICKHOUSE_TCP_PORT: String(39000 + shift),
-    AGENTMETER_MONGO_PORT: String(37117 + shift),
-    AGENTMETER_PG_PORT: String(35433 + shift),
+    AGENTMETER_KAFKA_PORT: String(24092 + shift),
+    AGENTMETER_KAFKA_CONTROLLER_PORT: String(24093 + shift),
+    AGENTMETER_CLICKHOUSE_HTTP_PORT: String(24123 + shift),
+    AGENTMETER_CLICKHOUSE_TCP_PORT: String(24000 + shift),
+    AGENTMETER_MONGO_PORT: String(24117 + shift),
+    AGENTMETER_PG_PORT: String(24433 + shift),
     AGENTMETER_KAFKA_NODES: String(brokers),
   });
 }
