@@ -6,16 +6,24 @@
  * every 100 ms, awaited in the SDK's budget view). The processor runs as its own OS process, as in
  * production, so the client's work does not share its event loop.
  * BENCH_HOLD_RATES (100,1000,5000), BENCH_SECONDS (20 per rate), BENCH_ACCOUNTS (1,000) choose.
+ * BENCH_TRACE=1 also splits each decision's time into legs (LegTracer); its two consumers cost the
+ * client a fifth of a core at 1,000 holds/s, so it is off by default. Every run prints the CPU of each
+ * process on the machine while sending.
  *
  * Each rate works in a namespace of its own, removed at the end unless BENCH_KEEP=1.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import { createWriteStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Consumer } from "kafkajs";
 import { type Config, configEnv } from "../pipeline/config.ts";
 import { parseBillingConfig } from "../pipeline/core/index.ts";
 import { isAgentmeterError } from "../pipeline/errors.ts";
+import { createKafka } from "../pipeline/kafka.ts";
+import { createLogger } from "../pipeline/log.ts";
 import { Agentmeter } from "../sdk/index.ts";
 import { dropNamespaces, keepData } from "./cleanup.ts";
 import { benchNamespace, benchServers } from "./namespace.ts";
@@ -23,6 +31,7 @@ import { benchNamespace, benchServers } from "./namespace.ts";
 const RATES = (process.env.BENCH_HOLD_RATES ?? "100,1000,5000").split(",").map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const ACCOUNTS = Number(process.env.BENCH_ACCOUNTS ?? 1_000);
+const TRACE = process.env.BENCH_TRACE === "1";
 const PROBES = 20;
 const HOLD_TOKENS = 1_000;
 const PROBE_TOKENS = 10;
@@ -42,7 +51,9 @@ function quantiles(values: number[]) {
 async function startProcessor(config: Config, name: string): Promise<ChildProcess> {
   mkdirSync(WORK_DIR, { recursive: true });
   const log = createWriteStream(join(WORK_DIR, `${name}.log`));
-  const child = spawn(process.execPath, ["--import", "tsx", "pipeline/processor/main.ts"], {
+  // BENCH_PROCESSOR_NODE_ARGS: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the processor alone.
+  const nodeArgs = process.env.BENCH_PROCESSOR_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", "pipeline/processor/main.ts"], {
     env: { ...process.env, ...configEnv(config), LOG_LEVEL: "info" },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -66,6 +77,46 @@ function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
   // utime and stime are fields 14 and 15 of the line, 12 and 13 after "pid (comm) ".
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** CPU seconds so far of every process on the machine, grouped: the stores, Kafka, this bench, the processor. */
+function machineCpu(processorPid: number): Map<string, number> {
+  const groups = new Map<string, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // exited meanwhile
+    }
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const pid = Number(entry);
+    const group =
+      pid === processorPid
+        ? "processor"
+        : pid === process.pid
+          ? "bench client"
+          : comm.startsWith("chdb") || comm.startsWith("clickhouse")
+            ? "clickhouse"
+            : comm === "java"
+              ? "kafka"
+              : comm === "ferretdb" || comm === "postgres"
+                ? comm
+                : "other";
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    groups.set(group, (groups.get(group) ?? 0) + (Number(fields[11]) + Number(fields[12])) / 100);
+  }
+  return groups;
+}
+
+function cpuShares(before: Map<string, number>, after: Map<string, number>, seconds: number): string {
+  return [...after]
+    .map(([group, cpu]) => [group, (cpu - (before.get(group) ?? 0)) / seconds] as const)
+    .filter(([, share]) => share >= 0.005)
+    .sort((x, y) => y[1] - x[1])
+    .map(([group, share]) => `${group} ${Math.round(share * 100)}%`)
+    .join(", ");
 }
 
 function appIds(account: number) {
@@ -103,6 +154,73 @@ function usage(chat: string, tokens: number) {
   };
 }
 
+/**
+ * Where a decision's time goes, from the Kafka timestamps (CreateTime: the sending client's clock, the
+ * same machine's): the SDK's send (reserve called -> hold record stamped), the processor (hold record
+ * stamped -> decision stamped: broker append, fetch, plan, publish call), and the way back (decision
+ * stamped -> heard by a plain consumer of the holds topic, which reads like the SDK does).
+ */
+class LegTracer {
+  private readonly called = new Map<string, number>();
+  private readonly holdStamp = new Map<string, number>();
+  private readonly decisionStamp = new Map<string, number>();
+  private readonly decisionHeard = new Map<string, number>();
+  private readonly consumers: Consumer[] = [];
+
+  async start(config: Config): Promise<void> {
+    const kafka = createKafka(config, createLogger("warn", "bench-tracer"));
+    const trace = async (topic: string, onMessage: (holdId: string, stampMs: number) => void) => {
+      const consumer = kafka.consumer({
+        groupId: `${config.AGENTMETER_GROUP_ID}-trace-${randomUUID()}`,
+        maxWaitTimeInMs: 50,
+      });
+      await consumer.connect();
+      await consumer.subscribe({ topic, fromBeginning: false });
+      await consumer.run({
+        autoCommit: false,
+        eachMessage: async ({ message }) => {
+          const text = message.value?.toString("utf8") ?? "";
+          const match = /"hold_id":"([^"]+)"/.exec(text);
+          if (match?.[1] !== undefined) onMessage(match[1], Number(message.timestamp));
+        },
+      });
+      this.consumers.push(consumer);
+    };
+    await trace(config.AGENTMETER_INPUT_TOPIC, (id, stamp) => {
+      if (!this.holdStamp.has(id)) this.holdStamp.set(id, stamp);
+    });
+    await trace(config.AGENTMETER_HOLDS_TOPIC, (id, stamp) => {
+      if (this.decisionStamp.has(id)) return;
+      this.decisionStamp.set(id, stamp);
+      this.decisionHeard.set(id, Date.now());
+    });
+  }
+
+  reserved(holdId: string): void {
+    this.called.set(holdId, Date.now());
+  }
+
+  legs() {
+    const send: number[] = [];
+    const processor: number[] = [];
+    const back: number[] = [];
+    for (const [id, called] of this.called) {
+      const hold = this.holdStamp.get(id);
+      const decision = this.decisionStamp.get(id);
+      const heard = this.decisionHeard.get(id);
+      if (hold === undefined || decision === undefined || heard === undefined) continue;
+      send.push(hold - called);
+      processor.push(decision - hold);
+      back.push(heard - decision);
+    }
+    return { send: quantiles(send), processor: quantiles(processor), back: quantiles(back) };
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.consumers.map((consumer) => consumer.disconnect().catch(() => undefined)));
+  }
+}
+
 async function run(servers: Awaited<ReturnType<typeof benchServers>>, rate: number, billingFile: string) {
   const config = benchNamespace(servers, `holds${rate}`, {
     AGENTMETER_BILLING_CONFIG: billingFile,
@@ -114,12 +232,16 @@ async function run(servers: Awaited<ReturnType<typeof benchServers>>, rate: numb
     config,
     billing: parseBillingConfig({ app_trial_tokens: { default: TRIAL } }),
   });
+  const tracer = TRACE ? new LegTracer() : undefined;
+  await tracer?.start(config);
   try {
-    const reserve = (account: number) => {
+    const reserve = (account: number, traced = false) => {
       const ids = appIds(account);
       const chat = `c-${account}`;
+      const holdId = randomUUID();
+      if (traced) tracer?.reserved(holdId);
       return meter
-        .reserve({ ...ids, chat_id: chat, tokens: HOLD_TOKENS, timeout_ms: 30_000 })
+        .reserve({ ...ids, chat_id: chat, hold_id: holdId, tokens: HOLD_TOKENS, timeout_ms: 30_000 })
         .then(async (hold) => {
           if (hold.granted) await meter.settle(hold.hold_id, { ...ids, ...usage(chat, 600) });
           return hold;
@@ -148,6 +270,7 @@ async function run(servers: Awaited<ReturnType<typeof benchServers>>, rate: numb
     let failed = 0;
     const pending: Promise<unknown>[] = [];
     const cpuBefore = cpuSeconds(processor.pid ?? 0);
+    const machineBefore = machineCpu(processor.pid ?? 0);
     const tickMs = 10;
     const perTick = rate / (1000 / tickMs);
     const ticks = (SECONDS * 1000) / tickMs;
@@ -158,7 +281,7 @@ async function run(servers: Awaited<ReturnType<typeof benchServers>>, rate: numb
       for (; owed >= 1; owed--) {
         const at = performance.now();
         pending.push(
-          reserve(Math.floor(Math.random() * ACCOUNTS)).then(
+          reserve(Math.floor(Math.random() * ACCOUNTS), true).then(
             (hold) => {
               decided.push(performance.now() - at);
               if (hold.granted) granted++;
@@ -178,6 +301,7 @@ async function run(servers: Awaited<ReturnType<typeof benchServers>>, rate: numb
       if (wait > 0) await sleep(wait);
     }
     const sendSeconds = (performance.now() - started) / 1000;
+    const cores = cpuShares(machineBefore, machineCpu(processor.pid ?? 0), sendSeconds);
     await Promise.allSettled(pending);
     await meter.flush();
     const cpu = cpuSeconds(processor.pid ?? 0) - cpuBefore;
@@ -191,14 +315,19 @@ async function run(servers: Awaited<ReturnType<typeof benchServers>>, rate: numb
       timeouts,
       failed,
       cpuMsPerHold: (cpu * 1000) / Math.max(1, granted + denied),
+      legs: tracer?.legs(),
+      cores,
     };
   } finally {
+    await tracer?.stop();
     await meter.close().catch(() => undefined);
     processor.kill("SIGTERM");
     await new Promise((resolve) => processor.once("exit", resolve));
     if (!keepData()) await dropNamespaces(namespaces);
   }
 }
+
+const leg = (q: ReturnType<typeof quantiles>) => `${fmt(q.p50)} / ${fmt(q.p99)} ms`;
 
 async function main(): Promise<void> {
   mkdirSync(WORK_DIR, { recursive: true });
@@ -214,7 +343,12 @@ async function main(): Promise<void> {
       `at ${fmt(rate)} holds/s (sent ${fmt(r.achieved)}/s): reserve -> decision p50 ${fmt(r.decision.p50)} ms, p99 ${fmt(r.decision.p99)} ms, max ${fmt(r.decision.max)} ms ` +
         `(${fmt(r.decision.n)} decided: ${fmt(r.granted)} granted, ${fmt(r.denied)} denied; ${r.timeouts} timed out, ${r.failed} failed)\n` +
         `  same run, plain usage: produce -> budget state in the SDK's view p50 ${fmt(r.budget.p50)} ms, p99 ${fmt(r.budget.p99)} ms (${r.budget.n} probes); ` +
-        `processor CPU ${r.cpuMsPerHold.toFixed(3)} ms per hold (reserve + settle)`,
+        `processor CPU ${r.cpuMsPerHold.toFixed(3)} ms per hold (reserve + settle)\n` +
+        (r.legs === undefined
+          ? ""
+          : `  where the time goes (p50 / p99, from Kafka timestamps, ${fmt(r.legs.send.n)} holds): SDK send ${leg(r.legs.send)}, ` +
+            `hold record -> decision published ${leg(r.legs.processor)}, decision -> heard ${leg(r.legs.back)}\n`) +
+        `  CPU while sending (share of one core; the machine has ${availableParallelism()}): ${r.cores}`,
     );
   }
 }

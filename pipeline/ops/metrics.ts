@@ -84,6 +84,8 @@ export interface MetricsOptions {
 
 /** Seconds buckets for a write-behind cycle: a few ms on an idle stack to a minute behind a slow store. */
 const CYCLE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/** Decisions: milliseconds when the processor keeps up, minutes when it works off a backlog. */
+const DECISION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800];
 
 /**
  * Committed offset vs the partition's end, per partition: what the group has not yet committed. A
@@ -118,6 +120,7 @@ export class ProcessorMetrics {
   private readonly lag: Gauge<"partition">;
   private readonly lagPollFailures: Counter;
   private readonly cycleSeconds: Histogram;
+  private readonly decisionSeconds: Histogram<"stage">;
   private readonly written: Counter<"store">;
   private readonly pendingRecords: Gauge<"partition">;
   private readonly storeLag: Gauge<"partition">;
@@ -185,6 +188,13 @@ export class ProcessorMetrics {
       name: "agentmeter_write_behind_cycle_duration_seconds",
       help: "Duration of a write-behind cycle (or synchronous flush): ClickHouse, ledgers, projections, accounts.",
       buckets: CYCLE_BUCKETS,
+      registers,
+    });
+    this.decisionSeconds = new Histogram({
+      name: "agentmeter_decision_latency_seconds",
+      help: "Age of a batch's oldest record (since its Kafka log timestamp) when the processor took the batch (stage fetched) and when its decisions were published (stage published): what a hold's reserve or a budget view waits for, less the client's own legs.",
+      labelNames: ["stage"],
+      buckets: DECISION_BUCKETS,
       registers,
     });
     this.written = new Counter({
@@ -300,6 +310,14 @@ export class ProcessorMetrics {
   /** Budget events of this type published to the events topic. */
   budgetEventPublished(event: BudgetEventType, n = 1): void {
     if (n > 0) this.budgetEvents.inc({ event }, n);
+  }
+
+  /**
+   * A batch's oldest record was `seconds` old (since its log time) at this stage of the decision path.
+   * Clocks of producer and processor differ across machines: a negative age counts as 0.
+   */
+  decisionAge(stage: "fetched" | "published", seconds: number): void {
+    this.decisionSeconds.observe({ stage }, Math.max(0, seconds));
   }
 
   /** A durable write-behind cycle (or synchronous flush): its duration and what it wrote. */
@@ -466,6 +484,7 @@ export class DisabledMetrics extends ProcessorMetrics {
   override planDurable(): void {}
   override dedupeIdsForgotten(): void {}
   override cycleWritten(): void {}
+  override decisionAge(): void {}
   override storeError(): void {}
   override storeRetry(): void {}
   override pending(): void {}

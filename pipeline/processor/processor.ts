@@ -475,6 +475,7 @@ export class Processor {
       // which would then be skipped as replays and lost. kafkajs delivers from the new position next.
       if (isStale() || !isRunning()) return;
       const worker = this.worker(batch.topic, batch.partition, placement);
+      this.observeAge("fetched", batch.messages);
       if (this.writesSync(batch.partition, batch.messages[0]!.offset)) {
         await this.run(worker, batch.messages, ctx);
       } else {
@@ -642,6 +643,7 @@ export class Processor {
       );
     }
     await this.withRetry(() => publishOutputs(plan, this.targets), ctx.stillOurs);
+    this.observeAge("published", messages);
     ctx.lease.check();
     stage.enqueue(plan);
     this.reportPending(ctx.partition, stage);
@@ -681,6 +683,7 @@ export class Processor {
       plan = await this.withRetry(() => worker.plan(messages), ctx.stillOurs);
       ctx.lease.check();
       await this.flushPlan(plan, ctx);
+      this.observeAge("published", messages);
     } catch (error) {
       if (!isDeterministicStoreError(error)) throw error;
       worker.reset();
@@ -734,6 +737,12 @@ export class Processor {
     const lastOffset = (BigInt(plan.commitOffset) - 1n).toString();
     ctx.resolveOffset(lastOffset);
     await ctx.commit(plan.commitOffset);
+  }
+
+  /** How old the batch's first (oldest) record is at this stage, by its log timestamp. */
+  private observeAge(stage: "fetched" | "published", messages: readonly InputMessage[]): void {
+    const stamp = Number(messages[0]?.timestamp);
+    if (Number.isFinite(stamp) && stamp > 0) this.metrics.decisionAge(stage, (Date.now() - stamp) / 1000);
   }
 
   private withRetry<T>(
