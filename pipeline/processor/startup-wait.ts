@@ -1,6 +1,6 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { AgentmeterError, isAgentmeterError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { withBackoff } from "./backoff.ts";
 import { isDeterministicStoreError } from "./store-errors.ts";
 
 const FIRST_DELAY_MS = 250;
@@ -23,30 +23,23 @@ export interface StartupWait {
  * joining during a store outage is the normal case in an orchestrator, not a reason to crash-loop.
  * Configuration errors and refusals a retry cannot cure fail at once.
  */
-export async function untilAvailable<T>(
-  step: string,
-  action: () => Promise<T>,
-  wait: StartupWait,
-): Promise<T> {
+export function untilAvailable<T>(step: string, action: () => Promise<T>, wait: StartupWait): Promise<T> {
   const now = wait.now ?? Date.now;
-  const pause = wait.pause ?? sleep;
-  let delay = FIRST_DELAY_MS;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await action();
-    } catch (error) {
+  return withBackoff(
+    action,
+    { firstDelayMs: FIRST_DELAY_MS, maxDelayMs: MAX_DELAY_MS, pause: wait.pause },
+    (error, attempt, delayMs) => {
       if (isAgentmeterError(error, "CONFIG_INVALID") || isDeterministicStoreError(error)) throw error;
       if (wait.stopping())
         throw new AgentmeterError("SERVICE_UNAVAILABLE", `stopped while waiting for ${step}`);
       const left = wait.deadlineMs - now();
       if (left <= 0) throw error;
-      const retryInMs = Math.min(delay, left);
+      const retryInMs = Math.min(delayMs, left);
       wait.logger.warn(
         { err: error, step, attempt, retryInMs },
         "a server the processor needs to start is not answering; waiting",
       );
-      await pause(retryInMs);
-      delay = Math.min(delay * 2, MAX_DELAY_MS);
-    }
-  }
+      return retryInMs;
+    },
+  );
 }

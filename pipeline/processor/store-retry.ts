@@ -1,7 +1,7 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { isAgentmeterError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { type ProcessorMetrics, storeOfError } from "../ops/metrics.ts";
+import { withBackoff } from "./backoff.ts";
 import { isDeterministicStoreError } from "./store-errors.ts";
 
 const FIRST_DELAY_MS = 100;
@@ -19,16 +19,15 @@ export interface RetryScope {
  * Retries a failing store with capped backoff for as long as the work is still ours (the batch lease
  * heartbeats meanwhile). Lost ownership and refusals a retry cannot cure are thrown at once.
  */
-export async function retryStores<T>(
+export function retryStores<T>(
   action: () => Promise<T>,
   scope: RetryScope,
   observers: { metrics: ProcessorMetrics; logger: Logger },
 ): Promise<T> {
-  let delay = FIRST_DELAY_MS;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await action();
-    } catch (error) {
+  return withBackoff(
+    action,
+    { firstDelayMs: FIRST_DELAY_MS, maxDelayMs: MAX_DELAY_MS },
+    (error, attempt, delayMs) => {
       if (
         isAgentmeterError(error, "OWNERSHIP_LOST") ||
         isDeterministicStoreError(error) ||
@@ -40,11 +39,10 @@ export async function retryStores<T>(
       observers.metrics.storeError(store);
       observers.metrics.storeRetry(store);
       observers.logger.warn(
-        { err: error, attempt, retryInMs: delay },
+        { err: error, attempt, retryInMs: delayMs },
         "store failed; retrying (consumption paused)",
       );
-      await sleep(delay);
-      delay = Math.min(delay * 2, MAX_DELAY_MS);
-    }
-  }
+      return delayMs;
+    },
+  );
 }
