@@ -9,6 +9,13 @@ export const MAX_AGENTS_PER_RECORD = 64;
 export const MAX_AGENT_RESPONSE_TIME_MS = 86_400_000;
 export const MAX_AGENT_MESSAGE_COUNT = 1_000_000;
 
+/**
+ * The token classes an agent may report beside prompt and completion, each priced apart. Every list of
+ * them (ClickHouse columns, migrations) is this one.
+ */
+export const TOKEN_CLASSES = ["cached_prompt_tokens", "reasoning_tokens", "audio_tokens"] as const;
+export type TokenClass = (typeof TOKEN_CLASSES)[number];
+
 /** One agent's usage inside a usage record: its token counts, plus the response time and message count the per-agent analytics sum. */
 export const agentUsageSchema = z.strictObject({
   prompt_tokens: tokenCountSchema,

@@ -8,6 +8,7 @@
  * pushed through the MVs again and each target drops the block by a token derived from the source token.
  * A target without a window would count a retried insert twice (measured on ClickHouse 26.7).
  */
+import { TOKEN_CLASSES } from "../../schemas/index.ts";
 
 /** Rows of usage_events one rollup grain sees, and how a bucket is cut from `occurred_at`. */
 interface Grain {
@@ -177,8 +178,6 @@ export function rollupStatements(db: string): string[] {
   return statements;
 }
 
-const CLASS_COLUMNS = ["cached_prompt_tokens", "reasoning_tokens", "audio_tokens"] as const;
-
 /**
  * Migration 8: the token classes in usage_events (per record and per agent) and in every rollup. The
  * views' queries are replaced in place (`MODIFY QUERY`, idempotent: the same query again changes
@@ -186,10 +185,10 @@ const CLASS_COLUMNS = ["cached_prompt_tokens", "reasoning_tokens", "audio_tokens
  */
 export function tokenClassStatements(db: string): string[] {
   const statements = [
-    ...CLASS_COLUMNS.map(
+    ...TOKEN_CLASSES.map(
       (c) => `ALTER TABLE ${db}.usage_events ADD COLUMN IF NOT EXISTS ${c} UInt64 DEFAULT 0`,
     ),
-    ...CLASS_COLUMNS.map(
+    ...TOKEN_CLASSES.map(
       (c) => `ALTER TABLE ${db}.usage_events ADD COLUMN IF NOT EXISTS agent_${c} Array(UInt64) DEFAULT []`,
     ),
   ];
@@ -198,7 +197,7 @@ export function tokenClassStatements(db: string): string[] {
       [`usage_by_${grain.suffix}`, usageSelect(db, grain, "usage_events", "with classes")],
       [`agent_usage_by_${grain.suffix}`, agentSelect(db, grain, "usage_events", "with classes")],
     ] as const) {
-      for (const c of CLASS_COLUMNS) {
+      for (const c of TOKEN_CLASSES) {
         statements.push(
           `ALTER TABLE ${db}.${table} ADD COLUMN IF NOT EXISTS ${c} SimpleAggregateFunction(sum, UInt64) DEFAULT 0`,
         );

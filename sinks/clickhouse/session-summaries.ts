@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { SummaryLog } from "../../pipeline/processor/ports.ts";
-import type { SessionSummary } from "../../schemas/index.ts";
+import { type SessionSummary, TOKEN_CLASSES } from "../../schemas/index.ts";
 import { type ClickHouseClient, quoteIdent } from "./client.ts";
 import { monthRuns } from "./month-runs.ts";
 
@@ -87,7 +87,7 @@ export function sessionSummaryStatements(db: string): string[] {
  * of before version 8 do): "not reported", which sums as zero.
  */
 export function sessionSummaryClassStatements(db: string): string[] {
-  return ["cached_prompt_tokens", "reasoning_tokens", "audio_tokens"].map(
+  return TOKEN_CLASSES.map(
     (c) =>
       `ALTER TABLE ${db}.session_summaries ADD COLUMN IF NOT EXISTS agent_${c} Array(UInt64) DEFAULT [] AFTER agent_completion_tokens`,
   );
