@@ -1,7 +1,8 @@
 /**
  * The stored form of an account document. It is the account state as the core keeps it, except the
- * correction memos (pipeline/core/corrections.ts): those are one string of compact tuples,
- * `corrections.usage_packed`, not a map of objects.
+ * two maps that grow with the account's records: the correction memos (pipeline/core/corrections.ts)
+ * are one string of compact tuples, `corrections.usage_packed`, and the dedupe ids (dedupe.ts) one
+ * string of id and event-time pairs, `dedupe.seen_packed`; neither is a map of fields.
  *
  * Why: an account remembers every usage record it can still correct (up to 10,000 by default), and as
  * named fields each memo took about 207 BSON bytes. On the simulate workload the memos made the average
@@ -78,6 +79,33 @@ function pack(usage: Record<string, UsageMemo>, ownApp: string | null): string {
   return JSON.stringify(tuples);
 }
 
+/**
+ * Dedupe ids as `[id, event ms, id, event ms, ...]` in the map's order. FerretDB keeps a map of ids as
+ * one JSONB field per id, with a type entry per field beside it; a string is one value.
+ */
+const seenPackedSchema = z
+  .array(z.union([z.string(), z.number()]))
+  .refine((list) => list.length % 2 === 0, "expected id, time pairs")
+  .refine(
+    (list) =>
+      list.every((value, i) => (i % 2 === 0 ? typeof value === "string" : Number.isSafeInteger(value))),
+    "expected a string id then an integer time in each pair",
+  );
+
+function packSeen(seen: Record<string, number>): string {
+  const flat: (string | number)[] = [];
+  for (const id in seen) flat.push(id, seen[id]!);
+  return JSON.stringify(flat);
+}
+
+function unpackSeen(packed: string): Record<string, number> {
+  const flat = seenPackedSchema.parse(JSON.parse(packed));
+  // A map in dictionary mode, in the stored order: a reloaded account is the same value (emptyMap).
+  const seen = emptyMap<number>();
+  for (let i = 0; i < flat.length; i += 2) seen[flat[i] as string] = flat[i + 1] as number;
+  return seen;
+}
+
 function unpack(packed: string, ownApp: string | null): Record<string, UsageMemo> {
   const tuples = packedSchema.parse(JSON.parse(packed));
   const usage = emptyMap<UsageMemo>();
@@ -102,26 +130,53 @@ function unpack(packed: string, ownApp: string | null): Record<string, UsageMemo
 
 /** The document body to write for an account (a shallow copy: the state itself is not changed). */
 export function toStoredAccount(account: AccountState): object {
-  if (account.corrections === undefined) return account;
-  const { usage, ...rest } = account.corrections;
-  return { ...account, corrections: { ...rest, usage_packed: pack(usage, account.enterprise_id) } };
+  const { seen, ...dedupe } = account.dedupe;
+  const stored: Record<string, unknown> = { ...account, dedupe: { ...dedupe, seen_packed: packSeen(seen) } };
+  if (account.corrections !== undefined) {
+    const { usage, ...rest } = account.corrections;
+    stored.corrections = { ...rest, usage_packed: pack(usage, account.enterprise_id) };
+  }
+  return stored;
 }
 
-/** The account state of a stored body, or why it cannot be read (a corrupt or hand-edited pack). */
+/** What a stored document's field holds, read back; `problem` names the field that cannot be. */
+function unpacked<T>(
+  field: string,
+  packed: unknown,
+  read: (text: string) => T,
+): { value: T } | { problem: string } {
+  if (typeof packed !== "string") return { problem: `${field}: expected a string` };
+  try {
+    return { value: read(packed) };
+  } catch (error) {
+    const why = error instanceof z.ZodError ? formatIssues(error.issues) : (error as Error).message;
+    return { problem: `${field}: ${why}` };
+  }
+}
+
+/**
+ * The account state of a stored body, or why it cannot be read (a corrupt or hand-edited pack).
+ * Documents written before packing (maps of fields) are read as they are; the next write packs them.
+ */
 export function fromStoredAccount(
   body: Record<string, unknown>,
 ): { account: AccountState } | { problem: string } {
-  const corrections = body.corrections as Record<string, unknown> | undefined;
-  if (corrections === undefined || corrections === null || !("usage_packed" in corrections))
-    return { account: body as unknown as AccountState };
-  const { usage_packed: packed, ...rest } = corrections;
-  if (typeof packed !== "string") return { problem: "corrections.usage_packed: expected a string" };
-  const ownApp = typeof body.enterprise_id === "string" ? body.enterprise_id : null;
-  try {
-    const usage = unpack(packed, ownApp);
-    return { account: { ...body, corrections: { usage, ...rest } } as unknown as AccountState };
-  } catch (error) {
-    const why = error instanceof z.ZodError ? formatIssues(error.issues) : (error as Error).message;
-    return { problem: `corrections.usage_packed: ${why}` };
+  const account: Record<string, unknown> = { ...body };
+  const dedupe = body.dedupe as Record<string, unknown> | undefined | null;
+  if (typeof dedupe === "object" && dedupe !== null && "seen_packed" in dedupe) {
+    const { seen_packed: packed, ...rest } = dedupe;
+    const seen = unpacked("dedupe.seen_packed", packed, unpackSeen);
+    if ("problem" in seen) return seen;
+    // Same field order as the core builds the dedupe state (account.ts), so a reloaded account is equal.
+    account.dedupe = { seen: seen.value, ...rest };
   }
+  const corrections = body.corrections as Record<string, unknown> | undefined | null;
+  if (typeof corrections === "object" && corrections !== null && "usage_packed" in corrections) {
+    const { usage_packed: packed, ...rest } = corrections;
+    const ownApp = typeof body.enterprise_id === "string" ? body.enterprise_id : null;
+    const usage = unpacked("corrections.usage_packed", packed, (text) => unpack(text, ownApp));
+    if ("problem" in usage) return usage;
+    account.corrections = { usage: usage.value, ...rest };
+  }
+  return { account: account as unknown as AccountState };
 }

@@ -40,7 +40,7 @@ function accountsOf(n: number, seed: number): AccountState[] {
   return Object.values(state.accounts);
 }
 
-describe("stored account documents: correction memos packed", () => {
+describe("stored account documents: correction memos and dedupe ids packed", () => {
   it("a packed account reads back as the same value, memo by memo and in the same order", () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 1_000 }), (n, seed) => {
@@ -49,6 +49,7 @@ describe("stored account documents: correction memos packed", () => {
           const back = reloaded(account);
           assert.deepStrictEqual(back, account);
           assert.deepEqual(Object.keys(back.corrections!.usage), Object.keys(account.corrections.usage));
+          assert.deepEqual(Object.keys(back.dedupe.seen), Object.keys(account.dedupe.seen));
         }
       }),
       { numRuns: 25 },
@@ -77,7 +78,25 @@ describe("stored account documents: correction memos packed", () => {
     assert.deepStrictEqual(decoded.account, account);
   });
 
-  it("a corrupt pack is a problem naming the field, never an exception", () => {
+  it("stores the dedupe ids as one string, not a field per id", () => {
+    const [account] = accountsOf(5, 2);
+    const stored = toStoredAccount(account!) as { dedupe: Record<string, unknown> };
+    assert.equal(stored.dedupe.seen, undefined);
+    assert.equal(typeof stored.dedupe.seen_packed, "string");
+    assert.deepEqual(stored.dedupe.count, account!.dedupe.count);
+  });
+
+  it("a corrupt dedupe pack is a problem naming the field, never an exception", () => {
+    const [account] = accountsOf(2, 3);
+    const stored = toStoredAccount(account!) as { dedupe: Record<string, unknown> };
+    for (const bad of ["not json", '["id"]', '["id", "x"]', "[1, 2]", '["id", 1.5]', "{}", 7]) {
+      const decoded = fromStoredAccount({ ...stored, dedupe: { ...stored.dedupe, seen_packed: bad } });
+      assert.ok("problem" in decoded, String(bad));
+      assert.match(decoded.problem, /^dedupe\.seen_packed: /);
+    }
+  });
+
+  it("a corrupt memo pack is a problem naming the field, never an exception", () => {
     const [account] = accountsOf(2, 3);
     const stored = toStoredAccount(account!) as { corrections: { usage_packed: string } };
     for (const bad of ["not json", '[["id", "x"]]', "{}", 7]) {
