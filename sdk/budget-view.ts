@@ -36,7 +36,8 @@ export class BudgetView {
   private readonly states = new Map<string, Entry>();
   private readonly positions = new Map<number, bigint>();
   private targets = new Map<number, bigint>();
-  private readonly listeners = new Set<Listener>();
+  /** Waiters by the account they wait for: a state is shown to its account's waiters only. */
+  private readonly listeners = new Map<string, Set<Listener>>();
   private readonly caughtUpWaiters: (() => void)[] = [];
   private consumer: Consumer | undefined;
   private caughtUp = false;
@@ -138,13 +139,13 @@ export class BudgetView {
     if (held !== undefined && test(held)) return Promise.resolve(held);
     return new Promise((resolve, reject) => {
       const listener: Listener = (state) => {
-        if (state.account_key !== accountKey || !test(state)) return;
+        if (!test(state)) return;
         clearTimeout(timer);
-        this.listeners.delete(listener);
+        this.unlisten(accountKey, listener);
         resolve(state);
       };
       const timer = setTimeout(() => {
-        this.listeners.delete(listener);
+        this.unlisten(accountKey, listener);
         reject(
           new AgentmeterError(
             "VIEW_NOT_READY",
@@ -152,8 +153,20 @@ export class BudgetView {
           ),
         );
       }, timeoutMs);
-      this.listeners.add(listener);
+      let waiters = this.listeners.get(accountKey);
+      if (waiters === undefined) {
+        waiters = new Set();
+        this.listeners.set(accountKey, waiters);
+      }
+      waiters.add(listener);
     });
+  }
+
+  private unlisten(accountKey: string, listener: Listener): void {
+    const waiters = this.listeners.get(accountKey);
+    if (waiters === undefined) return;
+    waiters.delete(listener);
+    if (waiters.size === 0) this.listeners.delete(accountKey);
   }
 
   async stop(): Promise<void> {
@@ -181,7 +194,8 @@ export class BudgetView {
     }
     this.states.set(key, { state: parsed.data, publishedMs });
     this.applied++;
-    for (const listener of this.listeners) listener(parsed.data);
+    const waiters = this.listeners.get(parsed.data.account_key);
+    if (waiters !== undefined) for (const listener of [...waiters]) listener(parsed.data);
   }
 
   private checkCaughtUp(): void {
