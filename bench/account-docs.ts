@@ -7,32 +7,21 @@
  * BENCH_IDS (200,1000,5000) and BENCH_DOCS (50) choose. Runs on MONGODB_URI or the local stack, in a
  * database of its own, dropped at the end.
  */
-import { readdirSync, readFileSync } from "node:fs";
 import { MongoClient } from "mongodb";
 import { applyBatch, emptyState, parseBillingConfig } from "../pipeline/core/index.ts";
 import { type UsageRecord, usageRecordSchema } from "../schemas/index.ts";
 import { toStoredAccount } from "../sinks/mongo/account-codec.ts";
 import { benchServers } from "./namespace.ts";
+import { allProcessesCpu } from "./proc-cpu.ts";
 
 const SIZES = (process.env.BENCH_IDS ?? "200,1000,5000").split(",").map(Number);
 const DOCS = Number(process.env.BENCH_DOCS ?? 50);
 const fmt = (n: number, digits = 1) => n.toLocaleString("en-US", { maximumFractionDigits: digits });
 
-/** CPU seconds so far of every process whose name is one of `names` (user + system, from /proc). */
+/** CPU seconds so far of every process whose name is one of `names`. */
 function cpuOf(names: readonly string[]): number {
   let total = 0;
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue;
-    }
-    if (!names.includes(stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")))) continue;
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    total += (Number(fields[11]) + Number(fields[12])) / 100;
-  }
+  for (const { name, seconds } of allProcessesCpu()) if (names.includes(name)) total += seconds;
   return total;
 }
 

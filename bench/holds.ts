@@ -14,7 +14,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { createWriteStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -27,6 +27,7 @@ import { createLogger } from "../pipeline/log.ts";
 import { Agentmeter } from "../sdk/index.ts";
 import { dropNamespaces, keepData } from "./cleanup.ts";
 import { benchNamespace, benchServers } from "./namespace.ts";
+import { allProcessesCpu, processCpu } from "./proc-cpu.ts";
 
 const RATES = (process.env.BENCH_HOLD_RATES ?? "100,1000,5000").split(",").map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
@@ -72,40 +73,28 @@ async function startProcessor(config: Config, name: string): Promise<ChildProces
   return child;
 }
 
-/** CPU seconds of a process so far (user + system, from /proc). */
+/** CPU seconds of a process so far (user + system). */
 function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-  // utime and stime are fields 14 and 15 of the line, 12 and 13 after "pid (comm) ".
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return processCpu(pid)?.seconds ?? 0;
 }
 
 /** CPU seconds so far of every process on the machine, grouped: the stores, Kafka, this bench, the processor. */
 function machineCpu(processorPid: number): Map<string, number> {
   const groups = new Map<string, number>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue; // exited meanwhile
-    }
-    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-    const pid = Number(entry);
+  for (const { pid, name, seconds } of allProcessesCpu()) {
     const group =
       pid === processorPid
         ? "processor"
         : pid === process.pid
           ? "bench client"
-          : comm.startsWith("chdb") || comm.startsWith("clickhouse")
+          : name.startsWith("chdb") || name.startsWith("clickhouse")
             ? "clickhouse"
-            : comm === "java"
+            : name === "java"
               ? "kafka"
-              : comm === "ferretdb" || comm === "postgres"
-                ? comm
+              : name === "ferretdb" || name === "postgres"
+                ? name
                 : "other";
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    groups.set(group, (groups.get(group) ?? 0) + (Number(fields[11]) + Number(fields[12])) / 100);
+    groups.set(group, (groups.get(group) ?? 0) + seconds);
   }
   return groups;
 }
