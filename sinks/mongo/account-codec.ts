@@ -164,7 +164,8 @@ export function fromStoredAccount(
   const account: Record<string, unknown> = { ...body };
   const dedupe = body.dedupe as Record<string, unknown> | undefined | null;
   if (typeof dedupe === "object" && dedupe !== null && "seen_packed" in dedupe) {
-    const { seen_packed: packed, ...rest } = dedupe;
+    // A map beside the pack (a hand-edited document) is ignored: the pack is what agentmeter wrote.
+    const { seen_packed: packed, seen: _map, ...rest } = dedupe;
     const seen = unpacked("dedupe.seen_packed", packed, unpackSeen);
     if ("problem" in seen) return seen;
     // Same field order as the core builds the dedupe state (account.ts), so a reloaded account is equal.
@@ -172,7 +173,7 @@ export function fromStoredAccount(
   }
   const corrections = body.corrections as Record<string, unknown> | undefined | null;
   if (typeof corrections === "object" && corrections !== null && "usage_packed" in corrections) {
-    const { usage_packed: packed, ...rest } = corrections;
+    const { usage_packed: packed, usage: _map, ...rest } = corrections;
     const ownApp = typeof body.enterprise_id === "string" ? body.enterprise_id : null;
     const usage = unpacked("corrections.usage_packed", packed, (text) => unpack(text, ownApp));
     if ("problem" in usage) return usage;

@@ -86,6 +86,23 @@ describe("stored account documents: correction memos and dedupe ids packed", () 
     assert.deepEqual(stored.dedupe.count, account!.dedupe.count);
   });
 
+  it("a document holding both a pack and a map (edited by hand) is read from the pack", () => {
+    const [account] = accountsOf(4, 9);
+    const stored = toStoredAccount(account!) as {
+      dedupe: Record<string, unknown>;
+      corrections: Record<string, unknown>;
+    };
+    const decoded = fromStoredAccount(
+      throughBson({
+        ...stored,
+        dedupe: { ...stored.dedupe, seen: { stray: 1 } },
+        corrections: { ...stored.corrections, usage: { stray: {} } },
+      }),
+    );
+    assert.ok("account" in decoded);
+    assert.deepStrictEqual(decoded.account, account);
+  });
+
   it("a corrupt dedupe pack is a problem naming the field, never an exception", () => {
     const [account] = accountsOf(2, 3);
     const stored = toStoredAccount(account!) as { dedupe: Record<string, unknown> };
