@@ -11,6 +11,15 @@ import { trialRemainingAt } from "./periods.ts";
 import type { AgentPrice } from "./pricebook.ts";
 import { billedPart, creatorShareBp, splitRevenue } from "./split.ts";
 
+/** What must happen once a usage record is known to apply, before its own effect (apply.ts advanceClocks). */
+export type BeforeUsage = (
+  account: AccountState,
+  eventMs: number,
+  record: UsageRecord,
+  config: BillingConfig,
+  outputs: Output[],
+) => void;
+
 type Priced = { cost_micros: bigint; agents: Record<string, AgentPrice>; price_ids: string[] };
 
 /**
@@ -26,7 +35,7 @@ export function applyUsage(
   config: BillingConfig,
   outputs: Output[],
   base: OutputBase = outputBase(record),
-  beforeChange?: () => void,
+  beforeChange?: BeforeUsage,
   /** The account's event clock for this record (grants start and expire by it); default its occurred_at. */
   eventMs: number = epochMs(record.occurred_at),
 ): string | undefined {
@@ -37,7 +46,8 @@ export function applyUsage(
   let cached: number | undefined;
   let reasoning: number | undefined;
   let audio: number | undefined;
-  for (const agent of Object.values(priced.agents)) {
+  for (const name in priced.agents) {
+    const agent = priced.agents[name]!;
     promptTokens += agent.prompt_tokens;
     completionTokens += agent.completion_tokens;
     if (agent.cached_prompt_tokens !== undefined) cached = (cached ?? 0) + agent.cached_prompt_tokens;
@@ -55,10 +65,11 @@ export function applyUsage(
     paid_tokens: planned.paid_tokens,
     cost_micros: priced.cost_micros,
     billed_micros: billed,
-    ...split,
+    creator_share_micros: split.creator_share_micros,
+    platform_fee_micros: split.platform_fee_micros,
   });
   if (outOfRange !== undefined) return outOfRange;
-  beforeChange?.();
+  beforeChange?.(account, eventMs, record, config, outputs);
 
   const couldContinue = canContinue(account);
   const chat = openChat(account, record.chat_id, usageOpening(record), {

@@ -1,5 +1,6 @@
 import { AgentmeterError } from "../../schemas/errors.ts";
 import type {
+  AccountKey,
   InputRecord,
   Output,
   RejectionCode,
@@ -84,6 +85,23 @@ function rejected(
 }
 
 /**
+ * What a record does first once it is known to apply, before its own effect: holds whose expiry its
+ * event time passes end, dated grants start and end, the allowance period turns over. A function of its
+ * own, not a closure per record (a closure costs an allocation, and tsx names each one).
+ */
+function advanceClocks(
+  account: AccountState,
+  eventMs: number,
+  record: InputRecord,
+  config: BillingConfig,
+  outputs: Output[],
+): void {
+  expireHolds(account, eventMs, record, outputs);
+  advanceGrants(account, eventMs, record, outputs);
+  advancePeriod(account, config, eventMs, record, outputs, record.enterprise_id);
+}
+
+/**
  * Applies one record to an account the caller owns (already copied), pushing outputs in order.
  * Returns the account (created on first sight) and whether the record took effect.
  */
@@ -93,8 +111,9 @@ function applyInPlace(
   config: BillingConfig,
   outputs: Output[],
   logTimeMs?: number,
+  accountKey: AccountKey = accountKeyOf(record),
 ): { account: AccountState | undefined; changed: boolean } {
-  const base = outputBase(record);
+  const base = outputBase(record, accountKey);
   const occurredMs = epochMs(record.occurred_at);
   // Event time against the log time first: a record dated 9999 must not move the dedupe horizon (and
   // so must not make every later record of the account too late), duplicate or not.
@@ -129,15 +148,10 @@ function applyInPlace(
   // outputs (a settle or release arriving after expiry finds the hold expired), but only once the
   // record is known to apply: a rejected record changes nothing.
   const eventMs = holdClockMs(target, record);
-  const expire = () => {
-    expireHolds(target, eventMs, record, outputs);
-    advanceGrants(target, eventMs, record, outputs);
-    advancePeriod(target, config, eventMs, record, outputs, record.enterprise_id);
-  };
   if (record.type === "usage") {
     const priced = priceUsage(record, config);
     if (!priced.ok) return rejected(account, outputs, base, priced.code, priced.reason, record, config);
-    const outOfRange = applyUsage(target, record, priced, config, outputs, base, expire, eventMs);
+    const outOfRange = applyUsage(target, record, priced, config, outputs, base, advanceClocks, eventMs);
     if (outOfRange !== undefined)
       return rejected(account, outputs, base, "RECORD_OUT_OF_RANGE", outOfRange, record, config);
     if (record.hold_id !== undefined) {
@@ -147,22 +161,22 @@ function applyInPlace(
     const outOfRange = creditRangeReason(target, record);
     if (outOfRange !== undefined)
       return rejected(account, outputs, base, "RECORD_OUT_OF_RANGE", outOfRange, record, config);
-    expire();
+    advanceClocks(target, eventMs, record, config, outputs);
     applyCredit(target, record, config, outputs, base, eventMs);
   } else if (record.type === "session") {
-    expire();
+    advanceClocks(target, eventMs, record, config, outputs);
     applySession(target, record, config, outputs, base);
   } else if (record.type === "hold") {
-    expire();
+    advanceClocks(target, eventMs, record, config, outputs);
     decideHold(target, record, config, outputs, base, eventMs);
   } else if (record.type === "void" || record.type === "refund") {
     const refusal = correctionRefusal(target, record, occurredMs, config);
     if (refusal !== undefined)
       return rejected(account, outputs, base, refusal.code, refusal.reason, record, config);
-    expire();
+    advanceClocks(target, eventMs, record, config, outputs);
     applyCorrection(target, record, config, outputs, base);
   } else {
-    expire();
+    advanceClocks(target, eventMs, record, config, outputs);
     releaseHold(target, record, outputs, base);
   }
   remember(target.dedupe, record.record_id, occurredMs, config);
@@ -354,7 +368,7 @@ function applyRecords<S>(
       const key = accountKeyOf(record);
       let account = ownValue(accounts, key);
       if (account !== undefined && !copied.has(key)) account = cloneAccount(account);
-      const result = applyInPlace(account, record, config, outputs as Output[], logTimeMs);
+      const result = applyInPlace(account, record, config, outputs as Output[], logTimeMs, key);
       if (result.account !== undefined) {
         accounts[key] = result.account;
         copied.add(key);

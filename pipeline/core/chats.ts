@@ -219,7 +219,8 @@ export function addUsage(
   costMicros: bigint,
   billedMicros: bigint,
 ): void {
-  for (const [name, agent] of Object.entries(agents)) {
+  for (const name in agents) {
+    const agent = agents[name]!;
     const totals = ownValue(chat.agents, name) ?? {
       prompt_tokens: 0,
       completion_tokens: 0,

@@ -108,6 +108,18 @@ function tokensOver(current: number, add: number): boolean {
   return add > MAX_TOKEN_COUNTER - current;
 }
 
+/** 2^62: two micros amounts below it sum below int64's bound. */
+const HALF_INT64 = 4_611_686_018_427_387_904n;
+
+/**
+ * Whether `current + add` passes int64. Both below 2^62 (every real amount) is decided by two
+ * comparisons, which allocate nothing, where a bigint sum would allocate one; exact either way.
+ */
+function microsOver(current: bigint, add: bigint): boolean {
+  if (current < HALF_INT64 && add < HALF_INT64) return false;
+  return current + add > INT64_MAX;
+}
+
 /**
  * The common case, decided without building the checks: every counter stays within its bound. Exact
  * (see tokensOver; micros are bigint); when it says no, usageRangeReason's full pass names the counter.
@@ -122,13 +134,13 @@ function usageWithinRange(
     tokensOver(account.tokens_used, delta.tokens_used) ||
     tokensOver(account.trial_used_tokens, delta.trial_tokens) ||
     tokensOver(account.paid_used_tokens, delta.paid_tokens) ||
-    account.cost_micros + delta.cost_micros > INT64_MAX ||
-    account.billed_micros + delta.billed_micros > INT64_MAX ||
-    account.creator_share_micros + delta.creator_share_micros > INT64_MAX ||
-    account.platform_fee_micros + delta.platform_fee_micros > INT64_MAX ||
+    microsOver(account.cost_micros, delta.cost_micros) ||
+    microsOver(account.billed_micros, delta.billed_micros) ||
+    microsOver(account.creator_share_micros, delta.creator_share_micros) ||
+    microsOver(account.platform_fee_micros, delta.platform_fee_micros) ||
     tokensOver(chat?.total_tokens ?? 0, delta.tokens_used) ||
-    (chat?.cost_micros ?? 0n) + delta.cost_micros > INT64_MAX ||
-    (chat?.billed_micros ?? 0n) + delta.billed_micros > INT64_MAX
+    microsOver(chat?.cost_micros ?? 0n, delta.cost_micros) ||
+    microsOver(chat?.billed_micros ?? 0n, delta.billed_micros)
   ) {
     return false;
   }

@@ -71,6 +71,28 @@ export function classPrices(entry: PriceEntry): {
 }
 
 /**
+ * An exact sum of tokens x price terms: in a JS number while every product and the sum stay safe
+ * integers (a product of integers at most 2^53-1 is computed exactly), in bigint from the first term
+ * that would not. The total is the same exact integer either way; most records never touch bigint.
+ */
+class ExactSum {
+  private small = 0;
+  private big = 0n;
+
+  add(tokens: number, price: number): void {
+    if (tokens === 0) return;
+    const part = tokens * price;
+    const sum = this.small + part;
+    if (part <= Number.MAX_SAFE_INTEGER && sum <= Number.MAX_SAFE_INTEGER) this.small = sum;
+    else this.big += BigInt(tokens) * BigInt(price);
+  }
+
+  total(): bigint {
+    return this.big + BigInt(this.small);
+  }
+}
+
+/**
  * Cost of a usage record: the exact sum over agents of tokens x price per million (per token class),
  * divided by one million once and rounded half up once per record (so splitting a record into agents
  * never changes its cost by rounding). An unpriced model is dead-lettered or priced as the default
@@ -80,23 +102,13 @@ export function priceUsage(record: UsageRecord, config: BillingConfig): PricedUs
   const atMs = epochMs(record.occurred_at);
   const agents: Record<string, AgentPrice> = {};
   const priceIds = new Set<string>();
-  // The numerator is summed in a JS number while every product and the sum stay safe integers (exact:
-  // a product of integers that is at most 2^53-1 is computed exactly), and in bigint from the first
-  // term that would not. The result is the same exact integer either way.
-  let small = 0;
-  let numerator = 0n;
-  const add = (tokens: number, price: number): void => {
-    if (tokens === 0) return;
-    const part = tokens * price;
-    const sum = small + part;
-    if (part <= Number.MAX_SAFE_INTEGER && sum <= Number.MAX_SAFE_INTEGER) small = sum;
-    else numerator += BigInt(tokens) * BigInt(price);
-  };
+  const numerator = new ExactSum();
   // Agents mostly share the record's model: the entry found for one model is reused for the next agent
   // of the same model (same book, same time, so the same answer).
   let lastModel: string | undefined;
   let lastEntry: PriceEntry | undefined;
-  for (const [name, usage] of Object.entries(record.agent_usage)) {
+  for (const name in record.agent_usage) {
+    const usage = record.agent_usage[name]!;
     const model = usage.model ?? record.model ?? config.default_model;
     if (model !== lastModel) {
       lastModel = model;
@@ -116,8 +128,8 @@ export function priceUsage(record: UsageRecord, config: BillingConfig): PricedUs
         reason: `agent ${name}: model ${model} has no price at ${record.occurred_at}${how}`,
       };
     }
-    add(usage.prompt_tokens, entry.prompt_micros_per_mtok);
-    add(usage.completion_tokens, entry.completion_micros_per_mtok);
+    numerator.add(usage.prompt_tokens, entry.prompt_micros_per_mtok);
+    numerator.add(usage.completion_tokens, entry.completion_micros_per_mtok);
     const price: AgentPrice = {
       model,
       price_id: entry.price_id,
@@ -134,11 +146,11 @@ export function priceUsage(record: UsageRecord, config: BillingConfig): PricedUs
     ) {
       const classes = classPrices(entry);
       if (usage.cached_prompt_tokens !== undefined) {
-        add(usage.cached_prompt_tokens, classes.cached_prompt);
+        numerator.add(usage.cached_prompt_tokens, classes.cached_prompt);
         price.cached_prompt_tokens = usage.cached_prompt_tokens;
       }
       if (usage.reasoning_tokens !== undefined) {
-        add(usage.reasoning_tokens, classes.reasoning);
+        numerator.add(usage.reasoning_tokens, classes.reasoning);
         price.reasoning_tokens = usage.reasoning_tokens;
       }
       if (usage.audio_tokens !== undefined) {
@@ -149,7 +161,7 @@ export function priceUsage(record: UsageRecord, config: BillingConfig): PricedUs
             reason: `agent ${name}: ${usage.audio_tokens} audio_tokens, and price ${entry.price_id} of model ${entry.model} has no audio price (audio_micros_per_mtok); audio has no fallback price`,
           };
         }
-        add(usage.audio_tokens, classes.audio ?? 0);
+        numerator.add(usage.audio_tokens, classes.audio ?? 0);
         price.audio_tokens = usage.audio_tokens;
       }
     }
@@ -158,8 +170,8 @@ export function priceUsage(record: UsageRecord, config: BillingConfig): PricedUs
   }
   return {
     ok: true,
-    cost_micros: divideRoundHalfUp(numerator + BigInt(small), TOKENS_PER_PRICE_UNIT),
+    cost_micros: divideRoundHalfUp(numerator.total(), TOKENS_PER_PRICE_UNIT),
     agents,
-    price_ids: [...priceIds].sort(),
+    price_ids: priceIds.size === 1 ? [...priceIds] : [...priceIds].sort(),
   };
 }
