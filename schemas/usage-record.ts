@@ -14,7 +14,6 @@ export const MAX_AGENT_MESSAGE_COUNT = 1_000_000;
  * them (ClickHouse columns, migrations) is this one.
  */
 export const TOKEN_CLASSES = ["cached_prompt_tokens", "reasoning_tokens", "audio_tokens"] as const;
-export type TokenClass = (typeof TOKEN_CLASSES)[number];
 
 /** One agent's usage inside a usage record: its token counts, plus the response time and message count the per-agent analytics sum. */
 export const agentUsageSchema = z.strictObject({
