@@ -91,23 +91,32 @@ export class HoldReplies {
 
   private hear(value: Buffer | null): void {
     if (value === null) return;
-    let parsed: ReturnType<typeof holdDecisionSchema.safeParse>;
+    let json: unknown;
     try {
-      parsed = holdDecisionSchema.safeParse(JSON.parse(value.toString("utf8")));
+      json = JSON.parse(value.toString("utf8"));
     } catch {
       this.logger.warn({ topic: this.topic }, "hold decision is not JSON; ignored");
       return;
     }
+    // Every client reads every decision of the topic: most are other clients' holds. Only a decision
+    // someone here waits for is validated in full.
+    const ids = json as { account_key?: unknown; record_id?: unknown } | null;
+    if (typeof ids?.account_key !== "string" || typeof ids.record_id !== "string") {
+      this.logger.warn({ topic: this.topic }, "hold decision names no account_key and record_id; ignored");
+      return;
+    }
+    const key = waitKey(ids.account_key, ids.record_id);
+    const waiter = this.waiting.get(key);
+    if (waiter === undefined) return;
+    const parsed = holdDecisionSchema.safeParse(json);
     if (!parsed.success) {
+      // The waiter keeps waiting: a decision it can trust may still come, else its timeout answers.
       this.logger.warn(
         { topic: this.topic, problem: formatIssues(parsed.error.issues) },
         "hold decision does not match the schema; ignored",
       );
       return;
     }
-    const key = waitKey(parsed.data.account_key, parsed.data.record_id);
-    const waiter = this.waiting.get(key);
-    if (waiter === undefined) return;
     clearTimeout(waiter.timer);
     this.waiting.delete(key);
     waiter.resolve(parsed.data);

@@ -197,6 +197,29 @@ describe("SDK holds over Kafka", () => {
     );
   });
 
+  it("replies: only a decision someone waits for is validated and resolves; others and broken ones are ignored", async () => {
+    const meter = await Agentmeter.connect({ mock: true, billing });
+    await meter.reserve({ ...USER, chat_id: "c-1", tokens: 1_000, hold_id: "turn-1" });
+    await meter.reserve({ ...USER, chat_id: "c-1", tokens: 1_000, hold_id: "turn-2" });
+    const [mine, other] = meter.mock!.outputs.filter((o) => o.kind === "hold_decision");
+    await meter.close();
+    assert.ok(mine !== undefined && other !== undefined);
+
+    const replies = new HoldReplies({} as never, "holds", "test", createLogger("silent"));
+    const internals = replies as unknown as { hear(value: Buffer | null): void; waiting: Map<string, unknown> };
+    const hear = (value: unknown) => internals.hear(Buffer.from(JSON.stringify(value)));
+    const answer = replies.wait(mine.account_key, mine.record_id, mine.hold_id, 2_000);
+    hear(other);
+    internals.hear(Buffer.from("not json"));
+    hear({ granted: true });
+    hear({ ...mine, granted: "yes" });
+    assert.equal(internals.waiting.size, 1, "still waiting after another's, unreadable and broken decisions");
+    hear(mine);
+    assert.deepEqual(await answer, mine);
+    assert.equal(internals.waiting.size, 0);
+    hear(mine); // a repeat (a processor re-applying a batch) finds nobody waiting
+  });
+
   it("a decision that does not come in time is HOLD_TIMEOUT, never a grant", async () => {
     // Waiting needs no broker: the consumer that would resolve it is never started here.
     const replies = new HoldReplies({} as never, "holds", "test", createLogger("silent"));
