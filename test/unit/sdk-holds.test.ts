@@ -206,7 +206,10 @@ describe("SDK holds over Kafka", () => {
     assert.ok(mine !== undefined && other !== undefined);
 
     const replies = new HoldReplies({} as never, "holds", "test", createLogger("silent"));
-    const internals = replies as unknown as { hear(value: Buffer | null): void; waiting: Map<string, unknown> };
+    const internals = replies as unknown as {
+      hear(value: Buffer | null): void;
+      waiting: Map<string, unknown>;
+    };
     const hear = (value: unknown) => internals.hear(Buffer.from(JSON.stringify(value)));
     const answer = replies.wait(mine.account_key, mine.record_id, mine.hold_id, 2_000);
     hear(other);
