@@ -15,6 +15,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -106,6 +107,38 @@ function cpuShares(before: Map<string, number>, after: Map<string, number>, seco
     .sort((x, y) => y[1] - x[1])
     .map(([group, share]) => `${group} ${Math.round(share * 100)}%`)
     .join(", ");
+}
+
+/** A TCP port nothing listens on now (the processor's metrics endpoint takes it). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === "object" && address !== null ? resolve(address.port) : reject(),
+      );
+    });
+  });
+}
+
+/**
+ * The processor's event-loop delay since the previous scrape (prom-client's default metrics, from
+ * monitorEventLoopDelay at 10 ms resolution, reset by each scrape), in ms. A decision waits behind
+ * whatever else the loop runs: store writes of the write-behind cycle, ClickHouse rows, Kafka I/O.
+ */
+async function eventLoopDelay(port: number): Promise<{ p50: number; p99: number; max: number }> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const gauge = (name: string) => {
+    const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+    return line === undefined ? Number.NaN : Number(line.slice(name.length + 1)) * 1000;
+  };
+  return {
+    p50: gauge("nodejs_eventloop_lag_p50_seconds"),
+    p99: gauge("nodejs_eventloop_lag_p99_seconds"),
+    max: gauge("nodejs_eventloop_lag_max_seconds"),
+  };
 }
 
 function appIds(account: number) {
@@ -211,9 +244,11 @@ class LegTracer {
 }
 
 async function run(servers: Awaited<ReturnType<typeof benchServers>>, rate: number, billingFile: string) {
+  const metricsPort = await freePort();
   const config = benchNamespace(servers, `holds${rate}`, {
     AGENTMETER_BILLING_CONFIG: billingFile,
-    AGENTMETER_METRICS_PORT: "0",
+    AGENTMETER_METRICS_PORT: String(metricsPort),
+    AGENTMETER_METRICS_HOST: "127.0.0.1",
   });
   const namespaces = [config];
   const processor = await startProcessor(config, `processor-${rate}`);
@@ -260,6 +295,7 @@ async function run(servers: Awaited<ReturnType<typeof benchServers>>, rate: numb
     const pending: Promise<unknown>[] = [];
     const cpuBefore = cpuSeconds(processor.pid ?? 0);
     const machineBefore = machineCpu(processor.pid ?? 0);
+    await eventLoopDelay(metricsPort); // resets the window: only the sending is measured
     const tickMs = 10;
     const perTick = rate / (1000 / tickMs);
     const ticks = (SECONDS * 1000) / tickMs;
@@ -291,6 +327,7 @@ async function run(servers: Awaited<ReturnType<typeof benchServers>>, rate: numb
     }
     const sendSeconds = (performance.now() - started) / 1000;
     const cores = cpuShares(machineBefore, machineCpu(processor.pid ?? 0), sendSeconds);
+    const loop = await eventLoopDelay(metricsPort);
     await Promise.allSettled(pending);
     await meter.flush();
     const cpu = cpuSeconds(processor.pid ?? 0) - cpuBefore;
@@ -306,6 +343,7 @@ async function run(servers: Awaited<ReturnType<typeof benchServers>>, rate: numb
       cpuMsPerHold: (cpu * 1000) / Math.max(1, granted + denied),
       legs: tracer?.legs(),
       cores,
+      loop,
     };
   } finally {
     await tracer?.stop();
@@ -332,7 +370,8 @@ async function main(): Promise<void> {
       `at ${fmt(rate)} holds/s (sent ${fmt(r.achieved)}/s): reserve -> decision p50 ${fmt(r.decision.p50)} ms, p99 ${fmt(r.decision.p99)} ms, max ${fmt(r.decision.max)} ms ` +
         `(${fmt(r.decision.n)} decided: ${fmt(r.granted)} granted, ${fmt(r.denied)} denied; ${r.timeouts} timed out, ${r.failed} failed)\n` +
         `  same run, plain usage: produce -> budget state in the SDK's view p50 ${fmt(r.budget.p50)} ms, p99 ${fmt(r.budget.p99)} ms (${r.budget.n} probes); ` +
-        `processor CPU ${r.cpuMsPerHold.toFixed(3)} ms per hold (reserve + settle)\n` +
+        `processor CPU ${r.cpuMsPerHold.toFixed(3)} ms per hold (reserve + settle); ` +
+        `processor event-loop delay p50 ${fmt(r.loop.p50)} ms, p99 ${fmt(r.loop.p99)} ms, max ${fmt(r.loop.max)} ms\n` +
         (r.legs === undefined
           ? ""
           : `  where the time goes (p50 / p99, from Kafka timestamps, ${fmt(r.legs.send.n)} holds): SDK send ${leg(r.legs.send)}, ` +
