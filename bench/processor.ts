@@ -18,7 +18,7 @@
  * Every run works in namespaces of its own (topics, consumer groups, MongoDB and ClickHouse databases) and
  * removes them at the end, also when it fails; BENCH_KEEP=1 keeps them for a look afterwards.
  */
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -185,6 +185,8 @@ function profileWindow(startUs: number, endUs: number, records: number): void {
     if (arg.startsWith("--cpu-prof-dir=")) dir = arg.slice("--cpu-prof-dir=".length);
     else if (arg === "--cpu-prof-dir") dir = args[i + 1] ?? dir;
   }
+  // Node creates the profile directory only when it writes the profile, at exit.
+  mkdirSync(resolve(dir), { recursive: true });
   writeFileSync(
     join(resolve(dir), `bench-window-${process.pid}.json`),
     JSON.stringify({ startUs, endUs, records }),
