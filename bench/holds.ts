@@ -142,20 +142,25 @@ function freePort(): Promise<number> {
 }
 
 /**
- * The processor's event-loop delay since the previous scrape (prom-client's default metrics, from
- * monitorEventLoopDelay at 10 ms resolution, reset by each scrape), in ms. A decision waits behind
- * whatever else the loop runs: store writes of the write-behind cycle, ClickHouse rows, Kafka I/O.
+ * What the processor's metrics say (its /metrics endpoint): the event-loop delay since the previous
+ * scrape (prom-client's default gauges, from monitorEventLoopDelay at 10 ms resolution, reset by each
+ * scrape), in ms, and its write-behind cycles so far (count and seconds, summed over partitions). A
+ * decision waits behind whatever else the loop runs: the cycles' store writes and rows, Kafka I/O.
  */
-async function eventLoopDelay(port: number): Promise<{ p50: number; p99: number; max: number }> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const gauge = (name: string) => {
-    const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-    return line === undefined ? Number.NaN : Number(line.slice(name.length + 1)) * 1000;
-  };
+async function scrapeProcessor(port: number) {
+  const lines = (await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).split("\n");
+  const sum = (name: string) =>
+    lines
+      .filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`))
+      .reduce((total, line) => total + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
   return {
-    p50: gauge("nodejs_eventloop_lag_p50_seconds"),
-    p99: gauge("nodejs_eventloop_lag_p99_seconds"),
-    max: gauge("nodejs_eventloop_lag_max_seconds"),
+    loop: {
+      p50: sum("nodejs_eventloop_lag_p50_seconds") * 1000,
+      p99: sum("nodejs_eventloop_lag_p99_seconds") * 1000,
+      max: sum("nodejs_eventloop_lag_max_seconds") * 1000,
+    },
+    cycles: sum("agentmeter_write_behind_cycle_duration_seconds_count"),
+    cycleSeconds: sum("agentmeter_write_behind_cycle_duration_seconds_sum"),
   };
 }
 
@@ -314,7 +319,8 @@ async function run(servers: Awaited<ReturnType<typeof benchServers>>, rate: numb
     const pending: Promise<unknown>[] = [];
     const cpuBefore = cpuSeconds(processor.pid ?? 0);
     const machineBefore = machineCpu(processor.pid ?? 0);
-    await eventLoopDelay(metricsPort); // resets the window: only the sending is measured
+    // Resets the event-loop window: only the sending is measured.
+    const metricsBefore = await scrapeProcessor(metricsPort);
     const tickMs = 10;
     const perTick = rate / (1000 / tickMs);
     const ticks = (SECONDS * 1000) / tickMs;
@@ -346,7 +352,10 @@ async function run(servers: Awaited<ReturnType<typeof benchServers>>, rate: numb
     }
     const sendSeconds = (performance.now() - started) / 1000;
     const cores = cpuShares(machineBefore, machineCpu(processor.pid ?? 0), sendSeconds);
-    const loop = await eventLoopDelay(metricsPort);
+    const metricsAfter = await scrapeProcessor(metricsPort);
+    const loop = metricsAfter.loop;
+    const cycles = metricsAfter.cycles - metricsBefore.cycles;
+    const cycleMs = ((metricsAfter.cycleSeconds - metricsBefore.cycleSeconds) * 1000) / Math.max(1, cycles);
     await Promise.allSettled(pending);
     await meter.flush();
     const cpu = cpuSeconds(processor.pid ?? 0) - cpuBefore;
@@ -363,6 +372,8 @@ async function run(servers: Awaited<ReturnType<typeof benchServers>>, rate: numb
       legs: tracer?.legs(),
       cores,
       loop,
+      cycles: cycles / sendSeconds,
+      cycleMs,
       settledSeconds,
     };
   } finally {
@@ -391,7 +402,8 @@ async function main(): Promise<void> {
         `(${fmt(r.decision.n)} decided: ${fmt(r.granted)} granted, ${fmt(r.denied)} denied; ${r.timeouts} timed out, ${r.failed} failed)\n` +
         `  same run, plain usage: produce -> budget state in the SDK's view p50 ${fmt(r.budget.p50)} ms, p99 ${fmt(r.budget.p99)} ms (${r.budget.n} probes); ` +
         `processor CPU ${r.cpuMsPerHold.toFixed(3)} ms per hold (reserve + settle); ` +
-        `processor event-loop delay p50 ${fmt(r.loop.p50)} ms, p99 ${fmt(r.loop.p99)} ms, max ${fmt(r.loop.max)} ms\n` +
+        `processor event-loop delay p50 ${fmt(r.loop.p50)} ms, p99 ${fmt(r.loop.p99)} ms, max ${fmt(r.loop.max)} ms; ` +
+        `write-behind cycles ${r.cycles.toFixed(1)}/s (all partitions), ${fmt(r.cycleMs)} ms each on average\n` +
         (r.legs === undefined
           ? ""
           : `  where the time goes (p50 / p99, from Kafka timestamps, ${fmt(r.legs.send.n)} holds): SDK send ${leg(r.legs.send)}, ` +
