@@ -272,6 +272,8 @@ async function run(servers: Awaited<ReturnType<typeof benchServers>>, rate: numb
     AGENTMETER_BILLING_CONFIG: billingFile,
     AGENTMETER_METRICS_PORT: String(metricsPort),
     AGENTMETER_METRICS_HOST: "127.0.0.1",
+    // The processor's cycle pacing, to compare settings on one machine (docs/holds.md).
+    AGENTMETER_MIN_CYCLE_INTERVAL_MS: process.env.AGENTMETER_MIN_CYCLE_INTERVAL_MS,
   });
   const namespaces = [config];
   const processor = await startProcessor(config, `processor-${rate}`);

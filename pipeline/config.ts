@@ -109,6 +109,13 @@ export const ConfigSchema = z.object({
   AGENTMETER_WRITE_MODE: z.enum(["behind", "sync"]).default("behind"),
   /** Records applied but not yet in the stores, per partition, past which the partition stops fetching. */
   AGENTMETER_MAX_PENDING_RECORDS: positiveInt.min(100).max(10_000_000).default(50_000),
+  /**
+   * Least time between the starts of a partition's write-behind cycles; records arriving meanwhile join
+   * the next cycle. Under light load cycles are short and many, and each writes a ClickHouse part in
+   * every rollup table: waiting makes them fewer and larger (docs/processing.md). Decisions never wait
+   * for it; the stores and the committed offsets lag by up to this more. 0: back to back.
+   */
+  AGENTMETER_MIN_CYCLE_INTERVAL_MS: z.coerce.number().int().min(0).max(60_000).default(1_000),
   /** Age of the oldest record not yet in the stores past which its partition stops fetching. */
   AGENTMETER_MAX_STORE_LAG_MS: positiveInt.min(1_000).max(3_600_000).default(30_000),
   /**

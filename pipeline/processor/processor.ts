@@ -549,6 +549,7 @@ export class Processor {
           this.consumer.commitOffsets([{ topic: this.config.AGENTMETER_INPUT_TOPIC, partition, offset }]),
         failed: (error) => this.recover(partition, error),
         logger: this.logger,
+        minIntervalMs: this.config.AGENTMETER_MIN_CYCLE_INTERVAL_MS,
       });
       stage = created;
       this.stages.set(partition, stage);

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { AgentmeterError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { FlushTimings } from "./flush.ts";
@@ -21,6 +22,13 @@ export interface WriteBehindDeps {
   /** The stage stopped on this error; the caller drops it and fetches again from `resumeFrom`. */
   failed: (error: unknown) => void;
   logger: Logger;
+  /**
+   * Least time from one cycle's start to the next one's (0: back to back). Records that arrive in
+   * between join the next cycle: fewer, larger inserts and writes when the load is light (each
+   * ClickHouse insert writes a part in every rollup table, whatever its rows). Decisions do not wait for
+   * cycles; the stores and the committed offset lag by up to this more.
+   */
+  minIntervalMs?: number;
 }
 
 /**
@@ -48,6 +56,9 @@ export class WriteBehind {
   /** When the oldest plan of the cycle in flight was queued. */
   private cycleQueuedAt: number | undefined;
   private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  /** When the last cycle started (Date.now()), for minIntervalMs. */
+  private lastCycleStart = 0;
+  private readonly abandoning = new AbortController();
   /** The first offset not yet durable (from the oldest plan queued or being written), or undefined. */
   private pendingFrom: string | undefined;
 
@@ -125,6 +136,7 @@ export class WriteBehind {
    */
   async abandon(): Promise<void> {
     this.abandoned = true;
+    this.abandoning.abort();
     this.queue.length = 0;
     this.queuedAt.length = 0;
     const running = this.running;
@@ -144,6 +156,13 @@ export class WriteBehind {
 
   private async loop(): Promise<void> {
     while (this.queue.length > 0 && !this.abandoned) {
+      const wait = this.lastCycleStart + (this.deps.minIntervalMs ?? 0) - Date.now();
+      if (wait > 0) {
+        // Abandoning ends the wait at once: a new owner must not wait for a cycle that will not run.
+        await sleep(wait, undefined, { signal: this.abandoning.signal }).catch(() => undefined);
+        if (this.abandoned) return;
+      }
+      this.lastCycleStart = Date.now();
       let take = 0;
       for (let records = 0; take < this.queue.length; take++) {
         const consumed = this.queue[take]!.stats.consumed;

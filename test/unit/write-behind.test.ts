@@ -123,6 +123,42 @@ describe("write-behind: the stage", () => {
     );
   });
 
+  it("paces cycles at minIntervalMs: what arrives meanwhile joins the next cycle; abandoning ends the wait", async () => {
+    const starts: number[] = [];
+    const cycles: string[] = [];
+    const stage = new WriteBehind(0, "t", {
+      write: async (cycle) => {
+        starts.push(Date.now());
+        cycles.push(`${cycle.firstOffset}-${cycle.commitOffset}`);
+        return { kafka: 0, clickhouse: 0, ledgers: 0, projections: 0, accounts: 0 };
+      },
+      durable: () => undefined,
+      commit: async () => undefined,
+      failed: () => undefined,
+      logger,
+      minIntervalMs: 300,
+    });
+    stage.enqueue(plan(0, 9));
+    await stage.drain();
+    // Three plans within the interval: one cycle for all three, no sooner than 300 ms after the first.
+    for (let i = 1; i <= 3; i++) {
+      stage.enqueue(plan(i * 10, i * 10 + 9));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await stage.drain();
+    assert.deepEqual(cycles, ["0-10", "10-40"]);
+    assert.ok(starts[1]! - starts[0]! >= 295, `second cycle ${starts[1]! - starts[0]!} ms after the first`);
+
+    // A stage waiting out its interval is abandoned at once, and writes nothing more.
+    stage.enqueue(plan(40, 49));
+    await new Promise((resolve) => setTimeout(resolve, 20)); // the stage is in its wait now
+    const abandoning = Date.now();
+    await stage.abandon();
+    assert.ok(Date.now() - abandoning < 200, `abandon took ${Date.now() - abandoning} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    assert.deepEqual(cycles, ["0-10", "10-40"]);
+  });
+
   it("stops on a cycle the stores refuse: nothing committed, the caller told where to fetch from", async () => {
     const failures: unknown[] = [];
     const commits: string[] = [];
