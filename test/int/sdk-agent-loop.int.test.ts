@@ -88,7 +88,11 @@ describe("SDK agent loop on the real pipeline: exhaust, pause, top up, resume, f
       result.session_summary.session_duration_seconds,
     );
     assert.deepEqual(chat.agent_performance, result.agent_performance);
-    const account = await accountDoc();
+    // Written behind, collection by collection (accounts after the projections): wait for the figures.
+    const account = await eventually("the account's totals", async () => {
+      const doc = await accountDoc();
+      return doc?.tokens_used === result.session_summary.total_tokens ? doc : undefined;
+    });
     assert.equal(account?.tokens_used, result.session_summary.total_tokens);
     assert.equal(BigInt(account?.cost_micros as bigint), result.session_summary.total_cost_micros);
 
@@ -176,7 +180,11 @@ describe("SDK agent loop on the real pipeline: exhaust, pause, top up, resume, f
         .collection(COLLECTIONS.app.users)
         .findOne({ _id: "enduser-1" as never }),
     );
-    const finalState = await pauseDoc(appDb, COLLECTIONS.app.pausedChats, manager.chat_id);
+    // PausedChats is written beside TokenChats, not with it: wait for the finalize there too.
+    const finalState = await eventually("the chat finalized in PausedChats", async () => {
+      const doc = await pauseDoc(appDb, COLLECTIONS.app.pausedChats, manager.chat_id);
+      return doc?.status === "finalized" ? doc : undefined;
+    });
     assert.equal(finalState?.status, "finalized");
   });
 
