@@ -113,9 +113,9 @@ export const ConfigSchema = z.object({
    * Least time between the starts of a partition's write-behind cycles; records arriving meanwhile join
    * the next cycle. Under light load cycles are short and many, and each writes a ClickHouse part in
    * every rollup table: waiting makes them fewer and larger (docs/processing.md). Decisions never wait
-   * for it; the stores and the committed offsets lag by up to this more. 0 (default): back to back. Not
-   * the default yet: the one soak run with 1 s found usage_by_minute rows counted twice after its faults
-   * (docs/processing.md), and that is not understood.
+   * for it; the stores and the committed offsets lag by up to this more. 0 (default): back to back.
+   * Raised by default once a soak with it on is clean (docs/processing.md: rollup rows were counted
+   * twice in soaks with and without it, cause not found).
    */
   AGENTMETER_MIN_CYCLE_INTERVAL_MS: z.coerce.number().int().min(0).max(60_000).default(0),
   /** Age of the oldest record not yet in the stores past which its partition stops fetching. */
