@@ -5,6 +5,7 @@ import type {
   PositionedOutcome,
   UsageLog,
 } from "../../pipeline/processor/ports.ts";
+import { isDeterministicStoreError } from "../../pipeline/processor/store-errors.ts";
 import { type TopicPartitionKey, topicPartitionKeyOf } from "../../schemas/keys.ts";
 import type { ClickHouseClient } from "./client.ts";
 import { quoteIdent } from "./client.ts";
@@ -95,6 +96,13 @@ export function adjustmentRow({ position, adjustment }: PositionedAdjustment): R
   };
 }
 
+/** One insert as first sent: a retry must send these rows under this token (see insertRun). */
+interface InsertRun {
+  token: string;
+  rows: Record<string, unknown>[];
+  last: bigint;
+}
+
 /** A table whose rows are some of a partition's offsets, each at most once. */
 interface OffsetTable<T> {
   name: string;
@@ -106,13 +114,16 @@ interface OffsetTable<T> {
 /**
  * Appends usage rows, and voids and refunds, exactly once per log position. Inserts for one partition
  * come from its single owner, in offset order, each insert atomic; so the highest offset a table holds
- * for a partition is a precise watermark, read once when the partition is (re)assigned. A retried insert
- * also carries a deduplication token made of its table and offset range, so a lost response followed by
- * a retry is dropped by the server, and each rollup view fed by the table decides the same way on its own.
+ * for a partition is a precise watermark, read once when the partition is (re)assigned. Each insert
+ * carries a deduplication token made of its offset range, and a failed one is sent again exactly as it
+ * was before anything past it (insertRun): the server drops what it already holds, in the raw table and
+ * in each rollup view on its own, and stores what a crash cut off.
  */
 export class UsageEventsSink implements UsageLog {
   /** Per table, then per source partition. */
   private readonly watermarks = new Map<string, Map<TopicPartitionKey, bigint>>();
+  /** Per table, then per source partition: the run whose insert failed, kept through `forget`. */
+  private readonly inDoubt = new Map<string, Map<TopicPartitionKey, InsertRun>>();
   private readonly usage: OffsetTable<PositionedOutcome>;
   private readonly adjustments: OffsetTable<PositionedAdjustment>;
   private readonly progressTable: string;
@@ -136,13 +147,26 @@ export class UsageEventsSink implements UsageLog {
     this.progressTable = `${quoteIdent(database)}.partition_progress`;
   }
 
-  /** Forget what is known of a partition (on revocation), so the next owner reads the watermark afresh. */
+  /**
+   * Forget what is known of a partition (on revocation, or a stage dropped), so the next owner reads the
+   * watermark afresh. A run in doubt stays: whoever of this process writes the partition next sends it
+   * first, unless the watermark shows another owner wrote past it.
+   */
   forget(topic: string, partition: number): void {
     for (const marks of this.watermarks.values()) marks.delete(topicPartitionKeyOf(topic, partition));
   }
 
   forgetAll(): void {
     this.watermarks.clear();
+  }
+
+  private doubtsOf(table: string): Map<TopicPartitionKey, InsertRun> {
+    let doubts = this.inDoubt.get(table);
+    if (doubts === undefined) {
+      doubts = new Map();
+      this.inDoubt.set(table, doubts);
+    }
+    return doubts;
   }
 
   private marksOf(table: string): Map<TopicPartitionKey, bigint> {
@@ -185,7 +209,10 @@ export class UsageEventsSink implements UsageLog {
     return row === undefined || row.n === "0" ? -1n : BigInt(row.max_offset);
   }
 
-  /** Inserts the usage rows of one partition's flush that are past its watermark; returns how many. */
+  /**
+   * Inserts the usage rows of one partition's flush that are past its watermark, after the partition's
+   * run in doubt if there is one; returns how many rows it sent.
+   */
   append(topic: string, partition: number, outcomes: readonly PositionedOutcome[]): Promise<number> {
     return this.appendTo(this.usage, topic, partition, outcomes);
   }
@@ -205,32 +232,64 @@ export class UsageEventsSink implements UsageLog {
     partition: number,
     rows: readonly T[],
   ): Promise<number> {
-    if (rows.length === 0) return 0;
-    const mark = await this.watermark(table.name, topic, partition);
+    const key = topicPartitionKeyOf(topic, partition);
+    const doubt = this.doubtsOf(table.name).get(key);
+    if (rows.length === 0 && doubt === undefined) return 0;
+    let mark = await this.watermark(table.name, topic, partition);
+    let resent = 0;
+    if (doubt !== undefined) {
+      // Past the run's last offset, another owner has written on: the run's fate is theirs to have
+      // settled, and sending it again could count it twice. Otherwise it goes again, exactly as it went.
+      if (mark > doubt.last) this.doubtsOf(table.name).delete(key);
+      else {
+        await this.insertRun(table.name, key, doubt);
+        mark = doubt.last;
+        resent = doubt.rows.length;
+      }
+    }
     const fresh = rows.filter((row) => BigInt(table.offsetOf(row)) > mark);
-    if (fresh.length === 0) return 0;
     for (const run of runsByMonth(fresh, table.occurredAt)) {
       const first = table.offsetOf(run[0]!);
       const last = table.offsetOf(run[run.length - 1]!);
-      // On a failure the watermark stays where it was, so the flush's retry sends this same run with the
-      // same token. A server killed mid-insert may have stored the run in the raw table and not yet in
-      // every rollup view (ClickHouse commits the source part and each view's part one after another;
-      // ClickHouse issue 104661). The raw table then drops the retry by its token, and with
-      // deduplicate_blocks_in_dependent_materialized_views each view decides by its own token: a view
-      // that has the run drops it, a view that missed it takes it. A watermark re-read from the raw rows
-      // would instead skip the run and leave the views without it for good.
+      await this.insertRun(table.name, key, {
+        token: `${topic}:${partition}:${first}:${last}`,
+        rows: run.map(table.toRow),
+        last: BigInt(last),
+      });
+    }
+    return resent + fresh.length;
+  }
+
+  /**
+   * One insert. A server killed mid-insert may have stored the run in the raw table and in some rollup
+   * views and not in others (ClickHouse commits the source part and each view's part one after another;
+   * ClickHouse issue 104661). Only the same rows under the same token heal that: the raw table and each
+   * view that has the run drop it by the token (deduplicate_blocks_in_dependent_materialized_views), a
+   * view that missed it takes it. So a failed run stays in doubt, and is the first thing sent for its
+   * partition, before any row past it, whatever the next flush is cut like: a re-planned flush cut
+   * differently (a stage dropped and fetched again) carries another token, which every view that has
+   * the run would take again, and a watermark re-read from the raw rows would skip the run and leave the
+   * views that missed it without it for good. A refusal (store-errors.ts) stored nothing and is not
+   * kept: the processor splits the batch to find the record behind it.
+   */
+  private async insertRun(table: string, key: TopicPartitionKey, run: InsertRun): Promise<void> {
+    try {
       await this.client.insert({
-        table: table.name,
-        values: run.map(table.toRow),
+        table,
+        values: run.rows,
         format: "JSONEachRow",
         clickhouse_settings: {
-          insert_deduplication_token: `${topic}:${partition}:${first}:${last}`,
+          insert_deduplication_token: run.token,
           deduplicate_blocks_in_dependent_materialized_views: 1,
         },
       });
-      this.marksOf(table.name).set(topicPartitionKeyOf(topic, partition), BigInt(last));
+    } catch (error) {
+      if (isDeterministicStoreError(error)) this.doubtsOf(table).delete(key);
+      else this.doubtsOf(table).set(key, run);
+      throw error;
     }
-    return fresh.length;
+    this.doubtsOf(table).delete(key);
+    this.marksOf(table).set(key, run.last);
   }
 
   /** Records what one flush covered (see partition-progress.ts). */
