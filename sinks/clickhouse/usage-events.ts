@@ -96,6 +96,19 @@ export function adjustmentRow({ position, adjustment }: PositionedAdjustment): R
   };
 }
 
+/** The per-partition map of one table, made on first use. */
+function perPartition<V>(
+  byTable: Map<string, Map<TopicPartitionKey, V>>,
+  table: string,
+): Map<TopicPartitionKey, V> {
+  let partitions = byTable.get(table);
+  if (partitions === undefined) {
+    partitions = new Map();
+    byTable.set(table, partitions);
+  }
+  return partitions;
+}
+
 /** One insert as first sent: a retry must send these rows under this token (see insertRun). */
 interface InsertRun {
   token: string;
@@ -161,21 +174,11 @@ export class UsageEventsSink implements UsageLog {
   }
 
   private doubtsOf(table: string): Map<TopicPartitionKey, InsertRun> {
-    let doubts = this.inDoubt.get(table);
-    if (doubts === undefined) {
-      doubts = new Map();
-      this.inDoubt.set(table, doubts);
-    }
-    return doubts;
+    return perPartition(this.inDoubt, table);
   }
 
   private marksOf(table: string): Map<TopicPartitionKey, bigint> {
-    let marks = this.watermarks.get(table);
-    if (marks === undefined) {
-      marks = new Map();
-      this.watermarks.set(table, marks);
-    }
-    return marks;
+    return perPartition(this.watermarks, table);
   }
 
   private async watermark(table: string, topic: string, partition: number): Promise<bigint> {
