@@ -25,6 +25,22 @@ import { describeDifference } from "../support/verify.ts";
 
 const DAY_MS = 86_400_000;
 const DAYS = 33;
+// Ending a few minutes ago, so every record is within the event-time bounds of its log time.
+const START = Date.now() - DAYS * DAY_MS - 10 * 60_000;
+
+/**
+ * A monthly boundary inside the platform records' span (they fill about the first 24 days): a calendar
+ * month starting on the 1st left it outside on the first days of a month, and the test failed by the
+ * date (CI, 4 December). Midnight UTC of the first day from day 8 whose date is at most the 28th, so the
+ * anchor exists in every month.
+ */
+function monthlyAnchorInside(start: number): string {
+  for (let d = 8; ; d++) {
+    const day = new Date(start + d * DAY_MS);
+    if (day.getUTCDate() <= 28)
+      return new Date(Date.UTC(day.getUTCFullYear(), day.getUTCMonth(), day.getUTCDate())).toISOString();
+  }
+}
 
 const BILLING = {
   app_trial_tokens: { default: 4_000 },
@@ -32,7 +48,8 @@ const BILLING = {
   allowance_period: {
     // Mondays, UTC; what a week leaves (up to 1,000 tokens) is carried into the next one.
     app_usage: { every: "week", anchor: "2025-01-06T00:00:00Z", rollover_max_tokens: 1_000 },
-    // platform: the default, calendar months
+    // platform: the default calendar months, but from an anchor inside the window
+    platform: { every: "month", anchor: monthlyAnchorInside(START) },
   },
 };
 
@@ -146,8 +163,7 @@ describe("a month of credits through the live pipeline: periods, grant expiries,
   });
 
   it("resets, expires and reverses as the core computes, across a processor SIGKILL", async (t) => {
-    // Ending a few minutes ago, so every record is within the event-time bounds of its log time.
-    const start = Date.now() - DAYS * DAY_MS - 10 * 60_000;
+    const start = START;
     const workload = [
       ...generateWorkload({
         seed: 16,
