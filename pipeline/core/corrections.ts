@@ -11,7 +11,6 @@ import type { BillingConfig } from "./billing-config.ts";
 import { overdraftEvents, resumableEvents, thresholdEvents } from "./budget.ts";
 import { returnGrants } from "./grants.ts";
 import type { OutputBase } from "./output-base.ts";
-import { emptyMap, ownValue } from "./own.ts";
 import { paidReturnAfterWriteOff } from "./periods.ts";
 import { splitRevenue } from "./split.ts";
 
@@ -46,7 +45,8 @@ export type UsageMemo = {
 
 /** An account's corrections: the usage records it can still correct, and the sums of every adjustment. */
 export type CorrectionsState = {
-  usage: Record<string, UsageMemo>;
+  /** Usage record id -> its memo, in the order applied. A Map for the reason DedupeState.seen is one. */
+  usage: Map<string, UsageMemo>;
   count: number;
   oldest_ms: number | null;
   /** Tokens given back by voids (allowance and paid). */
@@ -63,7 +63,7 @@ export type CorrectionsState = {
 
 export function emptyCorrections(): CorrectionsState {
   return {
-    usage: emptyMap(),
+    usage: new Map(),
     count: 0,
     oldest_ms: null,
     voided_tokens: 0,
@@ -94,8 +94,8 @@ export function rememberUsage(
   if (config.corrections.window_seconds === 0) return;
   const corrections = account.corrections ?? emptyCorrections();
   account.corrections = corrections;
-  if (!Object.hasOwn(corrections.usage, recordId)) corrections.count += 1;
-  corrections.usage[recordId] = memo;
+  if (!corrections.usage.has(recordId)) corrections.count += 1;
+  corrections.usage.set(recordId, memo);
   corrections.oldest_ms =
     corrections.oldest_ms === null ? memo.at_ms : Math.min(corrections.oldest_ms, memo.at_ms);
   const newest =
@@ -107,10 +107,10 @@ export function rememberUsage(
 
 function sweep(corrections: CorrectionsState, cutoff: number): void {
   let oldest: number | null = null;
-  for (const id in corrections.usage) {
-    const at = corrections.usage[id]!.at_ms;
+  for (const [id, memo] of corrections.usage) {
+    const at = memo.at_ms;
     if (at <= cutoff) {
-      delete corrections.usage[id];
+      corrections.usage.delete(id);
       corrections.count -= 1;
     } else if (oldest === null || at < oldest) {
       oldest = at;
@@ -121,11 +121,11 @@ function sweep(corrections: CorrectionsState, cutoff: number): void {
 
 function forgetOldest(corrections: CorrectionsState, config: BillingConfig): void {
   const keep = Math.floor(config.corrections.max_remembered * 0.9);
-  const byAge = Object.entries(corrections.usage).sort(([idA, a], [idB, b]) =>
+  const byAge = [...corrections.usage].sort(([idA, a], [idB, b]) =>
     a.at_ms !== b.at_ms ? a.at_ms - b.at_ms : idA < idB ? -1 : idA > idB ? 1 : 0,
   );
   const drop = byAge.length - keep;
-  for (const [id] of byAge.slice(0, drop)) delete corrections.usage[id];
+  for (const [id] of byAge.slice(0, drop)) corrections.usage.delete(id);
   corrections.count = keep;
   corrections.oldest_ms = byAge[drop]?.[1].at_ms ?? null;
 }
@@ -152,8 +152,8 @@ export function correctionRefusal(
   const newest =
     account.dedupe.max_event_ms === null ? occurredMs : Math.max(account.dedupe.max_event_ms, occurredMs);
   const cutoff = newest - windowMs(config);
-  const memo = account.corrections === undefined ? undefined : ownValue(account.corrections.usage, target);
-  const seenAt = ownValue(account.dedupe.seen, target);
+  const memo = account.corrections?.usage.get(target);
+  const seenAt = account.dedupe.seen.get(target);
   const atMs = memo?.at_ms ?? seenAt;
   if (atMs !== undefined && atMs <= cutoff) {
     return {
@@ -202,7 +202,7 @@ export function applyCorrection(
   base: OutputBase,
 ): void {
   const corrections = account.corrections!;
-  const memo = corrections.usage[record.target_record_id]!;
+  const memo = corrections.usage.get(record.target_record_id)!;
   const couldContinue = canContinue(account);
   const creatorBefore = creatorPart(memo.refunded_micros, memo.creator_share_bp);
   let billed: bigint;
@@ -226,13 +226,13 @@ export function applyCorrection(
     if (memo.grants !== undefined) grant = returnGrants(account, memo.grants);
     corrections.voided_tokens += trial + paid + grant;
     corrections.voided_cost_micros += cost;
-    corrections.usage[record.target_record_id] = { ...memo, voided: true };
+    corrections.usage.set(record.target_record_id, { ...memo, voided: true });
   } else {
     billed = record.amount_micros;
     const refunded = memo.refunded_micros + billed;
     creator = creatorPart(refunded, memo.creator_share_bp) - creatorBefore;
     corrections.refunded_micros += billed;
-    corrections.usage[record.target_record_id] = { ...memo, refunded_micros: refunded };
+    corrections.usage.set(record.target_record_id, { ...memo, refunded_micros: refunded });
   }
   const platform = billed - creator;
   corrections.reversed_billed_micros += billed;

@@ -14,7 +14,6 @@
 import { z } from "zod";
 import type { UsageMemo } from "../../pipeline/core/corrections.ts";
 import type { AccountState } from "../../pipeline/core/index.ts";
-import { emptyMap } from "../../pipeline/core/own.ts";
 import { formatIssues } from "../../schemas/decode.ts";
 
 /**
@@ -56,10 +55,9 @@ const packedSchema = z.array(
   z.tuple(packedFields, z.record(z.string(), count)).refine((t) => t.length <= 12),
 );
 
-function pack(usage: Record<string, UsageMemo>, ownApp: string | null): string {
+function pack(usage: ReadonlyMap<string, UsageMemo>, ownApp: string | null): string {
   const tuples: PackedMemo[] = [];
-  for (const id in usage) {
-    const m = usage[id]!;
+  for (const [id, m] of usage) {
     const tuple: PackedMemo = [
       id,
       m.at_ms,
@@ -92,26 +90,26 @@ const seenPackedSchema = z
     "expected a string id then an integer time in each pair",
   );
 
-function packSeen(seen: Record<string, number>): string {
+function packSeen(seen: ReadonlyMap<string, number>): string {
   const flat: (string | number)[] = [];
-  for (const id in seen) flat.push(id, seen[id]!);
+  for (const [id, at] of seen) flat.push(id, at);
   return JSON.stringify(flat);
 }
 
-function unpackSeen(packed: string): Record<string, number> {
+function unpackSeen(packed: string): Map<string, number> {
   const flat = seenPackedSchema.parse(JSON.parse(packed));
-  // A map in dictionary mode, in the stored order: a reloaded account is the same value (emptyMap).
-  const seen = emptyMap<number>();
-  for (let i = 0; i < flat.length; i += 2) seen[flat[i] as string] = flat[i + 1] as number;
+  // In the stored order: a reloaded account is the same value.
+  const seen = new Map<string, number>();
+  for (let i = 0; i < flat.length; i += 2) seen.set(flat[i] as string, flat[i + 1] as number);
   return seen;
 }
 
-function unpack(packed: string, ownApp: string | null): Record<string, UsageMemo> {
+function unpack(packed: string, ownApp: string | null): Map<string, UsageMemo> {
   const tuples = packedSchema.parse(JSON.parse(packed));
-  const usage = emptyMap<UsageMemo>();
+  const usage = new Map<string, UsageMemo>();
   for (const [id, at, app, chat, trial, paid, cost, billed, bp, refunded, voided, grants] of tuples) {
     // Same field order as the core builds a memo (apply-usage.ts), so a reloaded account is the same value.
-    usage[id] = {
+    usage.set(id, {
       at_ms: at,
       enterprise_id: app === 0 ? (ownApp ?? "") : app,
       chat_id: chat,
@@ -123,7 +121,7 @@ function unpack(packed: string, ownApp: string | null): Record<string, UsageMemo
       refunded_micros: BigInt(refunded),
       voided: voided === 1,
       ...(grants === undefined ? {} : { grants }),
-    };
+    });
   }
   return usage;
 }
@@ -154,30 +152,56 @@ function unpacked<T>(
   }
 }
 
+/** Dedupe ids of a document written before packing: a map of fields, id -> event ms. */
+const seenFieldsSchema = z.record(z.string(), z.number());
+
+/** Memos of a document written before packing are read as they were stored (only the map is checked). */
+const legacyMemosSchema = z.record(
+  z.string(),
+  z.custom<UsageMemo>((memo) => typeof memo === "object" && memo !== null),
+);
+
 /**
  * The account state of a stored body, or why it cannot be read (a corrupt or hand-edited pack).
- * Documents written before packing (maps of fields) are read as they are; the next write packs them.
+ * Documents written before packing (maps of fields) are read into the same Maps; the next write packs them.
  */
 export function fromStoredAccount(
   body: Record<string, unknown>,
 ): { account: AccountState } | { problem: string } {
   const account: Record<string, unknown> = { ...body };
   const dedupe = body.dedupe as Record<string, unknown> | undefined | null;
-  if (typeof dedupe === "object" && dedupe !== null && "seen_packed" in dedupe) {
+  if (typeof dedupe === "object" && dedupe !== null) {
     // A map beside the pack (a hand-edited document) is ignored: the pack is what agentmeter wrote.
-    const { seen_packed: packed, seen: _map, ...rest } = dedupe;
-    const seen = unpacked("dedupe.seen_packed", packed, unpackSeen);
+    const { seen_packed: packed, seen: fields, ...rest } = dedupe;
+    const seen =
+      "seen_packed" in dedupe
+        ? unpacked("dedupe.seen_packed", packed, unpackSeen)
+        : fieldsMap("dedupe.seen", fields, seenFieldsSchema);
     if ("problem" in seen) return seen;
     // Same field order as the core builds the dedupe state (account.ts), so a reloaded account is equal.
     account.dedupe = { seen: seen.value, ...rest };
   }
   const corrections = body.corrections as Record<string, unknown> | undefined | null;
-  if (typeof corrections === "object" && corrections !== null && "usage_packed" in corrections) {
-    const { usage_packed: packed, usage: _map, ...rest } = corrections;
+  if (typeof corrections === "object" && corrections !== null) {
+    const { usage_packed: packed, usage: fields, ...rest } = corrections;
     const ownApp = typeof body.enterprise_id === "string" ? body.enterprise_id : null;
-    const usage = unpacked("corrections.usage_packed", packed, (text) => unpack(text, ownApp));
+    const usage =
+      "usage_packed" in corrections
+        ? unpacked("corrections.usage_packed", packed, (text) => unpack(text, ownApp))
+        : fieldsMap("corrections.usage", fields, legacyMemosSchema);
     if ("problem" in usage) return usage;
     account.corrections = { usage: usage.value, ...rest };
   }
   return { account: account as unknown as AccountState };
+}
+
+/** A map of fields (a document written before packing) as a Map in the stored order. */
+function fieldsMap<V>(
+  field: string,
+  fields: unknown,
+  schema: z.ZodType<Record<string, V>>,
+): { value: Map<string, V> } | { problem: string } {
+  const parsed = schema.safeParse(fields);
+  if (!parsed.success) return { problem: `${field}: ${formatIssues(parsed.error.issues)}` };
+  return { value: new Map(Object.entries(parsed.data)) };
 }

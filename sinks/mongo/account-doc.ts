@@ -30,7 +30,8 @@ const storedAccountSchema = z.looseObject({
     z.string(),
     z.looseObject({ paused: z.boolean(), agents: z.record(z.string(), z.unknown()) }),
   ),
-  dedupe: z.looseObject({ seen: z.record(z.string(), z.number()), count: count }),
+  // The ids were read from their pack (account-codec.ts), which checked each pair.
+  dedupe: z.looseObject({ seen: z.instanceof(Map), count: count }),
 });
 
 /** Why a loaded account document cannot be used, or undefined when it can. */

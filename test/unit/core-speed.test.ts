@@ -51,10 +51,14 @@ describe("cloneAccount", () => {
       const copy = cloneAccount(account);
       assert.deepStrictEqual(copy, structuredClone(account));
       assert.equal(JSON.stringify(copy, bigintReplacer), JSON.stringify(account, bigintReplacer));
+      // The id maps keep their order too (deepStrictEqual compares Maps as sets of entries).
+      assert.deepEqual([...copy.dedupe.seen], [...account.dedupe.seen]);
+      assert.deepEqual([...(copy.corrections?.usage ?? [])], [...(account.corrections?.usage ?? [])]);
       const before = structuredClone(account);
       copy.tokens_used += 1;
       copy.thresholds_raised_bp.push(1);
-      copy.dedupe.seen["new-id"] = 1;
+      copy.dedupe.seen.set("new-id", 1);
+      copy.corrections?.usage.delete([...copy.corrections.usage.keys()][0] ?? "");
       copy.dedupe.count += 1;
       for (const chat of Object.values(copy.chats)) {
         chat.total_tokens += 1;

@@ -411,7 +411,7 @@ describe("an app has one creator (RECORD_CREATOR_MISMATCH)", () => {
     const account = accountOf(state);
     assert.equal(account.mozaiks_user_id, "cre1");
     assert.equal(account.tokens_used, 200);
-    assert.equal(Object.hasOwn(account.dedupe.seen, "u-2"), false);
+    assert.equal(account.dedupe.seen.has("u-2"), false);
     assert.ok(Object.hasOwn(account.chats, "chat-1"), "the rejected finalize closed nothing");
   });
 

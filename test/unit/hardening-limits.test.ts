@@ -314,7 +314,7 @@ describe("bounded account cache (OwnedDocs.evict, AGENTMETER_MAX_CACHED_ACCOUNTS
     assert.deepEqual(h.accounts.loads.slice(1), [["app:app_456:u1"]]);
     const u1 = second.accountWrites.find((write) => write.ref.id === "app:app_456:u1")!;
     assert.equal(u1.body.tokens_used, 4, "the reloaded account goes on from its stored 2 tokens");
-    assert.deepEqual(Object.keys(u1.body.dedupe.seen).sort(), ["r-1", "r-4"]);
+    assert.deepEqual([...u1.body.dedupe.seen.keys()].sort(), ["r-1", "r-4"]);
     assert.deepEqual(u1.loaded, { topic: TOPIC, partition: 0, offset: 0n });
     await h.flush(worker, second);
     assert.equal(worker.cachedAccounts, 2);
