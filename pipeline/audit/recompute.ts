@@ -125,7 +125,7 @@ export function usageGroupKey(enterpriseId: string, level: string): string {
 // Records per apply call. The apply is in place (no copy of the accounts per call), so the size only
 // bounds the records held at once. A recomputer that holds one partition of P gets a chunk of 1/P of
 // this (pipeline/audit/units.ts sizes them so).
-export const RECOMPUTE_CHUNK = 100_000;
+export const RECOMPUTE_CHUNK = 12_000;
 
 /**
  * Decodes messages exactly as the processor's PartitionWorker does (decodeRecord, then the key must be

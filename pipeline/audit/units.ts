@@ -34,7 +34,7 @@ export interface RecomputeSetup {
 export const ALL_PARTITIONS = -1;
 
 /** Never fewer records per applyBatch call than this, however many partitions share RECOMPUTE_CHUNK. */
-const MIN_CHUNK = 5_000;
+const MIN_CHUNK = 2_000;
 
 /**
  * A unit per partition when the topic has had one partition count: every admitted record then sits on
