@@ -128,6 +128,22 @@ describe("stored account documents: correction memos and dedupe ids packed", () 
     }
   });
 
+  it("a document written before packing with a broken map is a problem naming the field", () => {
+    const [account] = accountsOf(2, 3);
+    const legacy = throughBson(account!) as { dedupe: object; corrections: object };
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ ...legacy, dedupe: { ...legacy.dedupe, seen: { "r-1": "yesterday" } } }, /^dedupe\.seen: /],
+      [{ ...legacy, dedupe: { ...legacy.dedupe, seen: undefined } }, /^dedupe\.seen: /],
+      [{ ...legacy, corrections: { ...legacy.corrections, usage: { "r-1": 7 } } }, /^corrections\.usage: /],
+      [{ ...legacy, corrections: { ...legacy.corrections, usage: "x" } }, /^corrections\.usage: /],
+    ];
+    for (const [body, problem] of cases) {
+      const decoded = fromStoredAccount(body);
+      assert.ok("problem" in decoded, String(problem));
+      assert.match(decoded.problem, problem);
+    }
+  });
+
   it("takes less than half the bytes of the memos as named fields", () => {
     const accounts = accountsOf(1_000, 7);
     for (const account of accounts) {
