@@ -7,9 +7,9 @@ import type { BillingConfig } from "./billing-config.ts";
 export type DedupeState = {
   /**
    * Record id -> event time (ms), in the order applied. A Map, not a plain object: the processor copies
-   * every account it touches once a batch (applyBatch), and copying a Map is a copy of its hash table
-   * (about 15x faster than rebuilding a dictionary-mode object of the same ids key by key, which also
-   * sorts the keys by insertion index). Stored packed (sinks/mongo/account-codec.ts).
+   * every account it touches once a batch (applyBatch), and `new Map(old)` of ~100 ids took 13 µs on the
+   * simulate workload against 46 µs for a dictionary-mode object rebuilt key by key (whose
+   * `Object.keys` also sorts by insertion index). Stored packed (sinks/mongo/account-codec.ts).
    */
   seen: Map<string, number>;
   count: number;

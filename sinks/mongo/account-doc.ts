@@ -30,7 +30,7 @@ const storedAccountSchema = z.looseObject({
     z.string(),
     z.looseObject({ paused: z.boolean(), agents: z.record(z.string(), z.unknown()) }),
   ),
-  // The ids were read from their pack (account-codec.ts), which checked each pair.
+  // account-codec.ts read the ids (from their pack, or an older map of fields) and checked each one.
   dedupe: z.looseObject({ seen: z.instanceof(Map), count: count }),
 });
 
