@@ -14,6 +14,7 @@ import { bigintReplacer } from "../../schemas/index.ts";
 import type { AccountState } from "../core/index.ts";
 import type { RevenueLedger } from "../core/revenue-ledger.ts";
 import { AgentmeterError } from "../errors.ts";
+import { bsonSizeBound } from "./bson-size-bound.ts";
 import type { HoldRegistry } from "./hold-registry.ts";
 import type { PendingWrite, PositionedAdjustment, PositionedOutcome, ProjectionWrite } from "./ports.ts";
 
@@ -103,6 +104,8 @@ export function emptyPlan(
  */
 export function checkSizes(plan: FlushPlan, maxStateMessageBytes: number): void {
   for (const write of plan.accountWrites) {
+    const bound = bsonSizeBound(write.body);
+    if (bound !== undefined && bound <= MAX_ACCOUNT_DOC_BYTES) continue;
     const bytes = BSON.calculateObjectSize(write.body as unknown as BSON.Document, { ignoreUndefined: true });
     if (bytes > MAX_ACCOUNT_DOC_BYTES)
       throw new AgentmeterError(

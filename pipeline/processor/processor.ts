@@ -33,7 +33,7 @@ import {
 import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
 import { BatchLease } from "./batch-lease.ts";
 import { CostWatch } from "./cost-watch.ts";
-import { type FlushTimings, flush, publishOutputs, writeStores } from "./flush.ts";
+import { type FlushTimings, flush, writeStores } from "./flush.ts";
 import { type InputMessage, PartitionWorker, type Placement } from "./partition-worker.ts";
 import type { FlushPlan } from "./plan.ts";
 import { type FlushTargets, targetKey } from "./ports.ts";
@@ -339,13 +339,20 @@ export class Processor {
     // waits for, and the stop never ends (seen: a SIGTERMed processor at 95% CPU for 11 minutes).
     while (this.batchesInHand > 0) await sleep(20);
     const drained = Promise.allSettled([...this.stages.values()].map((stage) => stage.drain()));
-    const deadline = sleep(STOP_DRAIN_MS).then(() => "timeout" as const);
+    const deadline = sleep(STOP_DRAIN_MS, undefined, { ref: false }).then(() => "timeout" as const);
     if ((await Promise.race([drained, deadline])) === "timeout")
       this.logger.warn(
         { pending: this.pendingRecords() },
         "stores did not take the pending writes in time: their records will be fetched again",
       );
     for (const [partition, stage] of this.stages) this.dropStage(partition, stage);
+    // A publish still out (a stage that failed, or the deadline) is retried by kafkajs, which connects
+    // the producer again if it is closed under it, and that connection keeps the process alive: the
+    // dropped stages end their publishes first (they retry no more once dropped).
+    const abandoned = Promise.allSettled([...this.settling.values()]);
+    const abandonDeadline = sleep(STOP_DRAIN_MS, undefined, { ref: false }).then(() => "timeout" as const);
+    if ((await Promise.race([abandoned, abandonDeadline])) === "timeout")
+      this.logger.warn("publishes of the dropped stages did not end in time: closing the clients anyway");
     this.lagPoller?.stop();
     await this.lagAdmin?.disconnect().catch(() => undefined);
     this.inGroup = false;
@@ -519,6 +526,12 @@ export class Processor {
     let stage = this.stages.get(partition);
     if (stage === undefined) {
       const created: WriteBehind = new WriteBehind(partition, source, {
+        publish: (decisions) =>
+          this.withRetry(
+            () => this.targets.bus.publish(decisions),
+            () => !created.dropped,
+            true,
+          ),
         write: async (cycle, checkpoint) => {
           const started = performance.now();
           const timings = await this.withRetry(
@@ -609,8 +622,8 @@ export class Processor {
   }
 
   /**
-   * Write mode `behind`: plan, publish the decisions (budget events and states, dead letters), hand the
-   * rest to the partition's stage and move on. The partition fetches again at once unless the stage holds
+   * Write mode `behind`: plan, hand the plan to the partition's stage (which publishes the decisions,
+   * then writes the stores) and move on. The partition fetches again at once unless the stage holds
    * more than the bound, in which case this batch waits (heartbeating) for a cycle to drain it.
    */
   private async runBehind(
@@ -643,10 +656,13 @@ export class Processor {
         `partition ${ctx.partition}: batch went stale while planned`,
       );
     }
-    await this.withRetry(() => publishOutputs(plan, this.targets), ctx.stillOurs);
-    this.observeAge("published", messages);
-    ctx.lease.check();
-    stage.enqueue(plan);
+    // The decisions publish behind the batch, in order, while kafkajs fetches the next one: it fetches
+    // again only when every batch of a fetch has returned, so a batch that waited for the brokers would
+    // hold back the decisions of every partition. The stage writes nothing before they are published.
+    stage.enqueue(plan).then(
+      () => this.observeAge("published", messages),
+      () => undefined, // the stage fails with it, and recover() fetches the partition again
+    );
     this.reportPending(ctx.partition, stage);
     ctx.resolveOffset((BigInt(plan.commitOffset) - 1n).toString());
     if (!stage.over(this.bounds)) return;

@@ -2,17 +2,24 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { AgentmeterError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { FlushTimings } from "./flush.ts";
+import { OrderedPublisher } from "./ordered-publisher.ts";
 import type { FlushPlan } from "./plan.ts";
-import { docKey, type PendingWrite, type ProjectionWrite, targetKey } from "./ports.ts";
+import { type Decisions, docKey, type PendingWrite, type ProjectionWrite, targetKey } from "./ports.ts";
 
 /**
- * One partition's writes behind the decisions. A plan enters once its Kafka outputs are published; a
- * cycle takes every plan waiting, coalesces them into one write per document (the latest state wins;
- * rows and immutable documents are kept once each), writes it in the flush order (ClickHouse, then
- * ledgers and projections, then accounts: flush.ts), and then commits the last offset it holds. Cycles
- * run one at a time, so a slower store means fewer, larger cycles rather than a slower decision path.
+ * One partition's writes behind the decisions. A plan enters with its Kafka outputs (budget events and
+ * states, hold decisions, dead letters), which the stage publishes in the plans' order beside the cycles
+ * (ordered-publisher.ts), so the consumer fetches again without waiting for the brokers. A
+ * cycle takes every plan waiting, waits until their outputs are published (nothing reaches a store
+ * before its decisions are on the bus: a crash in between must fetch them again), coalesces them into
+ * one write per document (the latest state wins; rows and immutable documents are kept once each),
+ * writes it in the flush order (ClickHouse, then ledgers and projections, then accounts: flush.ts), and
+ * then commits the last offset it holds. Cycles run one at a time, so a slower store means fewer, larger
+ * cycles rather than a slower decision path.
  */
 export interface WriteBehindDeps {
+  /** Publishes the decisions of one or more plans, retrying what a retry can cure. */
+  publish: (decisions: Decisions) => Promise<void>;
   /** Writes one cycle, retrying what a retry can cure; throws what it cannot (refusal, lost ownership). */
   write: (cycle: FlushPlan, checkpoint: () => void) => Promise<FlushTimings>;
   /** The cycle is in the stores: move the partition's memory on (PartitionWorker.durable) and count it. */
@@ -43,16 +50,22 @@ export interface PendingBounds {
   maxLagMs: number;
 }
 
+/** A plan waiting for its cycle: when it was queued, and when its outputs are published. */
+interface Queued {
+  plan: FlushPlan;
+  queuedAt: number;
+  published: Promise<void>;
+}
+
 export class WriteBehind {
-  private readonly queue: FlushPlan[] = [];
+  private readonly queue: Queued[] = [];
   private running: Promise<void> | undefined;
   private failure: unknown;
   private abandoned = false;
   /** The last offset of the cycle the stores refused, if one was. */
   private failedAt: string | undefined;
   private pendingRecords = 0;
-  /** Wall-clock ms when each waiting plan was queued. */
-  private readonly queuedAt: number[] = [];
+  private readonly publisher: OrderedPublisher;
   /** When the oldest plan of the cycle in flight was queued. */
   private cycleQueuedAt: number | undefined;
   private waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
@@ -67,7 +80,9 @@ export class WriteBehind {
     /** The name the stores know the input topic by (see topic-registry.ts). */
     readonly source: string,
     private readonly deps: WriteBehindDeps,
-  ) {}
+  ) {
+    this.publisher = new OrderedPublisher(deps.publish);
+  }
 
   get dropped(): boolean {
     return this.abandoned;
@@ -87,13 +102,20 @@ export class WriteBehind {
     return this.queue.length === 0 && this.running === undefined;
   }
 
-  enqueue(plan: FlushPlan): void {
+  /**
+   * Queues a plan and publishes its outputs after those queued before. Resolves once they are published;
+   * a publish that fails (after the retries `publish` makes) stops the stage like a refused cycle.
+   */
+  enqueue(plan: FlushPlan): Promise<void> {
     if (this.abandoned) throw new AgentmeterError("OWNERSHIP_LOST", "write-behind stage was dropped");
+    const published = this.publisher.submit(plan);
+    // Awaited by the cycle that takes the plan; until then a failure must not be an unhandled rejection.
+    published.catch(() => undefined);
     this.pendingFrom ??= plan.firstOffset;
-    this.queue.push(plan);
-    this.queuedAt.push(Date.now());
+    this.queue.push({ plan, queuedAt: Date.now(), published });
     this.pendingRecords += plan.stats.consumed;
     this.kick();
+    return published;
   }
 
   /** Whether the partition must stop fetching until a cycle drains it. */
@@ -110,7 +132,7 @@ export class WriteBehind {
   }
 
   private oldestQueuedAt(): number | undefined {
-    return this.cycleQueuedAt ?? this.queuedAt[0];
+    return this.cycleQueuedAt ?? this.queue[0]?.queuedAt;
   }
 
   /** Resolves when everything queued so far is durable and committed; rejects with the stage's failure. */
@@ -132,15 +154,16 @@ export class WriteBehind {
 
   /**
    * Stops the stage: nothing more is written or committed from it (a partition revoked, or its memory
-   * reset). Resolves once the cycle in flight has settled, so a new owner's loads never race it.
+   * reset). Resolves once the cycle and the publishes in flight have settled, so a new owner's loads
+   * never race them and its outputs reach the bus after this stage's.
    */
   async abandon(): Promise<void> {
     this.abandoned = true;
     this.abandoning.abort();
     this.queue.length = 0;
-    this.queuedAt.length = 0;
     const running = this.running;
     if (running !== undefined) await running.catch(() => undefined);
+    await this.publisher.close();
     this.fail(this.failure ?? new AgentmeterError("OWNERSHIP_LOST", "write-behind stage was dropped"));
   }
 
@@ -165,24 +188,26 @@ export class WriteBehind {
       this.lastCycleStart = Date.now();
       let take = 0;
       for (let records = 0; take < this.queue.length; take++) {
-        const consumed = this.queue[take]!.stats.consumed;
+        const consumed = this.queue[take]!.plan.stats.consumed;
         if (take > 0 && records + consumed > MAX_CYCLE_RECORDS) break;
         records += consumed;
       }
-      const plans = this.queue.splice(0, take);
-      const times = this.queuedAt.splice(0, take);
-      this.cycleQueuedAt = times[0];
+      const taken = this.queue.splice(0, take);
+      const plans = taken.map((queued) => queued.plan);
+      this.cycleQueuedAt = taken[0]!.queuedAt;
       const cycle = mergePlans(plans);
       const checkpoint = () => {
         if (this.abandoned)
           throw new AgentmeterError("OWNERSHIP_LOST", "write-behind stage dropped during a cycle");
       };
       try {
+        // Published in order, and nothing after a failure: the last plan's settles after the others'.
+        await taken[taken.length - 1]!.published;
+        checkpoint();
         await this.deps.write(cycle, checkpoint);
       } catch (error) {
         // The plans stay unwritten: the caller drops this stage and fetches again from resumeFrom.
-        this.queue.unshift(...plans);
-        this.queuedAt.unshift(...times);
+        this.queue.unshift(...taken);
         this.cycleQueuedAt = undefined;
         this.failedAt = (BigInt(cycle.commitOffset) - 1n).toString();
         this.fail(error);
@@ -201,7 +226,7 @@ export class WriteBehind {
           "commit after a durable cycle failed; the next cycle commits further",
         );
       }
-      this.pendingFrom = this.queue[0]?.firstOffset;
+      this.pendingFrom = this.queue[0]?.plan.firstOffset;
       if (this.queue.length === 0) this.settleWaiters();
     }
   }

@@ -75,6 +75,7 @@ describe("write-behind: the stage", () => {
       release = resolve;
     });
     const stage = new WriteBehind(0, "t", {
+      publish: async () => undefined,
       write: async (cycle) => {
         cycles.push(`${cycle.firstOffset}-${cycle.commitOffset}`);
         if (cycles.length === 1) await firstCycleHeld;
@@ -104,6 +105,7 @@ describe("write-behind: the stage", () => {
   it("caps a cycle at MAX_CYCLE_RECORDS whole plans, so commits keep coming under a backlog", async () => {
     const cycles: string[] = [];
     const stage = new WriteBehind(0, "t", {
+      publish: async () => undefined,
       write: async (cycle) => {
         cycles.push(`${cycle.firstOffset}-${cycle.commitOffset}`);
         return { kafka: 0, clickhouse: 0, ledgers: 0, projections: 0, accounts: 0 };
@@ -127,6 +129,7 @@ describe("write-behind: the stage", () => {
     const starts: number[] = [];
     const cycles: string[] = [];
     const stage = new WriteBehind(0, "t", {
+      publish: async () => undefined,
       write: async (cycle) => {
         starts.push(Date.now());
         cycles.push(`${cycle.firstOffset}-${cycle.commitOffset}`);
@@ -164,6 +167,7 @@ describe("write-behind: the stage", () => {
     const commits: string[] = [];
     const refusal = new Error("refused");
     const stage = new WriteBehind(0, "t", {
+      publish: async () => undefined,
       write: async (cycle) => {
         if (cycle.firstOffset === "5") throw refusal;
         return { kafka: 0, clickhouse: 0, ledgers: 0, projections: 0, accounts: 0 };
@@ -185,5 +189,121 @@ describe("write-behind: the stage", () => {
     assert.equal(stage.failedUpTo, "9");
     await stage.abandon();
     assert.throws(() => stage.enqueue(plan(10, 10)));
+  });
+
+  it("publishes in order beside the cycles, what queues meanwhile in one send, and writes nothing unpublished", async () => {
+    const events: string[] = [];
+    const releases: (() => void)[] = [];
+    const stage = new WriteBehind(0, "t", {
+      publish: (decisions) =>
+        new Promise<void>((resolve) => {
+          const names = decisions.holdDecisions.map((decision) => decision.hold_id).join("+");
+          events.push(`publish ${names}`);
+          releases.push(() => {
+            events.push(`published ${names}`);
+            resolve();
+          });
+        }),
+      write: async (cycle) => {
+        events.push(`write ${cycle.firstOffset}-${cycle.commitOffset}`);
+        return { kafka: 0, clickhouse: 0, ledgers: 0, projections: 0, accounts: 0 };
+      },
+      durable: () => undefined,
+      commit: async (offset) => {
+        events.push(`commit ${offset}`);
+      },
+      failed: () => assert.fail("no failure expected"),
+      logger,
+    });
+    const holding = (first: number, last: number, id: string) =>
+      plan(first, last, { holdDecisions: [{ hold_id: id } as never] });
+    const order: string[] = [];
+    for (const [first, last, id] of [
+      [0, 4, "a"],
+      [5, 9, "b"],
+      [10, 14, "c"],
+    ] as const)
+      void stage.enqueue(holding(first, last, id)).then(() => order.push(id));
+    const drained = stage.drain();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // a is out; b and c wait for it, and no cycle writes a before it is published.
+    assert.deepEqual(events, ["publish a"]);
+    releases.shift()!();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // b and c go in one send; a's cycle (it held a alone) writes meanwhile.
+    assert.deepEqual(events.slice(0, 2), ["publish a", "published a"]);
+    assert.deepEqual(events.slice(2).sort(), ["commit 5", "publish b+c", "write 0-5"]);
+    releases.shift()!();
+    await drained;
+    assert.deepEqual(events.slice(5), ["published b+c", "write 5-15", "commit 15"]);
+    assert.deepEqual(order, ["a", "b", "c"]);
+  });
+
+  it("stops on a publish that fails: nothing written or committed, and nothing later published", async () => {
+    const failures: unknown[] = [];
+    const writes: string[] = [];
+    let sends = 0;
+    const outage = new Error("brokers gone");
+    let release!: () => void;
+    const stage = new WriteBehind(0, "t", {
+      publish: async () => {
+        sends++;
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        throw outage;
+      },
+      write: async (cycle) => {
+        writes.push(`${cycle.firstOffset}-${cycle.commitOffset}`);
+        return { kafka: 0, clickhouse: 0, ledgers: 0, projections: 0, accounts: 0 };
+      },
+      durable: () => undefined,
+      commit: async () => assert.fail("nothing to commit"),
+      failed: (error) => failures.push(error),
+      logger,
+    });
+    const first = stage.enqueue(plan(0, 4));
+    const second = stage.enqueue(plan(5, 9)); // waits behind the first send
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    release();
+    await assert.rejects(first, outage);
+    await assert.rejects(second, outage);
+    await assert.rejects(stage.drain(), outage);
+    assert.equal(sends, 1);
+    assert.deepEqual(failures, [outage]);
+    assert.deepEqual(writes, []);
+    assert.equal(stage.resumeFrom, "0");
+    await stage.abandon();
+  });
+
+  it("abandons only after the send in flight settled, so a new owner publishes after it", async () => {
+    let release!: () => void;
+    let sending = false;
+    const stage = new WriteBehind(0, "t", {
+      publish: async () => {
+        sending = true;
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        sending = false;
+      },
+      write: async () => ({ kafka: 0, clickhouse: 0, ledgers: 0, projections: 0, accounts: 0 }),
+      durable: () => undefined,
+      commit: async () => undefined,
+      failed: () => undefined,
+      logger,
+    });
+    const published = stage.enqueue(plan(0, 4));
+    let abandoned = false;
+    const abandoning = stage.abandon().then(() => {
+      abandoned = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(sending, true);
+    assert.equal(abandoned, false);
+    release();
+    await abandoning;
+    await published;
+    assert.equal(sending, false);
   });
 });
