@@ -51,7 +51,10 @@ describe("bsonSizeBound: a cheap upper bound of a document's BSON size", () => {
     assert.ok(account.dedupe.seen.size >= 50, "the account holds its record ids");
     const bound = bsonSizeBound(account);
     assert.notEqual(bound, undefined);
-    assert.ok(bound! >= exact(account) && bound! <= 3 * exact(account), `bound ${bound}, exact ${exact(account)}`);
+    assert.ok(
+      bound! >= exact(account) && bound! <= 3 * exact(account),
+      `bound ${bound}, exact ${exact(account)}`,
+    );
   });
 
   test("Given a value of a class it does not know, Then there is no bound (the caller measures exactly)", () => {
