@@ -1,3 +1,7 @@
+/** int32 length + terminator, and per element a type byte and the key's cstring. */
+const DOCUMENT_OVERHEAD = 5;
+const ELEMENT_OVERHEAD = 2;
+
 /**
  * An upper bound of a value's BSON size, cheap enough to run on every account a batch writes. The exact
  * size (BSON.calculateObjectSize) measures every string's UTF-8 length and checks every value for BSON's
@@ -7,14 +11,6 @@
  * the exact size. Returns undefined for a value it does not know (the caller measures it exactly).
  */
 export function bsonSizeBound(document: object): number | undefined {
-  return documentBound(document);
-}
-
-/** int32 length + terminator, and per element a type byte and the key's cstring. */
-const DOCUMENT_OVERHEAD = 5;
-const ELEMENT_OVERHEAD = 2;
-
-function documentBound(document: object): number | undefined {
   let total = DOCUMENT_OVERHEAD;
   if (document instanceof Map) {
     for (const [key, value] of document) {
@@ -58,7 +54,7 @@ function valueBound(value: unknown): number | undefined {
     case "object":
       if (value === null) return 0;
       if (value instanceof Date) return 8;
-      return documentBound(value);
+      return bsonSizeBound(value);
     default:
       return undefined;
   }

@@ -33,6 +33,7 @@ import {
 import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
 import { BatchLease } from "./batch-lease.ts";
 import { CostWatch } from "./cost-watch.ts";
+import { within } from "./deadline.ts";
 import { type FlushTimings, flush, writeStores } from "./flush.ts";
 import { type InputMessage, PartitionWorker, type Placement } from "./partition-worker.ts";
 import type { FlushPlan } from "./plan.ts";
@@ -339,8 +340,7 @@ export class Processor {
     // waits for, and the stop never ends (seen: a SIGTERMed processor at 95% CPU for 11 minutes).
     while (this.batchesInHand > 0) await sleep(20);
     const drained = Promise.allSettled([...this.stages.values()].map((stage) => stage.drain()));
-    const deadline = sleep(STOP_DRAIN_MS, undefined, { ref: false }).then(() => "timeout" as const);
-    if ((await Promise.race([drained, deadline])) === "timeout")
+    if (!(await within(drained, STOP_DRAIN_MS)))
       this.logger.warn(
         { pending: this.pendingRecords() },
         "stores did not take the pending writes in time: their records will be fetched again",
@@ -350,8 +350,7 @@ export class Processor {
     // the producer again if it is closed under it, and that connection keeps the process alive: the
     // dropped stages end their publishes first (they retry no more once dropped).
     const abandoned = Promise.allSettled([...this.settling.values()]);
-    const abandonDeadline = sleep(STOP_DRAIN_MS, undefined, { ref: false }).then(() => "timeout" as const);
-    if ((await Promise.race([abandoned, abandonDeadline])) === "timeout")
+    if (!(await within(abandoned, STOP_DRAIN_MS)))
       this.logger.warn("publishes of the dropped stages did not end in time: closing the clients anyway");
     this.lagPoller?.stop();
     await this.lagAdmin?.disconnect().catch(() => undefined);

@@ -2,7 +2,7 @@
 import type { Producer } from "kafkajs";
 import type { Decisions, EventBus } from "../../pipeline/processor/ports.ts";
 import { bigintReplacer, budgetEventIdOf } from "../../schemas/index.ts";
-import { GroupedSends, type TopicMessages } from "./grouped-sends.ts";
+import { type TopicMessages, TopicSends } from "./grouped-sends.ts";
 
 /** Brokers refuse a request over message.max.bytes (1 MiB by default): send at most this much at once. */
 const MAX_SEND_BYTES = 768 * 1024;
@@ -46,13 +46,13 @@ export interface DecisionTopics {
  * once: events carry a deterministic id header and the state topic is compacted, so a repeat is harmless.
  */
 export class KafkaEventBus implements EventBus {
-  private readonly sends: GroupedSends;
+  private readonly sends: TopicSends;
 
   constructor(
     producer: Producer,
     private readonly topics: DecisionTopics,
   ) {
-    this.sends = new GroupedSends(async (topicMessages) => {
+    this.sends = new TopicSends(async (topicMessages) => {
       for (const chunk of byteChunks(topicMessages))
         await producer.sendBatch({ topicMessages: chunk, acks: -1 });
     });
