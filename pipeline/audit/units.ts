@@ -33,8 +33,8 @@ export interface RecomputeSetup {
 /** The one unit of a recompute whose accounts may span partitions. */
 export const ALL_PARTITIONS = -1;
 
-/** Never fewer records per applyBatch call than this, however many partitions share RECOMPUTE_CHUNK. */
-const MIN_CHUNK = 2_000;
+/** Never fewer records per apply call than this, however many partitions share RECOMPUTE_CHUNK. */
+const MIN_CHUNK = 100;
 
 /**
  * A unit per partition when the topic has had one partition count: every admitted record then sits on
@@ -72,7 +72,7 @@ export class UnitRecompute {
 
   constructor(private readonly setup: RecomputeSetup) {
     // Chunks of 1/P of RECOMPUTE_CHUNK for P units: all units together hold as many pending records as
-    // one recomputer did, and each applyBatch call copies its unit's accounts for as many records.
+    // one recomputer would.
     const units = unitsOf(setup).length;
     this.chunk = Math.max(MIN_CHUNK, Math.ceil(RECOMPUTE_CHUNK / units));
   }
