@@ -70,9 +70,10 @@ const env =
 // One integration file at a time: two cores are shared with the brokers, and timing-sensitive tests
 // (crash, rebalance) should not compete with each other.
 // --test-force-exit: a file whose tests are done exits. Without it, outages.int.test.ts (the broker
-// restart) stayed alive in about two runs of three for ten minutes after its last test, holding up the
-// next file. kafkajs' runner heartbeats after each eachBatch returns (consumer/runner.js, handleBatch);
-// when that comes after consumer.disconnect() closed the coordinator's connection, the heartbeat opens a
-// new one (seen with a stack on the leaked socket, 2026-12-05), which nothing closes until the broker
-// drops it as idle (connections.max.idle.ms, 10 minutes). The processor's binary exits after stop().
+// restart) was still alive 50-100 s after its last test in 11 of 13 runs watched (about ten minutes when
+// left alone), holding up the next file. kafkajs' runner heartbeats after each eachBatch returns
+// (consumer/runner.js, handleBatch); when that comes after consumer.disconnect() closed the coordinator's
+// connection, the heartbeat opens a new one (seen with a stack on the leaked socket, 2026-12-05), which
+// nothing closes until the broker drops it as idle (connections.max.idle.ms, 10 minutes). The
+// processor's binary exits after stop().
 process.exit(runNodeTests(testFiles("test/int"), env, 1, ["--test-force-exit"]));
