@@ -125,7 +125,7 @@ export function usageGroupKey(enterpriseId: string, level: string): string {
 // Records per apply call. The apply is in place (no copy of the accounts per call), so the size only
 // bounds the records held at once, decoded and waiting: the fewer, the fewer survive young-generation
 // collections. In bench:audit 100,000 cost about 5% more CPU than 12,000, and 12,000 about 3% more than
-// 600 (four alternated pairs, 2026-12-05). A recomputer that holds one partition of P gets a chunk of 1/P
+// 600 (eight alternated pairs, 2026-12-05). A recomputer that holds one partition of P gets a chunk of 1/P
 // of this (pipeline/audit/units.ts sizes them so).
 export const RECOMPUTE_CHUNK = 600;
 
