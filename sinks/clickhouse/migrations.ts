@@ -1,7 +1,7 @@
 import type { ClickHouseClient } from "./client.ts";
 import { quoteIdent } from "./client.ts";
 import { partitionProgressStatements } from "./partition-progress.ts";
-import { rollupStatements, tokenClassStatements } from "./rollups.ts";
+import { rollupStatements, sourcedRollups, tokenClassStatements } from "./rollups.ts";
 import {
   SESSION_SUMMARIES_ORDER_BY,
   sessionSummaryClassStatements,
@@ -141,6 +141,13 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 9,
     name: "token classes per agent in session_summaries",
     statements: sessionSummaryClassStatements,
+  },
+  {
+    version: 10,
+    name: "usage rows fed through usage_ingest to usage_events and each rollup; rollups mark their source partitions",
+    // A column added to usage_events later must be added to usage_ingest too, and usage_events_mv made again.
+    statements: () => [],
+    run: sourcedRollups,
   },
 ];
 

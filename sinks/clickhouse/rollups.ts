@@ -9,6 +9,7 @@
  * A target without a window would count a retried insert twice (measured on ClickHouse 26.7).
  */
 import { TOKEN_CLASSES } from "../../schemas/index.ts";
+import type { ClickHouseClient } from "./client.ts";
 
 /** Rows of usage_events one rollup grain sees, and how a bucket is cut from `occurred_at`. */
 interface Grain {
@@ -63,7 +64,19 @@ function usageTarget(db: string, grain: Grain): string {
  */
 type Classes = "with classes" | "without classes";
 
-function usageSelect(db: string, grain: Grain, source: string, classes: Classes): string {
+/**
+ * Since migration 10 each rollup row also names the source partition its rows came from and the highest
+ * offset among them (`src_offset`, merged by max): the table's own record of how far it holds each source
+ * partition, stored in the same part as the figures (see sourceMarks in usage-events.ts).
+ */
+type Sourced = "by source partition" | "unsourced";
+
+const SOURCE_COLUMNS = `,
+      topic AS src_topic,
+      partition AS src_partition,
+      max(offset) AS src_offset`;
+
+function usageSelect(from: string, grain: Grain, classes: Classes, sourced: Sourced = "unsourced"): string {
   const classSums =
     classes === "with classes"
       ? `,
@@ -87,9 +100,9 @@ function usageSelect(db: string, grain: Grain, source: string, classes: Classes)
       uniqState(session_id) AS sessions,
       uniqState(account_key) AS accounts,
       avgArrayState(${REPORTED_TIMES}) AS response_ms_avg,
-      quantileArrayState(0.95)(${REPORTED_TIMES}) AS response_ms_p95${classSums}
-    FROM ${db}.${source}
-    GROUP BY ${grain.suffix}, enterprise_id, workflow_name, level, mozaiks_user_id`;
+      quantileArrayState(0.95)(${REPORTED_TIMES}) AS response_ms_p95${classSums}${sourced === "by source partition" ? SOURCE_COLUMNS : ""}
+    FROM ${from}
+    GROUP BY ${grain.suffix}, enterprise_id, workflow_name, level, mozaiks_user_id${sourced === "by source partition" ? ", topic, partition" : ""}`;
 }
 
 function agentTarget(db: string, grain: Grain): string {
@@ -118,7 +131,7 @@ function agentTarget(db: string, grain: Grain): string {
 // the agent names, so the class arrays are padded with zeros (what those rows reported).
 const CLASS_ARRAYS = ["cached_prompt", "reasoning", "audio"] as const;
 
-function agentSelect(db: string, grain: Grain, source: string, classes: Classes): string {
+function agentSelect(from: string, grain: Grain, classes: Classes, sourced: Sourced = "unsourced"): string {
   const withClasses = classes === "with classes";
   const classSums = withClasses
     ? CLASS_ARRAYS.map((c) => `,\n      sum(agent_${c}) AS ${c}_tokens`).join("")
@@ -137,8 +150,8 @@ function agentSelect(db: string, grain: Grain, source: string, classes: Classes)
       sum(agent_completion) AS completion_tokens,
       uniqState(session_id) AS sessions,
       avgIfState(assumeNotNull(agent_rt), isNotNull(agent_rt)) AS response_ms_avg,
-      quantileIfState(0.95)(assumeNotNull(agent_rt), isNotNull(agent_rt)) AS response_ms_p95${classSums}
-    FROM ${db}.${source}
+      quantileIfState(0.95)(assumeNotNull(agent_rt), isNotNull(agent_rt)) AS response_ms_p95${classSums}${sourced === "by source partition" ? SOURCE_COLUMNS : ""}
+    FROM ${from}
     ARRAY JOIN
       agent_names AS agent_name,
       agent_models AS agent_model,
@@ -146,7 +159,7 @@ function agentSelect(db: string, grain: Grain, source: string, classes: Classes)
       agent_completion_tokens AS agent_completion,
       agent_response_time_ms AS agent_rt,
       agent_message_count AS agent_messages${classJoins}
-    GROUP BY ${grain.suffix}, enterprise_id, workflow_name, level, agent_name, agent_model`;
+    GROUP BY ${grain.suffix}, enterprise_id, workflow_name, level, agent_name, agent_model${sourced === "by source partition" ? ", topic, partition" : ""}`;
 }
 
 /**
@@ -165,14 +178,14 @@ export function rollupStatements(db: string): string[] {
     const usage = `usage_by_${grain.suffix}`;
     statements.push(
       usageTarget(db, grain),
-      backfill(db, usage, usageSelect(db, grain, "usage_events FINAL", "without classes")),
-      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.${usage}_mv TO ${db}.${usage} AS ${usageSelect(db, grain, "usage_events", "without classes")}`,
+      backfill(db, usage, usageSelect(`${db}.usage_events FINAL`, grain, "without classes")),
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.${usage}_mv TO ${db}.${usage} AS ${usageSelect(`${db}.usage_events`, grain, "without classes")}`,
     );
     const agent = `agent_usage_by_${grain.suffix}`;
     statements.push(
       agentTarget(db, grain),
-      backfill(db, agent, agentSelect(db, grain, "usage_events FINAL", "without classes")),
-      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.${agent}_mv TO ${db}.${agent} AS ${agentSelect(db, grain, "usage_events", "without classes")}`,
+      backfill(db, agent, agentSelect(`${db}.usage_events FINAL`, grain, "without classes")),
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.${agent}_mv TO ${db}.${agent} AS ${agentSelect(`${db}.usage_events`, grain, "without classes")}`,
     );
   }
   return statements;
@@ -194,8 +207,8 @@ export function tokenClassStatements(db: string): string[] {
   ];
   for (const grain of GRAINS) {
     for (const [table, select] of [
-      [`usage_by_${grain.suffix}`, usageSelect(db, grain, "usage_events", "with classes")],
-      [`agent_usage_by_${grain.suffix}`, agentSelect(db, grain, "usage_events", "with classes")],
+      [`usage_by_${grain.suffix}`, usageSelect(`${db}.usage_events`, grain, "with classes")],
+      [`agent_usage_by_${grain.suffix}`, agentSelect(`${db}.usage_events`, grain, "with classes")],
     ] as const) {
       for (const c of TOKEN_CLASSES) {
         statements.push(
@@ -206,4 +219,67 @@ export function tokenClassStatements(db: string): string[] {
     }
   }
   return statements;
+}
+
+/** The four rollups, each with its query over a source of usage rows (a table or a subquery). */
+export const ROLLUPS: readonly { table: string; bucket: string; select: (from: string) => string }[] =
+  GRAINS.flatMap((grain) => [
+    {
+      table: `usage_by_${grain.suffix}`,
+      bucket: grain.suffix,
+      select: (from: string) => usageSelect(from, grain, "with classes", "by source partition"),
+    },
+    {
+      table: `agent_usage_by_${grain.suffix}`,
+      bucket: grain.suffix,
+      select: (from: string) => agentSelect(from, grain, "with classes", "by source partition"),
+    },
+  ]);
+
+/**
+ * Migration 10: every table of usage rows is fed from one insert into `usage_ingest` (engine Null, no
+ * storage), through a view each: usage_events and the four rollups are siblings, so any one of them can be
+ * written alone (a repair) without the others counting it again. The rollups record their source
+ * partitions (src_topic, src_partition, src_offset) and are rebuilt from `usage_events FINAL`, which also
+ * sets those marks for the rows they held. Run with the processors stopped, as version 2 is.
+ */
+export async function sourcedRollups(client: ClickHouseClient, db: string, database: string): Promise<void> {
+  for (const { table } of ROLLUPS) {
+    const result = await client.query({
+      query:
+        "SELECT sorting_key FROM system.tables WHERE database = {database:String} AND name = {table:String}",
+      query_params: { database, table },
+      format: "JSONEachRow",
+    });
+    const [row] = await result.json<{ sorting_key: string }>();
+    if (row === undefined || row.sorting_key.includes("src_partition")) continue;
+    // A column added to a sorting key may not have a default; existing rows read '' and 0.
+    await client.command({
+      query: `ALTER TABLE ${db}.${table}
+        ADD COLUMN IF NOT EXISTS src_topic LowCardinality(String),
+        ADD COLUMN IF NOT EXISTS src_partition UInt32,
+        ADD COLUMN IF NOT EXISTS src_offset SimpleAggregateFunction(max, UInt64),
+        MODIFY ORDER BY (${row.sorting_key}, src_topic, src_partition)`,
+    });
+  }
+  await client.command({
+    query: `CREATE TABLE IF NOT EXISTS ${db}.usage_ingest AS ${db}.usage_events ENGINE = Null`,
+  });
+  for (const { table, select } of ROLLUPS) {
+    await client.command({ query: `DROP VIEW IF EXISTS ${db}.${table}_mv` });
+    await client.command({
+      query: `CREATE MATERIALIZED VIEW ${db}.${table}_mv TO ${db}.${table} AS ${select(`${db}.usage_ingest`)}`,
+    });
+  }
+  await client.command({
+    query: `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.usage_events_mv TO ${db}.usage_events AS SELECT * FROM ${db}.usage_ingest`,
+  });
+  for (const { table, select } of ROLLUPS) {
+    await client.command({ query: `TRUNCATE TABLE ${db}.${table}` });
+    // Not deduplicated: a rerun of this step after a crash must store its blocks again.
+    await client.command({
+      query: `INSERT INTO ${db}.${table} ${select(`${db}.usage_events FINAL`)}`,
+      clickhouse_settings: { insert_deduplicate: 0 },
+    });
+  }
 }

@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import type { SummaryLog } from "../../pipeline/processor/ports.ts";
 import { type SessionSummary, TOKEN_CLASSES } from "../../schemas/index.ts";
 import { type ClickHouseClient, quoteIdent } from "./client.ts";
@@ -125,31 +124,23 @@ export function sessionSummaryRow(summary: SessionSummary): Record<string, unkno
 }
 
 /**
- * Appends one flush's summaries. The token names the partition and the finalize records it carries, so
- * a retry of the same flush is dropped by the server; a replay with other batch boundaries inserts a
- * second copy, which FINAL collapses (same sorting key, same values).
+ * Appends one flush's summaries, not deduplicated: a retry or a replay inserts a second copy, which FINAL
+ * collapses (same sorting key, same values). A deduplication token would risk the opposite: a server
+ * SIGKILLed mid-insert can keep the token without the part (usage-events.ts), and the retry would be
+ * dropped.
  */
 export async function appendSessionSummaries(
   client: ClickHouseClient,
   table: string,
-  source: { topic: string; partition: number },
   summaries: readonly SessionSummary[],
 ): Promise<number> {
   if (summaries.length === 0) return 0;
   for (const run of monthRuns(summaries, (summary) => summary.ended_at)) {
-    // Every summary's account, record and chat, hashed: record ids alone repeat across tenants (and one
-    // record closing chats at the cap yields several), and a token equal to another flush's would make
-    // the server drop this insert as its duplicate.
-    const digest = createHash("sha256");
-    for (const summary of run)
-      digest.update(`${summary.account_key}\u0000${summary.record_id}\u0000${summary.chat_id}\u0000`);
     await client.insert({
       table,
       values: run.map(sessionSummaryRow),
       format: "JSONEachRow",
-      clickhouse_settings: {
-        insert_deduplication_token: `summaries:${source.topic}:${source.partition}:${digest.digest("hex")}`,
-      },
+      clickhouse_settings: { insert_deduplicate: 0 },
     });
   }
   return summaries.length;
@@ -169,7 +160,7 @@ export class SessionSummariesSink implements SummaryLog {
     this.table = `${quoteIdent(database)}.session_summaries`;
   }
 
-  append(source: string, partition: number, summaries: readonly SessionSummary[]): Promise<number> {
-    return appendSessionSummaries(this.client, this.table, { topic: source, partition }, summaries);
+  append(_source: string, _partition: number, summaries: readonly SessionSummary[]): Promise<number> {
+    return appendSessionSummaries(this.client, this.table, summaries);
   }
 }

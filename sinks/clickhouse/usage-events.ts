@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type {
   FlushProgress,
@@ -5,21 +6,14 @@ import type {
   PositionedOutcome,
   UsageLog,
 } from "../../pipeline/processor/ports.ts";
-import { isDeterministicStoreError } from "../../pipeline/processor/store-errors.ts";
+import { AgentmeterError } from "../../schemas/errors.ts";
 import { type TopicPartitionKey, topicPartitionKeyOf } from "../../schemas/keys.ts";
 import type { ClickHouseClient } from "./client.ts";
 import { quoteIdent } from "./client.ts";
-import { monthRuns as runsByMonth } from "./month-runs.ts";
 import { appendProgress } from "./partition-progress.ts";
+import { ROLLUPS } from "./rollups.ts";
 
 const WATERMARK_REREAD_MS = 200;
-
-export { MONTHS_PER_INSERT } from "./month-runs.ts";
-
-/** Usage rows in inserts of at most MONTHS_PER_INSERT months each (month-runs.ts). */
-export function monthRuns(rows: readonly PositionedOutcome[]): PositionedOutcome[][] {
-  return runsByMonth(rows, (row) => row.outcome.occurred_at);
-}
 
 /** One row per usage record, per-agent detail in parallel arrays (ARRAY JOIN for per-agent views). */
 export function usageEventRow({ position, outcome }: PositionedOutcome): Record<string, unknown> {
@@ -96,126 +90,137 @@ export function adjustmentRow({ position, adjustment }: PositionedAdjustment): R
   };
 }
 
-/** The per-partition map of one table, made on first use. */
-function perPartition<V>(
-  byTable: Map<string, Map<TopicPartitionKey, V>>,
-  table: string,
-): Map<TopicPartitionKey, V> {
-  let partitions = byTable.get(table);
-  if (partitions === undefined) {
-    partitions = new Map();
-    byTable.set(table, partitions);
+/** A UTC month as ClickHouse's toYYYYMM gives it, the partition every table of rows is cut by. */
+export function monthOf(time: string): number {
+  const iso = new Date(time).toISOString();
+  return Number(iso.slice(0, 4)) * 100 + Number(iso.slice(5, 7));
+}
+
+/** The rows grouped by month, in the order each month first appears, offset order kept within. */
+function byMonth<T>(rows: readonly T[], timeOf: (row: T) => string): Map<number, T[]> {
+  const months = new Map<number, T[]>();
+  for (const row of rows) {
+    const month = monthOf(timeOf(row));
+    const list = months.get(month);
+    if (list === undefined) months.set(month, [row]);
+    else list.push(row);
   }
-  return partitions;
+  return months;
 }
 
-/** One insert as first sent: a retry must send these rows under this token (see insertRun). */
-interface InsertRun {
-  token: string;
-  rows: Record<string, unknown>[];
-  last: bigint;
-}
+/** How far a table holds one source partition: per month, the highest offset it has (absent: none). */
+type Marks = Map<number, bigint>;
 
-/** A table whose rows are some of a partition's offsets, each at most once. */
-interface OffsetTable<T> {
+/** A table holding rows of source partitions, and the query that reads its marks for one of them. */
+interface MarkedTable {
   name: string;
+  marks: string;
+}
+
+/** Rows of one kind: the tables they go to, the first of them the raw one, and how one becomes a row. */
+interface RowKind<T> {
+  /** The raw table first, then the tables derived from it. */
+  tables: MarkedTable[];
+  /** Where an insert goes that every table needs whole: a fan-out to all of them. */
+  fanOut: string;
+  /** Per derived table, the statement that fills it from the raw rows of a range (see fillFromRaw). */
+  derive: ((from: string) => string)[];
   offsetOf: (row: T) => string;
   occurredAt: (row: T) => string;
   toRow: (row: T) => Record<string, unknown>;
 }
 
+const POLL_MS = 200;
+
+/** Every write of a partition carries a query id starting so, whoever owns the partition. */
+function queryPrefix(topic: string, partition: number): string {
+  return `agentmeter:${topic}:${partition}:`;
+}
+const SETTLE_BOUND_MS = 60_000;
+
+function rawMarks(table: string): MarkedTable {
+  return {
+    name: table,
+    marks: `SELECT toYYYYMM(occurred_at) AS month, toString(max(offset)) AS mark FROM ${table} WHERE topic = {topic:String} AND partition = {partition:UInt32} GROUP BY month`,
+  };
+}
+
 /**
- * Appends usage rows, and voids and refunds, exactly once per log position. Inserts for one partition
- * come from its single owner, in offset order, each insert atomic; so the highest offset a table holds
- * for a partition is a precise watermark, read once when the partition is (re)assigned. Each insert
- * carries a deduplication token made of its offset range, and a failed one is sent again exactly as it
- * was before anything past it (insertRun): the server drops what it already holds, in the raw table and
- * in each rollup view on its own, and stores what a crash cut off.
+ * Appends usage rows, and voids and refunds, exactly once per log position, in every table, whatever a
+ * crash of the server or of the processor cut.
+ *
+ * ClickHouse makes no insert atomic across tables (the source part and each view's part are committed one
+ * after another; ClickHouse issue 104661), and its insert deduplication is not crash-safe either: measured
+ * on 26.7, a server SIGKILLed mid-insert kept the block id in a table's deduplication log without the part,
+ * so the retry under the same token was dropped and the rows lost, and a soak found the opposite in a view
+ * (its part kept, a retry counted again). So no figure rests on deduplication. Each table says itself how
+ * far it holds a source partition, month by month: usage_events and adjustments by their offsets, each
+ * rollup by its src_offset, stored in the same part as the figures. One partition has one owner writing
+ * in offset order and one month per insert (one part per table), so a mark is exact. A flush sends each
+ * table only the rows past its own mark: when the tables agree, one insert into `usage_ingest` feeds them
+ * all; when a crash left them apart, the raw table takes its missing rows alone and each behind rollup is
+ * filled from the raw rows (see fillFromRaw). After a failed insert the marks are read again, once no
+ * insert of this partition is still running on the server (settle), so a slow insert that did land is
+ * seen, never sent twice.
  */
 export class UsageEventsSink implements UsageLog {
   /** Per table, then per source partition. */
-  private readonly watermarks = new Map<string, Map<TopicPartitionKey, bigint>>();
-  /** Per table, then per source partition: the run whose insert failed, kept through `forget`. */
-  private readonly inDoubt = new Map<string, Map<TopicPartitionKey, InsertRun>>();
-  private readonly usage: OffsetTable<PositionedOutcome>;
-  private readonly adjustments: OffsetTable<PositionedAdjustment>;
+  private readonly marks = new Map<string, Map<TopicPartitionKey, Marks>>();
+  private readonly usage: RowKind<PositionedOutcome>;
+  private readonly adjustments: RowKind<PositionedAdjustment>;
+  private readonly rawUsage: string;
   private readonly progressTable: string;
 
   constructor(
     private readonly client: ClickHouseClient,
     database: string,
   ) {
+    const db = quoteIdent(database);
+    this.rawUsage = `${db}.usage_events`;
     this.usage = {
-      name: `${quoteIdent(database)}.usage_events`,
+      tables: [
+        rawMarks(this.rawUsage),
+        ...ROLLUPS.map(({ table, bucket }) => ({
+          name: `${db}.${table}`,
+          marks: `SELECT toYYYYMM(${bucket}) AS month, toString(max(src_offset)) AS mark FROM ${db}.${table} WHERE src_topic = {topic:String} AND src_partition = {partition:UInt32} GROUP BY month`,
+        })),
+      ],
+      fanOut: `${db}.usage_ingest`,
+      derive: ROLLUPS.map(({ select }) => select),
       offsetOf: (row) => row.position.offset,
       occurredAt: (row) => row.outcome.occurred_at,
       toRow: usageEventRow,
     };
+    const adjustments = `${db}.adjustments`;
     this.adjustments = {
-      name: `${quoteIdent(database)}.adjustments`,
+      tables: [rawMarks(adjustments)],
+      fanOut: adjustments,
+      derive: [],
       offsetOf: (row) => row.position.offset,
       occurredAt: (row) => row.adjustment.occurred_at,
       toRow: adjustmentRow,
     };
-    this.progressTable = `${quoteIdent(database)}.partition_progress`;
+    this.progressTable = `${db}.partition_progress`;
   }
 
-  /**
-   * Forget what is known of a partition (on revocation, or a stage dropped), so the next owner reads the
-   * watermark afresh. A run in doubt stays: whoever of this process writes the partition next sends it
-   * first, unless the watermark shows another owner wrote past it.
-   */
+  /** Forget what is known of a partition (on revocation, or a stage dropped): the next write reads afresh. */
   forget(topic: string, partition: number): void {
-    for (const marks of this.watermarks.values()) marks.delete(topicPartitionKeyOf(topic, partition));
+    for (const marks of this.marks.values()) marks.delete(topicPartitionKeyOf(topic, partition));
   }
 
   forgetAll(): void {
-    this.watermarks.clear();
-  }
-
-  private doubtsOf(table: string): Map<TopicPartitionKey, InsertRun> {
-    return perPartition(this.inDoubt, table);
-  }
-
-  private marksOf(table: string): Map<TopicPartitionKey, bigint> {
-    return perPartition(this.watermarks, table);
-  }
-
-  private async watermark(table: string, topic: string, partition: number): Promise<bigint> {
-    const key = topicPartitionKeyOf(topic, partition);
-    const known = this.marksOf(table).get(key);
-    if (known !== undefined) return known;
-    // Read twice, a moment apart, and keep the higher: the local engine (chdb 26.7) was seen to show a
-    // table with none of its parts for an instant while a merge swapped them in, and a watermark read
-    // low would insert rows again. A watermark only grows, so the higher read is the true one.
-    const first = await this.readWatermark(table, topic, partition);
-    await sleep(WATERMARK_REREAD_MS);
-    const second = await this.readWatermark(table, topic, partition);
-    let value = first;
-    if (second > value) value = second;
-    this.marksOf(table).set(key, value);
-    return value;
+    this.marks.clear();
   }
 
   /** The highest offset of usage stored for a source partition (-1: none), read afresh and not cached. */
-  storedWatermark(topic: string, partition: number): Promise<bigint> {
-    return this.readWatermark(this.usage.name, topic, partition);
+  async storedWatermark(topic: string, partition: number): Promise<bigint> {
+    let highest = -1n;
+    for (const mark of (await this.readMarks(this.usage.tables[0]!, topic, partition)).values())
+      if (mark > highest) highest = mark;
+    return highest;
   }
 
-  private async readWatermark(table: string, topic: string, partition: number): Promise<bigint> {
-    const result = await this.client.query({
-      query: `SELECT toString(max(offset)) AS max_offset, count() AS n FROM ${table} WHERE topic = {topic:String} AND partition = {partition:UInt32}`,
-      query_params: { topic, partition },
-      format: "JSONEachRow",
-    });
-    const [row] = await result.json<{ max_offset: string; n: string }>();
-    return row === undefined || row.n === "0" ? -1n : BigInt(row.max_offset);
-  }
-
-  /**
-   * Inserts the usage rows of one partition's flush that are past its watermark, after the partition's
-   * run in doubt if there is one; returns how many rows it sent.
-   */
+  /** Inserts the usage rows of one partition's flush that some table lacks; returns how many raw rows it sent. */
   append(topic: string, partition: number, outcomes: readonly PositionedOutcome[]): Promise<number> {
     return this.appendTo(this.usage, topic, partition, outcomes);
   }
@@ -230,69 +235,160 @@ export class UsageEventsSink implements UsageLog {
   }
 
   private async appendTo<T>(
-    table: OffsetTable<T>,
+    kind: RowKind<T>,
     topic: string,
     partition: number,
     rows: readonly T[],
   ): Promise<number> {
-    const key = topicPartitionKeyOf(topic, partition);
-    const doubt = this.doubtsOf(table.name).get(key);
-    if (rows.length === 0 && doubt === undefined) return 0;
-    let mark = await this.watermark(table.name, topic, partition);
-    let resent = 0;
-    if (doubt !== undefined) {
-      // Past the run's last offset, another owner has written on: the run's fate is theirs to have
-      // settled, and sending it again could count it twice. Otherwise it goes again, exactly as it went.
-      if (mark > doubt.last) this.doubtsOf(table.name).delete(key);
-      else {
-        await this.insertRun(table.name, key, doubt);
-        mark = doubt.last;
-        resent = doubt.rows.length;
+    if (rows.length === 0) return 0;
+    const marks = await this.marksOf(kind, topic, partition);
+    const offset = (row: T) => BigInt(kind.offsetOf(row));
+    let sent = 0;
+    for (const [month, monthRows] of byMonth(rows, kind.occurredAt)) {
+      const last = offset(monthRows[monthRows.length - 1]!);
+      const held = marks.map((m) => m.get(month) ?? -1n);
+      if (held.every((mark) => mark >= last)) continue;
+      const raw = monthRows.filter((row) => offset(row) > held[0]!);
+      if (held.every((mark) => mark === held[0])) {
+        await this.insert(topic, partition, kind.fanOut, raw.map(kind.toRow));
+      } else {
+        if (raw.length > 0) await this.insert(topic, partition, kind.tables[0]!.name, raw.map(kind.toRow));
+        for (const [i, derive] of kind.derive.entries()) {
+          const from = held[i + 1]!;
+          if (from < last)
+            await this.fillFromRaw(topic, partition, kind.tables[i + 1]!.name, derive, {
+              month,
+              from,
+              to: last,
+            });
+        }
       }
+      sent += raw.length;
+      for (const [i, m] of marks.entries()) if (held[i]! < last) m.set(month, last);
     }
-    const fresh = rows.filter((row) => BigInt(table.offsetOf(row)) > mark);
-    for (const run of runsByMonth(fresh, table.occurredAt)) {
-      const first = table.offsetOf(run[0]!);
-      const last = table.offsetOf(run[run.length - 1]!);
-      await this.insertRun(table.name, key, {
-        token: `${topic}:${partition}:${first}:${last}`,
-        rows: run.map(table.toRow),
-        last: BigInt(last),
-      });
-    }
-    return resent + fresh.length;
+    return sent;
   }
 
   /**
-   * One insert. A server killed mid-insert may have stored the run in the raw table and in some rollup
-   * views and not in others (ClickHouse commits the source part and each view's part one after another;
-   * ClickHouse issue 104661). Only the same rows under the same token heal that: the raw table and each
-   * view that has the run drop it by the token (deduplicate_blocks_in_dependent_materialized_views), a
-   * view that missed it takes it. So a failed run stays in doubt, and is the first thing sent for its
-   * partition, before any row past it, whatever the next flush is cut like: a re-planned flush cut
-   * differently (a stage dropped and fetched again) carries another token, which every view that has
-   * the run would take again, and a watermark re-read from the raw rows would skip the run and leave the
-   * views that missed it without it for good. A refusal (store-errors.ts) stored nothing and is not
-   * kept: the processor splits the batch to find the record behind it.
+   * A rollup behind the raw table takes the raw rows it lacks, one month of one source partition, read
+   * `FINAL` (a row written twice by a stale owner counts once), in one insert: one part, so its mark moves
+   * with its figures.
    */
-  private async insertRun(table: string, key: TopicPartitionKey, run: InsertRun): Promise<void> {
-    try {
-      await this.client.insert({
-        table,
-        values: run.rows,
-        format: "JSONEachRow",
-        clickhouse_settings: {
-          insert_deduplication_token: run.token,
-          deduplicate_blocks_in_dependent_materialized_views: 1,
+  private async fillFromRaw(
+    topic: string,
+    partition: number,
+    table: string,
+    derive: (from: string) => string,
+    range: { month: number; from: bigint; to: bigint },
+  ): Promise<void> {
+    const rows = `(SELECT * FROM ${this.rawUsage} FINAL WHERE topic = {topic:String} AND partition = {partition:UInt32} AND toYYYYMM(occurred_at) = {month:UInt32} AND toInt64(offset) > {from:Int64} AND offset <= {to:UInt64})`;
+    await this.guarded(topic, partition, (query_id) =>
+      this.client.command({
+        query: `INSERT INTO ${table} ${derive(rows)}`,
+        query_params: {
+          topic,
+          partition,
+          month: range.month,
+          from: range.from.toString(),
+          to: range.to.toString(),
         },
-      });
+        query_id,
+        clickhouse_settings: { insert_deduplicate: 0 },
+      }),
+    );
+  }
+
+  /**
+   * One insert, not deduplicated (the marks decide what is sent). A failed one may still be running, or
+   * may have landed in some tables: the partition's marks are dropped, to be read again once it is over.
+   */
+  private insert(
+    topic: string,
+    partition: number,
+    table: string,
+    values: Record<string, unknown>[],
+  ): Promise<unknown> {
+    return this.guarded(topic, partition, (query_id) =>
+      this.client.insert({
+        table,
+        values,
+        format: "JSONEachRow",
+        query_id,
+        clickhouse_settings: { insert_deduplicate: 0 },
+      }),
+    );
+  }
+
+  private async guarded(
+    topic: string,
+    partition: number,
+    write: (queryId: string) => Promise<unknown>,
+  ): Promise<void> {
+    try {
+      await write(`${queryPrefix(topic, partition)}${randomUUID()}`);
     } catch (error) {
-      if (isDeterministicStoreError(error)) this.doubtsOf(table).delete(key);
-      else this.doubtsOf(table).set(key, run);
+      this.forget(topic, partition);
       throw error;
     }
-    this.doubtsOf(table).delete(key);
-    this.marksOf(table).set(key, run.last);
+  }
+
+  /** The marks of every table of a kind for one partition, read once no insert of it is running. */
+  private async marksOf<T>(kind: RowKind<T>, topic: string, partition: number): Promise<Marks[]> {
+    const key = topicPartitionKeyOf(topic, partition);
+    const cached = kind.tables.map((table) => this.marks.get(table.name)?.get(key));
+    if (cached.every((m) => m !== undefined)) return cached as Marks[];
+    await this.settle(topic, partition);
+    // Read twice, a moment apart, and keep the higher: the local engine (chdb 26.7) was seen to show a
+    // table with none of its parts for an instant while a merge swapped them in, and a mark read low
+    // would send rows again. A mark only grows, so the higher read is the true one.
+    const first = await Promise.all(kind.tables.map((table) => this.readMarks(table, topic, partition)));
+    await sleep(WATERMARK_REREAD_MS);
+    const second = await Promise.all(kind.tables.map((table) => this.readMarks(table, topic, partition)));
+    return kind.tables.map((table, i) => {
+      const merged = new Map(first[i]!);
+      for (const [month, mark] of second[i]!) if (mark > (merged.get(month) ?? -1n)) merged.set(month, mark);
+      let byKey = this.marks.get(table.name);
+      if (byKey === undefined) {
+        byKey = new Map();
+        this.marks.set(table.name, byKey);
+      }
+      byKey.set(key, merged);
+      return merged;
+    });
+  }
+
+  private async readMarks(table: MarkedTable, topic: string, partition: number): Promise<Marks> {
+    const result = await this.client.query({
+      query: table.marks,
+      query_params: { topic, partition },
+      format: "JSONEachRow",
+    });
+    const rows = await result.json<{ month: number | string; mark: string }>();
+    return new Map(rows.map((row) => [Number(row.month), BigInt(row.mark)]));
+  }
+
+  /**
+   * Waits until no insert of this partition is running on the server (any owner's: the ids carry the
+   * partition), so marks read next include whatever a slow or cut-off insert stored. A server restarted
+   * since runs none. Bounded: past it the write fails and the processor retries it.
+   */
+  private async settle(topic: string, partition: number): Promise<void> {
+    const deadline = Date.now() + SETTLE_BOUND_MS;
+    for (;;) {
+      const result = await this.client.query({
+        query: "SELECT count() AS n FROM system.processes WHERE startsWith(query_id, {prefix:String})",
+        query_params: { prefix: queryPrefix(topic, partition) },
+        format: "JSONEachRow",
+      });
+      const [row] = await result.json<{ n: string | number }>();
+      if (Number(row?.n ?? 0) === 0) return;
+      if (Date.now() > deadline)
+        throw new AgentmeterError(
+          "SERVICE_UNAVAILABLE",
+          `ClickHouse: an insert of ${topic}/${partition} still running after ${SETTLE_BOUND_MS / 1000} s`,
+        );
+      await sleep(POLL_MS);
+    }
   }
 
   /** Records what one flush covered (see partition-progress.ts). */

@@ -47,7 +47,7 @@ function outcomeOf(recordId: string, agents: AgentUsage): UsageOutcome {
   return outcome;
 }
 
-describe("ClickHouse migrations: a database of version 7 upgrades to the token classes (usage events, rollups, session summaries)", () => {
+describe("ClickHouse migrations: a database of version 7 upgrades to the token classes (usage events, rollups, session summaries) and to rollups fed beside usage_events, marking their source partitions", () => {
   let clickhouse: ClickHouseClient;
   let database: string;
   let db: string;
@@ -82,8 +82,8 @@ describe("ClickHouse migrations: a database of version 7 upgrades to the token c
     await clickhouse?.close();
   });
 
-  it("applies versions 8 and 9 only, once, and keeps the old rows with zero classes", async () => {
-    assert.deepEqual(await applyMigrations(clickhouse, database), [8, 9]);
+  it("applies versions 8 to 10 only, once, and keeps the old rows with zero classes", async () => {
+    assert.deepEqual(await applyMigrations(clickhouse, database), [8, 9, 10]);
     assert.deepEqual(await applyMigrations(clickhouse, database), [], "a second start applies nothing");
     const [old] = await rows<Record<string, unknown>>(
       `SELECT prompt_tokens, cached_prompt_tokens, reasoning_tokens, agent_cached_prompt_tokens FROM ${db}.usage_events FINAL`,
@@ -103,6 +103,22 @@ describe("ClickHouse migrations: a database of version 7 upgrades to the token c
       agent_cached_prompt_tokens: [],
       agent_audio_tokens: [],
     });
+  });
+
+  it("rebuilds each rollup from usage_events once, the old row counted once and marked with its source partition and offset", async () => {
+    for (const table of ["usage_by_minute", "usage_by_hour"]) {
+      const marked = await rows<Record<string, string>>(
+        `SELECT src_topic, toString(src_partition) AS src_partition, toString(max(src_offset)) AS mark, toString(sum(records)) AS records
+         FROM ${db}.${table} GROUP BY src_topic, src_partition`,
+      );
+      assert.deepEqual(marked, [{ src_topic: "t", src_partition: "0", mark: "1", records: "1" }], table);
+    }
+    for (const table of ["agent_usage_by_minute", "agent_usage_by_hour"]) {
+      const marked = await rows<Record<string, string>>(
+        `SELECT src_topic, toString(max(src_offset)) AS mark, toString(sum(calls)) AS calls FROM ${db}.${table} GROUP BY src_topic`,
+      );
+      assert.deepEqual(marked, [{ src_topic: "t", mark: "1", calls: "1" }], table);
+    }
   });
 
   it("after the upgrade, a session summary keeps each agent's classes beside the old summary", async () => {
@@ -151,7 +167,8 @@ describe("ClickHouse migrations: a database of version 7 upgrades to the token c
   });
 
   it("after the upgrade, new rows carry their classes into every rollup beside the old rows", async () => {
-    // When a processor of version 8 writes a record whose agents report classes
+    // When a processor of version 10 writes a record whose agents report classes (into usage_ingest,
+    // which feeds usage_events and every rollup)
     const fresh = outcomeOf("new-1", {
       Planner: {
         prompt_tokens: 500,
@@ -162,7 +179,8 @@ describe("ClickHouse migrations: a database of version 7 upgrades to the token c
       Writer: { prompt_tokens: 50, completion_tokens: 10, cached_prompt_tokens: 7 },
     });
     const row = usageEventRow({ position: { topic: "t", partition: 0, offset: "2" }, outcome: fresh });
-    await clickhouse.insert({ table: `${db}.usage_events`, values: [row], format: "JSONEachRow" });
+    await clickhouse.insert({ table: `${db}.usage_ingest`, values: [row], format: "JSONEachRow" });
+    assert.equal((await rows(`SELECT record_id FROM ${db}.usage_events FINAL`)).length, 2);
     // Then the usage rollups count both rows and the new one's classes
     for (const table of ["usage_by_minute", "usage_by_hour"]) {
       const [sums] = await rows<Record<string, string>>(

@@ -54,7 +54,7 @@ class ClickHouseProxy {
       // The server has done the work; the client never learns it.
       else {
         this.lostResponses++;
-        if (/INSERT\+INTO\+\S*usage_events/.test(request)) this.lostUsageInserts++;
+        if (/INSERT\+INTO\+\S*usage_(ingest|events)/.test(request)) this.lostUsageInserts++;
         client.destroy();
       }
     });
