@@ -222,19 +222,29 @@ export function tokenClassStatements(db: string): string[] {
 }
 
 /** The four rollups, each with its query over a source of usage rows (a table or a subquery). */
-export const ROLLUPS: readonly { table: string; bucket: string; select: (from: string) => string }[] =
-  GRAINS.flatMap((grain) => [
-    {
-      table: `usage_by_${grain.suffix}`,
-      bucket: grain.suffix,
-      select: (from: string) => usageSelect(from, grain, "with classes", "by source partition"),
-    },
-    {
-      table: `agent_usage_by_${grain.suffix}`,
-      bucket: grain.suffix,
-      select: (from: string) => agentSelect(from, grain, "with classes", "by source partition"),
-    },
-  ]);
+export interface Rollup {
+  table: string;
+  /** Its time bucket column (minute or hour), whose month is the table's partition. */
+  bucket: string;
+  select: (from: string) => string;
+  /** What it counts, summed over its rows, and the same counted over raw usage rows. */
+  tally: { rollup: string; raw: string };
+}
+
+export const ROLLUPS: readonly Rollup[] = GRAINS.flatMap((grain) => [
+  {
+    table: `usage_by_${grain.suffix}`,
+    bucket: grain.suffix,
+    tally: { rollup: "sum(records)", raw: "count()" },
+    select: (from: string) => usageSelect(from, grain, "with classes", "by source partition"),
+  },
+  {
+    table: `agent_usage_by_${grain.suffix}`,
+    bucket: grain.suffix,
+    tally: { rollup: "sum(calls)", raw: "sum(length(agent_names))" },
+    select: (from: string) => agentSelect(from, grain, "with classes", "by source partition"),
+  },
+]);
 
 /**
  * Migration 10: every table of usage rows is fed from one insert into `usage_ingest` (engine Null, no

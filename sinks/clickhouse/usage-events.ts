@@ -11,7 +11,7 @@ import { type TopicPartitionKey, topicPartitionKeyOf } from "../../schemas/keys.
 import type { ClickHouseClient } from "./client.ts";
 import { quoteIdent } from "./client.ts";
 import { appendProgress } from "./partition-progress.ts";
-import { ROLLUPS } from "./rollups.ts";
+import { ROLLUPS, type Rollup } from "./rollups.ts";
 
 const WATERMARK_REREAD_MS = 200;
 
@@ -123,14 +123,18 @@ interface RowKind<T> {
   tables: MarkedTable[];
   /** Where an insert goes that every table needs whole: a fan-out to all of them. */
   fanOut: string;
-  /** Per derived table, the statement that fills it from the raw rows of a range (see fillFromRaw). */
-  derive: ((from: string) => string)[];
+  /** The tables derived from the raw one, in the order of `tables` after it (see fillFromRaw). */
+  derived: Rollup[];
   offsetOf: (row: T) => string;
   occurredAt: (row: T) => string;
   toRow: (row: T) => Record<string, unknown>;
 }
 
 const POLL_MS = 200;
+
+/** The raw rows of one month of one source partition, up to an offset (query parameters). */
+const RAW_SLICE =
+  "topic = {topic:String} AND partition = {partition:UInt32} AND toYYYYMM(occurred_at) = {month:UInt32} AND offset <= {to:UInt64}";
 
 /** Every write of a partition carries a query id starting so, whoever owns the partition. */
 function queryPrefix(topic: string, partition: number): string {
@@ -168,6 +172,7 @@ export class UsageEventsSink implements UsageLog {
   private readonly marks = new Map<string, Map<TopicPartitionKey, Marks>>();
   private readonly usage: RowKind<PositionedOutcome>;
   private readonly adjustments: RowKind<PositionedAdjustment>;
+  private readonly db: string;
   private readonly rawUsage: string;
   private readonly progressTable: string;
 
@@ -176,6 +181,7 @@ export class UsageEventsSink implements UsageLog {
     database: string,
   ) {
     const db = quoteIdent(database);
+    this.db = db;
     this.rawUsage = `${db}.usage_events`;
     this.usage = {
       tables: [
@@ -186,7 +192,7 @@ export class UsageEventsSink implements UsageLog {
         })),
       ],
       fanOut: `${db}.usage_ingest`,
-      derive: ROLLUPS.map(({ select }) => select),
+      derived: [...ROLLUPS],
       offsetOf: (row) => row.position.offset,
       occurredAt: (row) => row.outcome.occurred_at,
       toRow: usageEventRow,
@@ -195,7 +201,7 @@ export class UsageEventsSink implements UsageLog {
     this.adjustments = {
       tables: [rawMarks(adjustments)],
       fanOut: adjustments,
-      derive: [],
+      derived: [],
       offsetOf: (row) => row.position.offset,
       occurredAt: (row) => row.adjustment.occurred_at,
       toRow: adjustmentRow,
@@ -253,14 +259,9 @@ export class UsageEventsSink implements UsageLog {
         await this.insert(topic, partition, kind.fanOut, raw.map(kind.toRow));
       } else {
         if (raw.length > 0) await this.insert(topic, partition, kind.tables[0]!.name, raw.map(kind.toRow));
-        for (const [i, derive] of kind.derive.entries()) {
+        for (const [i, rollup] of kind.derived.entries()) {
           const from = held[i + 1]!;
-          if (from < last)
-            await this.fillFromRaw(topic, partition, kind.tables[i + 1]!.name, derive, {
-              month,
-              from,
-              to: last,
-            });
+          if (from < last) await this.fillFromRaw(topic, partition, rollup, { month, from, to: last });
         }
       }
       sent += raw.length;
@@ -272,30 +273,65 @@ export class UsageEventsSink implements UsageLog {
   /**
    * A rollup behind the raw table takes the raw rows it lacks, one month of one source partition, read
    * `FINAL` (a row written twice by a stale owner counts once), in one insert: one part, so its mark moves
-   * with its figures.
+   * with its figures. Then the month of the partition is compared whole with the raw rows: the local
+   * engine was seen to show a table without its parts while a merge swapped them (docs/analytics.md), and a
+   * fill that read part of the rows would hold the top offset and mark itself complete. On a difference
+   * the month of the partition is rebuilt in the rollup (deleted, filled again from every raw row); a
+   * second difference fails the flush, to be retried.
    */
   private async fillFromRaw(
     topic: string,
     partition: number,
-    table: string,
-    derive: (from: string) => string,
+    rollup: Rollup,
     range: { month: number; from: bigint; to: bigint },
   ): Promise<void> {
-    const rows = `(SELECT * FROM ${this.rawUsage} FINAL WHERE topic = {topic:String} AND partition = {partition:UInt32} AND toYYYYMM(occurred_at) = {month:UInt32} AND toInt64(offset) > {from:Int64} AND offset <= {to:UInt64})`;
+    const table = `${this.db}.${rollup.table}`;
+    const slice = { topic, partition, month: range.month, to: range.to.toString() };
+    const fill = (from: bigint) =>
+      this.guarded(topic, partition, (query_id) =>
+        this.client.command({
+          query: `INSERT INTO ${table} ${rollup.select(`(SELECT * FROM ${this.rawUsage} FINAL WHERE ${RAW_SLICE} AND toInt64(offset) > {from:Int64})`)}`,
+          query_params: { ...slice, from: from.toString() },
+          query_id,
+          clickhouse_settings: { insert_deduplicate: 0 },
+        }),
+      );
+    await fill(range.from);
+    if (await this.sliceAgrees(rollup, slice)) return;
     await this.guarded(topic, partition, (query_id) =>
       this.client.command({
-        query: `INSERT INTO ${table} ${derive(rows)}`,
-        query_params: {
-          topic,
-          partition,
-          month: range.month,
-          from: range.from.toString(),
-          to: range.to.toString(),
-        },
+        query: `ALTER TABLE ${table} DELETE WHERE src_topic = {topic:String} AND src_partition = {partition:UInt32} AND toYYYYMM(${rollup.bucket}) = {month:UInt32}`,
+        query_params: slice,
         query_id,
-        clickhouse_settings: { insert_deduplicate: 0 },
+        clickhouse_settings: { mutations_sync: "2" },
       }),
     );
+    await fill(-1n);
+    if (await this.sliceAgrees(rollup, slice)) return;
+    this.forget(topic, partition);
+    throw new AgentmeterError(
+      "SERVICE_UNAVAILABLE",
+      `ClickHouse: ${rollup.table} disagrees with usage_events for ${topic}/${partition} in ${range.month} after a rebuild`,
+    );
+  }
+
+  /** Whether a rollup's month of a source partition counts what the raw rows up to `to` count. */
+  private async sliceAgrees(
+    rollup: Rollup,
+    slice: { topic: string; partition: number; month: number; to: string },
+  ): Promise<boolean> {
+    const read = async (query: string) => {
+      const result = await this.client.query({ query, query_params: slice, format: "JSONEachRow" });
+      const [row] = await result.json<{ n: string }>();
+      return row?.n ?? "0";
+    };
+    const [held, raw] = await Promise.all([
+      read(
+        `SELECT toString(${rollup.tally.rollup}) AS n FROM ${this.db}.${rollup.table} WHERE src_topic = {topic:String} AND src_partition = {partition:UInt32} AND toYYYYMM(${rollup.bucket}) = {month:UInt32}`,
+      ),
+      read(`SELECT toString(${rollup.tally.raw}) AS n FROM ${this.rawUsage} FINAL WHERE ${RAW_SLICE}`),
+    ]);
+    return held === raw;
   }
 
   /**

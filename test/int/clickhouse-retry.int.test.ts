@@ -5,6 +5,7 @@ import { clickHouseFor } from "../../pipeline/runtime/clients.ts";
 import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
 import { quoteIdent } from "../../sinks/clickhouse/client.ts";
 import { applyMigrations } from "../../sinks/clickhouse/migrations.ts";
+import { ROLLUPS } from "../../sinks/clickhouse/rollups.ts";
 import { UsageEventsSink, usageEventRow } from "../../sinks/clickhouse/usage-events.ts";
 import { eventually, isolatedConfig } from "../support/pipeline.ts";
 import { at, ofKind, run, usage } from "../unit/builders.ts";
@@ -173,6 +174,31 @@ describe("ClickHouse: the next flush after a server lost some tables' parts of a
     assert.equal(await figure(`SELECT toString(sum(records)) AS n FROM ${db}.usage_by_hour`), "40");
 
     assert.equal(await sink.append(TOPIC, 0, rows), 20, "July's twenty rows, to the raw table alone");
+    await assertEachOnce(40);
+  });
+
+  it("given a rollup behind the raw table whose month of the partition also counts some rows twice, when the flush fills it, then the month is rebuilt in it and every table holds each record once", async () => {
+    const rows = outcomes(40);
+    const sink = new UsageEventsSink(clickhouse, database);
+    await sink.append(TOPIC, 0, rows.slice(0, 20));
+    // usage_by_hour counts rows 0-9 a second time (a view part kept twice; its mark stays 19) ...
+    const [hour] = ROLLUPS.filter((rollup) => rollup.table === "usage_by_hour");
+    await clickhouse.command({
+      query: `INSERT INTO ${db}.usage_by_hour ${hour!.select(`(SELECT * FROM ${db}.usage_events WHERE offset <= 9)`)}`,
+      clickhouse_settings: { insert_deduplicate: 0 },
+    });
+    // ... and the raw table holds rows 20-39 that no rollup has (their view parts lost).
+    await clickhouse.insert({
+      table: `${db}.usage_events`,
+      values: rows.slice(20).map(usageEventRow),
+      format: "JSONEachRow",
+    });
+    assert.equal(await figure(`SELECT toString(sum(records)) AS n FROM ${db}.usage_by_hour`), "30");
+
+    // When a new owner flushes the records again
+    assert.equal(await new UsageEventsSink(clickhouse, database).append(TOPIC, 0, rows), 0);
+
+    // Then the fills brought every rollup to 40, and the hour rollup's month was rebuilt, not left at 50
     await assertEachOnce(40);
   });
 
