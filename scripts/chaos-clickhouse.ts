@@ -21,6 +21,7 @@ import { decodeRecord, type InputRecord, type UsageOutcome } from "../schemas/in
 import { type ClickHouseClient, createClickHouse, quoteIdent } from "../sinks/clickhouse/client.ts";
 import { applyMigrations } from "../sinks/clickhouse/migrations.ts";
 import { UsageEventsSink } from "../sinks/clickhouse/usage-events.ts";
+import { integer } from "./soak.ts";
 
 const USAGE = "Usage: npm run chaos:clickhouse -- [--kills N] [--rows N] [--seed N]";
 const TOPIC = "chaos.usage";
@@ -29,17 +30,6 @@ interface Options {
   kills: number;
   rows: number;
   seed: number;
-}
-
-function integer(name: string, text: string | undefined, fallback: number, min: number, max: number): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!/^\d+$/.test(text) || value < min || value > max)
-    throw new AgentmeterError(
-      "CLI_USAGE",
-      `--${name} must be an integer from ${min} to ${max}, got '${text}'`,
-    );
-  return value;
 }
 
 function parse(argv: readonly string[]): Options | "help" {

@@ -14,7 +14,14 @@ const USAGE = `Usage: npm run soak -- [--records N] [--accounts N] [--duration S
                       [--faults KIND,KIND,...] [--brokers 1|3] [--processors 2|3]
 Fault kinds: ${FAULT_KINDS.join(", ")} (default all)`;
 
-function integer(name: string, text: string | undefined, fallback: number, min: number, max: number): number {
+/** One integer CLI option, bounded: a bad value is a CLI_USAGE error naming the option (also chaos-clickhouse.ts). */
+export function integer(
+  name: string,
+  text: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
   if (text === undefined) return fallback;
   const value = Number(text);
   if (!/^\d+$/.test(text) || value < min || value > max)
