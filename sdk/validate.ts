@@ -1,5 +1,6 @@
 import { AgentmeterError } from "../pipeline/errors.ts";
 import {
+  bigintReplacer,
   DEFAULT_MAX_RECORD_BYTES,
   formatIssues,
   type InputRecord,
@@ -47,7 +48,10 @@ export function prepareRecord(input: RecordInput, maxBytes = DEFAULT_MAX_RECORD_
       parsed.error.issues,
     );
   }
-  const value = JSON.stringify(withId);
+  // The record as the schema returns it (its fields in the schema's order, defaults filled in, amounts as
+  // decimal strings), not the caller's object: the processor's decoder takes such a record as it is,
+  // without a copy (schemas/fast-record.ts), and the bytes do not depend on how the caller built it.
+  const value = JSON.stringify(parsed.data, bigintReplacer);
   const size = Buffer.byteLength(value, "utf8");
   if (size > maxBytes) {
     throw new AgentmeterError(

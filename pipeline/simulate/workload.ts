@@ -139,6 +139,7 @@ function* steps(
         const platformIds = { level: "platform" as const, enterprise_id, mozaiks_user_id };
         yield {
           type: "credit",
+          schema_version: 1,
           record_id: `${record_id}-topup`,
           kind: "top_up",
           ...platformIds,
@@ -150,6 +151,7 @@ function* steps(
       spend(creatorKey, opts.platformAllowanceTokens, sum(agents));
       yield {
         type: "usage",
+        schema_version: 1,
         record_id,
         level: "platform",
         enterprise_id,
@@ -174,6 +176,7 @@ function* steps(
       spend(userKey, opts.appTrialTokens, -tokens);
       yield {
         type: "credit",
+        schema_version: 1,
         record_id,
         kind: "top_up",
         ...ids,
@@ -195,6 +198,7 @@ function* steps(
       openChats.set(userKey, chat);
       yield {
         type: "session",
+        schema_version: 1,
         record_id: `${record_id}-start`,
         event: "start",
         ...ids,
@@ -223,6 +227,7 @@ function* steps(
       const chatIds = { ...ids, session_id: chat.session, chat_id: chat.chat, workflow_name: chat.workflow };
       yield {
         type: "session",
+        schema_version: 1,
         record_id: `${record_id}-pause`,
         event: "pause",
         ...chatIds,
@@ -233,6 +238,7 @@ function* steps(
       spend(userKey, opts.appTrialTokens, -tokens);
       yield {
         type: "credit",
+        schema_version: 1,
         record_id: `${record_id}-topup`,
         kind: "top_up",
         ...ids,
@@ -240,11 +246,19 @@ function* steps(
         amount_micros: tokens * 20,
         occurred_at,
       };
-      yield { type: "session", record_id: `${record_id}-resume`, event: "resume", ...chatIds, occurred_at };
+      yield {
+        type: "session",
+        schema_version: 1,
+        record_id: `${record_id}-resume`,
+        event: "resume",
+        ...chatIds,
+        occurred_at,
+      };
     }
     spend(userKey, opts.appTrialTokens, sum(agents));
     yield {
       type: "usage",
+      schema_version: 1,
       record_id,
       ...ids,
       user_id: platform_user_id,
@@ -261,6 +275,7 @@ function* steps(
       openChats.delete(userKey);
       yield {
         type: "session",
+        schema_version: 1,
         record_id: `${record_id}-end`,
         event: "finalize",
         ...ids,

@@ -13,7 +13,8 @@ import {
 /**
  * schemas/fast-record.ts must accept exactly what the zod schemas accept and return exactly what they
  * return; decodeRecord must answer as zod alone would (same code, reason text and paths). Checked on a
- * generated corpus: valid records of both levels and every type, and the same records broken one field
+ * generated corpus: valid records of both levels and every type (in the schemas' field order, which the
+ * decoder returns as they are, and in another order, which it copies), and the same records broken one field
  * at a time (missing, wrong type, out of range, bad id, unknown key, reserved agent name, the level and
  * pause rules, micros and token bounds, dates).
  */
@@ -96,6 +97,8 @@ function variants(json: Record<string, unknown>, random: () => number): string[]
     out.push(JSON.stringify(without));
     for (let i = 0; i < 6; i++) out.push(JSON.stringify({ ...json, [key]: pick(WEIRD) }));
   }
+  // The same fields in another order: valid, but not in the order zod returns them (so it is copied).
+  out.push(JSON.stringify(Object.fromEntries(Object.entries(json).reverse())));
   out.push(JSON.stringify({ ...json, tokens_used: 5 }));
   out.push(JSON.stringify({ ...json, schema_version: 1 }));
   out.push(JSON.stringify({ ...json, schema_version: 2 }));
