@@ -3,11 +3,10 @@ import { type MessagePacket, packetTransfer, packMessages } from "./packet.ts";
 import type { Expected, TopicMessage } from "./recompute.ts";
 import type { FromWorker, ToWorker } from "./recompute-worker.ts";
 import { mergeUnits, type RecomputeSetup, type UnitResult, unitOf, unitsOf } from "./units.ts";
+import { recomputeWorkerUrl } from "./worker-code.ts";
 
 /** Bytes of records sent to a worker and not yet applied, past which the reader waits for it. */
 const BACKLOG_BYTES = 48 * 1024 * 1024;
-
-const WORKER_ENTRY = new URL("./recompute-worker.mjs", import.meta.url);
 
 /**
  * Units shared out over `workers` threads: the largest first, each to the least loaded thread (by
@@ -53,7 +52,18 @@ export class RecomputePool {
    * `records`: records in the range per partition (to share the partitions out evenly). `onApplied`
    * gets the running count of records the threads have decoded and taken in.
    */
-  constructor(
+  /** A pool whose threads run the bundled worker code (worker-code.ts). */
+  static async create(
+    setup: RecomputeSetup,
+    workers: number,
+    records: ReadonlyMap<number, number>,
+    onApplied?: (records: number) => void,
+  ): Promise<RecomputePool> {
+    return new RecomputePool(await recomputeWorkerUrl(), setup, workers, records, onApplied);
+  }
+
+  private constructor(
+    workerCode: URL,
     private readonly setup: RecomputeSetup,
     workers: number,
     records: ReadonlyMap<number, number>,
@@ -78,7 +88,7 @@ export class RecomputePool {
     }
     const units = unitsOf(setup).map((unit) => ({ unit, records: perUnit.get(unit) ?? 0 }));
     for (const share of shareUnits(units, workers)) {
-      const worker = new Worker(WORKER_ENTRY, { workerData: setup });
+      const worker = new Worker(workerCode, { workerData: setup });
       const thread: Thread = { worker, backlog: 0, wake: [] };
       this.threads.push(thread);
       for (const unit of share) this.threadOfUnit.set(unit, thread);

@@ -21,6 +21,7 @@ import { type Expected, usageGroupKey } from "./recompute.ts";
 import { type AuditReport, buildAuditReport } from "./report.ts";
 import { type ReadProgress, readTopic, readTopicBatches } from "./topic-reader.ts";
 import { mergeUnits, type RecomputeSetup, UnitRecompute } from "./units.ts";
+import { recomputeWorkerUrl } from "./worker-code.ts";
 import { auditWorkers } from "./workers.ts";
 
 export interface AuditOptions {
@@ -49,6 +50,9 @@ export async function runAudit(options: AuditOptions): Promise<AuditReport> {
   const { config, billing } = options;
   // A bad AGENTMETER_AUDIT_WORKERS fails here, before any connection.
   const workers = options.workers ?? auditWorkers(undefined);
+  // The workers' code is bundled while Kafka answers (memoized; the pool awaits it). Its failure is the
+  // pool's to report.
+  if (workers > 0) recomputeWorkerUrl().catch(() => {});
   const kafka = createKafka(config, options.logger);
   const brokers = config.KAFKA_BROKERS.join(",");
   const range = await reach("Kafka", brokers, async () => {
@@ -171,7 +175,7 @@ async function recompute(
   }
   const records = new Map(range.partitions.map((p) => [p.partition, Number(BigInt(p.to) - BigInt(p.from))]));
   let applied = 0;
-  const pool = new RecomputePool(setup, workers, records, (count) => {
+  const pool = await RecomputePool.create(setup, workers, records, (count) => {
     applied = count;
     onProgress({ read: count, total });
   });

@@ -107,7 +107,7 @@ async function inWorkers(
 ): Promise<{ expected: Expected; threads: number; applied: number }> {
   const records = new Map([...byPartition].map(([p, list]) => [p, list.length]));
   let applied = 0;
-  const pool = new RecomputePool(setup(counts), workers, records, (count) => {
+  const pool = await RecomputePool.create(setup(counts), workers, records, (count) => {
     applied = count;
   });
   try {
@@ -264,7 +264,7 @@ describe("audit in parallel: the same report whatever the number of worker threa
   });
 
   it("a worker that fails makes the pool fail, with nothing left running", async () => {
-    const pool = new RecomputePool(
+    const pool = await RecomputePool.create(
       { ...setup(), billing: { ...billing, price_book: null as never } },
       1,
       new Map([[0, 1]]),
