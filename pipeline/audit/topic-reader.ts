@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Kafka } from "kafkajs";
+import { AssignerProtocol, type Kafka, type PartitionAssigner } from "kafkajs";
 import type { TopicRange } from "./range.ts";
 import type { TopicMessage } from "./recompute.ts";
 
@@ -25,6 +25,42 @@ export const AUDIT_FETCH = {
   maxBytes: 8 * 1024 * 1024,
   maxBytesPerPartition: 2 * 1024 * 1024,
 } as const;
+
+/**
+ * Assigns the reader exactly the partitions that hold records of its range. The group is the reader's
+ * own (random id), so it is its only member. kafkajs' default assigner hands it every partition of the
+ * topic, and kafkajs then fetches and decodes the others from offset 0 until the range is read: a delta
+ * audit of the last 150,000 records of one partition of a 1,000,000-record topic (six partitions) read
+ * for 2.2-2.6 s and 2.8-3.1 CPU-s that way, 0.43-0.47 s and 0.5 CPU-s with this assigner (2026-12-06).
+ */
+export function rangeAssigner(topic: string, partitions: readonly number[]): PartitionAssigner {
+  const name = "AgentmeterAuditRange";
+  return () => ({
+    name,
+    version: 1,
+    async assign({ members }) {
+      const [first] = members.map(({ memberId }) => memberId).sort();
+      return first === undefined
+        ? []
+        : [
+            {
+              memberId: first,
+              memberAssignment: AssignerProtocol.MemberAssignment.encode({
+                version: 1,
+                assignment: { [topic]: [...partitions] },
+                userData: Buffer.alloc(0),
+              }),
+            },
+          ];
+    },
+    protocol({ topics }) {
+      return {
+        name,
+        metadata: AssignerProtocol.MemberMetadata.encode({ version: 1, topics, userData: Buffer.alloc(0) }),
+      };
+    },
+  });
+}
 
 /** Message by message: reads every message of the range (see readTopicBatches). */
 export async function readTopic(
@@ -72,6 +108,7 @@ export async function readTopicBatches(
     groupId,
     ...AUDIT_FETCH,
     sessionTimeout: 30_000,
+    partitionAssigners: [rangeAssigner(range.topic, [...ends.keys()])],
   });
   let read = 0;
   let remaining = ends.size;
