@@ -1,17 +1,17 @@
-import {
-  type Admin,
-  type Kafka,
-  type Message,
-  Partitioners,
-  type PartitionMetadata,
-  type Producer,
-  type ProducerBatch,
-  type ProducerRecord,
-  type RecordMetadata,
-  type TopicMessages,
+import type {
+  Admin,
+  Kafka,
+  Message,
+  PartitionMetadata,
+  Producer,
+  ProducerBatch,
+  ProducerRecord,
+  RecordMetadata,
+  TopicMessages,
 } from "kafkajs";
 import { AgentmeterError } from "../schemas/errors.ts";
 import { DelegatingProducer } from "./delegating-producer.ts";
+import { murmur2Partitioner } from "./processor/partitioning.ts";
 
 /**
  * kafkajs 2.2.4 can resolve a send whose records never reached the log. One send goes to every leader of
@@ -22,8 +22,8 @@ import { DelegatingProducer } from "./delegating-producer.ts";
  * here: 314 of 30,000 acknowledged records missing from the topic after a broker SIGKILL
  * (test/int/cluster.int.test.ts). Such a send resolves without an answer for those partitions.
  *
- * So every record is placed on its partition here (the same murmur2 partitioner kafkajs uses), the whole
- * send goes to kafkajs as one (one request per leader, as kafkajs batches it), and the answer is checked:
+ * So every record is placed on its partition here (by kafkajs' default rule, murmur2Partitioner), the
+ * whole send goes to kafkajs as one (one request per leader, as kafkajs batches it), and the answer is checked:
  * the records of every partition the brokers did not answer for are sent again, until each is answered.
  * Sending them again cannot write a record twice: kafkajs advances an idempotent producer's sequence of a
  * partition only with the broker's answer, so a resend carries the sequence a write already made would
@@ -32,7 +32,7 @@ import { DelegatingProducer } from "./delegating-producer.ts";
  * outputs over a dozen partitions took a dozen round trips: 100-250 ms per publish at 100 holds/s.)
  */
 export class AcknowledgedSendProducer extends DelegatingProducer {
-  private readonly partitioner = Partitioners.DefaultPartitioner();
+  private readonly partitioner = murmur2Partitioner();
 
   constructor(
     private readonly inner: Producer,

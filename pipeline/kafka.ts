@@ -5,7 +5,6 @@ import {
   type ITopicConfig,
   Kafka,
   type KafkaConfig,
-  Partitioners,
   type Producer,
   type SASLOptions,
 } from "kafkajs";
@@ -13,6 +12,7 @@ import { AgentmeterError } from "../schemas/errors.ts";
 import { AcknowledgedSendProducer, TopicMetadataCache } from "./acknowledged-send-producer.ts";
 import type { Config } from "./config.ts";
 import { kafkaLogCreator, type Logger } from "./log.ts";
+import { murmur2Partitioner } from "./processor/partitioning.ts";
 import { RenewingProducer } from "./renewing-producer.ts";
 
 export type KafkaSecurityConfig = Partial<
@@ -83,7 +83,8 @@ export function createKafka(
   });
 }
 
-export const DEFAULT_PARTITIONER = Partitioners.DefaultPartitioner;
+/** kafkajs' default partitioner, computed in 32-bit arithmetic (pipeline/processor/partitioning.ts). */
+export const DEFAULT_PARTITIONER = murmur2Partitioner;
 
 /**
  * A producer whose retries cannot duplicate or reorder a record (idempotent, one request in flight),

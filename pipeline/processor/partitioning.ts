@@ -12,6 +12,8 @@
  * it against kafkajs' own function on generated keys (any UTF-8) and partition counts.
  */
 
+import { type ICustomPartitioner, Partitioners } from "kafkajs";
+
 const SEED = 0x9747b28c;
 const M = 0x5bd1e995;
 
@@ -77,3 +79,23 @@ export function isKeyPartition(key: string, partition: number, partitionCounts: 
   for (const count of partitionCounts) if (partitionOfHash(hash, count) === partition) return true;
   return false;
 }
+
+/**
+ * kafkajs' default partitioner (`Partitioners.DefaultPartitioner`) with the hash above: the same
+ * partition for every message (a given partition, else the key's murmur2 over all the topic's partitions,
+ * else kafkajs' own round robin over the available ones, which it is handed), without kafkajs' `Long`
+ * arithmetic. Placing the processor's outputs before each send (acknowledged-send-producer.ts) with
+ * kafkajs' hash took 2% of the processor's CPU at 1,000 holds/s.
+ */
+export const murmur2Partitioner: ICustomPartitioner = () => {
+  const unkeyed = Partitioners.DefaultPartitioner();
+  return (args) => {
+    const { message, partitionMetadata } = args;
+    if (message.partition !== null && message.partition !== undefined) return message.partition;
+    const key = message.key;
+    if (key === null || key === undefined) return unkeyed(args);
+    // kafkajs hashes a Buffer's bytes, anything else as the UTF-8 of String(key).
+    const hash = Buffer.isBuffer(key) ? murmur2(key) : keyHash(String(key));
+    return partitionOfHash(hash, partitionMetadata.length);
+  };
+};

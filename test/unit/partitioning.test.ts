@@ -2,24 +2,35 @@ import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import type { PartitionMetadata } from "kafkajs";
-import { DEFAULT_PARTITIONER } from "../../pipeline/kafka.ts";
-import { isKeyPartition, murmur2, partitionForKey } from "../../pipeline/processor/partitioning.ts";
+import { Partitioners, type PartitionMetadata } from "kafkajs";
+import {
+  isKeyPartition,
+  murmur2,
+  murmur2Partitioner,
+  partitionForKey,
+} from "../../pipeline/processor/partitioning.ts";
 
 // kafkajs' own murmur2 (64-bit Long arithmetic), the reference the 32-bit one must equal.
 const kafkajsMurmur2 = createRequire(import.meta.url)(
   "kafkajs/src/producer/partitioners/default/murmur2.js",
 ) as (key: Buffer | string) => number;
 
-function kafkajsPartition(key: string, partitions: number): number {
-  const partitionMetadata: PartitionMetadata[] = Array.from({ length: partitions }, (_, partitionId) => ({
+function metadataOf(partitions: number, leaderless: ReadonlySet<number> = new Set()): PartitionMetadata[] {
+  return Array.from({ length: partitions }, (_, partitionId) => ({
     partitionId,
-    leader: 0,
+    leader: leaderless.has(partitionId) ? -1 : 0,
     partitionErrorCode: 0,
     replicas: [0],
     isr: [0],
   }));
-  return DEFAULT_PARTITIONER()({ topic: "t", partitionMetadata, message: { key, value: null } });
+}
+
+function kafkajsPartition(key: string | Buffer, partitions: number): number {
+  return Partitioners.DefaultPartitioner()({
+    topic: "t",
+    partitionMetadata: metadataOf(partitions),
+    message: { key, value: null },
+  });
 }
 
 // Account keys, ASCII of any length (past the 256-byte scratch too), and any Unicode (UTF-8 of 1-4 bytes).
@@ -73,5 +84,33 @@ describe("murmur2 partitioning", () => {
     const nowhere = [...Array(12).keys()].find((p) => counts.every((c) => partitionForKey(key, c) !== p));
     assert.ok(nowhere !== undefined);
     assert.equal(isKeyPartition(key, nowhere, counts), false);
+  });
+
+  it("the producers' partitioner places every keyed message where kafkajs' default partitioner does", () => {
+    fc.assert(
+      fc.property(keys, fc.boolean(), fc.integer({ min: 1, max: 200 }), (text, asBuffer, partitions) => {
+        const key = asBuffer ? Buffer.from(text, "utf8") : text;
+        const placed = murmur2Partitioner()({
+          topic: "t",
+          partitionMetadata: metadataOf(partitions),
+          message: { key, value: null },
+        });
+        assert.equal(placed, kafkajsPartition(key, partitions));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("the producers' partitioner keeps a message's own partition, and spreads unkeyed ones over partitions with a leader", () => {
+    const partitioner = murmur2Partitioner();
+    const partitionMetadata = metadataOf(6, new Set([1, 4]));
+    assert.equal(
+      partitioner({ topic: "t", partitionMetadata, message: { key: "k", value: null, partition: 4 } }),
+      4,
+    );
+    const unkeyed = new Set<number>();
+    for (let i = 0; i < 40; i++)
+      unkeyed.add(partitioner({ topic: "t", partitionMetadata, message: { key: null, value: null } }));
+    assert.deepEqual([...unkeyed].sort(), [0, 2, 3, 5]);
   });
 });
