@@ -337,6 +337,11 @@ export class UsageEventsSink implements UsageLog {
   /**
    * One insert, not deduplicated (the marks decide what is sent). A failed one may still be running, or
    * may have landed in some tables: the partition's marks are dropped, to be read again once it is over.
+   *
+   * Rows go as JSONCompactEachRow: each row its values only, the column names once in the statement. A
+   * usage row is about 450 bytes instead of 1,100, and serialising it costs the processor less (and
+   * ClickHouse less to parse). Every row of an insert comes from one row builder (an object literal), so
+   * all share the first row's key order.
    */
   private insert(
     topic: string,
@@ -344,11 +349,15 @@ export class UsageEventsSink implements UsageLog {
     table: string,
     values: Record<string, unknown>[],
   ): Promise<unknown> {
+    const first = values[0];
+    if (first === undefined) return Promise.resolve();
+    const columns = Object.keys(first) as [string, ...string[]];
     return this.guarded(topic, partition, (query_id) =>
       this.client.insert({
         table,
-        values,
-        format: "JSONEachRow",
+        values: values.map((row) => Object.values(row)),
+        columns,
+        format: "JSONCompactEachRow",
         query_id,
         clickhouse_settings: { insert_deduplicate: 0 },
       }),

@@ -6,9 +6,9 @@ import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
 import { quoteIdent } from "../../sinks/clickhouse/client.ts";
 import { applyMigrations } from "../../sinks/clickhouse/migrations.ts";
 import { ROLLUPS } from "../../sinks/clickhouse/rollups.ts";
-import { UsageEventsSink, usageEventRow } from "../../sinks/clickhouse/usage-events.ts";
+import { adjustmentRow, UsageEventsSink, usageEventRow } from "../../sinks/clickhouse/usage-events.ts";
 import { eventually, isolatedConfig } from "../support/pipeline.ts";
-import { at, ofKind, run, usage } from "../unit/builders.ts";
+import { at, ofKind, run, usage, voidOf } from "../unit/builders.ts";
 
 /**
  * A ClickHouse killed mid-insert may keep some tables' parts of the insert and not others: the raw table
@@ -105,6 +105,74 @@ describe("ClickHouse: the next flush after a server lost some tables' parts of a
   after(async () => {
     await clickhouse?.command({ query: `DROP DATABASE IF EXISTS ${db}` });
     await clickhouse?.close();
+  });
+
+  /** The table's rows of one topic, every column but the topic and the insert time, in offset order. */
+  async function rowsOf(table: string, topic: string): Promise<Record<string, unknown>[]> {
+    const result = await clickhouse.query({
+      query: `SELECT * EXCEPT (topic, ingested_at) FROM ${db}.${table} WHERE topic = {topic:String} ORDER BY offset`,
+      query_params: { topic },
+      format: "JSONEachRow",
+    });
+    return result.json<Record<string, unknown>>();
+  }
+
+  it("a usage or adjustment row the sink writes holds in every column what its row builder gave (values only, the names once per insert)", async () => {
+    const records = [
+      ...Array.from({ length: 5 }, (_, i) =>
+        usage({
+          record_id: `c-${i}`,
+          occurred_at: at(i),
+          agent_usage: {
+            A: {
+              prompt_tokens: 100 + i,
+              completion_tokens: 10 + i,
+              cached_prompt_tokens: 3,
+              reasoning_tokens: 7 + i,
+              response_time_ms: 120.5,
+            },
+            B: { prompt_tokens: 1, completion_tokens: 2, message_count: 4 },
+          },
+        }),
+      ),
+      voidOf("c-1"),
+      voidOf("c-3"),
+    ];
+    const outputs = run(records).outputs;
+    const usageRows = ofKind(outputs, "usage_outcome").map((outcome, i) => ({
+      position: { topic: TOPIC, partition: 0, offset: String(i) },
+      outcome,
+    }));
+    const adjustmentRows = ofKind(outputs, "adjustment").map((adjustment, i) => ({
+      position: { topic: TOPIC, partition: 0, offset: String(5 + i) },
+      adjustment,
+    }));
+    assert.equal(adjustmentRows.length, 2);
+    const sink = new UsageEventsSink(clickhouse, database);
+    await sink.append(TOPIC, 0, usageRows);
+    await sink.appendAdjustments(TOPIC, 0, adjustmentRows);
+    // The same rows as named JSON objects (each value under its column's name), under another topic.
+    const reference = { topic: "reference", partition: 0 };
+    await clickhouse.insert({
+      table: `${db}.usage_events`,
+      values: usageRows.map((row) => usageEventRow({ ...row, position: { ...row.position, ...reference } })),
+      format: "JSONEachRow",
+    });
+    await clickhouse.insert({
+      table: `${db}.adjustments`,
+      values: adjustmentRows.map((row) =>
+        adjustmentRow({ ...row, position: { ...row.position, ...reference } }),
+      ),
+      format: "JSONEachRow",
+    });
+    for (const [table, count] of [
+      ["usage_events", 5],
+      ["adjustments", 2],
+    ] as const) {
+      const written = await rowsOf(table, TOPIC);
+      assert.equal(written.length, count, table);
+      assert.deepEqual(written, await rowsOf(table, "reference"), table);
+    }
   });
 
   for (const lost of [
