@@ -11,7 +11,7 @@ import type {
 } from "kafkajs";
 import { AgentmeterError } from "../schemas/errors.ts";
 import { DelegatingProducer } from "./delegating-producer.ts";
-import { murmur2Partitioner } from "./processor/partitioning.ts";
+import { murmur2Partitioner } from "./kafka-partitioner.ts";
 
 /**
  * kafkajs 2.2.4 can resolve a send whose records never reached the log. One send goes to every leader of

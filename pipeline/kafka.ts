@@ -11,8 +11,8 @@ import {
 import { AgentmeterError } from "../schemas/errors.ts";
 import { AcknowledgedSendProducer, TopicMetadataCache } from "./acknowledged-send-producer.ts";
 import type { Config } from "./config.ts";
+import { murmur2Partitioner } from "./kafka-partitioner.ts";
 import { kafkaLogCreator, type Logger } from "./log.ts";
-import { murmur2Partitioner } from "./processor/partitioning.ts";
 import { RenewingProducer } from "./renewing-producer.ts";
 
 export type KafkaSecurityConfig = Partial<
@@ -83,12 +83,12 @@ export function createKafka(
   });
 }
 
-/** kafkajs' default partitioner, computed in 32-bit arithmetic (pipeline/processor/partitioning.ts). */
+/** kafkajs' default partitioner, computed in 32-bit arithmetic (pipeline/kafka-partitioner.ts). */
 export const DEFAULT_PARTITIONER = murmur2Partitioner;
 
 /**
  * A producer whose retries cannot duplicate or reorder a record (idempotent, one request in flight),
- * with the murmur2 partitioner the processor checks keys against (pipeline/processor/partitioning.ts).
+ * with the murmur2 partitioner the processor checks keys against (pipeline/kafka-partitioner.ts).
  * A send resolves only once the brokers answered for every partition it wrote to, so a retry after a
  * broker died cannot skip records (acknowledged-send-producer.ts). It renews itself when the broker loses
  * its idempotence state (a broker killed mid-request): kafkajs alone would fail every later send

@@ -12,8 +12,6 @@
  * it against kafkajs' own function on generated keys (any UTF-8) and partition counts.
  */
 
-import { type ICustomPartitioner, Partitioners } from "kafkajs";
-
 const SEED = 0x9747b28c;
 const M = 0x5bd1e995;
 
@@ -42,9 +40,9 @@ export function murmur2(data: Uint8Array, length = data.length): number {
   return h | 0;
 }
 
-/** A key's bytes to hash: ASCII keys (every account key) without allocating, others as UTF-8. */
+/** A key's murmur2 over its UTF-8 bytes: ASCII keys (every account key) without allocating. */
 const scratch = new Uint8Array(256);
-function keyHash(key: string): number {
+export function keyHash(key: string): number {
   if (key.length <= scratch.length) {
     let ascii = true;
     for (let i = 0; i < key.length; i++) {
@@ -60,7 +58,8 @@ function keyHash(key: string): number {
   return murmur2(Buffer.from(key, "utf8"));
 }
 
-function partitionOfHash(hash: number, partitions: number): number {
+/** The partition of a murmur2 hash among `partitions`, as kafkajs and the Java client take it. */
+export function partitionOfHash(hash: number, partitions: number): number {
   // kafkajs' and Java's toPositive: the sign bit cleared, not the absolute value.
   return (hash & 0x7fffffff) % partitions;
 }
@@ -79,23 +78,3 @@ export function isKeyPartition(key: string, partition: number, partitionCounts: 
   for (const count of partitionCounts) if (partitionOfHash(hash, count) === partition) return true;
   return false;
 }
-
-/**
- * kafkajs' default partitioner (`Partitioners.DefaultPartitioner`) with the hash above: the same
- * partition for every message (a given partition, else the key's murmur2 over all the topic's partitions,
- * else kafkajs' own round robin over the available ones, which it is handed), without kafkajs' `Long`
- * arithmetic. Placing the processor's outputs before each send (acknowledged-send-producer.ts) with
- * kafkajs' hash took 2% of the processor's CPU at 1,000 holds/s.
- */
-export const murmur2Partitioner: ICustomPartitioner = () => {
-  const unkeyed = Partitioners.DefaultPartitioner();
-  return (args) => {
-    const { message, partitionMetadata } = args;
-    if (message.partition !== null && message.partition !== undefined) return message.partition;
-    const key = message.key;
-    if (key === null || key === undefined) return unkeyed(args);
-    // kafkajs hashes a Buffer's bytes, anything else as the UTF-8 of String(key).
-    const hash = Buffer.isBuffer(key) ? murmur2(key) : keyHash(String(key));
-    return partitionOfHash(hash, partitionMetadata.length);
-  };
-};

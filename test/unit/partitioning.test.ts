@@ -3,12 +3,8 @@ import { createRequire } from "node:module";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { Partitioners, type PartitionMetadata } from "kafkajs";
-import {
-  isKeyPartition,
-  murmur2,
-  murmur2Partitioner,
-  partitionForKey,
-} from "../../pipeline/processor/partitioning.ts";
+import { murmur2Partitioner } from "../../pipeline/kafka-partitioner.ts";
+import { isKeyPartition, murmur2, partitionForKey } from "../../pipeline/processor/partitioning.ts";
 
 // kafkajs' own murmur2 (64-bit Long arithmetic), the reference the 32-bit one must equal.
 const kafkajsMurmur2 = createRequire(import.meta.url)(
