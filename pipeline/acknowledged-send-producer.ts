@@ -23,8 +23,9 @@ import { murmur2Partitioner } from "./kafka-partitioner.ts";
  * (test/int/cluster.int.test.ts). Such a send resolves without an answer for those partitions.
  *
  * So every record is placed on its partition here (by kafkajs' default rule, murmur2Partitioner), the
- * whole send goes to kafkajs as one (one request per leader, as kafkajs batches it), and the answer is checked:
- * the records of every partition the brokers did not answer for are sent again, until each is answered.
+ * whole send goes to kafkajs as one (one request per leader, as kafkajs batches it), and the answer is
+ * checked: the records of every partition the brokers did not answer for are sent again, until each is
+ * answered.
  * Sending them again cannot write a record twice: kafkajs advances an idempotent producer's sequence of a
  * partition only with the broker's answer, so a resend carries the sequence a write already made would
  * have, and the broker answers it as a duplicate. (One send per partition also avoided the loss, but an

@@ -4,12 +4,13 @@
  * librdkafka's `murmur2_random`). librdkafka's own default (`consistent_random`, crc32) puts most keys
  * elsewhere, so the processor verifies each record's partition instead of trusting the producer.
  *
- * The hash is computed here, not through kafkajs' partitioner (which the producers still use): kafkajs
- * does the arithmetic on 64-bit `Long` objects, a dozen allocations a key, and checking every record's
- * partition that way took a tenth of the audit's CPU. Only the low 32 bits of kafkajs' values are ever
- * read (`toInt()`), and the low 32 bits of a product or an xor depend only on the low 32 bits of the
- * operands, so 32-bit `Math.imul` arithmetic gives the same hash: test/unit/partitioning.test.ts checks
- * it against kafkajs' own function on generated keys (any UTF-8) and partition counts.
+ * The hash is computed here, not through kafkajs' partitioner: kafkajs does the arithmetic on 64-bit
+ * `Long` objects, a dozen allocations a key, and checking every record's partition that way took a tenth
+ * of the audit's CPU. Only the low 32 bits of kafkajs' values are ever read (`toInt()`), and the low 32
+ * bits of a product or an xor depend only on the low 32 bits of the operands, so 32-bit `Math.imul`
+ * arithmetic gives the same hash: test/unit/partitioning.test.ts checks it against kafkajs' own function
+ * on generated keys (any UTF-8) and partition counts. The producers place records with the same hash
+ * (pipeline/kafka-partitioner.ts).
  */
 
 const SEED = 0x9747b28c;
