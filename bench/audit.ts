@@ -6,7 +6,7 @@
  * it against an empty namespace of its own (no processor runs: writing a million records through the
  * stores would load a shared stack for long, and the audit's cost is reading the topic and recomputing).
  * Every store object it made is removed at the end (`--keep` keeps them; `--id ID` audits the topic of a
- * kept run again instead of producing one). Not a test: it prints what this machine does.
+ * kept run again instead of producing one, and keeps it: producing a million records again takes minutes). Not a test: it prints what this machine does.
  *
  * Servers: KAFKA_BROKERS, MONGODB_URI and CLICKHOUSE_URL when set, else the local stack's addresses
  * (deploy/local: AGENTMETER_KAFKA_PORT, AGENTMETER_MONGO_PORT, AGENTMETER_CLICKHOUSE_HTTP_PORT).
@@ -56,6 +56,8 @@ if (values.id !== undefined && !/^bench_audit_[a-z0-9_]+$/.test(values.id)) {
 }
 
 const stack = endpointsOf(loadStackConfig(process.env));
+// A kept topic brought back by --id stays kept: a second --id run must find it.
+const keep = values.keep === true || values.id !== undefined;
 const id = values.id ?? `bench_audit_${Date.now().toString(36)}_${randomBytes(3).toString("hex")}`;
 const config = loadConfig({
   ...process.env,
@@ -215,6 +217,6 @@ try {
 } finally {
   await admin.disconnect();
   await clickhouse.close();
-  if (values.keep === true) process.stdout.write(`kept: --id ${id}\n`);
+  if (keep) process.stdout.write(`kept: --id ${id}\n`);
   else await dropNamespaces([config]);
 }
