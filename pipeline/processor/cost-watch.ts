@@ -4,18 +4,26 @@ import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
 import { allWorkflowAverages } from "../../sinks/clickhouse/workflow-averages.ts";
 import { checkWorkflowCostThresholds, type WorkflowAverages } from "../core/cost-thresholds.ts";
 import type { AccountState } from "../core/index.ts";
+import { ownValue } from "../core/own.ts";
 import type { Logger } from "../log.ts";
 
 export interface CostWatchOptions {
   multiple: number;
   refreshMs: number;
+  /** How many flagged chats are remembered (the oldest are forgotten first); default 100,000. */
+  maxFlagged?: number;
 }
+
+const DEFAULT_MAX_FLAGGED = 100_000;
 
 /**
  * The live side of check_workflow_cost_thresholds: after a batch, each chat that just had usage is
  * compared with its workflow's averages, read from ClickHouse at most once per `refreshMs` for all
  * workflows at once. A chat is flagged once per process; a restart may flag it once more (the event
- * is an alert, delivered at least once like the other budget events).
+ * is an alert, delivered at least once like the other budget events). Chat ids are unique only within an
+ * account, so a chat is remembered by its account and id: another tenant's `chat-1` is its own chat. The
+ * memory is bounded (a long-lived process sees every chat); a forgotten chat may be flagged once more,
+ * which the at-least-once contract already allows.
  */
 export class CostWatch {
   private averages = new Map<WorkflowKey, WorkflowAverages>();
@@ -67,14 +75,27 @@ export class CostWatch {
     clearInterval(this.timer);
   }
 
+  private flag(chatKey: string): void {
+    this.flagged.add(chatKey);
+    if (this.flagged.size <= (this.options.maxFlagged ?? DEFAULT_MAX_FLAGGED)) return;
+    // A Set iterates in insertion order: the first key is the oldest flag.
+    for (const oldest of this.flagged) {
+      this.flagged.delete(oldest);
+      break;
+    }
+  }
+
   /** Cost-threshold events for the chats these outcomes touched, given the accounts after the batch. */
   check(outcomes: readonly UsageOutcome[], accounts: ReadonlyMap<string, AccountState>): BudgetEvent[] {
     const events: BudgetEvent[] = [];
     const lastByChat = new Map<string, UsageOutcome>();
     for (const outcome of outcomes) lastByChat.set(`${outcome.account_key}\u0000${outcome.chat_id}`, outcome);
-    for (const outcome of lastByChat.values()) {
-      const chat = accounts.get(outcome.account_key)?.chats[outcome.chat_id];
-      if (chat === undefined || this.flagged.has(outcome.chat_id)) continue;
+    for (const [chatKey, outcome] of lastByChat) {
+      // A chat a batch both used and ended is gone from the state; its id may be any valid id,
+      // `constructor` included, so only an own entry counts.
+      const account = accounts.get(outcome.account_key);
+      const chat = account === undefined ? undefined : ownValue(account.chats, outcome.chat_id);
+      if (chat === undefined || this.flagged.has(chatKey)) continue;
       const averages = this.averages.get(workflowKeyOf(outcome.enterprise_id, outcome.workflow_name)) ?? null;
       const analysis = checkWorkflowCostThresholds({
         currentCostMicros: chat.cost_micros,
@@ -83,7 +104,7 @@ export class CostWatch {
         multiple: this.options.multiple,
       });
       if (analysis.status !== "exceeded") continue;
-      this.flagged.add(outcome.chat_id);
+      this.flag(chatKey);
       events.push({
         kind: "budget_event",
         event: "cost_threshold",

@@ -8,6 +8,7 @@ import type { Output, SessionSummary } from "../../schemas/index.ts";
 import { workflowKeyOf } from "../../schemas/keys.ts";
 import { chatStatus, endsChat, finalizedChatOf, pausedChatOf } from "../core/chat-pauses.ts";
 import type { AccountState, ChatState } from "../core/index.ts";
+import { ownValue } from "../core/own.ts";
 import type { PauseDocuments } from "./pause-documents.ts";
 import { type ProjectionTarget, type ProjectionWrite, targetKey } from "./ports.ts";
 
@@ -184,7 +185,7 @@ export function projectionWrites(
   for (const { chat, last } of lastByChat.values()) {
     const account = accounts.get(chat.accountKey);
     if (account === undefined) continue;
-    const doc = pauseDoc(account, chat.chatId, account.chats[chat.chatId], last);
+    const doc = pauseDoc(account, chat.chatId, ownValue(account.chats, chat.chatId), last);
     put(pauseTarget(account.level, last.enterprise_id), scopedId(chat.accountKey, chat.chatId), doc);
   }
 
