@@ -143,11 +143,12 @@ export function applyUsage(
     pause_reason: chat.pause_reason,
   });
   for (const event of events) outputs.push(event);
+  const atMs = epochMs(record.occurred_at);
   rememberUsage(
     account,
     record.record_id,
     {
-      at_ms: epochMs(record.occurred_at),
+      at_ms: atMs,
       enterprise_id: record.enterprise_id,
       chat_id: record.chat_id,
       trial_tokens: draw.trial_tokens,
@@ -158,6 +159,7 @@ export function applyUsage(
       refunded_micros: 0n,
       voided: false,
       ...(planned.grants.length === 0 ? {} : { grants: Object.fromEntries(planned.grants) }),
+      ...(eventMs === atMs ? {} : { drawn_ms: eventMs }),
     },
     config,
   );

@@ -41,6 +41,12 @@ export type UsageMemo = {
   voided: boolean;
   /** Tokens the record took from dated grants, by grant id; absent when none. */
   grants?: Record<string, number>;
+  /**
+   * The account's event time when the record drew, epoch ms, when later than `at_ms`: a record that
+   * arrives after its account has moved on (a later record, a tick past a period boundary) draws from
+   * the period the account is in, not the one its own time falls in. Absent when it is `at_ms`.
+   */
+  drawn_ms?: number;
 };
 
 /** An account's corrections: the usage records it can still correct, and the sums of every adjustment. */
@@ -215,8 +221,9 @@ export function applyCorrection(
     billed = memo.billed_micros - memo.refunded_micros;
     creator = splitRevenue(memo.billed_micros, memo.creator_share_bp).creator_share_micros - creatorBefore;
     // Allowance tokens of a period that has ended went with it: only the current period's come back.
+    // The period is the one the record drew from, which a late record's own time does not tell.
     const periodStart = account.period === undefined ? undefined : epochMs(account.period.start);
-    const endedPeriod = periodStart !== undefined && memo.at_ms < periodStart;
+    const endedPeriod = periodStart !== undefined && (memo.drawn_ms ?? memo.at_ms) < periodStart;
     trial = endedPeriod ? 0 : memo.trial_tokens;
     // Paid tokens of an ended period that a write-off already forgave (carry_overage: false) stay forgiven.
     paid = endedPeriod ? paidReturnAfterWriteOff(account, memo.paid_tokens) : memo.paid_tokens;

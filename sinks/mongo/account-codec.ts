@@ -18,7 +18,8 @@ import { formatIssues } from "../../schemas/decode.ts";
 
 /**
  * One memo: [record_id, at_ms, app (0 when it is the account's own), chat_id, trial, paid, cost, billed,
- * creator bp, refunded, voided (0/1), grants?]. Money as decimal strings (exact past 2^53).
+ * creator bp, refunded, voided (0/1), grants?, drawn_ms?]. Money as decimal strings (exact past 2^53).
+ * A memo with drawn_ms and no grants holds 0 in the grants' place.
  */
 type PackedMemo = [
   string,
@@ -32,7 +33,8 @@ type PackedMemo = [
   number,
   string,
   0 | 1,
-  Record<string, number>?,
+  (Record<string, number> | 0)?,
+  number?,
 ];
 
 const count = z.number().int().nonnegative();
@@ -50,9 +52,13 @@ const packedFields = [
   money,
   z.union([z.literal(0), z.literal(1)]),
 ] as const;
-// The grants, when the record took any, are a twelfth element.
+// The grants (or 0) and the draw time, when there are any, are a twelfth and a thirteenth element.
 const packedSchema = z.array(
-  z.tuple(packedFields, z.record(z.string(), count)).refine((t) => t.length <= 12),
+  z.tuple([
+    ...packedFields,
+    z.union([z.record(z.string(), count), z.literal(0)]).optional(),
+    z.number().int().optional(),
+  ]),
 );
 
 function pack(usage: ReadonlyMap<string, UsageMemo>, ownApp: string | null): string {
@@ -71,7 +77,8 @@ function pack(usage: ReadonlyMap<string, UsageMemo>, ownApp: string | null): str
       m.refunded_micros.toString(),
       m.voided ? 1 : 0,
     ];
-    if (m.grants !== undefined) tuple.push(m.grants);
+    if (m.grants !== undefined || m.drawn_ms !== undefined) tuple.push(m.grants ?? 0);
+    if (m.drawn_ms !== undefined) tuple.push(m.drawn_ms);
     tuples.push(tuple);
   }
   return JSON.stringify(tuples);
@@ -107,7 +114,7 @@ function unpackSeen(packed: string): Map<string, number> {
 function unpack(packed: string, ownApp: string | null): Map<string, UsageMemo> {
   const tuples = packedSchema.parse(JSON.parse(packed));
   const usage = new Map<string, UsageMemo>();
-  for (const [id, at, app, chat, trial, paid, cost, billed, bp, refunded, voided, grants] of tuples) {
+  for (const [id, at, app, chat, trial, paid, cost, billed, bp, refunded, voided, grants, drawn] of tuples) {
     // Same field order as the core builds a memo (apply-usage.ts), so a reloaded account is the same value.
     usage.set(id, {
       at_ms: at,
@@ -120,7 +127,8 @@ function unpack(packed: string, ownApp: string | null): Map<string, UsageMemo> {
       creator_share_bp: bp,
       refunded_micros: BigInt(refunded),
       voided: voided === 1,
-      ...(grants === undefined ? {} : { grants }),
+      ...(grants === undefined || grants === 0 ? {} : { grants }),
+      ...(drawn === undefined ? {} : { drawn_ms: drawn }),
     });
   }
   return usage;

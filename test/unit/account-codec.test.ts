@@ -68,9 +68,14 @@ describe("stored account documents: correction memos and dedupe ids packed", () 
       refunded_micros: 2n ** 70n,
       grants: { "g-1": 40, "g-2": 2 },
     });
+    // A late record's draw time, with grants and without
+    app.corrections.usage.set("late-grant", { ...memo, grants: { "g-1": 1 }, drawn_ms: memo.at_ms + 5_000 });
+    app.corrections.usage.set("late", { ...memo, drawn_ms: memo.at_ms + 7_000 });
     const back = reloaded(app);
-    assert.ok(back.corrections?.usage.has("by-grant"));
-    assert.deepStrictEqual(back.corrections?.usage.get("by-grant"), app.corrections.usage.get("by-grant"));
+    for (const id of ["by-grant", "late-grant", "late"]) {
+      assert.ok(back.corrections?.usage.has(id), id);
+      assert.deepStrictEqual(back.corrections?.usage.get(id), app.corrections.usage.get(id), id);
+    }
   });
 
   it("a document written before packing (memos as a map) is read as it is", () => {
@@ -118,7 +123,17 @@ describe("stored account documents: correction memos and dedupe ids packed", () 
   it("a corrupt memo pack is a problem naming the field, never an exception", () => {
     const [account] = accountsOf(2, 3);
     const stored = toStoredAccount(account!) as { corrections: { usage_packed: string } };
-    for (const bad of ["not json", '[["id", "x"]]', "{}", 7]) {
+    const memo = '"id",1,0,"c",1,1,"1","1",7000,"0",0';
+    // A thirteenth element, a draw time that is no integer, a grants place that is neither grants nor 0
+    for (const bad of [
+      "not json",
+      '[["id", "x"]]',
+      "{}",
+      7,
+      `[[${memo},0,5,6]]`,
+      `[[${memo},0,1.5]]`,
+      `[[${memo},1]]`,
+    ]) {
       const decoded = fromStoredAccount({
         ...stored,
         corrections: { ...stored.corrections, usage_packed: bad },
