@@ -23,6 +23,11 @@ export class OwnedDocs<T> {
   private readonly docs = new Map<string, Owned<T>>();
   /** Documents of this batch that cannot be read (key -> why); found again on every batch's load. */
   readonly invalid = new Map<string, string>();
+  /**
+   * Keys a plan found in memory and relies on while it waits for the stores (PartitionWorker.loadMissing):
+   * a write-behind cycle that becomes durable meanwhile must not drop them.
+   */
+  private readonly pinned = new Set<string>();
 
   get size(): number {
     return this.docs.size;
@@ -56,12 +61,21 @@ export class OwnedDocs<T> {
     return writes;
   }
 
-  /** Drops the least recently used clean documents past `max`. */
+  /** Keeps `keys` in memory until `unpin`, clean or not. */
+  pin(keys: Iterable<string>): void {
+    for (const key of keys) this.pinned.add(key);
+  }
+
+  unpin(): void {
+    this.pinned.clear();
+  }
+
+  /** Drops the least recently used clean documents past `max`, never a pinned one. */
   evict(max: number, forget: (key: string) => void): void {
     let over = this.docs.size - max;
     for (const [key, owned] of this.docs) {
       if (over <= 0) return;
-      if (owned.pendingWm !== undefined) continue;
+      if (owned.pendingWm !== undefined || this.pinned.has(key)) continue;
       this.docs.delete(key);
       forget(key);
       over--;
@@ -71,6 +85,7 @@ export class OwnedDocs<T> {
   clear(): void {
     this.docs.clear();
     this.invalid.clear();
+    this.pinned.clear();
   }
 }
 

@@ -7,7 +7,13 @@ import type { Output, TickRecord, TopicRecord } from "../../schemas/index.ts";
 import { epochMs } from "../../schemas/time.ts";
 import type { CreditAuthorization } from "../auth/signature.ts";
 import { type AccountState, applyBatch, type BillingConfig, budgetStateOf } from "../core/index.ts";
-import { addToLedger, earnsRevenue, emptyLedger, type LedgerEntry } from "../core/revenue-ledger.ts";
+import {
+  addToLedger,
+  earnsRevenue,
+  emptyLedger,
+  type LedgerEntry,
+  type RevenueLedger,
+} from "../core/revenue-ledger.ts";
 import type { ErrorCode } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { admitMessage, type InputMessage } from "./admit.ts";
@@ -29,6 +35,7 @@ import {
   type HoldRegistryStore,
   isAtOrBelow,
   type LedgerStore,
+  type LoadedDoc,
   type LogPosition,
   type PendingWrite,
   type ProjectionWrite,
@@ -447,11 +454,22 @@ export class PartitionWorker {
           this.deps.ledgers.refOf(record.enterprise_id, this.placement.source, this.partition),
         );
     }
-    await Promise.all([...apps].map((app) => this.deps.accounts.prepareApp(app)));
-    const [loadedAccounts, loadedLedgers] = await Promise.all([
-      this.deps.accounts.load([...wantedAccounts.values()]),
-      this.deps.ledgers.load([...wantedLedgers.values()]),
-    ]);
+    // The rest of the plan runs without waiting: only while the stores answer can a write-behind cycle
+    // become durable and evict, and the documents this batch found in memory must still be there after.
+    accounts.pin(items.map((item) => item.key));
+    ledgers.pin(apps);
+    let loadedAccounts: Map<DocRef, LoadedDoc<AccountState>>;
+    let loadedLedgers: Map<DocRef, LoadedDoc<RevenueLedger>>;
+    try {
+      await Promise.all([...apps].map((app) => this.deps.accounts.prepareApp(app)));
+      [loadedAccounts, loadedLedgers] = await Promise.all([
+        this.deps.accounts.load([...wantedAccounts.values()]),
+        this.deps.ledgers.load([...wantedLedgers.values()]),
+      ]);
+    } finally {
+      accounts.unpin();
+      ledgers.unpin();
+    }
     for (const [key, ref] of wantedAccounts) {
       const doc = loadedAccounts.get(ref)!;
       const why =

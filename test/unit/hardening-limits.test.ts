@@ -85,9 +85,12 @@ class MemoryStore<T> {
   readonly docs = new Map<string, { body: T; wm: Watermark }>();
   /** The ids of each load call, in order. */
   readonly loads: string[][] = [];
+  /** While set, a load answers only once it resolves (a slow store). */
+  gate: Promise<void> | undefined;
 
   async load(refs: readonly DocRef[]): Promise<Map<DocRef, LoadedDoc<T>>> {
     if (refs.length > 0) this.loads.push(refs.map((ref) => ref.id));
+    await this.gate;
     const found = new Map<DocRef, LoadedDoc<T>>();
     for (const ref of refs) {
       const doc = this.docs.get(ref.id);
@@ -323,6 +326,28 @@ describe("bounded account cache (OwnedDocs.evict, AGENTMETER_MAX_CACHED_ACCOUNTS
     const third = await worker.plan([h.usage("u2", "r-6"), h.usage("u1", "r-1")]);
     assert.equal(third.stats.duplicates, 1);
     assert.deepEqual(h.accounts.loads.slice(2), [["app:app_456:u2"]], "u2 was the one dropped last time");
+  });
+
+  test("Given a plan waiting for the stores, When an earlier plan becomes durable meanwhile and the cache is over its cap, Then the accounts the waiting plan found in memory stay and it plans without a reload", async () => {
+    const h = partitionHarness({ maxCachedAccounts: 2 });
+    const worker = h.worker();
+    const first = await worker.plan([h.usage("u1", "r-1"), h.usage("u2", "r-2"), h.usage("u3", "r-3")]);
+    // A write-behind stage plans the next batch before the first is written: u1 is in memory, u4 is not.
+    let release!: () => void;
+    h.accounts.gate = new Promise((resolve) => {
+      release = resolve;
+    });
+    const waiting = worker.plan([h.usage("u1", "r-4"), h.usage("u4", "r-5")]);
+    while (h.accounts.loads.length < 2) await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(h.accounts.loads[1], ["app:app_456:u4"], "the second plan is waiting for u4");
+    // The first plan's cycle ends now: all three are clean, one over the cap; u1 is the least recently used.
+    await h.flush(worker, first);
+    release();
+    const second = await waiting;
+    assert.deepEqual(second.deadLetters, []);
+    const u1 = second.accountWrites.find((write) => write.ref.id === "app:app_456:u1");
+    assert.equal(u1?.body.tokens_used, 4, "u1 went on from memory");
+    assert.deepEqual(h.accounts.loads.slice(2), [], "nothing was loaded again");
   });
 
   test("AGENTMETER_MAX_CACHED_ACCOUNTS: 20,000 by default, settable, at least 100", () => {
