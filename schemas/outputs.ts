@@ -256,7 +256,16 @@ export function budgetEventIdOf(event: BudgetEvent): string {
           : "chat_id" in event
             ? event.chat_id
             : "";
-  return `${event.record_id}:${event.event}:${event.account_key}:${about}`;
+  return `${idPart(event.record_id)}:${event.event}:${event.account_key}:${idPart(about)}`;
+}
+
+/**
+ * Record, chat and hold ids may hold `:`, the id's separator: unescaped, two events of two accounts could
+ * share an id (`r` about chat `c:exhausted:platform:v:c2` and `r:exhausted:platform:u:c` about `c2`). No id
+ * may hold `%`, so `%3A` is unambiguous, and an id without `:` is written as it always was.
+ */
+function idPart(id: string): string {
+  return id.includes(":") ? id.replaceAll(":", "%3A") : id;
 }
 
 export const creditAppliedSchema = z.strictObject({

@@ -98,6 +98,27 @@ describe("budget event ids: one per event, the same for a republished event", ()
     assertDistinct(raised, "grant_expired", 2);
   });
 
+  it("given ids that hold the separator, then two events of two accounts never share an id, and ids without it are as before", () => {
+    const exhausted = (recordId: string, user: string, chatId: string) =>
+      ({
+        kind: "budget_event",
+        event: "exhausted",
+        schema_version: 1,
+        record_id: recordId,
+        account_key: `platform:${user}`,
+        level: "platform",
+        enterprise_id: "app_1",
+        mozaiks_user_id: user,
+        platform_user_id: null,
+        occurred_at: at(0),
+        chat_id: chatId,
+      }) as unknown as BudgetEvent;
+    const a = budgetEventIdOf(exhausted("r", "u", "c:exhausted:platform:v:c2"));
+    const b = budgetEventIdOf(exhausted("r:exhausted:platform:u:c", "v", "c2"));
+    assert.notEqual(a, b);
+    assert.equal(budgetEventIdOf(exhausted("r-1", "u", "chat-1")), "r-1:exhausted:platform:u:chat-1");
+  });
+
   it("given the same event applied twice (a crash re-applies the records after the last commit), then its id is the same", () => {
     const records = [spend("a", 0, 10_000), spend("b", 1, 500)];
     const once = events(records).raised.map(budgetEventIdOf);
