@@ -7,10 +7,10 @@ import {
   chatBudgetOf,
   freshBudgetState,
 } from "../pipeline/core/index.ts";
-import { AgentmeterError } from "../pipeline/errors.ts";
+import { AgentmeterError, isAgentmeterError } from "../pipeline/errors.ts";
 import { createLogger, type Logger } from "../pipeline/log.ts";
 import { loadBillingConfig } from "../pipeline/runtime/billing-config.ts";
-import { accountKeyOf, type BudgetState } from "../schemas/index.ts";
+import { accountKeyOf, type BudgetState, type InputRecord } from "../schemas/index.ts";
 import type { MeterBackend } from "./backend.ts";
 import {
   DEFAULT_HOLD_TIMEOUT_MS,
@@ -146,9 +146,17 @@ export class Agentmeter implements SessionClient {
     return this.sendPrepared(this.prepare(input));
   }
 
-  /** Sends a record prepare() made, as it is. */
+  /**
+   * Sends a record prepare() made, as it is. A failed send (PRODUCE_FAILED: the record may or may not be
+   * on the topic) names the record in its details, `record_id` and `record`: `send(error.details.record)`
+   * resends it with the same id, which the billing core counts once whether or not the first landed.
+   */
   async sendPrepared(prepared: PreparedRecord): Promise<SentRecord> {
-    await this.backend.send(prepared);
+    try {
+      await this.backend.send(prepared);
+    } catch (error) {
+      throw isAgentmeterError(error, "PRODUCE_FAILED") ? failedSendOf(error, prepared.record) : error;
+    }
     return { record_id: prepared.record.record_id, record: prepared.record };
   }
 
@@ -333,4 +341,15 @@ export class Agentmeter implements SessionClient {
   close(): Promise<void> {
     return this.backend.close();
   }
+}
+
+/**
+ * One failed send's error, naming its record: the producer fails a whole batch with one error, and a
+ * caller must know which id to resend (a new id would bill the turn twice if the first did land).
+ */
+function failedSendOf(error: AgentmeterError, record: InputRecord): AgentmeterError {
+  return new AgentmeterError("PRODUCE_FAILED", `record ${record.record_id}: ${error.message}`, {
+    cause: error.cause ?? error,
+    details: { ...error.details, record_id: record.record_id, record },
+  });
 }
