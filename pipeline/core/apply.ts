@@ -15,7 +15,7 @@ import { applySession } from "./apply-session.ts";
 import { applyUsage } from "./apply-usage.ts";
 import type { BillingConfig } from "./billing-config.ts";
 import { applyCorrection, correctionRefusal } from "./corrections.ts";
-import { isDuplicate, isTooLate, remember } from "./dedupe.ts";
+import { isDuplicate, remember, tooLateReason } from "./dedupe.ts";
 import { advanceGrants, earliestGrantChange } from "./grants.ts";
 import {
   decideHold,
@@ -121,18 +121,9 @@ function applyInPlace(
   if (skew !== undefined) return rejected(account, outputs, base, "RECORD_TIME_SKEW", skew, record, config);
   // Too-late is checked before duplicates: a too-late id may already be forgotten, and the answer
   // must not depend on when ids are swept.
-  if (account !== undefined && isTooLate(account.dedupe, occurredMs, config)) {
-    const newest = new Date(account.dedupe.max_event_ms!).toISOString();
-    return rejected(
-      account,
-      outputs,
-      base,
-      "RECORD_TOO_LATE",
-      `occurred_at ${record.occurred_at} is ${config.dedupe.horizon_seconds}s or more before the account's newest event ${newest}`,
-      record,
-      config,
-    );
-  }
+  const late =
+    account === undefined ? undefined : tooLateReason(account.dedupe, record.occurred_at, occurredMs, config);
+  if (late !== undefined) return rejected(account, outputs, base, "RECORD_TOO_LATE", late, record, config);
   if (account !== undefined && isDuplicate(account.dedupe, record.record_id)) {
     outputs.push({ kind: "duplicate_ignored", ...base, record_type: record.type });
     return { account, changed: false };

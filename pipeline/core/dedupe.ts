@@ -20,6 +20,11 @@ export type DedupeState = {
    * Absent on states stored before it existed: read it as `?? 0`.
    */
   forgotten_in_horizon?: number;
+  /**
+   * The newest event time among the ids the cap forgot inside the horizon: a record at or before it may
+   * be one of them, so it is refused as too late instead of counted again. Absent until the cap forgets.
+   */
+  forgotten_through_ms?: number;
 };
 
 function horizonMs(config: BillingConfig): number {
@@ -27,11 +32,26 @@ function horizonMs(config: BillingConfig): number {
 }
 
 /**
- * A record at or before max_event_ms - horizon is too late: its id may already be forgotten, so it
- * could be a duplicate counted twice. It is refused (dead-lettered) instead of guessed at.
+ * Why a record is too late, or undefined. At or before max_event_ms - horizon, or at or before the
+ * newest id the cap forgot, its id may already be forgotten, so it could be a duplicate counted twice.
+ * It is refused (dead-lettered) instead of guessed at.
  */
-export function isTooLate(dedupe: DedupeState, occurredMs: number, config: BillingConfig): boolean {
-  return dedupe.max_event_ms !== null && occurredMs <= dedupe.max_event_ms - horizonMs(config);
+export function tooLateReason(
+  dedupe: DedupeState,
+  occurredAt: string,
+  occurredMs: number,
+  config: BillingConfig,
+): string | undefined {
+  if (dedupe.max_event_ms !== null && occurredMs <= dedupe.max_event_ms - horizonMs(config)) {
+    const newest = new Date(dedupe.max_event_ms).toISOString();
+    return `occurred_at ${occurredAt} is ${config.dedupe.horizon_seconds}s or more before the account's newest event ${newest}`;
+  }
+  const forgotten = dedupe.forgotten_through_ms;
+  if (forgotten !== undefined && occurredMs <= forgotten) {
+    const through = new Date(forgotten).toISOString();
+    return `occurred_at ${occurredAt} is at or before ${through}, through which the account's dedupe cap (dedupe.max_entries ${config.dedupe.max_entries}) has forgotten record ids`;
+  }
+  return undefined;
 }
 
 export function isDuplicate(dedupe: DedupeState, recordId: string): boolean {
@@ -96,6 +116,8 @@ function forgetOverCap(dedupe: DedupeState, config: BillingConfig): void {
   for (const [id] of byAge.slice(0, drop)) dedupe.seen.delete(id);
   // The sweep above removed every id past the horizon: each one dropped here was inside it.
   dedupe.forgotten_in_horizon = (dedupe.forgotten_in_horizon ?? 0) + drop;
+  const newestDropped = byAge[drop - 1]![1];
+  dedupe.forgotten_through_ms = Math.max(dedupe.forgotten_through_ms ?? newestDropped, newestDropped);
   dedupe.count = keep;
   dedupe.oldest_ms = byAge[drop]?.[1] ?? null;
 }

@@ -614,6 +614,29 @@ describe("dedupe cap", () => {
     assert.equal(accountOf(run(records.slice(0, 100), cfg).state).dedupe.forgotten_in_horizon, 0);
   });
 
+  test("Given the cap forgot ids inside the horizon, When one of them is re-sent, Then it is refused as too late, never billed again; a new record after the forgotten ones is billed", () => {
+    const cfg = config({ dedupe: { max_entries: 100 } });
+    const records = Array.from({ length: 101 }, (_, i) => usage({ record_id: `r-${i}`, occurred_at: at(i) }));
+    const first = run(records, cfg);
+    // r-0 .. r-10 are forgotten (down to 90): through r-10's time
+    assert.equal(accountOf(first.state).dedupe.forgotten_through_ms, Date.parse(at(10)));
+    const resent = usage({ record_id: "r-5", occurred_at: at(5) });
+    const later = usage({ record_id: "r-late", occurred_at: at(11) });
+    const again = applyBatch(first.state, [{ record: resent }, { record: later }], cfg);
+    const [rejected] = ofKind(again.outputs, "rejected");
+    assert.equal(rejected?.record_id, "r-5");
+    assert.equal(rejected?.code, "RECORD_TOO_LATE");
+    assert.match(rejected?.reason ?? "", /dedupe cap \(dedupe\.max_entries 100\)/);
+    assert.deepEqual(
+      ofKind(again.outputs, "usage_outcome").map((o) => o.record_id),
+      ["r-late"],
+    );
+    assert.equal(
+      accountOf(again.state).tokens_used,
+      accountOf(first.state).tokens_used + ofKind(again.outputs, "usage_outcome")[0]!.tokens_used,
+    );
+  });
+
   test("Given ids past the horizon, Then the sweep forgets them without counting", () => {
     const cfg = config({ dedupe: { max_entries: 100, horizon_seconds: 3600 } });
     const records = Array.from({ length: 300 }, (_, i) => usage({ record_id: `r-${i}`, occurred_at: at(i) }));
