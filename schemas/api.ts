@@ -129,6 +129,11 @@ export const USAGE_WINDOWS = ["minute", "hour", "day", "month"] as const;
 export const USAGE_GROUPS = ["agent", "model", "workflow", "end_user"] as const;
 /** The most buckets one usage query may span, so a minute window over a year is refused, not run. */
 export const MAX_USAGE_BUCKETS = 10_000;
+/**
+ * The most rows one usage answer may hold (buckets x groups): per end user, an app's users multiply the
+ * buckets, and the answer is built in memory. More is refused, never cut short.
+ */
+export const MAX_USAGE_ROWS = 100_000;
 
 const WINDOW_SECONDS: Record<(typeof USAGE_WINDOWS)[number], number> = {
   minute: 60,

@@ -14,6 +14,8 @@ import { loadServeConfig } from "../../pipeline/api/config.ts";
 import { IngestProducer } from "../../pipeline/api/ingest-producer.ts";
 import { createApiKey } from "../../pipeline/api/keys.ts";
 import { AppOwnership } from "../../pipeline/api/ownership.ts";
+import { ApiProblem } from "../../pipeline/api/problem.ts";
+import { appUsage } from "../../pipeline/api/reads/usage.ts";
 import { buildApi } from "../../pipeline/api/server.ts";
 import { ReadStores } from "../../pipeline/api/stores.ts";
 import { type AccountState, budgetStateOf, parseBillingConfig } from "../../pipeline/core/index.ts";
@@ -524,6 +526,25 @@ describe("agentmeter serve on the real servers", () => {
           user,
           sum(mine.filter((o) => o.platform_user_id === user).map((o) => o.billed_micros)).toString(),
         ]),
+      );
+
+      // An answer larger than the row cap is refused whole, never cut short.
+      const query = {
+        from: new Date(monthStart).toISOString(),
+        to: new Date(monthEnd).toISOString(),
+        window: "month",
+        group_by: "end_user",
+        level: "app_usage",
+      } as const;
+      const capped = appUsage(stores.clickhouse, stores.database, "ada-notes", query, USERS.length - 1);
+      await assert.rejects(
+        capped,
+        (error: unknown) => error instanceof ApiProblem && error.code === "REQUEST_INVALID",
+      );
+      const whole = await appUsage(stores.clickhouse, stores.database, "ada-notes", query, USERS.length);
+      assert.deepEqual(
+        whole.rows.map((r) => r.group),
+        byUser.body.rows.map((r) => r.group),
       );
 
       const byWorkflow = await call<UsageResponse>(

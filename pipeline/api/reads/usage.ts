@@ -1,6 +1,7 @@
-import type { UsageQuery, UsageResponse, UsageRow } from "../../../schemas/api.ts";
+import { MAX_USAGE_ROWS, type UsageQuery, type UsageResponse, type UsageRow } from "../../../schemas/api.ts";
 import { type ClickHouseClient, quoteIdent } from "../../../sinks/clickhouse/client.ts";
 import { money } from "../money.ts";
+import { ApiProblem } from "../problem.ts";
 
 /** How a bucket is cut: from the minute rollup for minutes, from the hour rollup for the rest. */
 const BUCKETS: Record<UsageQuery["window"], { grain: "minute" | "hour"; of: (column: string) => string }> = {
@@ -97,12 +98,16 @@ export function averageOf(value: number | string | null): number | null {
   return n === null || !Number.isFinite(n) ? null : Math.round(n * 10) / 10;
 }
 
-/** An app's usage in [from, to), bucketed by `window` and split by `group_by`; parameters bound, never spliced. */
+/**
+ * An app's usage in [from, to), bucketed by `window` and split by `group_by`; parameters bound, never
+ * spliced. An answer of more than `maxRows` rows is REQUEST_INVALID (one more row is read to tell).
+ */
 export async function appUsage(
   client: ClickHouseClient,
   database: string,
   enterpriseId: string,
   query: UsageQuery,
+  maxRows = MAX_USAGE_ROWS,
 ): Promise<UsageResponse> {
   const source = sourceOf(query);
   const bucket = BUCKETS[query.window].of(source.time);
@@ -114,11 +119,25 @@ export async function appUsage(
               AND ${source.time} >= parseDateTime64BestEffort({from:String}, 3, 'UTC')
               AND ${source.time} < parseDateTime64BestEffort({to:String}, 3, 'UTC')
             GROUP BY bucket, grp
-            ORDER BY bucket, grp`,
-    query_params: { app: enterpriseId, level: query.level, from: query.from, to: query.to },
+            ORDER BY bucket, grp
+            LIMIT {limit:UInt32}`,
+    query_params: {
+      app: enterpriseId,
+      level: query.level,
+      from: query.from,
+      to: query.to,
+      limit: maxRows + 1,
+    },
     format: "JSONEachRow",
   });
   const rows = await result.json<Row>();
+  if (rows.length > maxRows) {
+    throw new ApiProblem(
+      "REQUEST_INVALID",
+      `the answer holds more than ${maxRows} rows (buckets x groups): use a larger window, a shorter range or another group_by`,
+      ["from", "to", "window", "group_by"],
+    );
+  }
   const amount = (micros: string) => (source.money ? money(BigInt(micros)) : null);
   return {
     enterprise_id: enterpriseId,
