@@ -3,6 +3,8 @@ import { emptyMap } from "../core/own.ts";
 import {
   ACCOUNT_FIELDS,
   accountFigures,
+  CORRECTION_FIELDS,
+  correctionFigures,
   pausedChatsOf,
   REVENUE_FIELDS,
   toBigint,
@@ -117,6 +119,11 @@ export function comparedAccount(account: AccountState): AccountState {
     enterprise_id: account.enterprise_id,
   };
   for (const field of ACCOUNT_FIELDS) view[field] = account[field];
+  if (account.corrections !== undefined) {
+    const sums: Record<string, unknown> = {};
+    for (const field of CORRECTION_FIELDS) sums[field] = account.corrections[field];
+    view.corrections = sums;
+  }
   const chats = emptyMap<ChatState>();
   for (const chatId of Object.keys(account.chats ?? {})) {
     const chat = account.chats[chatId]!;
@@ -125,6 +132,8 @@ export function comparedAccount(account: AccountState): AccountState {
   view.chats = chats;
   return view as unknown as AccountState;
 }
+
+const CORRECTED_FIELDS = CORRECTION_FIELDS.map((field) => `corrections.${field}` as const);
 
 function diffAccounts(expected: Expected, mongo: MongoActual, out: Difference[]): void {
   const keys = new Set([...Object.keys(expected.state.accounts), ...mongo.accounts.keys()]);
@@ -152,6 +161,13 @@ function diffAccounts(expected: Expected, mongo: MongoActual, out: Difference[])
       continue;
     }
     compareFigures(ACCOUNT_FIELDS, accountFigures(want), accountFigures(doc), base, out);
+    compareFigures(
+      CORRECTED_FIELDS,
+      correctionFigures(want.corrections),
+      correctionFigures(doc.corrections),
+      base,
+      out,
+    );
     const wantPaused = pausedChatsOf(want.chats);
     const gotPaused = pausedChatsOf(doc.chats as typeof want.chats | undefined);
     if (wantPaused !== gotPaused) {
@@ -230,10 +246,14 @@ export function diffStores(
 }
 
 const FIELD_ORDER = new Map<string, number>(
-  ["document", ...ACCOUNT_FIELDS, "paused_chats", ...USAGE_FIELDS, ...REVENUE_FIELDS].map((field, index) => [
-    field,
-    index,
-  ]),
+  [
+    "document",
+    ...ACCOUNT_FIELDS,
+    ...CORRECTED_FIELDS,
+    "paused_chats",
+    ...USAGE_FIELDS,
+    ...REVENUE_FIELDS,
+  ].map((field, index) => [field, index]),
 );
 
 function compareText(a: string, b: string): number {

@@ -18,6 +18,20 @@ export const ACCOUNT_FIELDS = [
 ] as const;
 export type AccountField = (typeof ACCOUNT_FIELDS)[number];
 
+/**
+ * An account's sums of voids and refunds (its `corrections`, less the memos), reported as
+ * `corrections.<field>`: a platform account's refunds are in no revenue ledger, so only these show them.
+ */
+export const CORRECTION_FIELDS = [
+  "voided_tokens",
+  "voided_cost_micros",
+  "reversed_billed_micros",
+  "reversed_creator_share_micros",
+  "reversed_platform_fee_micros",
+  "refunded_micros",
+] as const;
+export type CorrectionField = (typeof CORRECTION_FIELDS)[number];
+
 /** Per app and level, as ClickHouse holds them (raw events and rollups). */
 export const USAGE_FIELDS = [
   "records",
@@ -68,6 +82,19 @@ export function accountFigures(
 ): Record<AccountField, bigint | null> {
   const figures = {} as Record<AccountField, bigint | null>;
   for (const field of ACCOUNT_FIELDS) figures[field] = toBigint(account[field]);
+  return figures;
+}
+
+/** An account's correction sums (0 without corrections), from the core's state or a stored document. */
+export function correctionFigures(
+  corrections: unknown,
+): Record<`corrections.${CorrectionField}`, bigint | null> {
+  const sums = (typeof corrections === "object" && corrections !== null ? corrections : {}) as Record<
+    string,
+    unknown
+  >;
+  const figures = {} as Record<`corrections.${CorrectionField}`, bigint | null>;
+  for (const field of CORRECTION_FIELDS) figures[`corrections.${field}`] = toBigint(sums[field] ?? 0);
   return figures;
 }
 

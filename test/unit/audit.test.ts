@@ -103,6 +103,24 @@ describe("audit: recompute and diff (no server)", () => {
     );
   });
 
+  it("given an account whose stored sums of voids and refunds differ, then each is named under corrections.", () => {
+    const expected = recompute(messages());
+    const stores = faithfulStores(expected);
+    const platform = [...stores.mongo.accounts.values()].find((a) => a.level === "platform")!;
+    const corrections = (platform.doc as { corrections?: Record<string, unknown> }).corrections;
+    assert.ok(corrections !== undefined, "a platform account of the workload remembers its usage");
+    corrections.reversed_billed_micros = (corrections.reversed_billed_micros as bigint) + 3n;
+    corrections.refunded_micros = (corrections.refunded_micros as bigint) + 3n;
+    const differences = diffStores(expected, stores).filter((d) => d.subject === platform.account_key);
+    assert.deepEqual(
+      differences.map((d) => [d.field, d.delta]),
+      [
+        ["corrections.reversed_billed_micros", "3"],
+        ["corrections.refunded_micros", "3"],
+      ],
+    );
+  });
+
   it("given the same inputs, the report is byte-identical (sorted, no clock)", () => {
     const build = () => {
       const expected = recompute(messages());
