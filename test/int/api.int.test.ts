@@ -275,6 +275,8 @@ describe("agentmeter serve on the real servers", () => {
     read: createApiKey("read", { kind: "read" }),
     ada: createApiKey("ada", { kind: "creator", mozaiksUserId: "ada" }),
     bob: createApiKey("bob", { kind: "creator", mozaiksUserId: "bob" }),
+    cara: createApiKey("cara", { kind: "creator", mozaiksUserId: "cara" }),
+    dan: createApiKey("dan", { kind: "creator", mozaiksUserId: "dan" }),
   };
   const keyEnv = Object.values(keys)
     .map((key) => key.entry)
@@ -536,12 +538,19 @@ describe("agentmeter serve on the real servers", () => {
         group_by: "end_user",
         level: "app_usage",
       } as const;
-      const capped = appUsage(stores.clickhouse, stores.database, "ada-notes", query, USERS.length - 1);
+      const capped = appUsage(stores.clickhouse, stores.database, "ada-notes", query, null, USERS.length - 1);
       await assert.rejects(
         capped,
         (error: unknown) => error instanceof ApiProblem && error.code === "REQUEST_INVALID",
       );
-      const whole = await appUsage(stores.clickhouse, stores.database, "ada-notes", query, USERS.length);
+      const whole = await appUsage(
+        stores.clickhouse,
+        stores.database,
+        "ada-notes",
+        query,
+        null,
+        USERS.length,
+      );
       assert.deepEqual(
         whole.rows.map((r) => r.group),
         byUser.body.rows.map((r) => r.group),
@@ -855,6 +864,90 @@ describe("agentmeter serve on the real servers", () => {
         assert.equal((await call(base, route, "amk_forged")).status, 401);
       });
     }
+  });
+
+  describe("tenancy in an app no creator is pinned to", () => {
+    // The default `unpinned_apps: first_record` binds each end user to the creator of its first record,
+    // so one unpinned app can hold end users of two creators. The app's owner for the API (the Enterprises
+    // projection) must see only its own end users' records.
+    it("given end users of cara and then of dan in shared-app, then cara's key sees only cara's end users, agents and paused chats, dan's none, a read key both", async () => {
+      // cara's first, then dan's: the processor writes an app's Enterprises projection when it first
+      // meets the app, so cara is the app's owner for the API.
+      for (const creator of ["cara", "dan"]) {
+        const user = `${creator[0]}1`;
+        await pipeline.produce([0, 1, 2, 3, 4, 5].map((turn) => usage(creator, "shared-app", user, turn)));
+        await pipeline.caughtUp();
+      }
+      const route = `/v1/apps/shared-app/usage?${monthRange}&window=month&group_by=end_user`;
+      const mine = await call<UsageResponse>(base, route, keys.cara.secret);
+      assert.equal(mine.status, 200, mine.text);
+      assert.deepEqual(
+        mine.body.rows.map((row) => row.group),
+        ["c1"],
+      );
+      const all = await call<UsageResponse>(base, route, keys.read.secret);
+      assert.deepEqual(
+        all.body.rows.map((row) => row.group),
+        ["c1", "d1"],
+      );
+      const byAgent = `/v1/apps/shared-app/usage?${monthRange}&window=month&group_by=agent`;
+      const agentsMine = await call<UsageResponse>(base, byAgent, keys.cara.secret);
+      const agentsAll = await call<UsageResponse>(base, byAgent, keys.read.secret);
+      assert.equal(agentsMine.status, 200, agentsMine.text);
+      assert.deepEqual(
+        agentsMine.body.rows.map((row) => [row.group, row.records * 2, row.tokens * 2]),
+        agentsAll.body.rows.map((row) => [row.group, row.records, row.tokens]),
+        "cara's half of each agent's calls and tokens (the two users sent the same turns)",
+      );
+      const top = await call<AppTopAgentsResponse>(
+        base,
+        `/v1/apps/shared-app/agents/top?${monthRange}&by=tokens`,
+        keys.cara.secret,
+      );
+      const topAll = await call<AppTopAgentsResponse>(
+        base,
+        `/v1/apps/shared-app/agents/top?${monthRange}&by=tokens`,
+        keys.read.secret,
+      );
+      assert.deepEqual(
+        top.body.agents.map((agent) => [agent.agent, agent.tokens * 2]),
+        topAll.body.agents.map((agent) => [agent.agent, agent.tokens]),
+      );
+      const paused = await call<PausedChatsResponse>(
+        base,
+        "/v1/apps/shared-app/paused-chats",
+        keys.cara.secret,
+      );
+      const pausedAll = await call<PausedChatsResponse>(
+        base,
+        "/v1/apps/shared-app/paused-chats",
+        keys.read.secret,
+      );
+      assert.deepEqual(
+        pausedAll.body.chats.map((chat) => chat.platform_user_id).sort(),
+        ["c1", "d1"],
+        "both end users ran out of trial tokens",
+      );
+      assert.deepEqual(
+        paused.body.chats.map((chat) => chat.platform_user_id),
+        ["c1"],
+      );
+      assert.equal((await call(base, route, keys.dan.secret)).status, 404, "the app is cara's now");
+      // The app's revenue ledger is the whole app's (dan's end user too): cara's statement names the app as
+      // differing and shows none of its ledger's amounts.
+      const statement = await call<StatementResponse>(
+        base,
+        `/v1/creators/cara/statements/${month}`,
+        keys.cara.secret,
+      );
+      assert.equal(statement.status, 200, statement.text);
+      const r = statement.body.reconciliation;
+      assert.deepEqual([r.agrees, r.differing_apps], [false, ["shared-app"]]);
+      assert.deepEqual(
+        [r.mongodb_billed.micros, r.mongodb_records],
+        [r.clickhouse_billed.micros, r.clickhouse_records],
+      );
+    });
   });
 
   describe("OpenAPI and dashboard", () => {

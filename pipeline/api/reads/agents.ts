@@ -4,7 +4,8 @@ import { money } from "../money.ts";
 import { averageOf } from "./usage.ts";
 
 /** Whose events: one app's, or every app's records that name one creator (as statements count them). */
-export type AgentScope = { enterprise_id: string } | { mozaiks_user_id: string };
+/** An app's agents (of one creator's records only, with `creator`), or a creator's agents over its apps. */
+export type AgentScope = { enterprise_id: string; creator?: string | null } | { mozaiks_user_id: string };
 
 /** ORDER BY of each ranking, over the aliases below; ties by agent name. */
 const ORDERS: Record<TopAgentsQuery["by"], string> = {
@@ -55,6 +56,7 @@ export async function topAgents(
     "enterprise_id" in scope
       ? ["enterprise_id", scope.enterprise_id]
       : ["mozaiks_user_id", scope.mozaiks_user_id];
+  const creator = "creator" in scope && typeof scope.creator === "string" ? scope.creator : undefined;
   const result = await client.query({
     query: `SELECT agent, count() AS records, sum(p) + sum(c) AS tokens, sum(p) AS prompt, sum(c) AS completion,
               sum(cost_part) AS cost_n, sum(billed_part) AS billed_n,
@@ -69,6 +71,7 @@ export async function topAgents(
                 ${parts("billed_micros", "billed")}
               FROM ${quoteIdent(database)}.usage_events FINAL
               WHERE ${column} = {id:String} AND level = {level:String}
+                ${creator === undefined ? "" : "AND mozaiks_user_id = {creator:String}"}
                 AND occurred_at >= parseDateTime64BestEffort({from:String}, 3, 'UTC')
                 AND occurred_at < parseDateTime64BestEffort({to:String}, 3, 'UTC')
             )
@@ -77,7 +80,14 @@ export async function topAgents(
             GROUP BY agent
             ORDER BY ${ORDERS[query.by]}, agent
             LIMIT {limit:UInt32}`,
-    query_params: { id, level: query.level, from: query.from, to: query.to, limit: query.limit },
+    query_params: {
+      id,
+      level: query.level,
+      from: query.from,
+      to: query.to,
+      limit: query.limit,
+      ...(creator === undefined ? {} : { creator }),
+    },
     format: "JSONEachRow",
   });
   const rows = await result.json<Row>();

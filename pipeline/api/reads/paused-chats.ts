@@ -9,11 +9,15 @@ function text(value: unknown): string | null {
 }
 
 /** The app's end users' chats that are paused now (the PausedChats projection), by chat id. */
-export async function pausedChats(layout: MongoLayout, enterpriseId: string): Promise<PausedChatsResponse> {
+export async function pausedChats(
+  layout: MongoLayout,
+  enterpriseId: string,
+  creator: string | null,
+): Promise<PausedChatsResponse> {
   const docs = await layout
     .app(enterpriseId)
     .collection(COLLECTIONS.app.pausedChats)
-    .find({ paused: true })
+    .find(creator === null ? { paused: true } : { paused: true, mozaiks_user_id: creator })
     .sort({ chat_id: 1, _id: 1 })
     .limit(MAX_CHATS)
     .toArray();

@@ -28,7 +28,9 @@ function line(app: AppTotals) {
  * it was processed): per app, what its end users were billed, the creator's share and the platform's
  * fee, from ClickHouse's raw events, with the voids and refunds dated in the month (adjustments) and the
  * net. Then the reconciliation: the MongoDB revenue ledgers hold lifetime
- * totals per app, so they are compared with ClickHouse's lifetime totals of the same apps.
+ * totals per app, so they are compared with ClickHouse's lifetime totals of the same apps. A ledger is
+ * the whole app's: for an app not pinned to the creator it may hold other creators' end users, so its
+ * amounts go into the sums only when they equal the creator's own (the app is named as differing either way).
  */
 export async function creatorStatement(
   stores: ReadStores,
@@ -66,10 +68,6 @@ export async function creatorStatement(
   apps.forEach((id, index) => {
     const ch = lifetime.get(id) ?? zeroTotals(id);
     const ledger = ledgers[index]!;
-    clickhouseBilled += ch.billed_micros;
-    mongoBilled += ledger.billed_micros;
-    clickhouseRecords += ch.billed_records;
-    mongoRecords += ledger.records;
     const same =
       ch.billed_micros === ledger.billed_micros &&
       ch.creator_share_micros === ledger.creator_share_micros &&
@@ -80,6 +78,11 @@ export async function creatorStatement(
       ch.reversed_creator_share_micros === ledger.reversed_creator_share_micros &&
       ch.reversed_platform_fee_micros === ledger.reversed_platform_fee_micros;
     if (!same) differing.push(id);
+    if (!same && !owners.isPinnedTo(id, mozaiksUserId)) return;
+    clickhouseBilled += ch.billed_micros;
+    mongoBilled += ledger.billed_micros;
+    clickhouseRecords += ch.billed_records;
+    mongoRecords += ledger.records;
   });
 
   return {

@@ -37,15 +37,33 @@ const RAW_MEASURES = `count() AS records, sum(tokens_used) AS tokens,
   toString(sum(creator_share_micros)) AS creator, toString(sum(platform_fee_micros)) AS fee,
   avgArray(CAST(arrayFilter(x -> isNotNull(x), agent_response_time_ms), 'Array(Float64)')) AS avg_ms`;
 
+const RAW_AGENT_MEASURES = `count() AS records, sum(agent_prompt) + sum(agent_completion) AS tokens,
+  sum(agent_prompt) AS prompt, sum(agent_completion) AS completion,
+  '' AS cost, '' AS billed, '' AS creator, '' AS fee,
+  avgIf(assumeNotNull(agent_rt), isNotNull(agent_rt)) AS avg_ms`;
+
+const RAW_AGENTS = `usage_events FINAL ARRAY JOIN agent_names AS agent_name, agent_models AS agent_model,
+  agent_prompt_tokens AS agent_prompt, agent_completion_tokens AS agent_completion, agent_response_time_ms AS agent_rt`;
+
 /**
  * Where each grouping is answered. The rollups hold no end user (they aggregate accounts away), so
- * per end user reads the raw events, FINAL for exact figures.
+ * per end user reads the raw events, FINAL for exact figures. The agent rollups hold no creator either:
+ * read for one creator (`scoped`), per agent and per model read the raw events too.
  */
-function sourceOf(query: UsageQuery): Source {
+function sourceOf(query: UsageQuery, scoped: boolean): Source {
   const grain = BUCKETS[query.window].grain;
   switch (query.group_by) {
     case "agent":
     case "model":
+      if (scoped) {
+        return {
+          table: RAW_AGENTS,
+          time: "occurred_at",
+          group: query.group_by === "agent" ? "agent_name" : "agent_model",
+          measures: RAW_AGENT_MEASURES,
+          money: false,
+        };
+      }
       return {
         table: `agent_usage_by_${grain}`,
         time: grain,
@@ -100,22 +118,25 @@ export function averageOf(value: number | string | null): number | null {
 
 /**
  * An app's usage in [from, to), bucketed by `window` and split by `group_by`; parameters bound, never
- * spliced. An answer of more than `maxRows` rows is REQUEST_INVALID (one more row is read to tell).
+ * spliced. With `creator`, only that creator's records (creatorScopeOf). An answer of more than `maxRows`
+ * rows is REQUEST_INVALID (one more row is read to tell).
  */
 export async function appUsage(
   client: ClickHouseClient,
   database: string,
   enterpriseId: string,
   query: UsageQuery,
+  creator: string | null,
   maxRows = MAX_USAGE_ROWS,
 ): Promise<UsageResponse> {
-  const source = sourceOf(query);
+  const source = sourceOf(query, creator !== null);
   const bucket = BUCKETS[query.window].of(source.time);
   const group = source.group ?? "''";
   const result = await client.query({
     query: `SELECT toString(${bucket}) AS bucket, ${group} AS grp, ${source.measures}
             FROM ${quoteIdent(database)}.${source.table}
             WHERE enterprise_id = {app:String} AND level = {level:String}
+              ${creator === null ? "" : "AND mozaiks_user_id = {creator:String}"}
               AND ${source.time} >= parseDateTime64BestEffort({from:String}, 3, 'UTC')
               AND ${source.time} < parseDateTime64BestEffort({to:String}, 3, 'UTC')
             GROUP BY bucket, grp
@@ -127,6 +148,7 @@ export async function appUsage(
       from: query.from,
       to: query.to,
       limit: maxRows + 1,
+      ...(creator === null ? {} : { creator }),
     },
     format: "JSONEachRow",
   });

@@ -17,7 +17,7 @@ import {
   usageQuerySchema,
   usageResponseSchema,
 } from "../../../schemas/api.ts";
-import { callerOf, guard, requireCreator } from "../auth.ts";
+import { callerOf, creatorScopeOf, guard, requireCreator } from "../auth.ts";
 import type { BudgetStates } from "../budgets.ts";
 import type { ApiKey } from "../keys.ts";
 import type { AppOwners } from "../ownership.ts";
@@ -130,7 +130,13 @@ export const readRoutes: FastifyPluginAsyncZod<ReadRouteOptions> = async (
     async (request) => {
       const key = callerOf(request);
       await ownerOfApp(key, request.params.enterprise_id);
-      return appUsage(stores.clickhouse, stores.database, request.params.enterprise_id, request.query);
+      return appUsage(
+        stores.clickhouse,
+        stores.database,
+        request.params.enterprise_id,
+        request.query,
+        creatorScopeOf(key),
+      );
     },
   );
 
@@ -153,7 +159,12 @@ export const readRoutes: FastifyPluginAsyncZod<ReadRouteOptions> = async (
       const { enterprise_id } = request.params;
       await ownerOfApp(key, enterprise_id);
       const { from, to, level, by } = request.query;
-      const agents = await topAgents(stores.clickhouse, stores.database, { enterprise_id }, request.query);
+      const agents = await topAgents(
+        stores.clickhouse,
+        stores.database,
+        { enterprise_id, creator: creatorScopeOf(key) },
+        request.query,
+      );
       return { enterprise_id, from, to, level, by, agents };
     },
   );
@@ -173,7 +184,7 @@ export const readRoutes: FastifyPluginAsyncZod<ReadRouteOptions> = async (
     async (request) => {
       const key = callerOf(request);
       await ownerOfApp(key, request.params.enterprise_id);
-      return pausedChats(stores.layout, request.params.enterprise_id);
+      return pausedChats(stores.layout, request.params.enterprise_id, creatorScopeOf(key));
     },
   );
 
