@@ -57,6 +57,11 @@ function allows(scope: Scope, access: Access): boolean {
  * Whether the key may see what belongs to this creator. A creator's key asking for another's is
  * answered exactly as for something that does not exist (404), so it learns nothing about it.
  */
+export function requireCreator(key: ApiKey, mozaiksUserId: string | null, what: string): void {
+  if (mozaiksUserId === null) throw notFound(what);
+  if (key.scope.kind === "creator" && key.scope.mozaiksUserId !== mozaiksUserId) throw notFound(what);
+}
+
 /**
  * The creator whose records a key may see of an app it may read: its own for a creator key, null (all)
  * for read and admin keys. An unpinned app may hold end users bound to several creators (each by its first
@@ -64,9 +69,4 @@ function allows(scope: Scope, access: Access): boolean {
  */
 export function creatorScopeOf(key: ApiKey): string | null {
   return key.scope.kind === "creator" ? key.scope.mozaiksUserId : null;
-}
-
-export function requireCreator(key: ApiKey, mozaiksUserId: string | null, what: string): void {
-  if (mozaiksUserId === null) throw notFound(what);
-  if (key.scope.kind === "creator" && key.scope.mozaiksUserId !== mozaiksUserId) throw notFound(what);
 }

@@ -3,6 +3,7 @@ import { emptyMap } from "../core/own.ts";
 import {
   ACCOUNT_FIELDS,
   accountFigures,
+  CORRECTED_FIELDS,
   CORRECTION_FIELDS,
   correctionFigures,
   pausedChatsOf,
@@ -132,8 +133,6 @@ export function comparedAccount(account: AccountState): AccountState {
   view.chats = chats;
   return view as unknown as AccountState;
 }
-
-const CORRECTED_FIELDS = CORRECTION_FIELDS.map((field) => `corrections.${field}` as const);
 
 function diffAccounts(expected: Expected, mongo: MongoActual, out: Difference[]): void {
   const keys = new Set([...Object.keys(expected.state.accounts), ...mongo.accounts.keys()]);

@@ -31,6 +31,8 @@ export const CORRECTION_FIELDS = [
   "refunded_micros",
 ] as const;
 export type CorrectionField = (typeof CORRECTION_FIELDS)[number];
+/** The names the report gives them. */
+export const CORRECTED_FIELDS = CORRECTION_FIELDS.map((field) => `corrections.${field}` as const);
 
 /** Per app and level, as ClickHouse holds them (raw events and rollups). */
 export const USAGE_FIELDS = [
@@ -94,7 +96,9 @@ export function correctionFigures(
     unknown
   >;
   const figures = {} as Record<`corrections.${CorrectionField}`, bigint | null>;
-  for (const field of CORRECTION_FIELDS) figures[`corrections.${field}`] = toBigint(sums[field] ?? 0);
+  CORRECTION_FIELDS.forEach((field, i) => {
+    figures[CORRECTED_FIELDS[i]!] = toBigint(sums[field] ?? 0);
+  });
   return figures;
 }
 

@@ -10,11 +10,10 @@ import type { Logger } from "../log.ts";
 export interface CostWatchOptions {
   multiple: number;
   refreshMs: number;
-  /** How many flagged chats are remembered (the oldest are forgotten first); default 100,000. */
-  maxFlagged?: number;
 }
 
-const DEFAULT_MAX_FLAGGED = 100_000;
+/** How many flagged chats are remembered; the oldest are forgotten first. */
+const MAX_FLAGGED = 100_000;
 
 /**
  * The live side of check_workflow_cost_thresholds: after a batch, each chat that just had usage is
@@ -77,7 +76,7 @@ export class CostWatch {
 
   private flag(chatKey: string): void {
     this.flagged.add(chatKey);
-    if (this.flagged.size <= (this.options.maxFlagged ?? DEFAULT_MAX_FLAGGED)) return;
+    if (this.flagged.size <= MAX_FLAGGED) return;
     // A Set iterates in insertion order: the first key is the oldest flag.
     for (const oldest of this.flagged) {
       this.flagged.delete(oldest);

@@ -3,9 +3,11 @@ import { type ClickHouseClient, quoteIdent } from "../../../sinks/clickhouse/cli
 import { money } from "../money.ts";
 import { averageOf } from "./usage.ts";
 
-/** Whose events: one app's, or every app's records that name one creator (as statements count them). */
-/** An app's agents (of one creator's records only, with `creator`), or a creator's agents over its apps. */
-export type AgentScope = { enterprise_id: string; creator?: string | null } | { mozaiks_user_id: string };
+/**
+ * Whose events: one app's (only one creator's records of it, with `creator`: creatorScopeOf), or every
+ * app's records that name one creator (as statements count them).
+ */
+export type AgentScope = { enterprise_id: string; creator: string | null } | { mozaiks_user_id: string };
 
 /** ORDER BY of each ranking, over the aliases below; ties by agent name. */
 const ORDERS: Record<TopAgentsQuery["by"], string> = {
@@ -56,7 +58,7 @@ export async function topAgents(
     "enterprise_id" in scope
       ? ["enterprise_id", scope.enterprise_id]
       : ["mozaiks_user_id", scope.mozaiks_user_id];
-  const creator = "creator" in scope && typeof scope.creator === "string" ? scope.creator : undefined;
+  const creator = "creator" in scope ? (scope.creator ?? undefined) : undefined;
   const result = await client.query({
     query: `SELECT agent, count() AS records, sum(p) + sum(c) AS tokens, sum(p) AS prompt, sum(c) AS completion,
               sum(cost_part) AS cost_n, sum(billed_part) AS billed_n,
