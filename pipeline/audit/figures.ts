@@ -45,6 +45,22 @@ export const USAGE_FIELDS = [
 ] as const;
 export type UsageField = (typeof USAGE_FIELDS)[number];
 
+/**
+ * Per app and level, as ClickHouse's adjustments table holds them: one row per void or refund, its amounts
+ * negative as the core emits them (core/corrections.ts). Creators' statements are paid from these rows.
+ */
+export const ADJUSTMENT_FIELDS = [
+  "records",
+  "trial_tokens",
+  "paid_tokens",
+  "grant_tokens",
+  "cost_micros",
+  "billed_micros",
+  "creator_share_micros",
+  "platform_fee_micros",
+] as const;
+export type AdjustmentField = (typeof ADJUSTMENT_FIELDS)[number];
+
 /** Per app, as the MongoDB revenue ledgers hold them (summed over partitions). */
 export const REVENUE_FIELDS = [
   "records",

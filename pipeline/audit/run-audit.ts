@@ -15,9 +15,15 @@ import { auditNamespaceOf } from "./namespace.ts";
 import { RecomputePool } from "./pool.ts";
 import { type RangeRequest, resolveRange, type TopicRange } from "./range.ts";
 import { reach } from "./reach.ts";
-import { type ClickHouseSource, readRecordIds, readUsageTotals } from "./read-clickhouse.ts";
+import {
+  type ClickHouseSource,
+  type RowTable,
+  readAdjustmentTotals,
+  readRecordIds,
+  readUsageTotals,
+} from "./read-clickhouse.ts";
 import { readMongo } from "./read-mongo.ts";
-import { type Expected, usageGroupKey } from "./recompute.ts";
+import { type AppLevelGroup, type Expected, usageGroupKey } from "./recompute.ts";
 import { type AuditReport, buildAuditReport } from "./report.ts";
 import { type ReadProgress, readTopic, readTopicBatches } from "./topic-reader.ts";
 import { mergeUnits, type RecomputeSetup, UnitRecompute } from "./units.ts";
@@ -93,6 +99,12 @@ export async function runAudit(options: AuditOptions): Promise<AuditReport> {
   }
   for (const [source, totals] of Object.entries(actual.clickhouse)) {
     checked[`clickhouse.${source}` as Store] = new Set([...expected.usage.keys(), ...totals.keys()]).size;
+  }
+  if (actual.adjustments !== undefined) {
+    checked["clickhouse.adjustments"] = new Set([
+      ...expected.adjustments.keys(),
+      ...actual.adjustments.keys(),
+    ]).size;
   }
   return buildAuditReport({
     range,
@@ -242,6 +254,8 @@ async function readStores(config: Config, expected: Expected, range: TopicRange)
           range.complete ? undefined : range,
         );
       }
+      if (range.complete)
+        actual.adjustments = await readAdjustmentTotals(clickhouse, config.CLICKHOUSE_DATABASE);
     });
   } finally {
     await clickhouse.close();
@@ -264,10 +278,20 @@ async function readStores(config: Config, expected: Expected, range: TopicRange)
   return actual;
 }
 
+type AppLevelGroups = ReadonlyMap<string, AppLevelGroup<string>>;
+
+/** The tables whose differences are explained row by row, and the core's record ids for each. */
+const ROW_TABLES: Partial<
+  Record<Store, { table: RowTable; groups: (expected: Expected) => AppLevelGroups }>
+> = {
+  "clickhouse.usage_events": { table: "usage_events", groups: (expected) => expected.usage },
+  "clickhouse.adjustments": { table: "adjustments", groups: (expected) => expected.adjustments },
+};
+
 /**
- * Totals say how much is wrong; the rows say which. For every app and level whose raw events differ,
- * the stored record_ids are read and set against the recomputed ones: the records with no row, and the
- * rows with no record, become the evidence of that difference.
+ * Totals say how much is wrong; the rows say which. For every app and level whose raw events or
+ * adjustments differ, the stored record_ids are read and set against the recomputed ones: the records
+ * with no row, and the rows with no record, become the evidence of that difference.
  */
 async function explainMissingRows(
   config: Config,
@@ -277,36 +301,39 @@ async function explainMissingRows(
 ): Promise<void> {
   const groups = new Map<string, Difference[]>();
   for (const difference of differences) {
-    if (difference.store !== "clickhouse.usage_events") continue;
-    const list = groups.get(difference.subject) ?? [];
+    if (ROW_TABLES[difference.store] === undefined) continue;
+    const groupKey = `${difference.store} ${difference.subject}`;
+    const list = groups.get(groupKey) ?? [];
     list.push(difference);
-    groups.set(difference.subject, list);
+    groups.set(groupKey, list);
   }
   if (groups.size === 0) return;
   const clickhouse = clickHouseFor(config);
   try {
     for (const list of groups.values()) {
-      const { enterprise_id: enterpriseId, level } = list[0]!;
+      const { store, enterprise_id: enterpriseId, level } = list[0]!;
+      const { table, groups: groupsOf } = ROW_TABLES[store]!;
       const stored = await reach("ClickHouse", redactUrl(config.CLICKHOUSE_URL), () =>
         readRecordIds(
           clickhouse,
           config.CLICKHOUSE_DATABASE,
+          table,
           enterpriseId ?? "",
           level ?? "",
           range.complete ? undefined : range,
         ),
       );
-      const want = expected.usage.get(usageGroupKey(enterpriseId ?? "", level ?? ""))?.ids ?? [];
+      const want = groupsOf(expected).get(usageGroupKey(enterpriseId ?? "", level ?? ""))?.ids ?? [];
       const storedSet = new Set(stored);
       const wantSet = new Set(want);
       const missing = want.filter((id) => !storedSet.has(id));
       const extra = stored.filter((id) => !wantSet.has(id)).sort();
       if (missing.length + extra.length === 0) continue;
-      const ids = [...missing, ...extra];
+      const recordIds = [...missing, ...extra];
       for (const difference of list) {
-        difference.explained_by = `${missing.length} record(s) with no row in usage_events, then ${extra.length} row(s) with no record in the topic`;
-        difference.record_ids = ids.slice(0, RECORD_IDS_CAP);
-        difference.record_ids_total = ids.length;
+        difference.explained_by = `${missing.length} record(s) with no row in ${table}, then ${extra.length} row(s) with no record in the topic`;
+        difference.record_ids = recordIds.slice(0, RECORD_IDS_CAP);
+        difference.record_ids_total = recordIds.length;
       }
     }
   } finally {

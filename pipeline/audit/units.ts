@@ -2,10 +2,11 @@ import type { CreditAuthorization } from "../auth/signature.ts";
 import type { AccountState, BillingConfig } from "../core/index.ts";
 import { emptyMap } from "../core/own.ts";
 import { comparedAccount } from "./diff.ts";
-import { REVENUE_FIELDS, USAGE_FIELDS } from "./figures.ts";
+import { ADJUSTMENT_FIELDS, type Figures, REVENUE_FIELDS, USAGE_FIELDS } from "./figures.ts";
 import type { ComparedDecision } from "./hold-decisions.ts";
 import {
   type AccountTrail,
+  type AdjustmentGroup,
   type AppRevenueExpected,
   type Expected,
   RECOMPUTE_CHUNK,
@@ -116,16 +117,34 @@ function sortedMap<V>(entries: Iterable<[string, V]>): Map<string, V> {
   return new Map([...entries].sort(([a], [b]) => compareText(a, b)));
 }
 
+/** Adds one unit's groups into the merged ones: figures summed, record ids appended. */
+function mergeGroups<F extends string, G extends { figures: Figures<F>; ids: string[] }>(
+  merged: Map<string, G>,
+  groups: Map<string, G>,
+  fields: readonly F[],
+): void {
+  for (const [key, group] of groups) {
+    const into = merged.get(key);
+    if (into === undefined) {
+      merged.set(key, { ...group, figures: { ...group.figures }, ids: [...group.ids] });
+      continue;
+    }
+    for (const field of fields) into.figures[field] += group.figures[field];
+    for (const id of group.ids) into.ids.push(id);
+  }
+}
+
 /**
  * The figures of every unit as one Expected, the same whatever thread computed which unit: units are
- * taken in order (partition order), maps are built in key order, and the record ids of an app's usage
- * and revenue are its ids unit after unit, so in (partition, offset) order. Counts are summed.
+ * taken in order (partition order), maps are built in key order, and the record ids of an app's usage,
+ * adjustments and revenue are its ids unit after unit, so in (partition, offset) order. Counts are summed.
  */
 export function mergeUnits(results: readonly UnitResult[]): Expected {
   const ordered = [...results].sort((a, b) => a.unit - b.unit);
   const accounts: [string, AccountState][] = [];
   const trails: [string, AccountTrail][] = [];
   const usage = new Map<string, UsageGroup>();
+  const adjustments = new Map<string, AdjustmentGroup>();
   const revenue = new Map<string, AppRevenueExpected>();
   const holds: [string, ComparedDecision][] = [];
   const counts = zeroCounts();
@@ -134,24 +153,9 @@ export function mergeUnits(results: readonly UnitResult[]): Expected {
       accounts.push([key, expected.state.accounts[key]!]);
     for (const entry of expected.trails) trails.push(entry);
     for (const entry of expected.holds) holds.push(entry);
-    for (const [key, group] of expected.usage) {
-      const merged = usage.get(key);
-      if (merged === undefined) {
-        usage.set(key, { ...group, figures: { ...group.figures }, ids: [...group.ids] });
-        continue;
-      }
-      for (const field of USAGE_FIELDS) merged.figures[field] += group.figures[field];
-      for (const id of group.ids) merged.ids.push(id);
-    }
-    for (const [key, ledger] of expected.revenue) {
-      const merged = revenue.get(key);
-      if (merged === undefined) {
-        revenue.set(key, { ...ledger, figures: { ...ledger.figures }, ids: [...ledger.ids] });
-        continue;
-      }
-      for (const field of REVENUE_FIELDS) merged.figures[field] += ledger.figures[field];
-      for (const id of ledger.ids) merged.ids.push(id);
-    }
+    mergeGroups(usage, expected.usage, USAGE_FIELDS);
+    mergeGroups(adjustments, expected.adjustments, ADJUSTMENT_FIELDS);
+    mergeGroups(revenue, expected.revenue, REVENUE_FIELDS);
     for (const name of Object.keys(counts) as (keyof RecomputeCounts)[])
       counts[name] += expected.counts[name];
   }
@@ -168,6 +172,7 @@ export function mergeUnits(results: readonly UnitResult[]): Expected {
     holds: sortedMap(holds),
     trails: sortedMap(trails),
     usage: sortedMap(usage),
+    adjustments: sortedMap(adjustments),
     revenue: sortedMap(revenue),
     counts,
   };

@@ -14,9 +14,11 @@ import type { Config } from "../../pipeline/config.ts";
 import { defaultPriceBook } from "../../pipeline/core/index.ts";
 import { clickHouseFor, mongoLayoutFor } from "../../pipeline/runtime/clients.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
+import type { InputRecordJson } from "../../schemas/index.ts";
 import { quoteIdent } from "../../sinks/clickhouse/client.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
 import { COLLECTIONS } from "../../sinks/mongo/layout.ts";
+import { correctionsOf } from "../support/corrections.ts";
 import { TestPipeline } from "../support/harness.ts";
 import { configEnv } from "../support/pipeline.ts";
 
@@ -37,9 +39,9 @@ async function run(
 }
 
 describe("audit and replay on a real topic and real stores", () => {
-  const records = [
-    ...generateWorkload({ seed: 11, records: 3_000, apps: 3, usersPerApp: 10, runId: "audit" }),
-  ];
+  const usage = [...generateWorkload({ seed: 11, records: 3_000, apps: 3, usersPerApp: 10, runId: "audit" })];
+  // With voids and refunds after it: the adjustments table and the accounts' corrections are audited too.
+  let records: InputRecordJson[];
   let config: Config;
   let dir: string;
   const saved = { ...process.env };
@@ -47,6 +49,7 @@ describe("audit and replay on a real topic and real stores", () => {
   before(async () => {
     const pipeline = await TestPipeline.create();
     config = pipeline.config;
+    records = [...usage, ...correctionsOf(usage, pipeline.billing)];
     dir = await mkdtemp(path.join(tmpdir(), "agentmeter-audit-"));
     // The commands read their configuration from the environment, as they do in a shell.
     Object.assign(process.env, configEnv(config));
@@ -92,6 +95,7 @@ describe("audit and replay on a real topic and real stores", () => {
     assert.equal(report.counts.skipped_key_mismatch, 1);
     assert.equal(report.counts.skipped_undecodable, 1);
     assert.ok(report.summary.find((row) => row.store === "mongodb.accounts")!.checked > 20);
+    assert.ok(report.summary.find((row) => row.store === "clickhouse.adjustments")!.checked > 0);
     assert.match(one.err, /audit: \d+ \/ \d+ records \(\d+\/s, ETA \d+s\)/, "progress on stderr");
     assert.match(one.err, /audit: \d+ \/ \d+ records \(\d+\/s, done in \d+s\)\n$/, "the last line");
     const two = await run(auditCommand, ["--report", second]);
@@ -165,13 +169,17 @@ describe("audit and replay on a real topic and real stores", () => {
     const costs = report.differences.filter((d) => d.field === "cost_micros");
     assert.ok(costs.some((d) => d.store === "mongodb.accounts"));
     assert.ok(costs.some((d) => d.store === "clickhouse.usage_events"));
-    // Dearer gpt-4o: the stored (old) cost is below the recomputed one everywhere it differs.
-    for (const d of costs) assert.ok(BigInt(d.delta!) < 0n, `${d.subject}: ${d.delta}`);
+    // Dearer gpt-4o: the stored (old) cost is below the recomputed one everywhere it differs, and a
+    // void's stored reversal (a negative cost) above it.
+    for (const d of costs) {
+      const sign = d.store === "clickhouse.adjustments" ? 1n : -1n;
+      assert.ok(BigInt(d.delta!) * sign > 0n, `${d.store} ${d.subject}: ${d.delta}`);
+    }
     const live = await run(auditCommand, ["--report", path.join(dir, "after-dry-run.json")]);
     assert.equal(live.code, 0, "the dry run changed nothing");
   });
 
-  it("given a balance changed by hand in MongoDB and a row deleted from ClickHouse, each is reported with its account or app and amount (exit 1)", async () => {
+  it("given a balance changed by hand in MongoDB and a usage row and an adjustment row deleted from ClickHouse, each is reported with its account or app and amount (exit 1)", async () => {
     const mongo = createMongo(config.MONGODB_URI);
     const clickhouse = clickHouseFor(config);
     const app = records.find((r) => r.level === "app_usage")!;
@@ -184,6 +192,7 @@ describe("audit and replay on a real topic and real stores", () => {
       tokens_used: string;
       billed: string;
     };
+    let voided: { record_id: string; enterprise_id: string; level: string; paid: string; billed: string };
     try {
       await mongoLayoutFor(mongo, config)
         .app(victim.enterprise)
@@ -201,6 +210,21 @@ describe("audit and replay on a real topic and real stores", () => {
       await clickhouse.command({
         query: `ALTER TABLE ${table} DELETE WHERE record_id = {id:String}`,
         query_params: { id: deleted.record_id },
+        clickhouse_settings: { mutations_sync: "1" },
+      });
+      const adjustments = `${quoteIdent(config.CLICKHOUSE_DATABASE)}.adjustments`;
+      const voids = await clickhouse.query({
+        query: `SELECT record_id, enterprise_id, toString(level) AS level, toString(paid_tokens) AS paid,
+                  toString(billed_micros) AS billed
+                FROM ${adjustments} FINAL WHERE adjustment = 'void' AND billed_micros < 0 ORDER BY record_id LIMIT 1`,
+        format: "JSONEachRow",
+      });
+      const [voidRow] = (await voids.json()) as (typeof voided)[];
+      assert.ok(voidRow !== undefined, "the workload's voids are in the adjustments table");
+      voided = voidRow;
+      await clickhouse.command({
+        query: `ALTER TABLE ${adjustments} DELETE WHERE record_id = {id:String}`,
+        query_params: { id: voided.record_id },
         clickhouse_settings: { mutations_sync: "1" },
       });
     } finally {
@@ -227,13 +251,32 @@ describe("audit and replay on a real topic and real stores", () => {
     assert.deepEqual(rows.record_ids, [deleted.record_id]);
     assert.equal(find("clickhouse.usage_events", subject, "tokens")?.delta, `-${deleted.tokens_used}`);
     assert.equal(find("clickhouse.usage_events", subject, "billed_micros")?.delta, `-${deleted.billed}`);
+    // A creator would be paid as if the void never happened: the reversal missing is reported.
+    const adjusted = `${voided.enterprise_id}/${voided.level}`;
+    const adjustment = find("clickhouse.adjustments", adjusted, "records");
+    assert.ok(adjustment, JSON.stringify(report.differences, null, 1));
+    assert.equal(adjustment.delta, "-1");
+    assert.deepEqual(adjustment.record_ids, [voided.record_id]);
+    assert.match(adjustment.explained_by, /1 record\(s\) with no row in adjustments/);
+    assert.equal(
+      find("clickhouse.adjustments", adjusted, "billed_micros")?.delta,
+      (-BigInt(voided.billed)).toString(),
+    );
+    assert.equal(
+      find("clickhouse.adjustments", adjusted, "paid_tokens")?.delta,
+      voided.paid === "0" ? undefined : (-BigInt(voided.paid)).toString(),
+    );
     // The rollups were not touched: they still agree with the topic.
     assert.equal(report.differences.filter((d) => d.store.startsWith("clickhouse.usage_by")).length, 0);
     // Nothing else differs: exactly the two things changed by hand.
     const subjects = new Set(report.differences.map((d) => `${d.store} ${d.subject}`));
     assert.deepEqual(
       [...subjects].sort(),
-      [`clickhouse.usage_events ${subject}`, `mongodb.accounts ${accountKey}`].sort(),
+      [
+        `clickhouse.usage_events ${subject}`,
+        `clickhouse.adjustments ${adjusted}`,
+        `mongodb.accounts ${accountKey}`,
+      ].sort(),
     );
     assert.match(audited.out, /mongodb\.accounts/);
   });

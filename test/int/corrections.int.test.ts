@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { creatorAppTotals } from "../../pipeline/api/reads/app-totals.ts";
-import { applyBatch } from "../../pipeline/core/index.ts";
 import { clickHouseFor, mongoLayoutFor } from "../../pipeline/runtime/clients.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import {
@@ -9,11 +8,10 @@ import {
   bigintReplacer,
   budgetEventSchema,
   type InputRecordJson,
-  inputRecordSchema,
-  type UsageOutcome,
 } from "../../schemas/index.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
 import { readAppRevenue } from "../../sinks/mongo/read.ts";
+import { correctionsOf } from "../support/corrections.ts";
 import { TestPipeline } from "../support/harness.ts";
 import { eventually } from "../support/pipeline.ts";
 
@@ -22,51 +20,6 @@ import { eventually } from "../support/pipeline.ts";
  * the accounts' reversed totals, and the creators' RevenueSharing ledgers) is what the stores hold, also
  * when the processor is killed and a successor re-applies what was not committed.
  */
-
-/** Voids of every 7th billed app record and half refunds of every 5th other one, dated after the workload. */
-function correctionsOf(
-  records: readonly InputRecordJson[],
-  billing: TestPipeline["billing"],
-): InputRecordJson[] {
-  const { outputs } = applyBatch(
-    { accounts: {} },
-    records.map((record, seq) => ({ record: inputRecordSchema.parse(record), seq })),
-    billing,
-  );
-  const billed = outputs.filter(
-    (o): o is UsageOutcome & { seq?: number } =>
-      o.kind === "usage_outcome" && o.level === "app_usage" && o.billed_micros > 1n,
-  );
-  const last = Date.parse(records[records.length - 1]!.occurred_at);
-  const corrections: InputRecordJson[] = [];
-  billed.forEach((outcome, index) => {
-    const ids = {
-      level: "app_usage" as const,
-      enterprise_id: outcome.enterprise_id,
-      mozaiks_user_id: outcome.mozaiks_user_id,
-      platform_user_id: outcome.platform_user_id!,
-    };
-    const occurred_at = new Date(last + 1_000 + index).toISOString();
-    if (index % 7 === 0)
-      corrections.push({
-        type: "void",
-        record_id: `void-${outcome.record_id}`,
-        ...ids,
-        target_record_id: outcome.record_id,
-        occurred_at,
-      });
-    else if (index % 5 === 0)
-      corrections.push({
-        type: "refund",
-        record_id: `refund-${outcome.record_id}`,
-        ...ids,
-        target_record_id: outcome.record_id,
-        amount_micros: String(outcome.billed_micros / 2n),
-        occurred_at,
-      });
-  });
-  return corrections;
-}
 
 describe("corrections over Kafka: voids and refunds reach balances and creators' ledgers exactly once", {
   timeout: 5 * 60_000,

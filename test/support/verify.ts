@@ -2,8 +2,8 @@
  * Whether the stores hold what the billing core computes, judged by the audit's own readers and diff
  * (pipeline/audit), so a test and `agentmeter audit` cannot disagree on what "exact" means. Three checks
  * the audit does not make are added here, as differences of the same shape:
- *   - rows written twice: the audit reads usage_events with FINAL, which hides a row inserted twice;
- *     the sink must not insert one twice at all (count and distinct ids without FINAL);
+ *   - rows written twice: the audit reads usage_events and adjustments with FINAL, which hides a row
+ *     inserted twice; the sink must not insert one twice at all (count and distinct ids without FINAL);
  *   - ClickHouse rows per account: the audit sums per app and level, which a row booked to the wrong
  *     account of the same app would pass;
  *   - each account document's own `account_key` field: the audit keys documents by where they are found.
@@ -19,6 +19,8 @@ import {
 import {
   CLICKHOUSE_SOURCES,
   type ClickHouseSource,
+  type RowTable,
+  readAdjustmentTotals,
   readUsageTotals,
 } from "../../pipeline/audit/read-clickhouse.ts";
 import { type MongoActual, readMongo } from "../../pipeline/audit/read-mongo.ts";
@@ -46,6 +48,7 @@ export async function storeDifferences(config: Config, expected: Expected): Prom
     const actual: ActualStores & { mongo: MongoActual } = {
       mongo: await readMongo(mongo, mongoLayoutFor(mongo, config), apps),
       clickhouse: {},
+      adjustments: await readAdjustmentTotals(clickhouse, config.CLICKHOUSE_DATABASE),
     };
     for (const source of Object.keys(CLICKHOUSE_SOURCES) as ClickHouseSource[]) {
       actual.clickhouse[source] = await readUsageTotals(clickhouse, config.CLICKHOUSE_DATABASE, source);
@@ -53,7 +56,8 @@ export async function storeDifferences(config: Config, expected: Expected): Prom
     return sortDifferences([
       ...diffStores(expected, actual),
       ...accountKeyFields(actual.mongo),
-      ...(await rowsWrittenTwice(clickhouse, config.CLICKHOUSE_DATABASE, expected)),
+      ...(await rowsWrittenTwice(clickhouse, config.CLICKHOUSE_DATABASE, "usage_events", expected)),
+      ...(await rowsWrittenTwice(clickhouse, config.CLICKHOUSE_DATABASE, "adjustments", expected)),
       ...(await rowsPerAccount(clickhouse, config.CLICKHOUSE_DATABASE, expected)),
     ]);
   } finally {
@@ -113,21 +117,25 @@ function accountKeyFields(mongo: MongoActual): Difference[] {
 async function rowsWrittenTwice(
   clickhouse: ClickHouseClient,
   database: string,
+  table: RowTable,
   expected: Expected,
 ): Promise<Difference[]> {
   const result = await clickhouse.query({
     query: `SELECT toString(count()) AS rows, toString(uniqExact(account_key, record_id)) AS distinct_ids
-            FROM ${quoteIdent(database)}.usage_events`,
+            FROM ${quoteIdent(database)}.${table}`,
     format: "JSONEachRow",
   });
   const [row] = await result.json<{ rows: string; distinct_ids: string }>();
-  const want = String(expected.counts.usage_outcomes);
+  const groups = table === "usage_events" ? expected.usage : expected.adjustments;
+  let records = 0n;
+  for (const group of groups.values()) records += group.figures.records;
+  const want = String(records);
   const out: Difference[] = [];
   for (const field of ["rows", "distinct_ids"] as const) {
     const got = row?.[field] ?? "0";
     if (got === want) continue;
     out.push({
-      store: "clickhouse.usage_events",
+      store: `clickhouse.${table}`,
       subject: "every row, without FINAL",
       enterprise_id: null,
       account_key: null,

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { comparedAccount, diffStores } from "../../pipeline/audit/diff.ts";
 import { packetTransfer, packMessages, unpackMessages } from "../../pipeline/audit/packet.ts";
 import { RecomputePool, shareUnits } from "../../pipeline/audit/pool.ts";
-import type { UsageTotals } from "../../pipeline/audit/read-clickhouse.ts";
+import type { AdjustmentTotals, UsageTotals } from "../../pipeline/audit/read-clickhouse.ts";
 import type { MongoActual } from "../../pipeline/audit/read-mongo.ts";
 import { type Expected, Recomputer, type TopicMessage } from "../../pipeline/audit/recompute.ts";
 import { buildAuditReport, reportJson } from "../../pipeline/audit/report.ts";
@@ -16,6 +16,7 @@ import { isAgentmeterError } from "../../pipeline/errors.ts";
 import { partitionForKey } from "../../pipeline/processor/partitioning.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import { accountKeyOf, SCHEMA_VERSION } from "../../schemas/index.ts";
+import { correctionsOf } from "../support/corrections.ts";
 
 const billing = parseBillingConfig({});
 const PARTITIONS = 6;
@@ -29,14 +30,17 @@ function tickKey(partition: number): string {
 }
 
 /**
- * A topic of six partitions as the processor's producers leave it: every record on its key's murmur2
+ * A topic of six partitions as the processor's producers leave it (usage, then voids and refunds of it):
+ * every record on its key's murmur2
  * partition, log timestamps, a tick on every partition now and then, and what the processor
  * dead-letters (a wrong key, a wrong partition, not JSON, no value).
  */
 function topic(): Map<number, TopicMessage[]> {
-  const records = [
+  const usage = [
     ...generateWorkload({ seed: 7, records: 2_400, apps: 3, usersPerApp: 6, runId: "par", stepMs: 60_000 }),
   ];
+  // Voids and refunds after it: their adjustments are merged across units like usage.
+  const records = [...usage, ...correctionsOf(usage, billing)];
   const byPartition = new Map<number, TopicMessage[]>();
   for (let p = 0; p < PARTITIONS; p++) byPartition.set(p, []);
   const push = (partition: number, message: Omit<TopicMessage, "offset">) => {
@@ -122,6 +126,7 @@ async function inWorkers(
 function tamperedStores(expected: Expected): {
   mongo: MongoActual;
   clickhouse: Record<string, Map<string, UsageTotals>>;
+  adjustments: Map<string, AdjustmentTotals>;
 } {
   const accounts = new Map(
     Object.keys(expected.state.accounts)
@@ -157,15 +162,30 @@ function tamperedStores(expected: Expected): {
       },
     ]),
   );
+  const adjustments = new Map(
+    [...expected.adjustments].map(([key, group]) => [
+      key,
+      {
+        enterprise_id: group.enterprise_id,
+        level: group.level,
+        figures: { ...group.figures, records: group.figures.records + 1n },
+      },
+    ]),
+  );
   return {
     mongo: { accounts: accounts as MongoActual["accounts"], revenue, apps: [...revenue.keys()] },
     clickhouse: { usage_events: usage, usage_by_hour: usage },
+    adjustments,
   };
 }
 
 function report(expected: Expected): string {
   const differences = diffStores(expected, tamperedStores(expected));
   assert.ok(differences.length > 20, "the comparison names differences with their records");
+  assert.ok(
+    differences.some((d) => d.store === "clickhouse.adjustments" && d.record_ids.length > 0),
+    "and the adjustments with the voids and refunds",
+  );
   return reportJson(
     buildAuditReport({
       range: {
@@ -227,6 +247,8 @@ describe("audit in parallel: the same report whatever the number of worker threa
     );
     assert.deepEqual(new Map([...merged.usage].sort()), new Map([...single.usage].sort()));
     assert.deepEqual(new Map([...merged.revenue].sort()), new Map([...single.revenue].sort()));
+    assert.ok(single.adjustments.size > 0, "the topic's voids and refunds were applied");
+    assert.deepEqual(new Map([...merged.adjustments].sort()), new Map([...single.adjustments].sort()));
     // The report from the whole state of one recomputer is the same as from the merged accounts' figures.
     assert.equal(report(merged), report(single));
   });
