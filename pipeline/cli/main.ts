@@ -5,6 +5,7 @@ import { computeCommand } from "./compute.ts";
 import { demoCommand } from "./demo.ts";
 import { type Command, EXIT_OK, EXIT_USAGE, type Io, processIo } from "./io.ts";
 import { keysCommand } from "./keys.ts";
+import { redriveCommand } from "./redrive.ts";
 import { replayCommand } from "./replay.ts";
 import { simulateCommand } from "./simulate.ts";
 
@@ -14,6 +15,7 @@ const commands: Readonly<Record<string, Command>> = {
   compute: computeCommand,
   demo: demoCommand,
   keys: keysCommand,
+  redrive: redriveCommand,
   replay: replayCommand,
   serve: serveCommand,
   simulate: simulateCommand,

@@ -1,0 +1,177 @@
+import type { Kafka, Message } from "kafkajs";
+import { AgentmeterError, type ErrorCode } from "../../schemas/errors.ts";
+import { accountKeyOf, deadLetterSchema, decodeRecord } from "../../schemas/index.ts";
+import { type RangeRequest, resolveRange, type TopicRange } from "../audit/range.ts";
+import { type ReadProgress, readTopicBatches } from "../audit/topic-reader.ts";
+import type { Config } from "../config.ts";
+import { idempotentProducer } from "../kafka.ts";
+import type { Logger } from "../log.ts";
+
+/** Headers a re-driven record carries: where its dead letter was, and why the record was refused. */
+export const REDRIVEN_FROM_HEADER = "agentmeter-redriven-from";
+export const REDRIVEN_REASON_HEADER = "agentmeter-redriven-reason";
+
+/** Why a dead letter was not re-driven; each is counted. */
+export type RedriveSkip =
+  /** Its reason code is not one asked for. */
+  | "other_reason"
+  /** Its record came from another topic than this namespace's input topic. */
+  | "other_topic"
+  /** The dead letter itself does not decode (not written by agentmeter, or by a newer version). */
+  | "unreadable_letter"
+  /** A credit: its operator signature is a header the dead letter does not keep, so it would be refused again. */
+  | "credit"
+  /** A tick: the processor writes its own, and an old one moves no clock. */
+  | "tick"
+  /** --rekey asked for, but the record does not decode, so it has no account key to take. */
+  | "no_account_key";
+
+export type RedriveDecision =
+  | { send: true; reason: ErrorCode; message: Message }
+  | { send: false; skip: RedriveSkip };
+
+export interface RedriveSelection {
+  /** The input topic records must have come from (the namespace's AGENTMETER_INPUT_TOPIC). */
+  inputTopic: string;
+  reasons: ReadonlySet<ErrorCode>;
+  /** Key each record by its account (accountKeyOf) rather than the key it was sent with. */
+  rekey: boolean;
+  maxRecordBytes: number;
+}
+
+/** Only the record's type, without validating it: a record refused for its content is still re-driven. */
+function recordType(bytes: Buffer): unknown {
+  try {
+    const parsed: unknown = JSON.parse(bytes.toString("utf8"));
+    return typeof parsed === "object" && parsed !== null ? (parsed as { type?: unknown }).type : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What to do with one message of the dead-letter topic: send its original bytes back to the input topic
+ * (with its original key, or its account's with `rekey`), or skip it, and why. Pure.
+ */
+export function redriveDecision(
+  value: Buffer | null,
+  position: { topic: string; partition: number; offset: string },
+  selection: RedriveSelection,
+): RedriveDecision {
+  let letter: ReturnType<typeof deadLetterSchema.parse>;
+  try {
+    letter = deadLetterSchema.parse(JSON.parse((value ?? Buffer.alloc(0)).toString("utf8")));
+  } catch {
+    return { send: false, skip: "unreadable_letter" };
+  }
+  if (letter.source.topic !== selection.inputTopic) return { send: false, skip: "other_topic" };
+  if (!selection.reasons.has(letter.reason_code)) return { send: false, skip: "other_reason" };
+  const original = Buffer.from(letter.original, "base64");
+  const type = recordType(original);
+  if (type === "credit") return { send: false, skip: "credit" };
+  if (type === "tick") return { send: false, skip: "tick" };
+  let key = letter.key;
+  if (selection.rekey) {
+    const decoded = decodeRecord(original, { maxBytes: selection.maxRecordBytes });
+    if (!decoded.ok) return { send: false, skip: "no_account_key" };
+    key = accountKeyOf(decoded.record);
+  }
+  return {
+    send: true,
+    reason: letter.reason_code,
+    message: {
+      key,
+      value: original,
+      headers: {
+        [REDRIVEN_FROM_HEADER]: `${position.topic}/${position.partition}/${position.offset}`,
+        [REDRIVEN_REASON_HEADER]: letter.reason_code,
+      },
+    },
+  };
+}
+
+export interface RedriveOptions {
+  config: Config;
+  reasons: ReadonlySet<ErrorCode>;
+  rekey: boolean;
+  /** Count what would be re-driven, send nothing. */
+  dryRun: boolean;
+  /** Offsets of the dead-letter topic to read (default: all of it, up to its end at start). */
+  range: RangeRequest;
+  logger: Logger;
+  onProgress?: (progress: ReadProgress) => void;
+}
+
+export interface RedriveResult {
+  topic: string;
+  /** The dead-letter topic's offsets read: a next run can start at `to` (--from-offset). */
+  range: TopicRange;
+  read: number;
+  /** Sent back to the input topic (or, on a dry run, that would be), by reason code. */
+  redriven: Partial<Record<ErrorCode, number>>;
+  skipped: Partial<Record<RedriveSkip, number>>;
+}
+
+/**
+ * Reads the dead-letter topic and sends the original bytes of the dead letters whose reason is asked
+ * for back to the input topic, in the order they were dead-lettered (per dead-letter partition, which is
+ * per key). The processor then takes them like any record: one it applied before is a duplicate by its
+ * record_id, so re-driving the same letters twice bills nothing twice (within the dedupe horizon).
+ */
+export async function redrive(kafka: Kafka, options: RedriveOptions): Promise<RedriveResult> {
+  const { config } = options;
+  const topic = config.AGENTMETER_DLQ_TOPIC;
+  const admin = kafka.admin();
+  await admin.connect();
+  let range: TopicRange;
+  try {
+    if (!(await admin.listTopics()).includes(topic))
+      throw new AgentmeterError(
+        "CLI_USAGE",
+        `topic ${topic} does not exist (AGENTMETER_DLQ_TOPIC): nothing was ever dead-lettered there`,
+      );
+    range = await resolveRange(admin, topic, options.range);
+  } finally {
+    await admin.disconnect();
+  }
+  const selection: RedriveSelection = {
+    inputTopic: config.AGENTMETER_INPUT_TOPIC,
+    reasons: options.reasons,
+    rekey: options.rekey,
+    maxRecordBytes: config.AGENTMETER_MAX_RECORD_BYTES,
+  };
+  const result: RedriveResult = { topic, range, read: 0, redriven: {}, skipped: {} };
+  const producer = options.dryRun ? undefined : idempotentProducer(kafka, options.logger);
+  await producer?.connect();
+  try {
+    await readTopicBatches(
+      kafka,
+      range,
+      async (partition, messages) => {
+        const sends: Message[] = [];
+        for (const message of messages) {
+          result.read++;
+          const decision = redriveDecision(
+            message.value,
+            { topic, partition, offset: message.offset },
+            selection,
+          );
+          if (!decision.send) {
+            result.skipped[decision.skip] = (result.skipped[decision.skip] ?? 0) + 1;
+            continue;
+          }
+          result.redriven[decision.reason] = (result.redriven[decision.reason] ?? 0) + 1;
+          sends.push(decision.message);
+        }
+        if (producer !== undefined && sends.length > 0)
+          await producer.send({ topic: config.AGENTMETER_INPUT_TOPIC, acks: -1, messages: sends });
+      },
+      options.onProgress,
+    );
+  } finally {
+    await producer?.disconnect();
+  }
+  const total = range.partitions.reduce((sum, p) => sum + Number(BigInt(p.to) - BigInt(p.from)), 0);
+  options.onProgress?.({ read: result.read, total, done: true });
+  return result;
+}

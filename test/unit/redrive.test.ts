@@ -1,0 +1,99 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  REDRIVEN_FROM_HEADER,
+  REDRIVEN_REASON_HEADER,
+  type RedriveSelection,
+  redriveDecision,
+} from "../../pipeline/ops/redrive.ts";
+import { deadLetter } from "../../pipeline/processor/dead-letter.ts";
+import { generateWorkload } from "../../pipeline/simulate/workload.ts";
+import type { ErrorCode } from "../../schemas/errors.ts";
+import { accountKeyOf, SCHEMA_VERSION } from "../../schemas/index.ts";
+
+const records = [...generateWorkload({ seed: 5, records: 200, apps: 2, usersPerApp: 3, runId: "rd" })];
+const usage = records.find((record) => record.type === "usage")!;
+const credit = records.find((record) => record.type === "credit")!;
+const selection: RedriveSelection = {
+  inputTopic: "in",
+  reasons: new Set<ErrorCode>(["RECORD_WRONG_PARTITION", "RECORD_KEY_MISMATCH"]),
+  rekey: false,
+  maxRecordBytes: 65_536,
+};
+const at = { topic: "dlq", partition: 2, offset: "17" };
+
+function letter(value: string | Buffer, code: ErrorCode, key: string | null, topic = "in"): Buffer {
+  const bytes = typeof value === "string" ? Buffer.from(value) : value;
+  const envelope = deadLetter(
+    { topic, partition: 0, offset: "5" },
+    key === null ? null : Buffer.from(key),
+    bytes,
+    code,
+    "why",
+    "2026-12-06T00:00:00.000Z",
+  );
+  return Buffer.from(JSON.stringify(envelope));
+}
+
+describe("redrive: which dead letters go back to the input topic", () => {
+  it("sends the original bytes under the original key, with where the letter was and why", () => {
+    const bytes = Buffer.from(JSON.stringify(usage));
+    const decision = redriveDecision(
+      letter(bytes, "RECORD_WRONG_PARTITION", accountKeyOf(usage)),
+      at,
+      selection,
+    );
+    assert.ok(decision.send);
+    assert.equal(decision.reason, "RECORD_WRONG_PARTITION");
+    assert.equal(decision.message.key, accountKeyOf(usage));
+    assert.deepEqual(decision.message.value, bytes);
+    assert.deepEqual(decision.message.headers, {
+      [REDRIVEN_FROM_HEADER]: "dlq/2/17",
+      [REDRIVEN_REASON_HEADER]: "RECORD_WRONG_PARTITION",
+    });
+  });
+
+  it("with rekey, keys a record by its account; one that does not decode is skipped", () => {
+    const wrongKey = letter(JSON.stringify(usage), "RECORD_KEY_MISMATCH", "app:nobody:nobody");
+    const decision = redriveDecision(wrongKey, at, { ...selection, rekey: true });
+    assert.ok(decision.send);
+    assert.equal(decision.message.key, accountKeyOf(usage));
+    const asCame = redriveDecision(wrongKey, at, selection);
+    assert.equal(
+      asCame.send ? asCame.message.key : undefined,
+      "app:nobody:nobody",
+      "without rekey: as it came",
+    );
+    const broken = letter(JSON.stringify({ ...usage, record_id: "" }), "RECORD_KEY_MISMATCH", "k");
+    assert.deepEqual(redriveDecision(broken, at, { ...selection, rekey: true }), {
+      send: false,
+      skip: "no_account_key",
+    });
+  });
+
+  it("skips other reasons, other topics, credits, ticks and what is not a dead letter", () => {
+    const skip = (value: Buffer | null) => {
+      const decision = redriveDecision(value, at, selection);
+      return decision.send ? "sent" : decision.skip;
+    };
+    assert.equal(skip(letter("not json", "RECORD_NOT_JSON", null)), "other_reason");
+    assert.equal(
+      skip(letter(JSON.stringify(usage), "RECORD_WRONG_PARTITION", "k", "elsewhere")),
+      "other_topic",
+    );
+    assert.equal(
+      skip(letter(JSON.stringify(credit), "RECORD_WRONG_PARTITION", accountKeyOf(credit))),
+      "credit",
+    );
+    const tick = {
+      type: "tick",
+      schema_version: SCHEMA_VERSION,
+      record_id: "t",
+      partition: 0,
+      occurred_at: usage.occurred_at,
+    };
+    assert.equal(skip(letter(JSON.stringify(tick), "RECORD_WRONG_PARTITION", "tick:0")), "tick");
+    assert.equal(skip(Buffer.from("{}")), "unreadable_letter");
+    assert.equal(skip(null), "unreadable_letter");
+  });
+});
