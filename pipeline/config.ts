@@ -118,6 +118,12 @@ export const ConfigSchema = z.object({
    * twice in soaks with and without it, cause not found).
    */
   AGENTMETER_MIN_CYCLE_INTERVAL_MS: z.coerce.number().int().min(0).max(60_000).default(0),
+  /**
+   * Records a processor may dead-letter in an hour as RECORD_APPLY_FAILED (the billing core failed on a
+   * valid record, from a fresh load: a bug). Past it, a failing batch is retried until a fix is deployed,
+   * as with 0: a bad deploy cannot drain a topic into the dead-letter topic.
+   */
+  AGENTMETER_APPLY_FAILURE_LIMIT: z.coerce.number().int().min(0).max(1_000_000).default(10),
   /** Age of the oldest record not yet in the stores past which its partition stops fetching. */
   AGENTMETER_MAX_STORE_LAG_MS: positiveInt.min(1_000).max(3_600_000).default(30_000),
   /**

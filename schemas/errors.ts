@@ -36,6 +36,11 @@ export const ERROR_CODES = [
   "RECORD_CREATOR_MISMATCH",
   /** A store refused the record's effect deterministically (a retry would fail the same way). */
   "RECORD_STORE_REJECTED",
+  /**
+   * The billing core failed on the record (a bug: the record is valid), again after a fresh load from
+   * the stores. Dead-lettered within AGENTMETER_APPLY_FAILURE_LIMIT an hour, to be re-driven after a fix.
+   */
+  "RECORD_APPLY_FAILED",
   /** A key (account, chat, workflow, topic partition, namespace) that is not in its documented form. */
   "KEY_INVALID",
   // local stack and services

@@ -14,9 +14,10 @@ import {
   type LedgerEntry,
   type RevenueLedger,
 } from "../core/revenue-ledger.ts";
-import type { ErrorCode } from "../errors.ts";
+import { AgentmeterError, type ErrorCode, isAgentmeterError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { admitMessage, type InputMessage } from "./admit.ts";
+import type { ApplyFailureBudget } from "./apply-failures.ts";
 import type { CostWatch } from "./cost-watch.ts";
 import { deadLetter } from "./dead-letter.ts";
 import {
@@ -70,6 +71,15 @@ export interface WorkerDeps {
   logger: Logger;
   /** Wall clock for the dead-letter envelope only; billing never reads it. */
   now: () => Date;
+  /** Whether a record the billing core fails on may be dead-lettered (RECORD_APPLY_FAILED) now. */
+  applyFailures: Pick<ApplyFailureBudget, "open">;
+}
+
+/** An error thrown by the billing core or the planning around it (no I/O): a bug, not a store's answer. */
+class CoreFailure extends Error {
+  constructor(readonly error: unknown) {
+    super(error instanceof Error ? error.message : String(error), { cause: error });
+  }
 }
 
 interface Decoded {
@@ -84,6 +94,8 @@ export class PartitionWorker {
   private readonly memory: PartitionMemory;
   /** Memory was dropped since the last plan: what a write-behind stage still holds must land first. */
   cold = false;
+  /** Memory holds nothing from before: the next plan reads every account it needs from the stores. */
+  private fromStores = true;
 
   constructor(
     readonly topic: string,
@@ -107,12 +119,24 @@ export class PartitionWorker {
   /** Decodes, applies and returns what to write. The in-memory state moves ahead; call `durable` or `reset` after the flush. */
   async plan(messages: readonly InputMessage[]): Promise<FlushPlan> {
     this.cold = false;
+    const fromStores = this.fromStores;
+    this.fromStores = false;
     try {
       return await this.planUnsafe(messages);
     } catch (error) {
       // Memory may be ahead of the stores half way through: a retry starts from what is durable.
       this.reset();
-      throw error;
+      if (!(error instanceof CoreFailure)) throw error;
+      // From memory kept between batches the failure may be the memory's: the retry, from the stores,
+      // decides. From the stores it is the records' and will fail the same way every time: the
+      // processor then finds the record (as for a store's refusal) and dead-letters it, while the budget
+      // allows; past it the batch is retried as before, until a fix is deployed.
+      if (!fromStores || !this.deps.applyFailures.open) throw error.error;
+      throw new AgentmeterError(
+        "RECORD_APPLY_FAILED",
+        `the billing core failed on this batch, loaded fresh from the stores: ${error.message}`,
+        { cause: error.error },
+      );
     }
   }
 
@@ -139,22 +163,31 @@ export class PartitionWorker {
   /** The flush did not happen (or may have half happened): forget memory, reload from the stores next time. */
   reset(): void {
     this.cold = true;
+    this.fromStores = true;
     this.memory.clear();
   }
 
   private async planUnsafe(messages: readonly InputMessage[]): Promise<FlushPlan> {
     const plan = this.emptyPlan(messages);
     const lap = stopwatch();
-    const decoded: Decoded[] = [];
-    for (const message of messages) {
-      const item = this.decode(message, plan);
-      if (item !== undefined) decoded.push(item);
-    }
+    const decoded = withoutIo(() => {
+      const items: Decoded[] = [];
+      for (const message of messages) {
+        const item = this.decode(message, plan);
+        if (item !== undefined) items.push(item);
+      }
+      return items;
+    });
     plan.timings.decode = lap();
     const due = await this.dueForTicks(decoded);
     await this.loadMissing(decoded, due);
     plan.timings.load = lap();
+    withoutIo(() => this.applyLoaded(decoded, plan, lap));
+    return plan;
+  }
 
+  /** The part of planning with no I/O: every account the records need is in memory. */
+  private applyLoaded(decoded: readonly Decoded[], plan: FlushPlan, lap: () => number): void {
     const readable = decoded.filter((item) => this.readable(item, plan));
     // A tick has no account of its own: which accounts it re-applies to is decided per account (applyTick).
     const fresh = readable.filter(
@@ -172,7 +205,6 @@ export class PartitionWorker {
     // consumed = applied + replay-skipped + dead-lettered holds record by record.
     plan.stats.applied = fresh.length - (plan.stats.deadLettered - lettersBefore);
     plan.timings.project = lap();
-    return plan;
   }
 
   /**
@@ -605,6 +637,18 @@ function dedupeNoticesOf(logger: Logger): OncePerKey {
 }
 
 /** Milliseconds since the last call (or since it was made). */
+/**
+ * Runs a part of planning that does no I/O, its errors as CoreFailure. Refusals (a document past the
+ * store's limit) are the processor's own answers and pass as they are.
+ */
+function withoutIo<T>(work: () => T): T {
+  try {
+    return work();
+  } catch (error) {
+    throw isAgentmeterError(error) ? error : new CoreFailure(error);
+  }
+}
+
 function stopwatch(): () => number {
   let mark = performance.now();
   return () => {

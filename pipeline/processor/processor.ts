@@ -31,6 +31,7 @@ import {
   StorePings,
 } from "../ops/readiness.ts";
 import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
+import { ApplyFailureBudget } from "./apply-failures.ts";
 import { BatchLease } from "./batch-lease.ts";
 import { CostWatch } from "./cost-watch.ts";
 import { within } from "./deadline.ts";
@@ -120,6 +121,7 @@ export class Processor {
   private readonly layout: MongoLayout;
   private readonly indexes: IndexRegistry;
   private readonly knownShared = new Set<string>();
+  private readonly applyFailures: ApplyFailureBudget;
   private readonly costWatch: CostWatch;
   /** What flushes and cycles write to: the adapters of the ports. */
   private readonly targets: FlushTargets;
@@ -168,6 +170,7 @@ export class Processor {
       });
     this.kafka = createKafka(config, logger);
     this.creditPolicy = creditAuthorization(config);
+    this.applyFailures = new ApplyFailureBudget(config.AGENTMETER_APPLY_FAILURE_LIMIT);
     this.heartbeatIntervalMs = Math.floor(config.AGENTMETER_SESSION_TIMEOUT_MS / 10);
     this.bounds = {
       maxRecords: config.AGENTMETER_MAX_PENDING_RECORDS,
@@ -431,6 +434,7 @@ export class Processor {
           creditPolicy: this.creditPolicy,
           logger: this.logger,
           now: () => new Date(),
+          applyFailures: this.applyFailures,
         },
         placement,
       );
@@ -712,6 +716,17 @@ export class Processor {
       }
       const message = messages[0]!;
       const reason = error instanceof Error ? error.message : String(error);
+      if (isAgentmeterError(error, "RECORD_APPLY_FAILED")) {
+        // The stack is the fix's starting point; the dead letter keeps the record for a re-drive after it.
+        this.logger.error(
+          { partition: ctx.partition, offset: message.offset, err: error.cause },
+          "the billing core failed on a valid record (a bug): dead-lettered as RECORD_APPLY_FAILED, re-drive it after the fix",
+        );
+        this.applyFailures.spend();
+        this.totals.applyFailed += 1;
+        await this.flushPlan(worker.rejection(message, "RECORD_APPLY_FAILED", reason), ctx);
+        return;
+      }
       this.logger.error(
         { partition: ctx.partition, offset: message.offset, reason },
         "a store refused a record's effect for good: dead-lettered as RECORD_STORE_REJECTED",

@@ -39,6 +39,9 @@ function isClickHouseError(error: object): boolean {
 
 function isDeterministicOne(error: unknown): boolean {
   if (isAgentmeterError(error, "RECORD_STORE_REJECTED")) return true;
+  // The billing core failed on records loaded fresh from the stores (partition-worker.ts): the same
+  // records fail the same way on every retry.
+  if (isAgentmeterError(error, "RECORD_APPLY_FAILED")) return true;
   if (typeof error !== "object" || error === null) return false;
   const { name, code, type, message } = error as {
     name?: string;

@@ -13,6 +13,8 @@ export interface ProcessorTotals {
   projectionWrites: number;
   /** Records dead-lettered because a store refused their effect (RECORD_STORE_REJECTED). */
   storeRejected: number;
+  /** Records dead-lettered because the billing core failed on them (RECORD_APPLY_FAILED: a bug). */
+  applyFailed: number;
   /** Dedupe ids forgotten inside the horizon for the per-account cap. */
   dedupeForgotten: number;
 }
@@ -29,6 +31,7 @@ export function zeroTotals(): ProcessorTotals {
     ledgerWrites: 0,
     projectionWrites: 0,
     storeRejected: 0,
+    applyFailed: 0,
     dedupeForgotten: 0,
   };
 }

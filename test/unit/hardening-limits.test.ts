@@ -29,6 +29,7 @@ import type { RevenueLedger } from "../../pipeline/core/revenue-ledger.ts";
 import { AgentmeterError, isAgentmeterError } from "../../pipeline/errors.ts";
 import { createLogger, type Logger } from "../../pipeline/log.ts";
 import { DisabledMetrics, ProcessorMetrics } from "../../pipeline/ops/metrics.ts";
+import { ApplyFailureBudget } from "../../pipeline/processor/apply-failures.ts";
 import type { CostWatch } from "../../pipeline/processor/cost-watch.ts";
 import type { HoldRegistry } from "../../pipeline/processor/hold-registry.ts";
 import { type Owned, OwnedDocs, PartitionMemory } from "../../pipeline/processor/partition-memory.ts";
@@ -158,7 +159,12 @@ function capturingLogger(): {
 }
 
 /** One owned partition (0 of 1) of TOPIC, its stores in memory, and a flush that writes a plan to them. */
-function partitionHarness(options: { maxCachedAccounts?: number; billing?: BillingConfig; logger?: Logger }) {
+function partitionHarness(options: {
+  maxCachedAccounts?: number;
+  billing?: BillingConfig;
+  logger?: Logger;
+  applyFailures?: { open: boolean };
+}) {
   const accounts = new MemoryAccounts();
   const ledgers = new MemoryLedgers();
   const registry = new MemoryRegistry();
@@ -175,6 +181,7 @@ function partitionHarness(options: { maxCachedAccounts?: number; billing?: Billi
     creditPolicy: creditAuthorization({}),
     logger: options.logger ?? capturingLogger().logger,
     now: () => new Date(at(0)),
+    applyFailures: options.applyFailures ?? { open: true },
   };
   let nextOffset = 0;
   let minute = 0;
@@ -611,6 +618,10 @@ describe("store errors: deterministic (dead-letter the record) vs transient (ret
       new AgentmeterError("RECORD_STORE_REJECTED", "account document would be too large"),
     ],
     [
+      "agentmeter: the billing core failed on records loaded fresh (RECORD_APPLY_FAILED)",
+      new AgentmeterError("RECORD_APPLY_FAILED", "the billing core failed", { cause: new TypeError("x") }),
+    ],
+    [
       "agentmeter: a store error wrapped as another error's cause",
       new Error("flush failed", {
         cause: new MongoServerError({ message: "BSONObj size too large", code: 10334 }),
@@ -902,5 +913,89 @@ describe("ClickHouse month split of session summaries (appendSessionSummaries)",
     // A retry or a replay stores a second copy, which FINAL collapses; a token could drop a retry whose
     // first try the server logged but did not keep.
     for (const insert of inserts) assert.deepEqual(insert.settings, { insert_deduplicate: 0 });
+  });
+});
+
+describe("a billing core that fails on a valid record (a bug): RECORD_APPLY_FAILED, within a budget", () => {
+  /** A price book whose one price throws while `failing.on`: a bug in pricing, for these records only. */
+  function failingBilling(failing: { on: boolean }): BillingConfig {
+    const entry = {
+      price_id: "boom-2020",
+      model: "boom",
+      effective_from: "2020-01-01T00:00:00Z",
+      completion_micros_per_mtok: 1_000_000,
+      get prompt_micros_per_mtok(): number {
+        if (failing.on) throw new TypeError("injected: pricing failed");
+        return 1_000_000;
+      },
+    };
+    return {
+      ...defaultBillingConfig,
+      default_model: "boom",
+      price_book: { entries: [entry] },
+    } as BillingConfig;
+  }
+
+  test("Given memory loaded fresh from the stores, When the core throws, Then RECORD_APPLY_FAILED with the error as its cause", async () => {
+    const failing = { on: true };
+    const harness = partitionHarness({ billing: failingBilling(failing) });
+    const worker = harness.worker();
+    await assert.rejects(worker.plan([harness.usage("u1", "r1")]), (error: unknown) => {
+      assert.ok(isAgentmeterError(error, "RECORD_APPLY_FAILED"), String(error));
+      assert.match(error.message, /injected: pricing failed/);
+      assert.ok(error.cause instanceof TypeError);
+      assert.equal(isDeterministicStoreError(error), true, "found and dead-lettered like a store's refusal");
+      return true;
+    });
+    assert.equal(worker.cold, true, "memory dropped: the next plan reads the stores");
+  });
+
+  test("Given memory kept from an earlier batch, When the core throws, Then the raw error first (retried), and RECORD_APPLY_FAILED only from a fresh load", async () => {
+    const failing = { on: false };
+    const harness = partitionHarness({ billing: failingBilling(failing) });
+    const worker = harness.worker();
+    await harness.flush(worker, await worker.plan([harness.usage("u1", "r1")]));
+    failing.on = true;
+    const next = harness.usage("u1", "r2");
+    // Memory may be what failed (a stale or evicted account): the failure is retried, from the stores.
+    await assert.rejects(worker.plan([next]), (error: unknown) => {
+      assert.ok(error instanceof TypeError && !isDeterministicStoreError(error), String(error));
+      return true;
+    });
+    await assert.rejects(worker.plan([next]), (error: unknown) =>
+      isAgentmeterError(error, "RECORD_APPLY_FAILED"),
+    );
+    // Fixed (a deploy): the same record plans, from the stores, and bills.
+    failing.on = false;
+    const plan = await worker.plan([next]);
+    assert.equal(plan.stats.applied, 1);
+  });
+
+  test("Given the budget spent, When the core throws from a fresh load, Then the raw error: the batch is retried until a fix", async () => {
+    const harness = partitionHarness({
+      billing: failingBilling({ on: true }),
+      applyFailures: { open: false },
+    });
+    await assert.rejects(harness.worker().plan([harness.usage("u1", "r1")]), (error: unknown) => {
+      assert.ok(error instanceof TypeError && !isDeterministicStoreError(error), String(error));
+      return true;
+    });
+  });
+
+  test("ApplyFailureBudget: at most `limit` in any window, and each spent one returns when it leaves the window", () => {
+    let now = 0;
+    const budget = new ApplyFailureBudget(2, () => now, 1_000);
+    assert.equal(budget.open, true);
+    budget.spend();
+    now = 500;
+    budget.spend();
+    assert.equal(budget.open, false);
+    now = 999;
+    assert.equal(budget.open, false);
+    now = 1_000;
+    assert.equal(budget.open, true, "the first left the window");
+    budget.spend();
+    assert.equal(budget.open, false);
+    assert.equal(new ApplyFailureBudget(0).open, false, "0: never dead-lettered, retried as before");
   });
 });

@@ -1,0 +1,106 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { redriveCommand } from "../../pipeline/cli/redrive.ts";
+import { type BillingConfig, parseBillingConfig } from "../../pipeline/core/index.ts";
+import type { Processor } from "../../pipeline/processor/processor.ts";
+import { generateWorkload } from "../../pipeline/simulate/workload.ts";
+import type { InputRecordJson } from "../../schemas/index.ts";
+import { TestPipeline } from "../support/harness.ts";
+import { configEnv, eventually } from "../support/pipeline.ts";
+
+/**
+ * A bug in the billing core on valid records, on the real pipeline: the records it fails on are
+ * dead-lettered (RECORD_APPLY_FAILED) and the partition bills everyone else, up to the budget
+ * (AGENTMETER_APPLY_FAILURE_LIMIT); past it the partition waits for the fix and then bills on, nothing
+ * lost; a re-drive after the fix bills the parked records once.
+ */
+
+/** The default price book and one model whose price throws while `failing.on`: the bug. */
+function billingWithBug(failing: { on: boolean }): BillingConfig {
+  const billing = parseBillingConfig({});
+  const entry = {
+    price_id: "boom-2020",
+    model: "boom",
+    effective_from: "2020-01-01T00:00:00Z",
+    completion_micros_per_mtok: 2_000_000,
+    get prompt_micros_per_mtok(): number {
+      if (failing.on) throw new TypeError("injected: pricing failed");
+      return 1_000_000;
+    },
+  };
+  return { ...billing, price_book: { entries: [...billing.price_book.entries, entry] } } as BillingConfig;
+}
+
+/** A copy of a usage record under a new id whose every agent ran the model with the bug. */
+function onBoom(record: InputRecordJson, id: string): InputRecordJson {
+  assert.equal(record.type, "usage");
+  const usage = record as Extract<InputRecordJson, { type: "usage" }>;
+  const agents = Object.fromEntries(
+    Object.entries(usage.agent_usage).map(([name, agent]) => [name, { ...agent, model: "boom" }]),
+  );
+  return { ...usage, record_id: id, agent_usage: agents };
+}
+
+describe("a billing core that fails on valid records: parked within a budget, nothing lost", {
+  timeout: 6 * 60_000,
+}, () => {
+  const failing = { on: true };
+  const records = [...generateWorkload({ seed: 43, records: 900, apps: 2, usersPerApp: 6, runId: "bug" })];
+  const usage = records.filter((record) => record.type === "usage");
+  // Copies of real usage records, on the model with the bug.
+  const [a, b, c, d] = [usage.at(-1)!, usage.at(-2)!, usage.at(-3)!, usage.at(-4)!].map((record, i) =>
+    onBoom(record, `boom-${i}`),
+  );
+  const first = records.slice(0, 600);
+  const second = records.slice(600);
+  let pipeline: TestPipeline;
+  let processor: Processor;
+  const saved = { ...process.env };
+
+  before(async () => {
+    pipeline = await TestPipeline.create({
+      env: { AGENTMETER_APPLY_FAILURE_LIMIT: "3" },
+      billing: billingWithBug(failing),
+    });
+    Object.assign(process.env, configEnv(pipeline.config));
+    processor = await pipeline.startProcessor("fatal");
+  });
+
+  after(async () => {
+    for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
+    Object.assign(process.env, saved);
+    await pipeline?.close();
+  });
+
+  it("given records the core fails on, then they are dead-lettered within the budget, past it the partition waits for the fix, and a re-drive bills them once", async () => {
+    await pipeline.produce([...first.slice(0, 300), a!, ...first.slice(300), b!]);
+    await pipeline.caughtUp();
+    assert.equal(processor.totals.applyFailed, 2, "both parked as RECORD_APPLY_FAILED");
+    assert.equal(processor.totals.deadLettered, 2);
+    await pipeline.assertStoresMatch(first);
+
+    // The third is parked; the fourth finds the budget spent: its partition waits, the others go on.
+    await pipeline.produce([c!, d!, ...second]);
+    await eventually("the third parked", async () => (processor.totals.applyFailed === 3 ? true : undefined));
+    await assert.rejects(pipeline.caughtUp(4_000), "the partition of the fourth waits for a fix");
+    assert.equal(processor.totals.deadLettered, 3, "nothing more dead-lettered past the budget");
+
+    // The fix is deployed: the waiting batch is retried and bills, the fourth record included.
+    failing.on = false;
+    await pipeline.caughtUp();
+    assert.equal(processor.totals.applyFailed, 3);
+    await pipeline.assertStoresMatch([...first, d!, ...second]);
+
+    // The parked three, re-driven: billed once each, after everything billed meanwhile.
+    let out = "";
+    const code = await redriveCommand.run(["--reason", "RECORD_APPLY_FAILED"], {
+      stdin: process.stdin,
+      stdout: { write: (text: string) => (out += text) },
+      stderr: { write: () => true },
+    });
+    assert.equal(code, 0);
+    assert.match(out, /Re-drove 3 of 3 dead letters/);
+    await pipeline.caughtUp();
+    await pipeline.assertStoresMatch([...first, d!, ...second, a!, b!, c!]);
+  });
+});
