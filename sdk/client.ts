@@ -273,6 +273,7 @@ export class Agentmeter implements SessionClient {
       turn,
       (hold, usage) => this.settle(hold.hold_id, usage),
       (hold) => this.release({ ...ids, hold_id: hold.hold_id }),
+      (record) => this.send(record as RecordInput),
     );
   }
 

@@ -1,5 +1,5 @@
-import { AgentmeterError } from "../pipeline/errors.ts";
-import type { HoldDecision, HoldDenialReason } from "../schemas/index.ts";
+import { AgentmeterError, isAgentmeterError } from "../pipeline/errors.ts";
+import type { HoldDecision, HoldDenialReason, InputRecord } from "../schemas/index.ts";
 import type { AccountIds } from "./session-client.ts";
 import type { RecordInput } from "./validate.ts";
 
@@ -110,24 +110,60 @@ export function holdDenied(grant: HoldGrant): AgentmeterError {
   );
 }
 
+/** Waits before each resend of a settle whose send failed (PRODUCE_FAILED): three more tries in 3.5 s. */
+export const SETTLE_RESEND_DELAYS_MS = [500, 1_000, 2_000] as const;
+
+/** The record a failed send names (PRODUCE_FAILED's details.record), if the error is one. */
+function unsentRecordOf(error: unknown): InputRecord | undefined {
+  if (!isAgentmeterError(error, "PRODUCE_FAILED")) return undefined;
+  return (error.details as { record?: InputRecord } | undefined)?.record;
+}
+
 /**
- * reserve, run the turn, settle with what it really used; on an error of the turn or of the settle
- * (a usage record refused before sending), release and rethrow. A release after a settle that did
- * reach the account finds the hold closed and changes nothing; a release that fails leaves the hold to
- * expire at its expires_at. The caller sees the first error.
+ * reserve, run the turn, settle with what it really used. When the turn throws, the hold is released
+ * and the error rethrown (a release that fails leaves the hold to expire at its expires_at). When the
+ * settle is refused before it is sent (an invalid usage record), likewise. When its send fails
+ * (PRODUCE_FAILED: the record may or may not be on the topic), the turn has spent its tokens: the same
+ * record is sent again (`resend`, same record_id, so the billing core counts it once however many
+ * copies land) after each of SETTLE_RESEND_DELAYS_MS, and the hold is never released, which would give
+ * back tokens the turn used. If every resend fails, the last PRODUCE_FAILED is thrown, naming the
+ * record for the caller to send again; the hold then expires at its expires_at if no copy landed.
  */
 export async function runHeld<U, R>(
   reserve: () => Promise<HoldGrant>,
   turn: (hold: HoldGrant) => Promise<U>,
   settle: (hold: HoldGrant, usage: U) => Promise<R>,
   release: (hold: HoldGrant) => Promise<unknown>,
+  resend: (record: InputRecord) => Promise<R>,
+  wait: (ms: number) => Promise<void> = (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 ): Promise<{ hold: HoldGrant; settled: R }> {
   const hold = await reserve();
   if (!hold.granted) throw holdDenied(hold);
+  let usage: U;
   try {
-    return { hold, settled: await settle(hold, await turn(hold)) };
+    usage = await turn(hold);
   } catch (error) {
     await release(hold).catch(() => undefined);
     throw error;
+  }
+  try {
+    return { hold, settled: await settle(hold, usage) };
+  } catch (error) {
+    const record = unsentRecordOf(error);
+    if (record === undefined) {
+      await release(hold).catch(() => undefined);
+      throw error;
+    }
+    let last = error;
+    for (const delay of SETTLE_RESEND_DELAYS_MS) {
+      await wait(delay);
+      try {
+        return { hold, settled: await resend(record) };
+      } catch (again) {
+        if (unsentRecordOf(again) === undefined) throw again;
+        last = again;
+      }
+    }
+    throw last;
   }
 }

@@ -29,7 +29,7 @@ import {
 import { type HoldGrant, runHeld } from "./holds.ts";
 import { uuidv7 } from "./record-id.ts";
 import type { AccountIds, BudgetStatus, SentRecord, SessionClient } from "./session-client.ts";
-import type { RecordInput } from "./validate.ts";
+import type { PreparedRecord, RecordInput } from "./validate.ts";
 
 /** One agent's tokens in one call of trackUsage. */
 export type AgentUsageInput = AgentUsage;
@@ -260,6 +260,14 @@ abstract class SessionMeter {
       ...(options.connection_state === undefined ? {} : { connection_state: options.connection_state }),
       ...(options.hold_id === undefined ? {} : { hold_id: options.hold_id }),
     });
+    return this.sendUsage(prepared);
+  }
+
+  /**
+   * Sends a usage record prepare() made (or, again, one whose send failed: the same record_id is counted
+   * once) and tallies it into the session once sent.
+   */
+  protected async sendUsage(prepared: PreparedRecord): Promise<UsageReceipt> {
     const record = prepared.record as UsageRecord;
     // A model the price book does not know is refused here, in the caller's stack, not dead-lettered later.
     const priced = priceUsage(record, this.meter.billing);
@@ -301,7 +309,8 @@ abstract class SessionMeter {
 
   /**
    * Reserves `estimate` tokens, runs the turn, and settles with the agent usage the turn returns; if
-   * the turn throws, releases the hold and rethrows. Not granted: HOLD_DENIED, the turn does not run.
+   * the turn throws, releases the hold and rethrows; a settle whose send fails is sent again, the same
+   * record (runHeld). Not granted: HOLD_DENIED, the turn does not run.
    */
   withHold(
     estimate: number,
@@ -314,6 +323,7 @@ abstract class SessionMeter {
       turn,
       (hold, usage) => this.settle(hold.hold_id, usage, track),
       (hold) => this.release(hold.hold_id),
+      (record) => this.sendUsage(this.meter.prepare(record as RecordInput)),
     ).then(({ hold, settled }) => ({ hold, receipt: settled }));
   }
 

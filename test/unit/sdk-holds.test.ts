@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { heldTokens, parseBillingConfig } from "../../pipeline/core/index.ts";
-import { isAgentmeterError } from "../../pipeline/errors.ts";
+import { AgentmeterError, isAgentmeterError } from "../../pipeline/errors.ts";
 import { createLogger } from "../../pipeline/log.ts";
+import type { InputRecord } from "../../schemas/index.ts";
 import { HoldReplies } from "../../sdk/hold-replies.ts";
+import { type HoldGrant, runHeld, SETTLE_RESEND_DELAYS_MS } from "../../sdk/holds.ts";
 import { Agentmeter, PlatformTokenManager, TokenManager } from "../../sdk/index.ts";
 import { KafkaBackend } from "../../sdk/kafka-backend.ts";
 import { prepareRecord } from "../../sdk/validate.ts";
@@ -229,5 +231,68 @@ describe("SDK holds over Kafka", () => {
     await assert.rejects(replies.wait("app:a:u", "r-1", "turn-1", 20), (error: unknown) =>
       isAgentmeterError(error, "HOLD_TIMEOUT"),
     );
+  });
+});
+
+describe("withHold when the settle's send fails (runHeld)", () => {
+  const grant = { granted: true, hold_id: "h-1" } as HoldGrant;
+  const record = { type: "usage", record_id: "u-1" } as unknown as InputRecord;
+  const unsent = (id: string) =>
+    new AgentmeterError("PRODUCE_FAILED", `record ${id}: broker down`, {
+      details: { record_id: id, record },
+    });
+  function run(options: { settle: () => Promise<string>; resends: Array<() => Promise<string>> }) {
+    const calls = { released: 0, resent: [] as InputRecord[], waited: [] as number[] };
+    const result = runHeld(
+      async () => grant,
+      async () => "usage",
+      options.settle,
+      async () => {
+        calls.released++;
+      },
+      async (again) => {
+        calls.resent.push(again);
+        return options.resends.shift()!();
+      },
+      async (ms) => {
+        calls.waited.push(ms);
+      },
+    );
+    return { result, calls };
+  }
+
+  it("sends the same record again, never releases, and answers what the resend answered", async () => {
+    const { result, calls } = run({
+      settle: () => Promise.reject(unsent("u-1")),
+      resends: [() => Promise.reject(unsent("u-1")), async () => "sent"],
+    });
+    assert.deepEqual(await result, { hold: grant, settled: "sent" });
+    assert.deepEqual(calls.resent, [record, record], "the very record of the failed send, twice");
+    assert.equal(calls.released, 0, "the turn spent its tokens: nothing is given back");
+    assert.deepEqual(calls.waited, [SETTLE_RESEND_DELAYS_MS[0], SETTLE_RESEND_DELAYS_MS[1]]);
+  });
+
+  it("after every resend failed, throws the last PRODUCE_FAILED naming the record, still without a release", async () => {
+    const { result, calls } = run({
+      settle: () => Promise.reject(unsent("u-1")),
+      resends: SETTLE_RESEND_DELAYS_MS.map(() => () => Promise.reject(unsent("u-1"))),
+    });
+    await assert.rejects(result, (error: unknown) => {
+      assert.ok(isAgentmeterError(error, "PRODUCE_FAILED"));
+      assert.equal((error.details as { record: InputRecord }).record, record);
+      return true;
+    });
+    assert.equal(calls.resent.length, SETTLE_RESEND_DELAYS_MS.length);
+    assert.equal(calls.released, 0);
+  });
+
+  it("a settle refused before sending (nothing on the topic) releases the hold and is not resent", async () => {
+    const { result, calls } = run({
+      settle: () => Promise.reject(new AgentmeterError("UNKNOWN_MODEL", "model x has no price")),
+      resends: [],
+    });
+    await assert.rejects(result, (error: unknown) => isAgentmeterError(error, "UNKNOWN_MODEL"));
+    assert.equal(calls.released, 1);
+    assert.deepEqual(calls.resent, []);
   });
 });
