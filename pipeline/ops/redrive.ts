@@ -27,7 +27,13 @@ export type RedriveSkip =
   | "no_account_key";
 
 export type RedriveDecision =
-  | { send: true; reason: ErrorCode; message: Message }
+  | {
+      send: true;
+      reason: ErrorCode;
+      message: Message;
+      /** The record's occurred_at (0 when it has none readable) and where it sat in the input topic. */
+      source: { occurredMs: number; partition: number; offset: bigint };
+    }
   | { send: false; skip: RedriveSkip };
 
 export interface RedriveSelection {
@@ -39,13 +45,16 @@ export interface RedriveSelection {
   maxRecordBytes: number;
 }
 
-/** Only the record's type, without validating it: a record refused for its content is still re-driven. */
-function recordType(bytes: Buffer): unknown {
+/** Only the record's type and time, not validated: a record refused for its content is still re-driven. */
+function peek(bytes: Buffer): { type: unknown; occurredMs: number } {
   try {
     const parsed: unknown = JSON.parse(bytes.toString("utf8"));
-    return typeof parsed === "object" && parsed !== null ? (parsed as { type?: unknown }).type : undefined;
+    if (typeof parsed !== "object" || parsed === null) return { type: undefined, occurredMs: 0 };
+    const { type, occurred_at: occurredAt } = parsed as { type?: unknown; occurred_at?: unknown };
+    const ms = typeof occurredAt === "string" ? Date.parse(occurredAt) : Number.NaN;
+    return { type, occurredMs: Number.isFinite(ms) ? ms : 0 };
   } catch {
-    return undefined;
+    return { type: undefined, occurredMs: 0 };
   }
 }
 
@@ -67,7 +76,7 @@ export function redriveDecision(
   if (letter.source.topic !== selection.inputTopic) return { send: false, skip: "other_topic" };
   if (!selection.reasons.has(letter.reason_code)) return { send: false, skip: "other_reason" };
   const original = Buffer.from(letter.original, "base64");
-  const type = recordType(original);
+  const { type, occurredMs } = peek(original);
   if (type === "credit") return { send: false, skip: "credit" };
   if (type === "tick") return { send: false, skip: "tick" };
   let key = letter.key;
@@ -79,6 +88,7 @@ export function redriveDecision(
   return {
     send: true,
     reason: letter.reason_code,
+    source: { occurredMs, partition: letter.source.partition, offset: BigInt(letter.source.offset) },
     message: {
       key,
       value: original,
@@ -88,6 +98,31 @@ export function redriveDecision(
       },
     },
   };
+}
+
+/** Messages per send; the idempotent producer keeps their order within a partition. */
+const SEND_CHUNK = 500;
+
+/** Where a re-driven record goes in the send: its event time, then where it was first refused. */
+type SendOrder = [occurredMs: number, partition: number, offset: bigint];
+
+interface Chosen {
+  message: Message;
+  order: SendOrder;
+}
+
+/**
+ * The letters of one account can sit on several partitions of the dead-letter topic (sent without a
+ * key, or under keys that differ), read side by side: sent as read, a void could overtake its usage.
+ * So everything chosen is sent in one order: the record's occurred_at, then its place in the input topic.
+ */
+export function sendOrderOf(decision: Extract<RedriveDecision, { send: true }>): SendOrder {
+  const { occurredMs, partition, offset } = decision.source;
+  return [occurredMs, partition, offset];
+}
+
+export function compareOrder(a: SendOrder, b: SendOrder): number {
+  return a[0] - b[0] || a[1] - b[1] || (a[2] < b[2] ? -1 : a[2] > b[2] ? 1 : 0);
 }
 
 export interface RedriveOptions {
@@ -114,8 +149,9 @@ export interface RedriveResult {
 
 /**
  * Reads the dead-letter topic and sends the original bytes of the dead letters whose reason is asked
- * for back to the input topic, in the order they were dead-lettered (per dead-letter partition, which is
- * per key). The processor then takes them like any record: one it applied before is a duplicate by its
+ * for back to the input topic, all of them ordered by the record's occurred_at, then by where it sat in
+ * the input topic (sendOrderOf). The chosen letters are held in memory until the read is done. The
+ * processor then takes them like any record: one it applied before is a duplicate by its
  * record_id, so re-driving the same letters twice bills nothing twice (within the dedupe horizon).
  */
 export async function redrive(kafka: Kafka, options: RedriveOptions): Promise<RedriveResult> {
@@ -141,35 +177,43 @@ export async function redrive(kafka: Kafka, options: RedriveOptions): Promise<Re
     maxRecordBytes: config.AGENTMETER_MAX_RECORD_BYTES,
   };
   const result: RedriveResult = { topic, range, read: 0, redriven: {}, skipped: {} };
-  const producer = options.dryRun ? undefined : idempotentProducer(kafka, options.logger);
-  await producer?.connect();
-  try {
-    await readTopicBatches(
-      kafka,
-      range,
-      async (partition, messages) => {
-        const sends: Message[] = [];
-        for (const message of messages) {
-          result.read++;
-          const decision = redriveDecision(
-            message.value,
-            { topic, partition, offset: message.offset },
-            selection,
-          );
-          if (!decision.send) {
-            result.skipped[decision.skip] = (result.skipped[decision.skip] ?? 0) + 1;
-            continue;
-          }
-          result.redriven[decision.reason] = (result.redriven[decision.reason] ?? 0) + 1;
-          sends.push(decision.message);
+  const chosen: Chosen[] = [];
+  await readTopicBatches(
+    kafka,
+    range,
+    (partition, messages) => {
+      for (const message of messages) {
+        result.read++;
+        const decision = redriveDecision(
+          message.value,
+          { topic, partition, offset: message.offset },
+          selection,
+        );
+        if (!decision.send) {
+          result.skipped[decision.skip] = (result.skipped[decision.skip] ?? 0) + 1;
+          continue;
         }
-        if (producer !== undefined && sends.length > 0)
-          await producer.send({ topic: config.AGENTMETER_INPUT_TOPIC, acks: -1, messages: sends });
-      },
-      options.onProgress,
-    );
-  } finally {
-    await producer?.disconnect();
+        result.redriven[decision.reason] = (result.redriven[decision.reason] ?? 0) + 1;
+        chosen.push({ message: decision.message, order: sendOrderOf(decision) });
+      }
+    },
+    options.onProgress,
+  );
+  if (!options.dryRun && chosen.length > 0) {
+    chosen.sort((a, b) => compareOrder(a.order, b.order));
+    const producer = idempotentProducer(kafka, options.logger);
+    await producer.connect();
+    try {
+      for (let start = 0; start < chosen.length; start += SEND_CHUNK) {
+        await producer.send({
+          topic: config.AGENTMETER_INPUT_TOPIC,
+          acks: -1,
+          messages: chosen.slice(start, start + SEND_CHUNK).map((item) => item.message),
+        });
+      }
+    } finally {
+      await producer.disconnect();
+    }
   }
   const total = range.partitions.reduce((sum, p) => sum + Number(BigInt(p.to) - BigInt(p.from)), 0);
   options.onProgress?.({ read: result.read, total, done: true });

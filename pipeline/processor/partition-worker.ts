@@ -112,6 +112,11 @@ export class PartitionWorker {
     return registry === undefined ? undefined : (registry.body?.entries.length ?? 0) > 0;
   }
 
+  /** The source topic its rows are stored under (the input topic, or a replay's). */
+  get source(): string {
+    return this.placement.source;
+  }
+
   get cachedAccounts(): number {
     return this.memory.accounts.size;
   }
@@ -638,14 +643,15 @@ function dedupeNoticesOf(logger: Logger): OncePerKey {
 
 /** Milliseconds since the last call (or since it was made). */
 /**
- * Runs a part of planning that does no I/O, its errors as CoreFailure. Refusals (a document past the
- * store's limit) are the processor's own answers and pass as they are.
+ * Runs a part of planning that does no I/O, its errors as CoreFailure. A refusal (a document past the
+ * store's limit, RECORD_STORE_REJECTED) is the processor's own answer and passes as it is; any other
+ * error, typed or not, is the core failing on records it should have billed or refused with an output.
  */
 function withoutIo<T>(work: () => T): T {
   try {
     return work();
   } catch (error) {
-    throw isAgentmeterError(error) ? error : new CoreFailure(error);
+    throw isAgentmeterError(error, "RECORD_STORE_REJECTED") ? error : new CoreFailure(error);
   }
 }
 

@@ -76,6 +76,8 @@ const STOP_DRAIN_MS = 30_000;
 
 /** MongoDB write statements in flight per process: two bulk commands (see sinks/mongo/limiter.ts). */
 const MONGO_IN_FLIGHT = 32;
+/** Between tries of a record the core fails on that cannot be dead-lettered (see run). */
+const APPLY_FAILURE_RETRY_MS = 5_000;
 
 /** What a durable cycle or flush wrote, for the metrics (ClickHouse: usage rows, summaries, one progress row). */
 function cycleFigures(plan: FlushPlan, seconds: number) {
@@ -717,6 +719,19 @@ export class Processor {
       const message = messages[0]!;
       const reason = error instanceof Error ? error.message : String(error);
       if (isAgentmeterError(error, "RECORD_APPLY_FAILED")) {
+        if (await this.storedInPart(worker.source, message, ctx)) {
+          // An earlier owner's flush of it landed in part (its rows, maybe its app's ledger) before that
+          // owner died: parked, then re-driven, it would be billed there twice. It waits for the fix.
+          this.logger.error(
+            { partition: ctx.partition, offset: message.offset, err: error.cause },
+            "the billing core failed on a record some stores already hold in part: not dead-lettered, retried until a fix",
+          );
+          await sleep(APPLY_FAILURE_RETRY_MS);
+          if (!ctx.stillOurs() || this.stopping)
+            throw new AgentmeterError("OWNERSHIP_LOST", `partition ${ctx.partition}: lost while retrying`);
+          await this.run(worker, messages, ctx);
+          return;
+        }
         // The stack is the fix's starting point; the dead letter keeps the record for a re-drive after it.
         this.logger.error(
           { partition: ctx.partition, offset: message.offset, err: error.cause },
@@ -736,6 +751,15 @@ export class Processor {
       return;
     }
     worker.durable(plan);
+  }
+
+  /** Whether a usage or adjustment row at or past the message's offset is stored (flush.ts, step 1). */
+  private async storedInPart(source: string, message: InputMessage, ctx: BatchContext): Promise<boolean> {
+    const through = await this.withRetry(
+      () => this.usageEvents.storedThrough(source, ctx.partition),
+      ctx.stillOurs,
+    );
+    return through >= BigInt(message.offset);
   }
 
   private async flushPlan(plan: FlushPlan, ctx: BatchContext): Promise<void> {

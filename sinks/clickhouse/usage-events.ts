@@ -226,6 +226,18 @@ export class UsageEventsSink implements UsageLog {
     return highest;
   }
 
+  /**
+   * The highest offset of any usage or adjustment row stored for a source partition (-1: none), read
+   * afresh. A flush writes these rows before any ledger or account (flush.ts), so a record past it has
+   * no effect in any store that bills.
+   */
+  async storedThrough(topic: string, partition: number): Promise<bigint> {
+    let highest = await this.storedWatermark(topic, partition);
+    for (const mark of (await this.readMarks(this.adjustments.tables[0]!, topic, partition)).values())
+      if (mark > highest) highest = mark;
+    return highest;
+  }
+
   /** Inserts the usage rows of one partition's flush that some table lacks; returns how many raw rows it sent. */
   append(topic: string, partition: number, outcomes: readonly PositionedOutcome[]): Promise<number> {
     return this.appendTo(this.usage, topic, partition, outcomes);

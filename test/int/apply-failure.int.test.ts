@@ -2,9 +2,13 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { redriveCommand } from "../../pipeline/cli/redrive.ts";
 import { type BillingConfig, parseBillingConfig } from "../../pipeline/core/index.ts";
+import { partitionForKey } from "../../pipeline/processor/partitioning.ts";
 import type { Processor } from "../../pipeline/processor/processor.ts";
+import { clickHouseFor } from "../../pipeline/runtime/clients.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import type { InputRecordJson } from "../../schemas/index.ts";
+import { accountKeyOf } from "../../schemas/index.ts";
+import { quoteIdent } from "../../sinks/clickhouse/client.ts";
 import { TestPipeline } from "../support/harness.ts";
 import { configEnv, eventually } from "../support/pipeline.ts";
 
@@ -102,5 +106,52 @@ describe("a billing core that fails on valid records: parked within a budget, no
     assert.match(out, /Re-drove 3 of 3 dead letters/);
     await pipeline.caughtUp();
     await pipeline.assertStoresMatch([...first, d!, ...second, a!, b!, c!]);
+  });
+
+  it("given a record an earlier owner's flush stored in part, when the core fails on it, then it is not dead-lettered (a re-drive would bill it twice) but retried until the fix", async () => {
+    const fixed = { on: true };
+    const own = await TestPipeline.create({ billing: billingWithBug(fixed) });
+    try {
+      const started = await own.startProcessor("fatal");
+      const base = records.slice(0, 200);
+      await own.produce(base);
+      await own.caughtUp();
+      // What a flush cut short leaves: a usage row stored past the record, its account not written.
+      const victim = onBoom(usage[5]!, "boom-partly");
+      const partition = partitionForKey(accountKeyOf(victim), own.config.AGENTMETER_PARTITIONS);
+      const clickhouse = clickHouseFor(own.config);
+      const table = `${quoteIdent(own.config.CLICKHOUSE_DATABASE)}.usage_events`;
+      try {
+        await clickhouse.insert({
+          table,
+          values: [
+            {
+              topic: own.topic,
+              partition,
+              offset: "1000000",
+              record_id: "stored-in-part",
+              occurred_at: victim.occurred_at,
+            },
+          ],
+          format: "JSONEachRow",
+        });
+        await own.produce([victim]);
+        await assert.rejects(own.caughtUp(8_000), "its partition waits");
+        assert.equal(started.totals.deadLettered, 0, "nothing dead-lettered");
+        assert.equal(started.totals.applyFailed, 0);
+        // The fix: the row that stood for the earlier flush goes, the core bills again.
+        await clickhouse.command({
+          query: `ALTER TABLE ${table} DELETE WHERE record_id = 'stored-in-part'`,
+          clickhouse_settings: { mutations_sync: "1" },
+        });
+      } finally {
+        await clickhouse.close();
+      }
+      fixed.on = false;
+      await own.caughtUp();
+      await own.assertStoresMatch([...base, victim]);
+    } finally {
+      await own.close();
+    }
   });
 });

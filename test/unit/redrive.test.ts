@@ -1,15 +1,17 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
+  compareOrder,
   REDRIVEN_FROM_HEADER,
   REDRIVEN_REASON_HEADER,
   type RedriveSelection,
   redriveDecision,
+  sendOrderOf,
 } from "../../pipeline/ops/redrive.ts";
 import { deadLetter } from "../../pipeline/processor/dead-letter.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import type { ErrorCode } from "../../schemas/errors.ts";
-import { accountKeyOf, SCHEMA_VERSION } from "../../schemas/index.ts";
+import { accountKeyOf, type InputRecordJson, SCHEMA_VERSION } from "../../schemas/index.ts";
 
 const records = [...generateWorkload({ seed: 5, records: 200, apps: 2, usersPerApp: 3, runId: "rd" })];
 const usage = records.find((record) => record.type === "usage")!;
@@ -95,5 +97,35 @@ describe("redrive: which dead letters go back to the input topic", () => {
     assert.equal(skip(letter(JSON.stringify(tick), "RECORD_WRONG_PARTITION", "tick:0")), "tick");
     assert.equal(skip(Buffer.from("{}")), "unreadable_letter");
     assert.equal(skip(null), "unreadable_letter");
+  });
+
+  it("sends one account's letters by occurred_at, then by where they sat in the input topic, whatever the letters' order", () => {
+    const [first] = records.filter((record) => record.type === "usage").slice(0, 1) as InputRecordJson[];
+    const later = {
+      ...first!,
+      record_id: "later",
+      occurred_at: new Date(Date.parse(first!.occurred_at) + 60_000).toISOString(),
+    };
+    const sameTime = { ...first!, record_id: "same-time" };
+    const decide = (record: InputRecordJson, partition: number, offset: string) => {
+      const envelope = deadLetter(
+        { topic: "in", partition, offset },
+        null,
+        Buffer.from(JSON.stringify(record)),
+        "RECORD_KEY_MISMATCH",
+        "why",
+        "2026-12-06T00:00:00.000Z",
+      );
+      const decision = redriveDecision(Buffer.from(JSON.stringify(envelope)), at, {
+        ...selection,
+        rekey: true,
+      });
+      assert.ok(decision.send);
+      return { id: record.record_id, order: sendOrderOf(decision) };
+    };
+    // As read: the later one first (another dead-letter partition), then two of one time on two partitions.
+    const read = [decide(later, 0, "3"), decide(sameTime, 2, "1"), decide(first!, 1, "9")];
+    const sent = [...read].sort((a, b) => compareOrder(a.order, b.order)).map((item) => item.id);
+    assert.deepEqual(sent, [first!.record_id, "same-time", "later"]);
   });
 });
