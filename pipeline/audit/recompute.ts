@@ -130,6 +130,22 @@ export function usageGroupKey(enterpriseId: string, level: string): string {
   return `${enterpriseId}\u0000${level}`;
 }
 
+type RowMoney = "records" | "cost_micros" | "billed_micros" | "creator_share_micros" | "platform_fee_micros";
+
+/** One row's count and money into its group (usage and adjustments alike), and its id. */
+function addRow(
+  group: AppLevelGroup<RowMoney>,
+  row: Record<Exclude<RowMoney, "records">, bigint> & { record_id: string },
+): void {
+  const figures = group.figures;
+  figures.records += 1n;
+  figures.cost_micros += row.cost_micros;
+  figures.billed_micros += row.billed_micros;
+  figures.creator_share_micros += row.creator_share_micros;
+  figures.platform_fee_micros += row.platform_fee_micros;
+  group.ids.push(row.record_id);
+}
+
 /** The group of `groups` for an app and level, created with every figure 0 on first use. */
 function groupOf<F extends string>(
   groups: Map<string, AppLevelGroup<F>>,
@@ -243,29 +259,17 @@ export class Recomputer {
       }
       if (output.kind === "adjustment") {
         const group = groupOf(this.adjustments, ADJUSTMENT_FIELDS, output.enterprise_id, output.level);
-        const figures = group.figures;
-        figures.records += 1n;
-        figures.trial_tokens += BigInt(output.trial_tokens);
-        figures.paid_tokens += BigInt(output.paid_tokens);
-        figures.grant_tokens += BigInt(output.grant_tokens ?? 0);
-        figures.cost_micros += output.cost_micros;
-        figures.billed_micros += output.billed_micros;
-        figures.creator_share_micros += output.creator_share_micros;
-        figures.platform_fee_micros += output.platform_fee_micros;
-        group.ids.push(output.record_id);
+        addRow(group, output);
+        group.figures.trial_tokens += BigInt(output.trial_tokens);
+        group.figures.paid_tokens += BigInt(output.paid_tokens);
+        group.figures.grant_tokens += BigInt(output.grant_tokens ?? 0);
         this.addRevenue(output);
       }
       if (output.kind !== "usage_outcome") continue;
       this.counts.usage_outcomes++;
       const group = groupOf(this.usage, USAGE_FIELDS, output.enterprise_id, output.level);
-      const figures = group.figures;
-      figures.records += 1n;
-      figures.tokens += BigInt(output.tokens_used);
-      figures.cost_micros += output.cost_micros;
-      figures.billed_micros += output.billed_micros;
-      figures.creator_share_micros += output.creator_share_micros;
-      figures.platform_fee_micros += output.platform_fee_micros;
-      group.ids.push(output.record_id);
+      addRow(group, output);
+      group.figures.tokens += BigInt(output.tokens_used);
       this.addRevenue(output);
     }
   }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { redriveCommand } from "../../pipeline/cli/redrive.ts";
-import { type BillingConfig, parseBillingConfig } from "../../pipeline/core/index.ts";
+import { parseBillingConfig } from "../../pipeline/core/index.ts";
 import { partitionForKey } from "../../pipeline/processor/partitioning.ts";
 import type { Processor } from "../../pipeline/processor/processor.ts";
 import { clickHouseFor } from "../../pipeline/runtime/clients.ts";
@@ -9,6 +9,7 @@ import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import type { InputRecordJson } from "../../schemas/index.ts";
 import { accountKeyOf } from "../../schemas/index.ts";
 import { quoteIdent } from "../../sinks/clickhouse/client.ts";
+import { BUGGY_MODEL, billingWithBug } from "../support/billing-bug.ts";
 import { TestPipeline } from "../support/harness.ts";
 import { configEnv, eventually } from "../support/pipeline.ts";
 
@@ -19,28 +20,12 @@ import { configEnv, eventually } from "../support/pipeline.ts";
  * lost; a re-drive after the fix bills the parked records once.
  */
 
-/** The default price book and one model whose price throws while `failing.on`: the bug. */
-function billingWithBug(failing: { on: boolean }): BillingConfig {
-  const billing = parseBillingConfig({});
-  const entry = {
-    price_id: "boom-2020",
-    model: "boom",
-    effective_from: "2020-01-01T00:00:00Z",
-    completion_micros_per_mtok: 2_000_000,
-    get prompt_micros_per_mtok(): number {
-      if (failing.on) throw new TypeError("injected: pricing failed");
-      return 1_000_000;
-    },
-  };
-  return { ...billing, price_book: { entries: [...billing.price_book.entries, entry] } } as BillingConfig;
-}
-
 /** A copy of a usage record under a new id whose every agent ran the model with the bug. */
 function onBoom(record: InputRecordJson, id: string): InputRecordJson {
   assert.equal(record.type, "usage");
   const usage = record as Extract<InputRecordJson, { type: "usage" }>;
   const agents = Object.fromEntries(
-    Object.entries(usage.agent_usage).map(([name, agent]) => [name, { ...agent, model: "boom" }]),
+    Object.entries(usage.agent_usage).map(([name, agent]) => [name, { ...agent, model: BUGGY_MODEL }]),
   );
   return { ...usage, record_id: id, agent_usage: agents };
 }
@@ -64,7 +49,7 @@ describe("a billing core that fails on valid records: parked within a budget, no
   before(async () => {
     pipeline = await TestPipeline.create({
       env: { AGENTMETER_APPLY_FAILURE_LIMIT: "3" },
-      billing: billingWithBug(failing),
+      billing: billingWithBug(parseBillingConfig({}), failing),
     });
     Object.assign(process.env, configEnv(pipeline.config));
     processor = await pipeline.startProcessor("fatal");
@@ -110,7 +95,7 @@ describe("a billing core that fails on valid records: parked within a budget, no
 
   it("given a record an earlier owner's flush stored in part, when the core fails on it, then it is not dead-lettered (a re-drive would bill it twice) but retried until the fix", async () => {
     const fixed = { on: true };
-    const own = await TestPipeline.create({ billing: billingWithBug(fixed) });
+    const own = await TestPipeline.create({ billing: billingWithBug(parseBillingConfig({}), fixed) });
     try {
       const started = await own.startProcessor("fatal");
       const base = records.slice(0, 200);

@@ -64,6 +64,7 @@ import { accountKeyOf, type SessionSummary, type UsageOutcome } from "../../sche
 import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
 import { MONTHS_PER_INSERT, monthRuns as runsByMonth } from "../../sinks/clickhouse/month-runs.ts";
 import { appendSessionSummaries } from "../../sinks/clickhouse/session-summaries.ts";
+import { BUGGY_MODEL, billingWithBug } from "../support/billing-bug.ts";
 import { accountOf, at, config, run, usage } from "./builders.ts";
 
 // kafkajs is CommonJS: Node sees its error classes only on the default export.
@@ -917,24 +918,11 @@ describe("ClickHouse month split of session summaries (appendSessionSummaries)",
 });
 
 describe("a billing core that fails on a valid record (a bug): RECORD_APPLY_FAILED, within a budget", () => {
-  /** A price book whose one price throws while `failing.on`: a bug in pricing, for these records only. */
-  function failingBilling(failing: { on: boolean }): BillingConfig {
-    const entry = {
-      price_id: "boom-2020",
-      model: "boom",
-      effective_from: "2020-01-01T00:00:00Z",
-      completion_micros_per_mtok: 1_000_000,
-      get prompt_micros_per_mtok(): number {
-        if (failing.on) throw new TypeError("injected: pricing failed");
-        return 1_000_000;
-      },
-    };
-    return {
-      ...defaultBillingConfig,
-      default_model: "boom",
-      price_book: { entries: [entry] },
-    } as BillingConfig;
-  }
+  /** Every record's model (the default) is the one whose price throws while `failing.on`. */
+  const failingBilling = (failing: { on: boolean }): BillingConfig => ({
+    ...billingWithBug(defaultBillingConfig, failing),
+    default_model: BUGGY_MODEL,
+  });
 
   test("Given memory loaded fresh from the stores, When the core throws, Then RECORD_APPLY_FAILED with the error as its cause", async () => {
     const failing = { on: true };
