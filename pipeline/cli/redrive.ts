@@ -18,7 +18,8 @@ key and bytes and gains two headers, agentmeter-redriven-from (topic/partition/o
 and agentmeter-redriven-reason. The processor takes them like any record: one applied before is a
 duplicate by its record_id, so running this twice bills nothing twice (within the dedupe horizon).
 Credits are never re-driven (their operator signature is a header the dead letter does not keep: send
-them again signed), nor ticks.
+them again signed), nor ticks, nor records ClickHouse holds a row for at their input position (their
+flush landed in part: re-driven, they would be counted twice; the audit names them).
 
   --reason CODES        the reason codes to re-drive, comma-separated (required)
   --rekey               key each record by its account (the key the processor expects) instead of the
@@ -28,9 +29,10 @@ them again signed), nor ticks.
   --to-offset SPEC      stop before these offsets (default: the end at start)
   --dry-run             send nothing: count what would be re-driven and what would be skipped
 
-Configuration from the environment, as the processor's (KAFKA_BROKERS, AGENTMETER_DLQ_TOPIC, ...).
+Configuration from the environment, as the processor's (KAFKA_BROKERS, AGENTMETER_DLQ_TOPIC,
+CLICKHOUSE_URL, ...).
 
-Exit codes: 0 done; 2 bad argument or config; 3 Kafka does not answer.`;
+Exit codes: 0 done; 2 bad argument or config; 3 Kafka or ClickHouse does not answer.`;
 
 function parseReasons(text: string | undefined): Set<ErrorCode> {
   if (text === undefined || text.trim() === "")

@@ -1,11 +1,15 @@
 import type { Kafka, Message } from "kafkajs";
 import { AgentmeterError, type ErrorCode } from "../../schemas/errors.ts";
 import { accountKeyOf, deadLetterSchema, decodeRecord } from "../../schemas/index.ts";
+import { quoteIdent } from "../../sinks/clickhouse/client.ts";
 import { type RangeRequest, resolveRange, type TopicRange } from "../audit/range.ts";
+import { reach } from "../audit/reach.ts";
 import { type ReadProgress, readTopicBatches } from "../audit/topic-reader.ts";
+import { redactUrl } from "../auth/redact.ts";
 import type { Config } from "../config.ts";
 import { idempotentProducer } from "../kafka.ts";
 import type { Logger } from "../log.ts";
+import { clickHouseFor } from "../runtime/clients.ts";
 
 /** Headers a re-driven record carries: where its dead letter was, and why the record was refused. */
 export const REDRIVEN_FROM_HEADER = "agentmeter-redriven-from";
@@ -23,6 +27,8 @@ export type RedriveSkip =
   | "credit"
   /** A tick: the processor writes its own, and an old one moves no clock. */
   | "tick"
+  /** A usage or adjustment row at its input position is stored: its flush landed in part (see storedAt). */
+  | "stored_in_part"
   /** --rekey asked for, but the record does not decode, so it has no account key to take. */
   | "no_account_key";
 
@@ -109,6 +115,47 @@ type SendOrder = [occurredMs: number, partition: number, offset: bigint];
 interface Chosen {
   message: Message;
   order: SendOrder;
+  reason: ErrorCode;
+}
+
+function positionKey(partition: number, offset: bigint): string {
+  return `${partition}/${offset}`;
+}
+
+/** Input positions asked about per query (inlined: validated integers). */
+const POSITIONS_PER_QUERY = 1_000;
+
+/**
+ * The input positions among `orders` that a usage or adjustment row is stored at. A flush writes those
+ * rows first and the ledgers after (pipeline/processor/flush.ts): a record refused after its flush had
+ * landed in part (its owner died, or a store refused its account) holds billed effects already, and a
+ * re-drive would bill them a second time. Such letters are skipped (`stored_in_part`): the audit names
+ * their accounts.
+ */
+async function storedAt(config: Config, orders: readonly SendOrder[]): Promise<Set<string>> {
+  const client = clickHouseFor(config);
+  const stored = new Set<string>();
+  try {
+    const db = quoteIdent(config.CLICKHOUSE_DATABASE);
+    for (let start = 0; start < orders.length; start += POSITIONS_PER_QUERY) {
+      const tuples = orders
+        .slice(start, start + POSITIONS_PER_QUERY)
+        .map(([, partition, offset]) => `(${Math.trunc(partition)}, ${BigInt(offset)})`)
+        .join(", ");
+      const where = `topic = {topic:String} AND (partition, offset) IN (${tuples})`;
+      const result = await client.query({
+        query: `SELECT partition, toString(offset) AS offset FROM ${db}.usage_events WHERE ${where}
+                UNION ALL SELECT partition, toString(offset) AS offset FROM ${db}.adjustments WHERE ${where}`,
+        query_params: { topic: config.AGENTMETER_INPUT_TOPIC },
+        format: "JSONEachRow",
+      });
+      for (const row of await result.json<{ partition: number; offset: string }>())
+        stored.add(positionKey(Number(row.partition), BigInt(row.offset)));
+    }
+  } finally {
+    await client.close();
+  }
+  return stored;
 }
 
 /**
@@ -193,22 +240,38 @@ export async function redrive(kafka: Kafka, options: RedriveOptions): Promise<Re
           result.skipped[decision.skip] = (result.skipped[decision.skip] ?? 0) + 1;
           continue;
         }
-        result.redriven[decision.reason] = (result.redriven[decision.reason] ?? 0) + 1;
-        chosen.push({ message: decision.message, order: sendOrderOf(decision) });
+        chosen.push({ message: decision.message, order: sendOrderOf(decision), reason: decision.reason });
       }
     },
     options.onProgress,
   );
-  if (!options.dryRun && chosen.length > 0) {
-    chosen.sort((a, b) => compareOrder(a.order, b.order));
+  const stored =
+    chosen.length === 0
+      ? new Set<string>()
+      : await reach("ClickHouse", redactUrl(config.CLICKHOUSE_URL), () =>
+          storedAt(
+            config,
+            chosen.map((item) => item.order),
+          ),
+        );
+  const sending = chosen.filter((item) => {
+    if (stored.has(positionKey(item.order[1], item.order[2]))) {
+      result.skipped.stored_in_part = (result.skipped.stored_in_part ?? 0) + 1;
+      return false;
+    }
+    result.redriven[item.reason] = (result.redriven[item.reason] ?? 0) + 1;
+    return true;
+  });
+  if (!options.dryRun && sending.length > 0) {
+    sending.sort((a, b) => compareOrder(a.order, b.order));
     const producer = idempotentProducer(kafka, options.logger);
     await producer.connect();
     try {
-      for (let start = 0; start < chosen.length; start += SEND_CHUNK) {
+      for (let start = 0; start < sending.length; start += SEND_CHUNK) {
         await producer.send({
           topic: config.AGENTMETER_INPUT_TOPIC,
           acks: -1,
-          messages: chosen.slice(start, start + SEND_CHUNK).map((item) => item.message),
+          messages: sending.slice(start, start + SEND_CHUNK).map((item) => item.message),
         });
       }
     } finally {

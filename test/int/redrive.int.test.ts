@@ -7,8 +7,10 @@ import { auditCommand } from "../../pipeline/cli/audit.ts";
 import { redriveCommand } from "../../pipeline/cli/redrive.ts";
 import { partitionForKey } from "../../pipeline/processor/partitioning.ts";
 import type { Processor } from "../../pipeline/processor/processor.ts";
+import { clickHouseFor } from "../../pipeline/runtime/clients.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import { accountKeyOf, type InputRecordJson } from "../../schemas/index.ts";
+import { quoteIdent } from "../../sinks/clickhouse/client.ts";
 import { TestPipeline } from "../support/harness.ts";
 import { configEnv } from "../support/pipeline.ts";
 
@@ -51,6 +53,7 @@ describe("redrive: dead-lettered records back to the input topic, billed exactly
   );
   let pipeline: TestPipeline;
   let processor: Processor;
+  let misplacedAt: { partition: number; from: number };
   const saved = { ...process.env };
 
   before(async () => {
@@ -62,6 +65,10 @@ describe("redrive: dead-lettered records back to the input topic, billed exactly
     const wrongPartition = (key: string) => (partitionForKey(key, partitions) + 1) % partitions;
     const producer = await pipeline.producer();
     await pipeline.produce(kept);
+    // The misplaced records go first in the send below: their offsets on that partition follow its end now.
+    const partition = wrongPartition(misplacedKey);
+    const ends = await (await pipeline.admin()).fetchTopicOffsets(pipeline.topic);
+    misplacedAt = { partition, from: Number(ends.find((end) => end.partition === partition)!.high) };
     await producer.send({
       topic: pipeline.topic,
       messages: [
@@ -147,6 +154,30 @@ describe("redrive: dead-lettered records back to the input topic, billed exactly
     const rest = await run([...reasons, "--from-offset", next]);
     assert.equal(rest.code, 0, rest.err);
     assert.match(rest.out, /Re-drove 0 of 0 dead letters/);
+
+    // A letter whose record has a usage row at its input position (its flush landed in part before the
+    // refusal) is never re-driven: its billed effects are stored already. Rows at the positions the
+    // misplaced records were sent to stand for that.
+    const clickhouse = clickHouseFor(pipeline.config);
+    try {
+      await clickhouse.insert({
+        table: `${quoteIdent(pipeline.config.CLICKHOUSE_DATABASE)}.usage_events`,
+        values: misplaced.map((_, index) => ({
+          topic: pipeline.topic,
+          partition: misplacedAt.partition,
+          offset: String(misplacedAt.from + index),
+          record_id: `stored-${index}`,
+          occurred_at: records[0]!.occurred_at,
+        })),
+        format: "JSONEachRow",
+      });
+    } finally {
+      await clickhouse.close();
+    }
+    const partly = await run([...reasons, "--dry-run"]);
+    assert.equal(partly.code, 0, partly.err);
+    assert.match(partly.out, new RegExp(`Would re-drive ${count(rekeyed)} of ${dead} dead letters`));
+    assert.match(partly.out, new RegExp(`stored_in_part ${count(misplaced)}\\n`));
   });
 
   it("given a bad --reason or none, exits 2 with one line naming it, before any connection", async () => {
