@@ -77,8 +77,8 @@ export interface WorkerDeps {
 
 /** An error thrown by the billing core or the planning around it (no I/O): a bug, not a store's answer. */
 class CoreFailure extends Error {
-  constructor(readonly error: unknown) {
-    super(error instanceof Error ? error.message : String(error), { cause: error });
+  constructor(override readonly cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
   }
 }
 
@@ -136,11 +136,11 @@ export class PartitionWorker {
       // decides. From the stores it is the records' and will fail the same way every time: the
       // processor then finds the record (as for a store's refusal) and dead-letters it, while the budget
       // allows; past it the batch is retried as before, until a fix is deployed.
-      if (!fromStores || !this.deps.applyFailures.open) throw error.error;
+      if (!fromStores || !this.deps.applyFailures.open) throw error.cause;
       throw new AgentmeterError(
         "RECORD_APPLY_FAILED",
         `the billing core failed on this batch, loaded fresh from the stores: ${error.message}`,
-        { cause: error.error },
+        { cause: error.cause },
       );
     }
   }
@@ -641,7 +641,6 @@ function dedupeNoticesOf(logger: Logger): OncePerKey {
   return notices;
 }
 
-/** Milliseconds since the last call (or since it was made). */
 /**
  * Runs a part of planning that does no I/O, its errors as CoreFailure. A refusal (a document past the
  * store's limit, RECORD_STORE_REJECTED) is the processor's own answer and passes as it is; any other
@@ -655,6 +654,7 @@ function withoutIo<T>(work: () => T): T {
   }
 }
 
+/** Milliseconds since the last call (or since it was made). */
 function stopwatch(): () => number {
   let mark = performance.now();
   return () => {

@@ -719,27 +719,7 @@ export class Processor {
       const message = messages[0]!;
       const reason = error instanceof Error ? error.message : String(error);
       if (isAgentmeterError(error, "RECORD_APPLY_FAILED")) {
-        if (await this.storedInPart(worker.source, message, ctx)) {
-          // An earlier owner's flush of it landed in part (its rows, maybe its app's ledger) before that
-          // owner died: parked, then re-driven, it would be billed there twice. It waits for the fix.
-          this.logger.error(
-            { partition: ctx.partition, offset: message.offset, err: error.cause },
-            "the billing core failed on a record some stores already hold in part: not dead-lettered, retried until a fix",
-          );
-          await sleep(APPLY_FAILURE_RETRY_MS);
-          if (!ctx.stillOurs() || this.stopping)
-            throw new AgentmeterError("OWNERSHIP_LOST", `partition ${ctx.partition}: lost while retrying`);
-          await this.run(worker, messages, ctx);
-          return;
-        }
-        // The stack is the fix's starting point; the dead letter keeps the record for a re-drive after it.
-        this.logger.error(
-          { partition: ctx.partition, offset: message.offset, err: error.cause },
-          "the billing core failed on a valid record (a bug): dead-lettered as RECORD_APPLY_FAILED, re-drive it after the fix",
-        );
-        this.applyFailures.spend();
-        this.totals.applyFailed += 1;
-        await this.flushPlan(worker.rejection(message, "RECORD_APPLY_FAILED", reason), ctx);
+        await this.parkApplyFailure(worker, messages, ctx, error);
         return;
       }
       this.logger.error(
@@ -751,6 +731,39 @@ export class Processor {
       return;
     }
     worker.durable(plan);
+  }
+
+  /**
+   * The one record the billing core fails on (RECORD_APPLY_FAILED): dead-lettered, unless an earlier
+   * owner's flush of it landed in part (its rows, maybe its app's ledger) before that owner died. Parked
+   * and then re-driven, such a record would be billed there twice, so it is tried again until a fix.
+   */
+  private async parkApplyFailure(
+    worker: PartitionWorker,
+    messages: readonly InputMessage[],
+    ctx: BatchContext,
+    error: AgentmeterError,
+  ): Promise<void> {
+    const message = messages[0]!;
+    if (await this.storedInPart(worker.source, message, ctx)) {
+      this.logger.error(
+        { partition: ctx.partition, offset: message.offset, err: error.cause },
+        "the billing core failed on a record some stores already hold in part: not dead-lettered, retried until a fix",
+      );
+      await sleep(APPLY_FAILURE_RETRY_MS);
+      if (!ctx.stillOurs() || this.stopping)
+        throw new AgentmeterError("OWNERSHIP_LOST", `partition ${ctx.partition}: lost while retrying`);
+      await this.run(worker, messages, ctx);
+      return;
+    }
+    // The stack is the fix's starting point; the dead letter keeps the record for a re-drive after it.
+    this.logger.error(
+      { partition: ctx.partition, offset: message.offset, err: error.cause },
+      "the billing core failed on a valid record (a bug): dead-lettered as RECORD_APPLY_FAILED, re-drive it after the fix",
+    );
+    this.applyFailures.spend();
+    this.totals.applyFailed += 1;
+    await this.flushPlan(worker.rejection(message, "RECORD_APPLY_FAILED", error.message), ctx);
   }
 
   /** Whether a usage or adjustment row at or past the message's offset is stored (flush.ts, step 1). */
