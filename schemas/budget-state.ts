@@ -16,6 +16,13 @@ export const budgetStateSchema = z.strictObject({
   /** Why the account cannot continue, null when it can. */
   pause_reason: z.string().nullable(),
   allowance_tokens: z.int(),
+  /**
+   * Allowance tokens used in the current period (all of them for a one-off trial). It can pass
+   * `allowance_tokens` (a budget lowered below what was used) and is not `allowance_tokens -
+   * trial_remaining_tokens` when a period carried tokens in. Absent in states published before it
+   * existed.
+   */
+  trial_used_tokens: z.int().optional(),
   trial_remaining_tokens: z.int(),
   paid_tokens: z.int(),
   available_tokens: z.int(),

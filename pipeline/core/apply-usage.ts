@@ -144,6 +144,7 @@ export function applyUsage(
   });
   for (const event of events) outputs.push(event);
   const atMs = epochMs(record.occurred_at);
+  const drawnMs = drawnAtMs(account, eventMs);
   rememberUsage(
     account,
     record.record_id,
@@ -159,9 +160,20 @@ export function applyUsage(
       refunded_micros: 0n,
       voided: false,
       ...(planned.grants.length === 0 ? {} : { grants: Object.fromEntries(planned.grants) }),
-      ...(eventMs === atMs ? {} : { drawn_ms: eventMs }),
+      ...(drawnMs === atMs ? {} : { drawn_ms: drawnMs }),
     },
     config,
   );
   return undefined;
+}
+
+/**
+ * When, in the account's clock, a usage record drew its tokens: the period it drew from is the one a
+ * void must give them back to. That is the account's event time, unless a tick (which moves the period
+ * but not the records' event time) already opened a later period: then it drew from that one.
+ */
+function drawnAtMs(account: AccountState, eventMs: number): number {
+  if (account.period === undefined) return eventMs;
+  const startMs = epochMs(account.period.start);
+  return startMs > eventMs ? startMs : eventMs;
 }

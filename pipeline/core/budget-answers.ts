@@ -38,8 +38,14 @@ export type TrialUsage = {
 export function trialUsageOf(state: BudgetState): TrialUsage {
   return {
     allowance_tokens: state.allowance_tokens,
-    trial_used_tokens: state.allowance_tokens - state.trial_remaining_tokens,
+    trial_used_tokens: state.trial_used_tokens ?? usedBeforeItWasPublished(state),
     trial_remaining_tokens: state.trial_remaining_tokens,
     is_free_trial: state.trial_remaining_tokens > 0 && state.paid_tokens >= 0,
   };
+}
+
+/** A state published before `trial_used_tokens` existed: what it shows of the allowance, never below 0. */
+function usedBeforeItWasPublished(state: BudgetState): number {
+  const granted = state.allowance_tokens + (state.period?.carried_tokens ?? 0);
+  return Math.max(0, granted - state.trial_remaining_tokens);
 }

@@ -33,6 +33,7 @@ export function budgetStateOf(account: AccountState): BudgetState {
     can_continue: ok,
     pause_reason: ok ? null : exhaustionReason(account),
     allowance_tokens: account.allowance_tokens,
+    trial_used_tokens: account.trial_used_tokens,
     trial_remaining_tokens: trialRemaining(account),
     paid_tokens: paidTokens(account),
     available_tokens: availableTokens(account),

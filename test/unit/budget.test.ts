@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { budgetStateOf } from "../../pipeline/core/index.ts";
+import { budgetStateOf, trialUsageOf } from "../../pipeline/core/index.ts";
+import { budgetStateSchema } from "../../schemas/index.ts";
 import {
   accountOf,
   at,
@@ -179,5 +180,31 @@ describe("budgets", () => {
     assert.deepEqual([account.allowance_tokens, account.trial_used_tokens], [3_000, 4_000]);
     assert.equal(budgetStateOf(account).trial_remaining_tokens, 0);
     assert.equal(budgetStateOf(account).can_continue, false);
+    assert.equal(trialUsageOf(budgetStateOf(account)).trial_used_tokens, 4_000, "what the SDK reports");
+  });
+  test("Given a period that carried tokens in, Then the trial used the SDK reports is this period's, never negative", () => {
+    const monthly = config({
+      platform_allowance_tokens: 1_000,
+      allowance_period: { platform: { every: "month", rollover_max_tokens: 500 } },
+    });
+    const { state } = run(
+      [
+        usage({ ...PLATFORM_IDS, record_id: "u-1", ...tokens(200), occurred_at: "2025-01-10T00:00:00Z" }),
+        usage({ ...PLATFORM_IDS, record_id: "u-2", ...tokens(100), occurred_at: "2025-02-03T00:00:00Z" }),
+      ],
+      monthly,
+    );
+    const published = budgetStateOf(accountOf(state, "platform:user_123"));
+    assert.equal(published.period?.carried_tokens, 500);
+    const expected = {
+      allowance_tokens: 1_000,
+      trial_used_tokens: 100,
+      trial_remaining_tokens: 1_400,
+      is_free_trial: true,
+    };
+    assert.deepEqual(trialUsageOf(published), expected);
+    // A state published before the field existed: read from what it shows, carried tokens counted
+    const { trial_used_tokens: _used, ...older } = published;
+    assert.deepEqual(trialUsageOf(budgetStateSchema.parse(older)), expected);
   });
 });

@@ -4,6 +4,7 @@ import fc from "fast-check";
 import { applyBatch, budgetStateOf, emptyState } from "../../pipeline/core/index.ts";
 import {
   type InputRecord,
+  type Output,
   type TopicOutput,
   type TopicRecord,
   tickRecordSchema,
@@ -240,52 +241,72 @@ describe("budget periods", () => {
     assert.equal(budgetStateOf(accountOf(current.state, KEY)).available_tokens, 1_000);
   });
 
-  test("Given a record dated before a boundary that arrives after its account crossed it, When it is voided, Then its tokens go back to the period it drew from", () => {
+  test("Given a record dated before a boundary that arrives after its account crossed it (by a later record or by a tick), When it is voided, Then its tokens go back to the period it drew from", () => {
     const late = use("u-late", "2025-01-31T23:59:58Z", 1_000, "chat-3");
     const voidLate = voidOf("u-late", { ...PLATFORM_IDS, occurred_at: "2025-02-03T00:00:00Z" });
+    const crossings: { by: string; record: TopicRecord; drawn: [number, number] }[] = [
+      // February's first record uses 100: the late one finds 900 of February's allowance left
+      { by: "a record", record: use("u-3", "2025-02-01T00:00:05Z", 100, "chat-2"), drawn: [900, 100] },
+      // A tick moves the account into February without using anything (and without moving its records'
+      // event time): the late one finds February's allowance whole
+      {
+        by: "a tick",
+        record: tickRecordSchema.parse({
+          type: "tick",
+          record_id: "t-1",
+          partition: 0,
+          occurred_at: "2025-02-01T00:00:05Z",
+        }),
+        drawn: [1_000, 0],
+      },
+    ];
     for (const carry_overage of [true, false]) {
-      const periods = config({
-        platform_allowance_tokens: 1_000,
-        allowance_period: { platform: { every: "month", carry_overage } },
-      });
-      // January ends 300 in overdraft (written off when carry_overage is false); February's first record
-      // moves the account into February before the late one comes.
-      const before: InputRecord[] = [
-        use("u-1", "2025-01-10T00:00:00Z", 1_000),
-        use("u-2", "2025-01-11T00:00:00Z", 300),
-        use("u-3", "2025-02-01T00:00:05Z", 100, "chat-2"),
-      ];
-      const first = accountOf(run(before, periods).state, KEY);
-      const { outputs, state } = run([...before, late, voidLate], periods);
-      const [drawn] = ofKind(outputs, "usage_outcome").filter((o) => o.record_id === "u-late");
-      // It drew February's allowance (900 left) and 100 paid tokens
-      assert.deepEqual(
-        [drawn?.trial_tokens_used, drawn?.paid_tokens_used],
-        [900, 100],
-        `carry ${carry_overage}`,
-      );
-      const [adjustment] = ofKind(outputs, "adjustment");
-      assert.deepEqual(
-        [adjustment?.trial_tokens, adjustment?.paid_tokens],
-        [-900, -100],
-        `carry ${carry_overage}`,
-      );
-      const account = accountOf(state, KEY);
-      const tokensOf = (balance: ReturnType<typeof budgetStateOf>) => [
-        balance.trial_remaining_tokens,
-        balance.paid_tokens,
-        balance.available_tokens,
-      ];
-      assert.deepEqual(
-        tokensOf(budgetStateOf(account)),
-        tokensOf(budgetStateOf(first)),
-        `carry ${carry_overage}: the balance is as if it never came`,
-      );
-      assert.equal(
-        account.overage_written_off_tokens,
-        first.overage_written_off_tokens,
-        "the write-off is January's",
-      );
+      for (const crossing of crossings) {
+        const what = `carry ${carry_overage}, crossed by ${crossing.by}`;
+        const periods = config({
+          platform_allowance_tokens: 1_000,
+          allowance_period: { platform: { every: "month", carry_overage } },
+        });
+        const runAll = (records: readonly TopicRecord[]) =>
+          applyBatch(
+            emptyState(),
+            records.map((record) => ({ record })),
+            periods,
+          );
+        // January ends 300 in overdraft (written off when carry_overage is false); February is opened
+        // before the late record comes.
+        const before: TopicRecord[] = [
+          use("u-1", "2025-01-10T00:00:00Z", 1_000),
+          use("u-2", "2025-01-11T00:00:00Z", 300),
+          crossing.record,
+        ];
+        const first = accountOf(runAll(before).state, KEY);
+        const { outputs, state } = runAll([...before, late, voidLate]);
+        const [drawn] = ofKind(outputs as Output[], "usage_outcome").filter((o) => o.record_id === "u-late");
+        assert.deepEqual([drawn?.trial_tokens_used, drawn?.paid_tokens_used], crossing.drawn, what);
+        const [adjustment] = ofKind(outputs as Output[], "adjustment");
+        assert.deepEqual(
+          [adjustment?.trial_tokens, adjustment?.paid_tokens],
+          [0 - crossing.drawn[0], 0 - crossing.drawn[1]],
+          what,
+        );
+        const account = accountOf(state, KEY);
+        const tokensOf = (balance: ReturnType<typeof budgetStateOf>) => [
+          balance.trial_remaining_tokens,
+          balance.paid_tokens,
+          balance.available_tokens,
+        ];
+        assert.deepEqual(
+          tokensOf(budgetStateOf(account)),
+          tokensOf(budgetStateOf(first)),
+          `${what}: the balance is as if it never came`,
+        );
+        assert.equal(
+          account.overage_written_off_tokens,
+          first.overage_written_off_tokens,
+          `${what}: the write-off is January's`,
+        );
+      }
     }
   });
 
