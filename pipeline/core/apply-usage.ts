@@ -175,5 +175,5 @@ export function applyUsage(
 function drawnAtMs(account: AccountState, eventMs: number): number {
   if (account.period === undefined) return eventMs;
   const startMs = epochMs(account.period.start);
-  return startMs > eventMs ? startMs : eventMs;
+  return Math.max(startMs, eventMs);
 }
