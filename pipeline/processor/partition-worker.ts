@@ -336,7 +336,7 @@ export class PartitionWorker {
 
   /**
    * The registry, loaded once per worker (a new owner's first batch), and the accounts the batch's
-   * ticks are due for that memory lacks.
+   * ticks are due for.
    */
   private async dueForTicks(items: readonly Decoded[]): Promise<HoldRegistryEntry[]> {
     if (this.memory.registry === undefined) {
@@ -358,9 +358,7 @@ export class PartitionWorker {
     for (const item of items)
       if (item.record.type === "tick") latest = Math.max(latest, epochMs(item.record.occurred_at));
     if (latest === Number.NEGATIVE_INFINITY) return [];
-    return dueAccounts(this.registry(), latest).filter(
-      (entry) => !this.memory.accounts.has(entry.account_key),
-    );
+    return dueAccounts(this.registry(), latest);
   }
 
   /** Budget states, account and ledger writes, the cost watch, and the size checks of a plan. */
@@ -478,7 +476,9 @@ export class PartitionWorker {
     const wantedAccounts = new Map<string, DocRef>();
     const wantedLedgers = new Map<string, DocRef>();
     const apps = new Set<string>();
-    for (const entry of due) wantedAccounts.set(entry.account_key, this.deps.accounts.refOf(entry.address));
+    for (const entry of due)
+      if (!accounts.has(entry.account_key))
+        wantedAccounts.set(entry.account_key, this.deps.accounts.refOf(entry.address));
     for (const { record, key } of items) {
       if (record.type === "tick") continue;
       if (!accounts.has(key) && !wantedAccounts.has(key))
@@ -493,7 +493,9 @@ export class PartitionWorker {
     }
     // The rest of the plan runs without waiting: only while the stores answer can a write-behind cycle
     // become durable and evict, and the documents this batch found in memory must still be there after.
+    // The accounts a tick is due for are the idle ones, the first a cycle would drop.
     accounts.pin(items.map((item) => item.key));
+    accounts.pin(due.map((entry) => entry.account_key));
     ledgers.pin(apps);
     let loadedAccounts: Map<DocRef, LoadedDoc<AccountState>>;
     let loadedLedgers: Map<DocRef, LoadedDoc<RevenueLedger>>;

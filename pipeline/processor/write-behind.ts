@@ -263,8 +263,8 @@ function coalesceDocs<T>(lists: readonly PendingWrite<T>[][]): PendingWrite<T>[]
 
 /**
  * Projections are absolute values: the last one per document wins. A later "only if it exists" update
- * after an earlier upsert of the same document must still create it (the earlier write is folded in),
- * and a shared document's merge keeps its first facts (they never change).
+ * after an earlier upsert of the same document must still create it, whole: the earlier write's fields
+ * with the update's on top. A shared document's merge keeps its first facts (they never change).
  */
 function coalesceProjections(lists: readonly ProjectionWrite[][]): ProjectionWrite[] {
   const latest = new Map<string, ProjectionWrite>();
@@ -277,8 +277,16 @@ function coalesceProjections(lists: readonly ProjectionWrite[][]): ProjectionWri
         latest.set(key, write);
       } else if (write.merge !== undefined && earlier.merge !== undefined) {
         latest.set(key, earlier);
+      } else if (write.ifExists === true) {
+        // Two writes in a row: the earlier one's fields, then the update's on top (as the sync path
+        // writes them, one after the other). An update alone would replace the document with its fields.
+        latest.set(key, {
+          ...write,
+          doc: { ...earlier.doc, ...write.doc },
+          ifExists: earlier.ifExists === true,
+        });
       } else {
-        latest.set(key, { ...write, ifExists: earlier.ifExists === true && write.ifExists === true });
+        latest.set(key, write);
       }
     }
   }

@@ -214,6 +214,41 @@ function partitionHarness(options: {
         timestamp: String(Date.parse(occurredAt)),
       };
     },
+    /** A 100-token hold of app end user `user`, expiring `minutes` after it is made. */
+    hold(user: string, recordId: string, minutes: number): InputMessage {
+      const occurredAt = at(minute++);
+      const record = {
+        type: "hold",
+        record_id: recordId,
+        level: "app_usage",
+        enterprise_id: "app_456",
+        mozaiks_user_id: "user_123",
+        platform_user_id: user,
+        chat_id: "chat-1",
+        hold_id: `hold-${recordId}`,
+        tokens: 100,
+        expires_at: at(minute - 1 + minutes),
+        occurred_at: occurredAt,
+      };
+      return {
+        offset: String(nextOffset++),
+        key: Buffer.from(`app:app_456:${user}`),
+        value: Buffer.from(JSON.stringify(record)),
+        timestamp: String(Date.parse(occurredAt)),
+      };
+    },
+    /** A tick of the partition, `minutes` after the last record. */
+    tick(recordId: string, minutes: number): InputMessage {
+      minute += minutes;
+      const occurredAt = at(minute++);
+      const record = { type: "tick", record_id: recordId, partition: 0, occurred_at: occurredAt };
+      return {
+        offset: String(nextOffset++),
+        key: Buffer.from("tick:0:0"),
+        value: Buffer.from(JSON.stringify(record)),
+        timestamp: String(Date.parse(occurredAt)),
+      };
+    },
     /** Writes a plan as the synchronous flush does (ledgers, registry, then accounts) and tells the worker. */
     async flush(worker: PartitionWorker, plan: FlushPlan): Promise<void> {
       const where = { topic: plan.topic, partition: plan.partition };
@@ -356,6 +391,30 @@ describe("bounded account cache (OwnedDocs.evict, AGENTMETER_MAX_CACHED_ACCOUNTS
     const u1 = second.accountWrites.find((write) => write.ref.id === "app:app_456:u1");
     assert.equal(u1?.body.tokens_used, 4, "u1 went on from memory");
     assert.deepEqual(h.accounts.loads.slice(2), [], "nothing was loaded again");
+  });
+
+  test("Given a tick due for an idle account in memory, When a cycle becomes durable while the tick's plan waits for the stores, Then the account stays and its hold expires at that tick", async () => {
+    const h = partitionHarness({ maxCachedAccounts: 2 });
+    const worker = h.worker();
+    await h.flush(worker, await worker.plan([h.hold("u1", "r-1", 5)]));
+    // u2 and u3 come after: u1 is now the least recently used, and the cache one over its cap once clean
+    const busy = await worker.plan([h.usage("u2", "r-2"), h.usage("u3", "r-3")]);
+    let release!: () => void;
+    h.accounts.gate = new Promise((resolve) => {
+      release = resolve;
+    });
+    const loadsBefore = h.accounts.loads.length;
+    const waiting = worker.plan([h.tick("t-1", 10), h.usage("u4", "r-4")]);
+    while (!h.accounts.loads.some((ids) => ids.includes("app:app_456:u4")))
+      await new Promise((resolve) => setImmediate(resolve));
+    await h.flush(worker, busy);
+    release();
+    const ticked = await waiting;
+    assert.deepEqual(ticked.deadLetters, []);
+    const u1 = ticked.accountWrites.find((write) => write.ref.id === "app:app_456:u1");
+    assert.ok(u1 !== undefined, "the tick changed u1");
+    assert.deepEqual(Object.keys(u1.body.holds ?? {}), [], "its hold expired at the tick");
+    assert.deepEqual(h.accounts.loads.slice(loadsBefore), [["app:app_456:u4"]], "u1 went on from memory");
   });
 
   test("AGENTMETER_MAX_CACHED_ACCOUNTS: 20,000 by default, settable, at least 100", () => {

@@ -41,19 +41,31 @@ describe("write-behind: coalescing plans into one cycle", () => {
     assert.equal(cycle.plannedAt, second.plannedAt);
   });
 
-  it("keeps a document created by an earlier plan when a later one only updates it if it exists", () => {
+  it("keeps a document created by an earlier plan, whole, when a later one only updates it if it exists", () => {
     const created = plan(0, 0, {
-      projections: [{ target: pauses, id: "c1", doc: { status: "paused" } }],
+      projections: [{ target: pauses, id: "c1", doc: { chat_id: "c1", account_key: "k", status: "paused" } }],
     });
     const finished = plan(1, 1, {
-      projections: [{ target: pauses, id: "c1", doc: { status: "finalized" }, ifExists: true }],
+      projections: [
+        { target: pauses, id: "c1", doc: { status: "finalized", ended_at: "t" }, ifExists: true },
+      ],
     });
     const [write, ...rest] = mergePlans([created, finished]).projections;
     assert.equal(rest.length, 0);
-    assert.deepEqual(write?.doc, { status: "finalized" });
+    // What the sync path leaves: the document as created, then the update's fields set on it
+    assert.deepEqual(write?.doc, { chat_id: "c1", account_key: "k", status: "finalized", ended_at: "t" });
     assert.equal(write?.ifExists, false);
     const onlyUpdate = mergePlans([finished, plan(2, 2)]).projections;
     assert.equal(onlyUpdate[0]?.ifExists, true);
+    // Two updates in a row set both's fields, still only if the document exists
+    const again = plan(3, 3, {
+      projections: [{ target: pauses, id: "c1", doc: { status: "resumed" }, ifExists: true }],
+    });
+    const [updates] = mergePlans([finished, again]).projections;
+    assert.deepEqual([updates?.doc, updates?.ifExists], [{ status: "resumed", ended_at: "t" }, true]);
+    // A later whole document replaces what came before it
+    const [replaced] = mergePlans([finished, created]).projections;
+    assert.deepEqual([replaced?.doc, replaced?.ifExists], [created.projections[0]!.doc, undefined]);
   });
 
   it("leaves the Kafka outputs out: they were published before the plan was queued", () => {
