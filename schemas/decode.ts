@@ -1,5 +1,6 @@
 import type { z } from "zod";
 import type { ErrorCode } from "./errors.ts";
+import { falseIntegerReason, firstFalseInteger } from "./exact-numbers.ts";
 import { fastInputRecord } from "./fast-record.ts";
 import { type InputRecord, inputRecordSchema, type TopicRecord, topicRecordSchema } from "./input-record.ts";
 
@@ -68,6 +69,9 @@ function decodeWith(
   } catch (error) {
     return { ok: false, code: "RECORD_NOT_JSON", reason: `not JSON: ${(error as Error).message}` };
   }
+  const falseInteger = firstFalseInteger(text);
+  if (falseInteger !== undefined)
+    return { ok: false, code: "RECORD_INVALID", reason: falseIntegerReason(falseInteger) };
   // The fast path returns what zod would for a record it can vouch for; anything else, zod decides.
   const fast = fastInputRecord(json);
   if (fast !== undefined) return { ok: true, record: fast };
