@@ -99,8 +99,8 @@ export class PartitionMemory {
   readonly ledgers = new OwnedDocs<RevenueLedger>();
   /** Open chats that have, or may have, a pause document (see `PauseDocuments`). */
   readonly pauses = new PauseDocuments();
-  /** Accounts of the partition a tick would change (hold-registry.ts); loaded with the first batch. */
-  registry: Owned<HoldRegistry> | undefined;
+  /** Accounts of the partition a tick would change, by bucket (hold-registry.ts); loaded with the first batch. */
+  registry: Owned<HoldRegistry>[] | undefined;
 
   constructor(private readonly maxCached: number) {}
 

@@ -25,9 +25,11 @@ import {
   emptyRegistry,
   type HoldRegistry,
   type HoldRegistryEntry,
+  REGISTRY_BUCKETS,
+  splitLegacy,
   updateRegistry,
 } from "./hold-registry.ts";
-import { PartitionMemory, pendingWrite } from "./partition-memory.ts";
+import { type Owned, PartitionMemory, pendingWrite } from "./partition-memory.ts";
 import { checkSizes, emptyPlan, type FlushPlan } from "./plan.ts";
 import { projectionWrites } from "./plan-projections.ts";
 import {
@@ -109,7 +111,9 @@ export class PartitionWorker {
   /** Whether a tick would change any account of the partition; undefined before its registry is loaded. */
   get awaitsTicks(): boolean | undefined {
     const registry = this.memory.registry;
-    return registry === undefined ? undefined : (registry.body?.entries.length ?? 0) > 0;
+    return registry === undefined
+      ? undefined
+      : registry.some((bucket) => (bucket.body?.entries.length ?? 0) > 0);
   }
 
   /** The source topic its rows are stored under (the input topic, or a replay's). */
@@ -295,7 +299,7 @@ export class PartitionWorker {
     const tick = item.record as TickRecord;
     const at = this.watermarkOf(item);
     const state = { accounts: {} as Record<string, AccountState> };
-    for (const entry of dueAccounts(this.registry(), epochMs(tick.occurred_at))) {
+    for (const entry of dueAccounts(this.registryBuckets(), epochMs(tick.occurred_at))) {
       const owned = this.memory.accounts.get(entry.account_key);
       if (owned?.body === undefined || isAtOrBelow(owned.stored, at)) continue;
       state.accounts[entry.account_key] = owned.body;
@@ -324,14 +328,18 @@ export class PartitionWorker {
     const owned = this.memory.registry;
     const last = fresh[fresh.length - 1];
     if (owned === undefined || last === undefined) return;
-    const next = updateRegistry(this.registry(), touched, this.deps.billing);
-    if (next === undefined) return;
-    owned.body = next;
-    owned.pendingWm = BigInt(last.position.offset);
+    for (const [bucket, body] of updateRegistry(this.registryBuckets(), touched, this.deps.billing)) {
+      owned[bucket]!.body = body;
+      owned[bucket]!.pendingWm = BigInt(last.position.offset);
+    }
   }
 
-  private registry(): HoldRegistry {
-    return this.memory.registry?.body ?? emptyRegistry(this.partition);
+  /** The registry's buckets as they are in memory (a bucket that cannot be read counts as empty). */
+  private registryBuckets(): HoldRegistry[] {
+    return Array.from(
+      { length: REGISTRY_BUCKETS },
+      (_, bucket) => this.memory.registry?.[bucket]?.body ?? emptyRegistry(this.partition, bucket),
+    );
   }
 
   /**
@@ -339,26 +347,41 @@ export class PartitionWorker {
    * ticks are due for.
    */
   private async dueForTicks(items: readonly Decoded[]): Promise<HoldRegistryEntry[]> {
-    if (this.memory.registry === undefined) {
-      const ref = this.deps.registry.refOf(this.placement.source, this.partition);
-      const doc = (await this.deps.registry.load([ref])).get(ref)!;
-      if (doc.invalid !== undefined)
-        this.deps.logger.error(
-          { document: `${ref.namespace}/${ref.id}`, problem: doc.invalid },
-          "hold registry cannot be read: holds of idle accounts expire only at their own next record",
-        );
-      this.memory.registry = {
-        ref,
-        body: doc.invalid === undefined ? doc.body : undefined,
-        stored: doc.wm,
-        pendingWm: undefined,
-      };
-    }
+    if (this.memory.registry === undefined) this.memory.registry = await this.loadRegistry();
     let latest = Number.NEGATIVE_INFINITY;
     for (const item of items)
       if (item.record.type === "tick") latest = Math.max(latest, epochMs(item.record.occurred_at));
     if (latest === Number.NEGATIVE_INFINITY) return [];
-    return dueAccounts(this.registry(), latest);
+    return dueAccounts(this.registryBuckets(), latest);
+  }
+
+  /**
+   * The partition's registry buckets, in one round trip. A bucket never written takes its accounts from
+   * the document a processor before buckets wrote, if any (its first write then stores them).
+   */
+  private async loadRegistry(): Promise<Owned<HoldRegistry>[]> {
+    const { source } = this.placement;
+    const refs = Array.from({ length: REGISTRY_BUCKETS }, (_, bucket) =>
+      this.deps.registry.refOf(source, this.partition, bucket),
+    );
+    const legacyRef = this.deps.registry.legacyRefOf(source, this.partition);
+    const loaded = await this.deps.registry.load([...refs, legacyRef]);
+    const legacy = this.readableRegistry(legacyRef, loaded.get(legacyRef)!);
+    const fromLegacy = legacy === undefined ? undefined : splitLegacy(legacy);
+    return refs.map((ref, bucket) => {
+      const doc = loaded.get(ref)!;
+      const body = doc.body === undefined && doc.invalid === undefined ? fromLegacy?.[bucket] : undefined;
+      return { ref, body: body ?? this.readableRegistry(ref, doc), stored: doc.wm, pendingWm: undefined };
+    });
+  }
+
+  private readableRegistry(ref: DocRef, doc: LoadedDoc<HoldRegistry>): HoldRegistry | undefined {
+    if (doc.invalid === undefined) return doc.body;
+    this.deps.logger.error(
+      { document: `${ref.namespace}/${ref.id}`, problem: doc.invalid },
+      "hold registry cannot be read: holds of idle accounts it lists expire only at their own next record",
+    );
+    return undefined;
   }
 
   /** Budget states, account and ledger writes, the cost watch, and the size checks of a plan. */
@@ -367,7 +390,6 @@ export class PartitionWorker {
       plan.budgetStates.push(budgetStateOf(account));
       plan.accountWrites.push(pendingWrite(this.memory.accounts.get(key)!));
     }
-    checkSizes(plan, this.deps.maxStateMessageBytes);
     if (plan.usage.length > 0) {
       this.deps.costWatch.refresh();
       plan.budgetEvents.push(
@@ -378,8 +400,10 @@ export class PartitionWorker {
       );
     }
     plan.ledgerWrites = this.memory.ledgers.pendingWrites() satisfies PendingWrite<unknown>[];
-    const registry = this.memory.registry;
-    if (registry?.pendingWm !== undefined) plan.registryWrites = [pendingWrite(registry)];
+    plan.registryWrites = (this.memory.registry ?? [])
+      .filter((bucket) => bucket.pendingWm !== undefined)
+      .map((bucket) => pendingWrite(bucket));
+    checkSizes(plan, this.deps.maxStateMessageBytes);
   }
 
   /**

@@ -98,21 +98,27 @@ export function emptyPlan(
   };
 }
 
+function checkDocumentSize(what: string, write: PendingWrite<object>): void {
+  // The exact size walks every string; the cheap bound settles nearly every document.
+  const bound = bsonSizeBound(write.body);
+  if (bound !== undefined && bound <= MAX_ACCOUNT_DOC_BYTES) return;
+  const bytes = BSON.calculateObjectSize(write.body as BSON.Document, { ignoreUndefined: true });
+  if (bytes > MAX_ACCOUNT_DOC_BYTES)
+    throw new AgentmeterError(
+      "RECORD_STORE_REJECTED",
+      `${what} ${write.ref.id} would be ${bytes} bytes, over the ${MAX_ACCOUNT_DOC_BYTES}-byte limit`,
+    );
+}
+
 /**
  * A document or message past what its store takes is refused now, before anything is written, so the
  * processor can find the record that grew it and dead-letter it (see Processor: a deterministic refusal).
  */
 export function checkSizes(plan: FlushPlan, maxStateMessageBytes: number): void {
-  for (const write of plan.accountWrites) {
-    const bound = bsonSizeBound(write.body);
-    if (bound !== undefined && bound <= MAX_ACCOUNT_DOC_BYTES) continue;
-    const bytes = BSON.calculateObjectSize(write.body as unknown as BSON.Document, { ignoreUndefined: true });
-    if (bytes > MAX_ACCOUNT_DOC_BYTES)
-      throw new AgentmeterError(
-        "RECORD_STORE_REJECTED",
-        `account document ${write.ref.id} would be ${bytes} bytes, over the ${MAX_ACCOUNT_DOC_BYTES}-byte limit`,
-      );
-  }
+  for (const write of plan.accountWrites) checkDocumentSize("account document", write);
+  // A bucket of the hold registry lists about 1/64 of the partition's accounts a tick will change: past
+  // the limit (millions of accounts a partition) the record that would add one is refused like this.
+  for (const write of plan.registryWrites) checkDocumentSize("hold registry document", write);
   for (const state of plan.budgetStates) {
     const bytes = Buffer.byteLength(JSON.stringify(state, bigintReplacer));
     if (bytes > maxStateMessageBytes)

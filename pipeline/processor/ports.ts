@@ -137,7 +137,10 @@ export interface LedgerStore extends WatermarkedStore<RevenueLedger> {
 
 /** The hold registry of each source partition (hold-registry.ts). */
 export interface HoldRegistryStore extends WatermarkedStore<HoldRegistry> {
-  refOf(source: string, partition: number): DocRef;
+  /** One bucket of the partition's registry. */
+  refOf(source: string, partition: number, bucket: number): DocRef;
+  /** The one document per partition written before buckets: read, never written. */
+  legacyRefOf(source: string, partition: number): DocRef;
 }
 
 /**

@@ -105,9 +105,16 @@ export class MongoAccountStore extends MongoWatermarkedStore<AccountState> imple
 }
 
 export class MongoHoldRegistryStore extends MongoWatermarkedStore<HoldRegistry> implements HoldRegistryStore {
-  refOf(source: string, partition: number): DocRef {
-    const collection = this.layout.platform().collection(COLLECTIONS.platform.holdRegistry);
-    return { namespace: namespaceOf(collection), id: topicPartitionKeyOf(source, partition) };
+  refOf(source: string, partition: number, bucket: number): DocRef {
+    return { namespace: this.namespace(), id: `${topicPartitionKeyOf(source, partition)}#${bucket}` };
+  }
+
+  legacyRefOf(source: string, partition: number): DocRef {
+    return { namespace: this.namespace(), id: topicPartitionKeyOf(source, partition) };
+  }
+
+  private namespace(): string {
+    return namespaceOf(this.layout.platform().collection(COLLECTIONS.platform.holdRegistry));
   }
 }
 

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ClickHouseError, parseError } from "@clickhouse/client";
+import fc from "fast-check";
 import kafkajs from "kafkajs";
 import {
   BSON,
@@ -24,6 +25,7 @@ import {
   type BillingConfig,
   budgetStateOf,
   defaultBillingConfig,
+  nextTimedChange,
 } from "../../pipeline/core/index.ts";
 import type { RevenueLedger } from "../../pipeline/core/revenue-ledger.ts";
 import { AgentmeterError, isAgentmeterError } from "../../pipeline/errors.ts";
@@ -31,7 +33,15 @@ import { createLogger, type Logger } from "../../pipeline/log.ts";
 import { DisabledMetrics, ProcessorMetrics } from "../../pipeline/ops/metrics.ts";
 import { ApplyFailureBudget } from "../../pipeline/processor/apply-failures.ts";
 import type { CostWatch } from "../../pipeline/processor/cost-watch.ts";
-import type { HoldRegistry } from "../../pipeline/processor/hold-registry.ts";
+import {
+  bucketOf,
+  dueAccounts,
+  emptyRegistry,
+  type HoldRegistry,
+  type HoldRegistryEntry,
+  REGISTRY_BUCKETS,
+  updateRegistry,
+} from "../../pipeline/processor/hold-registry.ts";
 import { type Owned, OwnedDocs, PartitionMemory } from "../../pipeline/processor/partition-memory.ts";
 import {
   DEDUPE_NOTICES_MAX,
@@ -139,7 +149,11 @@ class MemoryLedgers extends MemoryStore<RevenueLedger> implements LedgerStore {
 }
 
 class MemoryRegistry extends MemoryStore<HoldRegistry> implements HoldRegistryStore {
-  refOf(source: string, partition: number): DocRef {
+  refOf(source: string, partition: number, bucket: number): DocRef {
+    return { namespace: "registry", id: `${source}/${partition}#${bucket}` };
+  }
+
+  legacyRefOf(source: string, partition: number): DocRef {
     return { namespace: "registry", id: `${source}/${partition}` };
   }
 }
@@ -188,6 +202,7 @@ function partitionHarness(options: {
   let minute = 0;
   return {
     accounts,
+    registry,
     /** A worker of this processor (the same deps: what a rebalance that gives the partition back makes). */
     worker: () => new PartitionWorker(TOPIC, 0, deps, { source: TOPIC, partitionCounts: [1] }),
     /** A usage record of app end user `user`, as the next message of the partition. */
@@ -430,6 +445,146 @@ function pendingWriteOf(owned: Owned<AccountState>): PendingWrite<AccountState> 
 }
 
 // ---------------------------------------------------------------------------------------------------
+
+describe("hold registry in buckets (hold-registry.ts)", () => {
+  const users = Array.from({ length: 40 }, (_, i) => `u${i}`);
+  const keyOf = (user: string) => `app:app_456:${user}`;
+  const storedEntries = (h: ReturnType<typeof partitionHarness>) =>
+    [...h.registry.docs.entries()].flatMap(([id, doc]) => doc.body.entries.map((entry) => ({ id, entry })));
+
+  test("Given holds on many accounts, Then each bucket lists only its accounts, a batch writes only the buckets it changed, and a new owner's tick finds every account", async () => {
+    const h = partitionHarness({});
+    const worker = h.worker();
+    const opened = await worker.plan(users.map((user, i) => h.hold(user, `r-${i}`, 5)));
+    await h.flush(worker, opened);
+    const stored = storedEntries(h);
+    assert.equal(stored.length, users.length);
+    for (const { id, entry } of stored) assert.equal(id, `${TOPIC}/0#${bucketOf(entry.account_key)}`);
+    assert.equal(opened.registryWrites.length, new Set(users.map((user) => bucketOf(keyOf(user)))).size);
+    // One more account: one bucket written, the others left as they are
+    const one = await worker.plan([h.hold("late", "r-late", 5)]);
+    assert.deepEqual(
+      one.registryWrites.map((write) => write.ref.id),
+      [`${TOPIC}/0#${bucketOf(keyOf("late"))}`],
+    );
+    await h.flush(worker, one);
+    // A new owner (nothing in memory) ticks past every expiry: each hold expires and leaves the registry
+    const owner = h.worker();
+    const ticked = await owner.plan([h.tick("t-1", 10)]);
+    assert.deepEqual(
+      ticked.accountWrites.map((write) => write.ref.id).sort(),
+      [...users, "late"].map(keyOf).sort(),
+    );
+    for (const write of ticked.accountWrites)
+      assert.deepEqual(Object.keys(write.body.holds ?? {}), [], write.ref.id);
+    await h.flush(owner, ticked);
+    assert.deepEqual(storedEntries(h), []);
+  });
+
+  test("Given the one registry document a processor before buckets wrote, Then a new owner's tick finds its accounts, and writes buckets, never that document", async () => {
+    const h = partitionHarness({});
+    const worker = h.worker();
+    await h.flush(worker, await worker.plan(users.slice(0, 5).map((user, i) => h.hold(user, `r-${i}`, 5))));
+    // As the registry was stored before: one document of every entry, no buckets
+    const legacy: HoldRegistry = { partition: 0, entries: storedEntries(h).map(({ entry }) => entry) };
+    const legacyWm = { topic: TOPIC, partition: 0, offset: 4n };
+    h.registry.docs.clear();
+    h.registry.docs.set(`${TOPIC}/0`, { body: legacy, wm: legacyWm });
+    const owner = h.worker();
+    const ticked = await owner.plan([h.tick("t-1", 10)]);
+    assert.equal(ticked.accountWrites.length, 5, "every account the old document listed");
+    assert.ok(ticked.registryWrites.every((write) => write.ref.id.includes("#")));
+    await h.flush(owner, ticked);
+    assert.deepEqual(h.registry.docs.get(`${TOPIC}/0`), { body: legacy, wm: legacyWm }, "left as it was");
+    assert.deepEqual(
+      storedEntries(h).filter(({ id }) => id.includes("#")),
+      [],
+      "the buckets written hold no expired hold",
+    );
+  });
+
+  test("Property: updateRegistry and dueAccounts give what one map of the whole partition gives", () => {
+    const billing = defaultBillingConfig;
+    const accountAt = (key: string, due: number | null): AccountState => {
+      const account = structuredClone(accountOf(run([usage()]).state));
+      account.account_key = key;
+      // A hold expiring at `due` makes the account's next timed change (an app end user has no period)
+      if (due === null) delete account.holds;
+      else
+        account.holds = {
+          h: {
+            chat_id: "c",
+            tokens: 1,
+            expires_at: new Date(due).toISOString(),
+            record_id: "r",
+            occurred_at: new Date(0).toISOString(),
+            enterprise_id: "a",
+          },
+        };
+      return account;
+    };
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.array(fc.tuple(fc.integer({ min: 0, max: 30 }), fc.option(fc.integer({ min: 1, max: 9 }))), {
+            maxLength: 12,
+          }),
+          { maxLength: 8 },
+        ),
+        fc.integer({ min: 0, max: 10 }),
+        (batches, tickAt) => {
+          let buckets = Array.from({ length: REGISTRY_BUCKETS }, (_, b) => emptyRegistry(0, b));
+          const model = new Map<string, number>();
+          for (const batch of batches) {
+            const touched = new Map<string, AccountState>();
+            for (const [n, due] of batch) touched.set(`app:a:u${n}`, accountAt(`app:a:u${n}`, due));
+            for (const [key, account] of touched) {
+              const next = nextTimedChange(account, billing);
+              if (next === null) model.delete(key);
+              else model.set(key, next);
+            }
+            const changed = updateRegistry(buckets, touched, billing);
+            buckets = buckets.map((bucket, b) => changed.get(b) ?? bucket);
+          }
+          for (const [b, bucket] of buckets.entries())
+            for (const entry of bucket.entries) assert.equal(bucketOf(entry.account_key), b);
+          const listed = buckets.flatMap((bucket) =>
+            bucket.entries.map((e) => [e.account_key, e.due_ms] as const),
+          );
+          assert.deepEqual(new Map(listed), model);
+          assert.equal(listed.length, model.size, "no account listed twice");
+          assert.deepEqual(
+            dueAccounts(buckets, tickAt).map((entry) => entry.account_key),
+            [...model]
+              .filter(([, due]) => due <= tickAt)
+              .map(([key]) => key)
+              .sort(),
+          );
+        },
+      ),
+    );
+  });
+
+  test("Given a bucket past the document limit, Then the plan is refused before anything is written (RECORD_STORE_REJECTED)", () => {
+    const plan = emptyPlan(TOPIC, 0, { first: "0", last: "0" }, at(0));
+    const huge: HoldRegistryEntry = {
+      account_key: "x".repeat(MAX_ACCOUNT_DOC_BYTES),
+      due_ms: 1,
+      address: { level: "app_usage", enterprise_id: "a", mozaiks_user_id: "m", platform_user_id: "p" },
+    };
+    plan.registryWrites.push({
+      ref: { namespace: "registry", id: `${TOPIC}/0#1` },
+      body: { partition: 0, bucket: 1, entries: [huge] },
+      loaded: null,
+      newWm: 0n,
+    });
+    assert.throws(
+      () => checkSizes(plan, 1024 * 1024),
+      (error) =>
+        isAgentmeterError(error, "RECORD_STORE_REJECTED") && /hold registry document/.test(error.message),
+    );
+  });
+});
 
 describe("account document size guard (checkSizes, 15 MiB)", () => {
   const base = accountOf(run([usage()]).state);
