@@ -42,13 +42,28 @@ export type Money = z.infer<typeof moneySchema>;
 // --- ingest ---------------------------------------------------------------------------------------
 
 /**
- * The body of POST /v1/records: one input record (docs/records.md) or an array of them. Each is
- * validated on its own with the processor's schema, so one bad record does not refuse its neighbours;
- * here only the outer shape is checked.
+ * The body of POST /v1/records: one input record (docs/records.md) or an array of them. Each element is
+ * validated on its own by the route with the processor's schema, a non-object element included, so one
+ * bad record does not refuse its neighbours; here only the outer shape and the batch size are checked.
  */
 export function ingestBodySchema(maxRecords: number) {
-  const anyObject = z.record(z.string(), z.unknown());
-  return z.union([anyObject, z.array(anyObject).min(1).max(maxRecords)]);
+  const record = z.record(z.string(), z.unknown());
+  const batch = z
+    .array(z.unknown())
+    .min(1, "an array of records must hold at least one")
+    .max(maxRecords, batchLimitMessage(maxRecords));
+  // Neither branch matched: zod's own message would be "Invalid input", which names neither the shape
+  // expected nor the batch limit.
+  return z.union([record, batch], {
+    error: (issue) =>
+      Array.isArray(issue.input) && issue.input.length > maxRecords
+        ? batchLimitMessage(maxRecords)
+        : `must be one record (a JSON object) or an array of 1 to ${maxRecords} records`,
+  });
+}
+
+function batchLimitMessage(maxRecords: number): string {
+  return `at most ${maxRecords} records in one request (AGENTMETER_API_MAX_BATCH): split the batch`;
 }
 
 export const recordResultSchema = z.discriminatedUnion("status", [
@@ -319,9 +334,23 @@ export type PausedChatsResponse = z.infer<typeof pausedChatsResponseSchema>;
 
 // --- statements -----------------------------------------------------------------------------------
 
+/**
+ * The months a statement may be asked for: those within the lifetime the reconciliation reads
+ * (reads/app-totals.ts, 1970-01-01 to 2299-12-31, inside ClickHouse's DateTime64 range), so every month's
+ * [start, end) is an instant ClickHouse holds and an ISO string of four-digit years.
+ */
+export const STATEMENT_MONTHS = { first: "1970-01", last: "2299-11" } as const;
+
 export const statementParamsSchema = z.strictObject({
   mozaiks_user_id: userIdSchema,
-  month: z.string().regex(/^[0-9]{4}-(0[1-9]|1[0-2])$/, "a month as YYYY-MM"),
+  month: z
+    .string()
+    .regex(/^[0-9]{4}-(0[1-9]|1[0-2])$/, { message: "a month as YYYY-MM", abort: true })
+    // Fixed width, so the text orders as the months do.
+    .refine(
+      (month) => month >= STATEMENT_MONTHS.first && month <= STATEMENT_MONTHS.last,
+      `a month from ${STATEMENT_MONTHS.first} to ${STATEMENT_MONTHS.last}`,
+    ),
 });
 export const statementQuerySchema = z.strictObject({
   format: z.enum(["json", "csv"]).default("json"),
@@ -347,7 +376,10 @@ export const reconciliationSchema = z.strictObject({
   mongodb_billed: moneySchema,
   clickhouse_records: z.int(),
   mongodb_records: z.int(),
-  /** Apps where the two differ. */
+  /**
+   * Apps where the two differ. A ledger is the whole app's (other creators' end users of an unpinned
+   * app, records from before a pin), so a differing app's figures are in neither sum above.
+   */
   differing_apps: z.array(z.string()),
 });
 

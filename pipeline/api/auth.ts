@@ -5,20 +5,39 @@ import { ApiProblem, notFound } from "./problem.ts";
 /** What a route needs of its caller's key. */
 export type Access = "ingest" | "read";
 
-function presentedSecret(request: FastifyRequest): string | undefined {
+/**
+ * The key of an `Authorization: Bearer <key>` header, or undefined for any other scheme or no key. The
+ * scheme is matched in any case: auth schemes are case-insensitive (RFC 7235 2.1).
+ */
+function bearerKey(header: string): string | undefined {
+  const text = header.trim();
+  const gap = text.search(/\s/);
+  if (gap === -1 || text.slice(0, gap).toLowerCase() !== "bearer") return undefined;
+  const key = text.slice(gap).trim();
+  return key === "" ? undefined : key;
+}
+
+/**
+ * The presented key: a bearer key, else X-API-Key. Without one, 401 saying why: a caller whose
+ * Authorization header is there but not a bearer key learns that, not that a key is missing.
+ */
+function presentedSecret(request: FastifyRequest): string {
   const header = request.headers.authorization;
-  if (typeof header === "string" && header.startsWith("Bearer "))
-    return header.slice("Bearer ".length).trim();
+  const bearer = typeof header === "string" ? bearerKey(header) : undefined;
+  if (bearer !== undefined) return bearer;
   const apiKey = request.headers["x-api-key"];
-  return typeof apiKey === "string" ? apiKey.trim() : undefined;
+  if (typeof apiKey === "string" && apiKey.trim() !== "") return apiKey.trim();
+  if (header !== undefined)
+    throw new ApiProblem(
+      "UNAUTHENTICATED",
+      "the Authorization header is not a bearer key: send Authorization: Bearer <key>",
+    );
+  throw new ApiProblem("UNAUTHENTICATED", "an API key is required (Authorization: Bearer <key>)");
 }
 
 /** The caller's key, or 401; a key without the access the route needs, 403. */
 export function authenticate(keys: readonly ApiKey[], request: FastifyRequest, access: Access): ApiKey {
-  const secret = presentedSecret(request);
-  if (secret === undefined || secret === "")
-    throw new ApiProblem("UNAUTHENTICATED", "an API key is required (Authorization: Bearer <key>)");
-  const key = findKey(keys, secret);
+  const key = findKey(keys, presentedSecret(request));
   if (key === undefined) throw new ApiProblem("UNAUTHENTICATED", "the API key is not valid");
   if (!allows(key.scope, access))
     throw new ApiProblem(
@@ -54,12 +73,14 @@ function allows(scope: Scope, access: Access): boolean {
 }
 
 /**
- * Whether the key may see what belongs to this creator. A creator's key asking for another's is
- * answered exactly as for something that does not exist (404), so it learns nothing about it.
+ * Whether the key may see what belongs to this creator (null: a resource no creator owns, e.g. an
+ * unpinned app under AGENTMETER_API_APP_OWNERS=pinned). Only creator keys are bound to a creator: read
+ * and admin keys see every creator's and none's. A creator's key asking for another's is answered
+ * exactly as for something that does not exist (404), so it learns nothing about it.
  */
 export function requireCreator(key: ApiKey, mozaiksUserId: string | null, what: string): void {
-  if (mozaiksUserId === null) throw notFound(what);
-  if (key.scope.kind === "creator" && key.scope.mozaiksUserId !== mozaiksUserId) throw notFound(what);
+  if (key.scope.kind !== "creator") return;
+  if (key.scope.mozaiksUserId !== mozaiksUserId) throw notFound(what);
 }
 
 /**

@@ -44,7 +44,21 @@ export function hashSecret(secret: string): Buffer {
   return createHash("sha256").update(secret, "utf8").digest();
 }
 
-/** Parses AGENTMETER_API_KEYS; an error names the entry by position and name, never its hash. */
+/**
+ * Why a key name is refused, or undefined. A name starting with the key prefix is a key pasted where its
+ * entry belongs (a base64url key is otherwise a valid name): refused, so it never shows in a message.
+ */
+function nameProblem(name: string): string | undefined {
+  if (!NAME_PATTERN.test(name)) return "the name must be 1-64 chars of A-Z a-z 0-9 _ -";
+  if (name.startsWith(KEY_PREFIX))
+    return `the name starts with ${KEY_PREFIX}, as an API key does: give the entry that agentmeter keys create printed, never the key itself`;
+  return undefined;
+}
+
+/**
+ * Parses AGENTMETER_API_KEYS; an error names the entry by position, and by name only when the name is
+ * valid (so never a key pasted in its place), never its hash.
+ */
 export function parseApiKeys(text: string): ApiKey[] {
   const entries = text
     .split(",")
@@ -54,13 +68,14 @@ export function parseApiKeys(text: string): ApiKey[] {
   entries.forEach((entry, index) => {
     const [name = "", hash = "", ...scopeParts] = entry.split(":");
     const scope = parseScope(scopeParts.join(":"));
+    const badName = nameProblem(name);
     const bad = (why: string) =>
       new AgentmeterError(
         "CONFIG_INVALID",
-        `config: AGENTMETER_API_KEYS entry ${index + 1}${NAME_PATTERN.test(name) ? ` (${name})` : ""} is invalid: ${why}; expected name:sha256hex:scope`,
+        `config: AGENTMETER_API_KEYS entry ${index + 1}${badName === undefined ? ` (${name})` : ""} is invalid: ${why}; expected name:sha256hex:scope`,
         { details: { variable: "AGENTMETER_API_KEYS" } },
       );
-    if (!NAME_PATTERN.test(name)) throw bad("the name must be 1-64 chars of A-Z a-z 0-9 _ -");
+    if (badName !== undefined) throw bad(badName);
     if (!/^[0-9a-f]{64}$/.test(hash)) throw bad("the hash must be 64 lower-case hex digits (SHA-256)");
     if (scope === undefined) throw bad("the scope must be ingest, read, admin or creator:{mozaiks_user_id}");
     if (keys.some((key) => key.name === name)) throw bad("the name is used twice");
@@ -71,8 +86,8 @@ export function parseApiKeys(text: string): ApiKey[] {
 
 /** A new key: the secret to hand out once, and the entry to append to AGENTMETER_API_KEYS. */
 export function createApiKey(name: string, scope: Scope): { secret: string; entry: string } {
-  if (!NAME_PATTERN.test(name))
-    throw new AgentmeterError("CLI_USAGE", "the key name must be 1-64 chars of A-Z a-z 0-9 _ -");
+  const badName = nameProblem(name);
+  if (badName !== undefined) throw new AgentmeterError("CLI_USAGE", badName);
   const secret = `${KEY_PREFIX}${randomBytes(32).toString("base64url")}`;
   return { secret, entry: `${name}:${hashSecret(secret).toString("hex")}:${scopeText(scope)}` };
 }

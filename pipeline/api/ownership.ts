@@ -21,8 +21,6 @@ export interface AppOwners {
   creatorOf(enterpriseId: string): Promise<string | null>;
   /** The creator's apps, by id. */
   appsOf(mozaiksUserId: string): Promise<string[]>;
-  /** Whether the operator pinned the app to this creator: then every record of it is the creator's. */
-  isPinnedTo(enterpriseId: string, mozaiksUserId: string): boolean;
 }
 
 export class AppOwnership implements AppOwners {
@@ -41,10 +39,6 @@ export class AppOwnership implements AppOwners {
     if (pinned !== undefined) return pinned;
     if (this.policy === "pinned") return null;
     return projectedAppCreator(this.layout, enterpriseId);
-  }
-
-  isPinnedTo(enterpriseId: string, mozaiksUserId: string): boolean {
-    return this.pinned.get(enterpriseId) === mozaiksUserId;
   }
 
   async appsOf(mozaiksUserId: string): Promise<string[]> {

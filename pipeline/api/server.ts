@@ -10,7 +10,7 @@ import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import type { BudgetStates } from "./budgets.ts";
 import type { ServeSettings } from "./config.ts";
-import { installErrorHandling } from "./error-handler.ts";
+import { answerError, installErrorHandling, MAX_PARAM_LENGTH } from "./error-handler.ts";
 import type { IngestProducer } from "./ingest-producer.ts";
 import type { AppOwners } from "./ownership.ts";
 import { dashboardRoutes } from "./routes/dashboard.ts";
@@ -36,8 +36,8 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     // pino's Logger is Fastify's logger; its stricter type only differs in fields Fastify never calls.
     loggerInstance: deps.logger.child({ component: "api" }) as FastifyBaseLogger,
     bodyLimit: deps.settings.AGENTMETER_API_BODY_LIMIT,
-    // Route parameters are ids of at most 128 characters; anything longer is refused before routing.
-    routerOptions: { maxParamLength: 200 },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    frameworkErrors: answerError,
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

@@ -34,6 +34,7 @@ export function zeroTotals(enterpriseId: string): AppTotals {
   };
 }
 
+// schemas/api.ts STATEMENT_MONTHS keeps statement months inside this window.
 const ALL_TIME = { from: "1970-01-01T00:00:00Z", to: "2299-12-31T00:00:00Z" };
 
 /**

@@ -8,9 +8,15 @@ import { type AppTotals, adjustedFigures, creatorAppTotals, zeroTotals } from ".
 /** [start, end) of a `YYYY-MM` month in UTC, as ISO instants. */
 export function monthPeriod(month: string): { from: string; to: string } {
   const [year, mon] = month.split("-").map(Number) as [number, number];
-  const start = new Date(Date.UTC(year, mon - 1, 1));
-  const end = new Date(Date.UTC(year, mon, 1));
-  return { from: start.toISOString(), to: end.toISOString() };
+  return { from: monthStart(year, mon - 1).toISOString(), to: monthStart(year, mon).toISOString() };
+}
+
+/** The first instant of a month (0-based; 12 is January of the next year), UTC. */
+function monthStart(year: number, monthIndex: number): Date {
+  // Not Date.UTC: it reads years 0-99 as 1900-1999.
+  const date = new Date(0);
+  date.setUTCFullYear(year, monthIndex, 1);
+  return date;
 }
 
 function line(app: AppTotals) {
@@ -29,8 +35,9 @@ function line(app: AppTotals) {
  * fee, from ClickHouse's raw events, with the voids and refunds dated in the month (adjustments) and the
  * net. Then the reconciliation: the MongoDB revenue ledgers hold lifetime
  * totals per app, so they are compared with ClickHouse's lifetime totals of the same apps. A ledger is
- * the whole app's: for an app not pinned to the creator it may hold other creators' end users, so its
- * amounts go into the sums only when they equal the creator's own (the app is named as differing either way).
+ * the whole app's: an unpinned app may hold other creators' end users, and a pinned one their records
+ * from before the pin. So an app's amounts go into the sums only when its ledger equals the creator's
+ * own totals; one that differs is named in differing_apps and nothing of it is summed.
  */
 export async function creatorStatement(
   stores: ReadStores,
@@ -77,8 +84,10 @@ export async function creatorStatement(
       ch.reversed_billed_micros === ledger.reversed_billed_micros &&
       ch.reversed_creator_share_micros === ledger.reversed_creator_share_micros &&
       ch.reversed_platform_fee_micros === ledger.reversed_platform_fee_micros;
-    if (!same) differing.push(id);
-    if (!same && !owners.isPinnedTo(id, mozaiksUserId)) return;
+    if (!same) {
+      differing.push(id);
+      return;
+    }
     clickhouseBilled += ch.billed_micros;
     mongoBilled += ledger.billed_micros;
     clickhouseRecords += ch.billed_records;

@@ -26,6 +26,9 @@ export interface IngestRouteOptions {
  * the same record_id is safe (the billing core ignores a repeated record_id).
  */
 export const ingestRoutes: FastifyPluginAsyncZod<IngestRouteOptions> = async (app, options) => {
+  // Records are JSON only. Fastify would parse text/plain into a string that then fails the body's
+  // shape, with a message not saying JSON is wanted; without the parser it is a wrong content type.
+  app.removeContentTypeParser("text/plain");
   app.post(
     "/v1/records",
     {
