@@ -310,6 +310,22 @@ describe("POST /v1/records: the body's shape", () => {
     assert.equal(sent.length, 0);
   });
 
+  it("a number that denotes a fraction but reads as an integer: the request is refused naming it, nothing sent; Fastify's own refusals stay", async () => {
+    const exact = JSON.stringify([usage, usage]);
+    const rounded = exact.replace('"prompt_tokens":10', '"prompt_tokens":10.0000000000000001');
+    assert.notEqual(rounded, exact);
+    const answer = await post(rounded);
+    assert.equal(answer.statusCode, 400, answer.body);
+    assert.deepEqual(answer.json().error.fields, ["body"]);
+    assert.match(answer.json().error.message, /number 10\.0000000000000001 is not an integer/);
+    assert.equal(sent.length, 0);
+    assert.equal((await post(exact)).statusCode, 202);
+    assert.equal(sent.length, 2);
+    const poisoned = await post('{"__proto__":{"x":1}}');
+    assert.equal(poisoned.statusCode, 400, poisoned.body);
+    assert.equal((await post("{not json")).json().error.message, "the body is not valid JSON");
+  });
+
   it("a rejected record sent without record_id: its result names the id its message does", async () => {
     const answer = await post(JSON.stringify({ ...usage, agent_usage: {} }));
     const [result] = (answer.json() as IngestResponse).results;

@@ -1,3 +1,4 @@
+import type { FastifyInstance } from "fastify";
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import {
   apiErrorSchema,
@@ -7,10 +8,32 @@ import {
   type RecordResult,
 } from "../../../schemas/api.ts";
 import { isAgentmeterError } from "../../../schemas/errors.ts";
+import { falseIntegerReason, firstFalseInteger } from "../../../schemas/exact-numbers.ts";
 import { callerOf, guard } from "../auth.ts";
 import type { IngestProducer } from "../ingest-producer.ts";
 import { checkRecords } from "../ingest-validate.ts";
 import type { ApiKey } from "../keys.ts";
+import { ApiProblem } from "../problem.ts";
+
+/**
+ * The JSON parser of this route, with one more refusal: a number literal that denotes a fraction but
+ * reads as an integer (schemas/exact-numbers.ts), which would otherwise be billed as the integer it
+ * rounds to. The literal is gone once parsed, so the whole request is refused, naming it. Fastify's own
+ * parser does the rest (its refusal of __proto__ and constructor keys included).
+ */
+function exactNumbersOnly(app: FastifyInstance): void {
+  const json = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    const text = typeof body === "string" ? body : body.toString("utf8");
+    json(request, text, (error, value) => {
+      if (error !== null) return done(error, undefined);
+      const literal = firstFalseInteger(text);
+      if (literal === undefined) return done(null, value);
+      done(new ApiProblem("REQUEST_INVALID", falseIntegerReason(literal), ["body"]), undefined);
+    });
+  });
+}
 
 export interface IngestRouteOptions {
   keys: readonly ApiKey[];
@@ -29,6 +52,7 @@ export const ingestRoutes: FastifyPluginAsyncZod<IngestRouteOptions> = async (ap
   // Records are JSON only. Fastify would parse text/plain into a string that then fails the body's
   // shape, with a message not saying JSON is wanted; without the parser it is a wrong content type.
   app.removeContentTypeParser("text/plain");
+  exactNumbersOnly(app);
   app.post(
     "/v1/records",
     {
