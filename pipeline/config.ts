@@ -23,9 +23,36 @@ const topicName = z.string().regex(/^[A-Za-z0-9._-]{1,200}$/, "expected a Kafka 
 const mongoDbName = z
   .string()
   .regex(/^[A-Za-z0-9_-]{1,40}$/, "expected a database name ([A-Za-z0-9_-], 1-40)");
-const positiveInt = z.coerce.number().int().positive();
+/**
+ * A whole number from `min` to `max`, written in decimal digits (a leading minus only when `min` is
+ * negative). Not z.coerce.number(): that reads " " as 0 (which turns features off), "0x1F90" as 8080
+ * and "8e3" as 8000. One message for both kinds of mistake, so the line says what to write instead.
+ */
+export function wholeNumber(
+  min: number,
+  max: number,
+  message = `expected a whole number from ${min} to ${max}`,
+) {
+  // 15 digits: every such number is exact as a JS number, and no bound here comes near it.
+  const digits = min < 0 ? /^-?[0-9]{1,15}$/ : /^[0-9]{1,15}$/;
+  return z
+    .string()
+    .regex(digits, message)
+    .transform(Number)
+    .pipe(z.number().int().min(min, message).max(max, message));
+}
+
+const COST_MULTIPLE_MESSAGE =
+  "expected a number above 0 and at most 1000 in decimal digits, such as 2 or 1.5";
+/** A decimal such as 1.5, for the reasons wholeNumber gives. */
+const costMultiple = z
+  .string()
+  .regex(/^[0-9]{1,4}(\.[0-9]{1,6})?$/, COST_MULTIPLE_MESSAGE)
+  .transform(Number)
+  .pipe(z.number().positive(COST_MULTIPLE_MESSAGE).max(1_000, COST_MULTIPLE_MESSAGE));
+
 const flag = z
-  .enum(["true", "false", "1", "0"], 'expected "true" or "false"')
+  .enum(["true", "false", "1", "0"], 'expected "true" or "false" (or 1 or 0)')
   .transform((value) => value === "true" || value === "1");
 
 /** kafkajs' SASL mechanisms (GSSAPI and OAUTHBEARER need code, not just variables). */
@@ -64,8 +91,8 @@ export const ConfigSchema = z.object({
   AGENTMETER_STATE_TOPIC: topicName.default("agentmeter.budget-state.v1"),
   /** Where hold decisions go, keyed by hold_id: the reply topic a reserving agent runtime listens on. */
   AGENTMETER_HOLDS_TOPIC: topicName.default("agentmeter.hold-decisions.v1"),
-  AGENTMETER_PARTITIONS: positiveInt.max(1024).default(6),
-  AGENTMETER_MAX_RECORD_BYTES: positiveInt.max(1_000_000).default(65_536),
+  AGENTMETER_PARTITIONS: wholeNumber(1, 1024).default(6),
+  AGENTMETER_MAX_RECORD_BYTES: wholeNumber(1, 1_000_000).default(65_536),
   MONGODB_URI: z
     .string()
     .regex(/^mongodb(\+srv)?:\/\//, "expected a mongodb:// URI")
@@ -80,7 +107,7 @@ export const ConfigSchema = z.object({
    * Longest enterprise id the app databases can hold: prefix + id must fit MongoDB's 63 bytes. Unset, it
    * is 48 (the id rule's) or what the prefix leaves, if less; set, prefix + it must fit.
    */
-  AGENTMETER_MAX_ENTERPRISE_ID_LENGTH: positiveInt.max(ENTERPRISE_ID_MAX_LENGTH).optional(),
+  AGENTMETER_MAX_ENTERPRISE_ID_LENGTH: wholeNumber(1, ENTERPRISE_ID_MAX_LENGTH).optional(),
   CLICKHOUSE_URL: z.url({ protocol: /^https?$/ }).default("http://127.0.0.1:18123"),
   CLICKHOUSE_USER: z.string().default("default"),
   CLICKHOUSE_PASSWORD: z.string().default(""),
@@ -91,15 +118,12 @@ export const ConfigSchema = z.object({
   /** JSON file with billing rules (price book, allowances, split); absent means the defaults. */
   AGENTMETER_BILLING_CONFIG: z.string().min(1).optional(),
   /** How many partitions one processor works on at once (each flushes on its own). */
-  AGENTMETER_CONCURRENCY: positiveInt.max(64).default(6),
+  AGENTMETER_CONCURRENCY: wholeNumber(1, 64).default(6),
   /**
    * Most bytes of records one fetch brings per partition, and so one flush: larger flushes write each
    * touched document once for more records (and hold more in memory).
    */
-  AGENTMETER_FETCH_BYTES_PER_PARTITION: positiveInt
-    .min(64 * 1024)
-    .max(64 * 1024 * 1024)
-    .default(4 * 1024 * 1024),
+  AGENTMETER_FETCH_BYTES_PER_PARTITION: wholeNumber(64 * 1024, 64 * 1024 * 1024).default(4 * 1024 * 1024),
   /**
    * How writes reach MongoDB and ClickHouse. `behind` (default): budget events and states are published as
    * soon as records are applied, and the stores are written behind in coalesced cycles; offsets are
@@ -108,7 +132,7 @@ export const ConfigSchema = z.object({
    */
   AGENTMETER_WRITE_MODE: z.enum(["behind", "sync"]).default("behind"),
   /** Records applied but not yet in the stores, per partition, past which the partition stops fetching. */
-  AGENTMETER_MAX_PENDING_RECORDS: positiveInt.min(100).max(10_000_000).default(50_000),
+  AGENTMETER_MAX_PENDING_RECORDS: wholeNumber(100, 10_000_000).default(50_000),
   /**
    * Least time between the starts of a partition's write-behind cycles; records arriving meanwhile join
    * the next cycle. Under light load cycles are short and many, and each writes a ClickHouse part in
@@ -117,53 +141,50 @@ export const ConfigSchema = z.object({
    * Raised by default once a soak with it on is clean (docs/processing.md: rollup rows were counted
    * twice in soaks with and without it, cause not found).
    */
-  AGENTMETER_MIN_CYCLE_INTERVAL_MS: z.coerce.number().int().min(0).max(60_000).default(0),
+  AGENTMETER_MIN_CYCLE_INTERVAL_MS: wholeNumber(0, 60_000).default(0),
   /**
    * Records a processor may dead-letter in an hour as RECORD_APPLY_FAILED (the billing core failed on a
    * valid record, from a fresh load: a bug). Past it, a failing batch is retried until a fix is deployed,
    * as with 0: a bad deploy cannot drain a topic into the dead-letter topic.
    */
-  AGENTMETER_APPLY_FAILURE_LIMIT: z.coerce.number().int().min(0).max(1_000_000).default(10),
+  AGENTMETER_APPLY_FAILURE_LIMIT: wholeNumber(0, 1_000_000).default(10),
   /** Age of the oldest record not yet in the stores past which its partition stops fetching. */
-  AGENTMETER_MAX_STORE_LAG_MS: positiveInt.min(1_000).max(3_600_000).default(30_000),
+  AGENTMETER_MAX_STORE_LAG_MS: wholeNumber(1_000, 3_600_000).default(30_000),
   /**
    * How often the processor appends a tick to each partition it owns that has accounts holding tokens
    * (event time on idle partitions, so holds expire there): a hold outlives its expiry by at most this.
    * 0 turns ticks off (holds then expire only at their account's next record).
    */
-  AGENTMETER_TICK_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(10_000),
+  AGENTMETER_TICK_INTERVAL_MS: wholeNumber(0, 3_600_000).default(10_000),
   /**
    * A MongoDB answer that takes longer than this fails the operation and drops its connection; the
    * write is retried on a new one (compare-and-set keeps that exact). A hung server or connection then
    * holds writes for this long at most, not for good.
    */
-  AGENTMETER_MONGO_TIMEOUT_MS: positiveInt.min(1_000).max(600_000).default(60_000),
+  AGENTMETER_MONGO_TIMEOUT_MS: wholeNumber(1_000, 600_000).default(60_000),
   /**
    * How long a starting processor waits for Kafka, ClickHouse and MongoDB to answer (each start step is
    * retried with backoff) before it gives up and exits 1. 0: no wait, the first failure ends the start.
    */
-  AGENTMETER_STARTUP_WAIT_MS: z.coerce.number().int().min(0).max(3_600_000).default(300_000),
+  AGENTMETER_STARTUP_WAIT_MS: wholeNumber(0, 3_600_000).default(300_000),
   /** How long the group waits for a silent member before moving its partitions (the broker allows 6 s and up). */
-  AGENTMETER_SESSION_TIMEOUT_MS: positiveInt.min(6_000).max(300_000).default(30_000),
+  AGENTMETER_SESSION_TIMEOUT_MS: wholeNumber(6_000, 300_000).default(30_000),
   /** A session costing more than this many times its workflow's average raises a cost_threshold event. */
-  AGENTMETER_COST_MULTIPLE: z.coerce.number().positive().max(1_000).default(2),
+  AGENTMETER_COST_MULTIPLE: costMultiple.default(2),
   /** How often the processor re-reads workflow averages from ClickHouse for that check. */
-  AGENTMETER_COST_AVERAGES_REFRESH_MS: positiveInt.max(3_600_000).default(30_000),
+  AGENTMETER_COST_AVERAGES_REFRESH_MS: wholeNumber(1, 3_600_000).default(30_000),
   /** Accounts kept in memory per partition; past it the least recently used clean ones are dropped. */
-  AGENTMETER_MAX_CACHED_ACCOUNTS: positiveInt.min(100).max(10_000_000).default(20_000),
+  AGENTMETER_MAX_CACHED_ACCOUNTS: wholeNumber(100, 10_000_000).default(20_000),
   /**
    * Largest budget-state message the processor sends (the broker's message.max.bytes is 1 MiB by
    * default): a record that would make its account's state larger is dead-lettered, RECORD_STORE_REJECTED.
    */
-  AGENTMETER_MAX_STATE_MESSAGE_BYTES: positiveInt
-    .min(1_024)
-    .max(8 * 1024 * 1024)
-    .default(900 * 1024),
+  AGENTMETER_MAX_STATE_MESSAGE_BYTES: wholeNumber(1_024, 8 * 1024 * 1024).default(900 * 1024),
   /**
    * Port of the processor's HTTP endpoint: `/metrics` (Prometheus), `/healthz` and `/readyz` (Kubernetes
    * probes; docs/operations.md). 0 turns the endpoint off (no metrics, no probes).
    */
-  AGENTMETER_METRICS_PORT: z.coerce.number().int().min(0).max(65_535).default(9464),
+  AGENTMETER_METRICS_PORT: wholeNumber(0, 65_535).default(9464),
   /** Address that endpoint listens on: 0.0.0.0 (every IPv4 interface), :: (every interface), or one address. */
   AGENTMETER_METRICS_HOST: z
     .string()
@@ -193,6 +214,39 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   const problem = crossCheck(config);
   if (problem !== undefined) throw invalid(problem.variable, env, problem.message);
   return config;
+}
+
+/**
+ * A true/false variable outside ConfigSchema (the SDK's AGENTMETER_MOCK and AGENTMETER_STRICT): unset or
+ * empty is false, and anything but true, false, 1 or 0 fails as loadConfig does, rather than reading as
+ * false and leaving the caller to find out from what false does (a Kafka connection, say).
+ */
+export function loadFlag(name: string, env: Readonly<Record<string, string | undefined>>): boolean {
+  const value = env[name];
+  if (value === undefined || value === "") return false;
+  const parsed = flag.safeParse(value);
+  if (!parsed.success) throw invalid(name, env, parsed.error.issues[0]?.message ?? "invalid");
+  return parsed.data;
+}
+
+/**
+ * loadConfig of the environment with `overrides` (values as Config holds them: numbers, lists,
+ * booleans) put over it, so an override is checked as the variable it replaces. An override left
+ * undefined means that variable's default.
+ */
+export function loadConfigWith(
+  env: Readonly<Record<string, string | undefined>>,
+  overrides: Readonly<Partial<Record<keyof Config, unknown>>>,
+): Config {
+  const merged: Record<string, string | undefined> = { ...env };
+  for (const [name, value] of Object.entries(overrides)) merged[name] = asVariable(value);
+  return loadConfig(merged);
+}
+
+/** A Config value written back as an environment variable's text. */
+function asVariable(value: unknown): string {
+  if (value === undefined) return "";
+  return Array.isArray(value) ? value.join(",") : String(value);
 }
 
 function invalid(

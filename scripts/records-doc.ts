@@ -262,6 +262,11 @@ For all of them (the tick's key aside, see below):
 - **Size**: at most ${number(DEFAULT_MAX_RECORD_BYTES)} bytes of JSON by default (\`AGENTMETER_MAX_RECORD_BYTES\`).
 - **Ids** never contain \`.\`, \`/\`, \`$\`, spaces or NUL (they become MongoDB names and keys); user ids have no \`:\`
   because the account key joins them with \`:\`.
+- **Numbers are exact**: a number literal that denotes a fraction but reads as an integer in JSON's
+  doubles (\`10.0000000000000001\`, \`4503599627370497.5\`, \`1.5e-400\`) refuses the whole record
+  (\`RECORD_INVALID\`, naming the literal), rather than billing the integer it rounds to. \`1e6\` and \`1.0\`
+  are integers and pass; JSON writers that print numbers as they read back (\`JSON.stringify\`, Python's
+  \`json\`) never write such a literal. Write large amounts as decimal strings.
 - A record that fails validation goes to the dead-letter topic with the reason; \`agentmeter compute FILE\`
   reports it as \`line N: CODE: reason\`.
 - **Fastest form**: the fields in the order of the tables below, \`schema_version\` included. The decoder

@@ -1,5 +1,5 @@
 import { OPERATOR_SECRET_MIN_BYTES } from "../pipeline/auth/signature.ts";
-import { type Config, loadConfig } from "../pipeline/config.ts";
+import { type Config, loadConfigWith, loadFlag } from "../pipeline/config.ts";
 import type { WorkflowAverages } from "../pipeline/core/cost-thresholds.ts";
 import {
   type AccountState,
@@ -46,13 +46,16 @@ import { type PreparedRecord, prepareRecord, type RecordInput } from "./validate
 export type { AccountIds, BudgetStatus, Correction, Refund, SentRecord, TopUp } from "./session-client.ts";
 
 export interface AgentmeterOptions {
-  /** Overrides of the environment configuration (pipeline/config.ts): brokers, topics, database names. */
+  /**
+   * Overrides of the environment configuration (pipeline/config.ts): brokers, topics, database names.
+   * Each is checked as the variable it replaces (CONFIG_INVALID naming it); undefined means its default.
+   */
   config?: Partial<Config>;
   /** Where configuration is read from; default process.env. */
   env?: Readonly<Record<string, string | undefined>>;
-  /** In-process billing core, no server (default: AGENTMETER_MOCK=1). */
+  /** In-process billing core, no server (default: AGENTMETER_MOCK, 1/true or 0/false). */
   mock?: boolean;
-  /** canContinue reads MongoDB instead of the local view (default: AGENTMETER_STRICT=1). */
+  /** canContinue reads MongoDB instead of the local view (default: AGENTMETER_STRICT, 1/true or 0/false). */
   strict?: boolean;
   /** Billing rules for local cost figures and mock mode; default AGENTMETER_BILLING_CONFIG or the defaults. */
   billing?: BillingConfig;
@@ -68,10 +71,6 @@ export interface AgentmeterOptions {
    * `config`), as for the processor.
    */
   operatorSecret?: string;
-}
-
-function flag(value: string | undefined): boolean {
-  return value === "1" || value === "true";
 }
 
 /**
@@ -93,7 +92,8 @@ export class Agentmeter implements SessionClient {
 
   static async connect(options: AgentmeterOptions = {}): Promise<Agentmeter> {
     const env = options.env ?? process.env;
-    const config = { ...loadConfig(env), ...options.config } as Config;
+    // Overrides are checked as the variables they replace: "64k" or -1 would otherwise reach the size check.
+    const config = loadConfigWith(env, options.config ?? {});
     const logger = options.logger ?? createLogger(config.LOG_LEVEL, "agentmeter-sdk");
     const operatorSecret = options.operatorSecret ?? config.AGENTMETER_OPERATOR_SECRET;
     if (
@@ -106,11 +106,13 @@ export class Agentmeter implements SessionClient {
       );
     }
     const billing = options.billing ?? loadBillingConfig(config);
-    if (options.mock ?? flag(env.AGENTMETER_MOCK)) {
+    // Both read before either is used: a bad switch fails here, not after a Kafka connection timed out.
+    const mock = options.mock ?? loadFlag("AGENTMETER_MOCK", env);
+    const strict = options.strict ?? loadFlag("AGENTMETER_STRICT", env);
+    if (mock) {
       const backend = new MockBackend(billing);
       return new Agentmeter(config, billing, "mock", "mock", logger, backend, backend.ledger);
     }
-    const strict = options.strict ?? flag(env.AGENTMETER_STRICT);
     // Loaded here, not imported above: the Kafka backend brings the Kafka client and the stores' drivers,
     // which an import of the package (or mock mode) must not load.
     const { KafkaBackend } = await import("./kafka-backend.ts");

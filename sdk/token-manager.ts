@@ -31,6 +31,9 @@ import { uuidv7 } from "./record-id.ts";
 import type { AccountIds, BudgetStatus, SentRecord, SessionClient } from "./session-client.ts";
 import type { PreparedRecord, RecordInput } from "./validate.ts";
 
+/** A usage record's prices, once the price book knew every model of it. */
+type PricedRecord = Extract<ReturnType<typeof priceUsage>, { ok: true }>;
+
 /** One agent's tokens in one call of trackUsage. */
 export type AgentUsageInput = AgentUsage;
 
@@ -234,7 +237,6 @@ abstract class SessionMeter {
     const agents: Record<string, AgentUsageInput> = {};
     for (const [name, usage] of Object.entries(agentUsage)) {
       const extra = this.pending.get(name);
-      this.pending.delete(name);
       agents[name] =
         extra === undefined
           ? { ...usage }
@@ -260,7 +262,12 @@ abstract class SessionMeter {
       ...(options.connection_state === undefined ? {} : { connection_state: options.connection_state }),
       ...(options.hold_id === undefined ? {} : { hold_id: options.hold_id }),
     });
-    return this.sendUsage(prepared);
+    const priced = this.priced(prepared);
+    // Taken off only now that the record is valid and priced: a refused call leaves the tracked times and
+    // counts for the caller's corrected retry. From here the record carries them, and a failed send is
+    // resent as this same record, so they must not go into another.
+    for (const name of Object.keys(agents)) this.pending.delete(name);
+    return this.sendPriced(prepared, priced);
   }
 
   /**
@@ -268,10 +275,21 @@ abstract class SessionMeter {
    * once) and tallies it into the session once sent.
    */
   protected async sendUsage(prepared: PreparedRecord): Promise<UsageReceipt> {
-    const record = prepared.record as UsageRecord;
-    // A model the price book does not know is refused here, in the caller's stack, not dead-lettered later.
-    const priced = priceUsage(record, this.meter.billing);
+    return this.sendPriced(prepared, this.priced(prepared));
+  }
+
+  /**
+   * The record's prices. A model the price book does not know is refused here, in the caller's stack,
+   * not dead-lettered later.
+   */
+  private priced(prepared: PreparedRecord): PricedRecord {
+    const priced = priceUsage(prepared.record as UsageRecord, this.meter.billing);
     if (!priced.ok) throw new AgentmeterError(priced.code, priced.reason);
+    return priced;
+  }
+
+  private async sendPriced(prepared: PreparedRecord, priced: PricedRecord): Promise<UsageReceipt> {
+    const record = prepared.record as UsageRecord;
     await this.meter.sendPrepared(prepared);
     // Tallied only once the send succeeded: a failed send is not part of the session.
     this.markStarted(record.occurred_at);

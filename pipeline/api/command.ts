@@ -26,7 +26,10 @@ export const serveCommand: Command = {
     // The former spelling of `agentmeter keys create`, kept working.
     if (argv[0] === "keys") return keysCommand.run(argv.slice(1), io);
     if (argv.length > 0) {
-      io.stderr.write(USAGE);
+      // serve takes no flags: whoever passes one (--port) means a setting, so say where settings go.
+      io.stderr.write(
+        `agentmeter serve: unknown argument '${argv[0]}' (configuration is by environment: see README, e.g. AGENTMETER_API_PORT)\n`,
+      );
       return EXIT_USAGE;
     }
     let config: ReturnType<typeof loadServeConfig>;

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { AgentmeterError } from "../../schemas/errors.ts";
 import { shownValue } from "../auth/redact.ts";
-import { type Config, loadConfig } from "../config.ts";
+import { type Config, loadConfig, wholeNumber } from "../config.ts";
 import type { BillingConfig } from "../core/index.ts";
 import { loadBillingConfig } from "../runtime/billing-config.ts";
 import { type ApiKey, parseApiKeys } from "./keys.ts";
@@ -10,22 +10,17 @@ import { type ApiKey, parseApiKeys } from "./keys.ts";
  * `agentmeter serve`'s own variables, beside the pipeline's (pipeline/config.ts gives the brokers,
  * stores and topics). Read once at start; a bad value stops the server with one line naming it.
  */
-const positiveInt = z.coerce.number().int().positive();
-
 export const ServeConfigSchema = z.object({
   AGENTMETER_API_HOST: z.string().min(1).default("127.0.0.1"),
-  AGENTMETER_API_PORT: z.coerce.number().int().min(0).max(65_535).default(8080),
+  AGENTMETER_API_PORT: wholeNumber(0, 65_535).default(8080),
   /** `name:sha256hex:scope` entries, comma-separated (keys.ts; `agentmeter keys create` makes one). */
   AGENTMETER_API_KEYS: z.string().default(""),
   /** Most records one POST /v1/records may carry. */
-  AGENTMETER_API_MAX_BATCH: positiveInt.max(100_000).default(1_000),
+  AGENTMETER_API_MAX_BATCH: wholeNumber(1, 100_000).default(1_000),
   /** Largest request body in bytes (a batch of records, JSON). */
-  AGENTMETER_API_BODY_LIMIT: positiveInt
-    .min(64 * 1024)
-    .max(64 * 1024 * 1024)
-    .default(4 * 1024 * 1024),
+  AGENTMETER_API_BODY_LIMIT: wholeNumber(64 * 1024, 64 * 1024 * 1024).default(4 * 1024 * 1024),
   /** How long SIGTERM waits for requests in flight (and their broker acknowledgements). */
-  AGENTMETER_API_SHUTDOWN_MS: positiveInt.max(120_000).default(15_000),
+  AGENTMETER_API_SHUTDOWN_MS: wholeNumber(1, 120_000).default(15_000),
   /**
    * Which creator owns an app (ownership.ts): `pinned` trusts only the billing config's `apps` pins;
    * `pinned_then_projection` falls back to the processor's Enterprises projection for unpinned apps.

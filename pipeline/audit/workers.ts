@@ -1,7 +1,7 @@
 import { availableParallelism } from "node:os";
-import { z } from "zod";
 import { AgentmeterError } from "../../schemas/errors.ts";
 import { shownValue } from "../auth/redact.ts";
+import { wholeNumber } from "../config.ts";
 
 /** The variable that sets how many worker threads recompute an audit (or a dry run); --workers beats it. */
 export const AUDIT_WORKERS_VARIABLE = "AGENTMETER_AUDIT_WORKERS";
@@ -11,11 +11,7 @@ export const MAX_AUDIT_WORKERS = 64;
 const MESSAGE = `expected a whole number from 0 (recompute in the main thread) to ${MAX_AUDIT_WORKERS}`;
 
 /** Worker threads of an audit: 0 recomputes in the main thread, N in N worker threads. */
-export const auditWorkersSchema = z
-  .string()
-  .regex(/^[0-9]{1,3}$/, MESSAGE)
-  .transform(Number)
-  .pipe(z.number().int().min(0, MESSAGE).max(MAX_AUDIT_WORKERS, MESSAGE));
+export const auditWorkersSchema = wholeNumber(0, MAX_AUDIT_WORKERS, MESSAGE);
 
 /** One worker thread per core (never more than the maximum). */
 export function defaultAuditWorkers(): number {

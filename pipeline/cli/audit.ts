@@ -12,7 +12,7 @@ import { type Config, loadConfig } from "../config.ts";
 import type { BillingConfig } from "../core/index.ts";
 import { createLogger } from "../log.ts";
 import { loadBillingConfig } from "../runtime/billing-config.ts";
-import { type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
+import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
 
 /** Exit codes of audit and replay: 0 no difference, 1 differences, 2 usage or config, 3 a store does not answer. */
 export const EXIT_DIFFERENCES = 1;
@@ -65,7 +65,7 @@ export function parseCliOptions(
     const { values } = parseArgs({ args: [...argv], allowPositionals: false, strict: true, options });
     return { values: values as OptionValues };
   } catch (error) {
-    throw usageError((error as Error).message);
+    throw usageError(argsErrorLine(error, argv));
   }
 }
 

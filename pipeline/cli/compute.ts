@@ -20,7 +20,15 @@ import {
   type SequencedRecord,
 } from "../core/index.ts";
 import { buildComputeReport, type ComputeCounts, formatComputeTable } from "./compute-report.ts";
-import { type Command, EXIT_BAD_INPUT, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, type Io } from "./io.ts";
+import {
+  argsErrorLine,
+  type Command,
+  EXIT_BAD_INPUT,
+  EXIT_OK,
+  EXIT_REJECTED,
+  EXIT_USAGE,
+  type Io,
+} from "./io.ts";
 
 const USAGE = `Usage: agentmeter compute [FILE|-] [--format json|table] [--price-book FILE] [--config FILE]
 
@@ -90,7 +98,7 @@ function parseComputeArgs(argv: readonly string[]): Args {
   try {
     parsed = parseOptions(argv);
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(argsErrorLine(error, argv));
   }
   const { values, positionals } = parsed;
   if (positionals.length > 1) throw new UsageError(`expected at most one FILE, got ${positionals.length}`);

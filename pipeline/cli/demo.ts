@@ -12,7 +12,7 @@ import { accountAddress } from "../../sinks/mongo/accounts.ts";
 import { createMongo } from "../../sinks/mongo/client.ts";
 import type { MongoLayout } from "../../sinks/mongo/layout.ts";
 import { readAccount, readAppRevenue } from "../../sinks/mongo/read.ts";
-import { type Config, loadConfig } from "../config.ts";
+import { type Config, loadConfig, wholeNumber } from "../config.ts";
 import {
   type AccountState,
   applyBatch,
@@ -30,7 +30,7 @@ import { loadBillingConfig } from "../runtime/billing-config.ts";
 import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
 import { generateWorkload } from "../simulate/workload.ts";
 import { renderTable } from "../text-table.ts";
-import { type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
+import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
 
 const USAGE = `Usage: agentmeter demo [--records N] [--apps N] [--users-per-app N]
 
@@ -77,6 +77,19 @@ async function produce(config: Config, records: readonly InputRecordJson[], io: 
 /** The workload's size, from the command line. */
 export type DemoCounts = { records: number; apps: number; usersPerApp: number };
 
+const COUNT_EXPECTED = "a whole number from 1 to 1000000";
+// Decimal digits only, as for the config's numbers: Number() would take " ", "0x10" and "1e3".
+const countSchema = wholeNumber(1, 1_000_000);
+const COUNT_OPTIONS = ["records", "apps", "users-per-app"] as const;
+
+/** A count option's value, or the one line saying what is wrong with it. */
+function countOf(option: (typeof COUNT_OPTIONS)[number], text: string): number | string {
+  const parsed = countSchema.safeParse(text);
+  return parsed.success
+    ? parsed.data
+    : `--${option} ${JSON.stringify(text)} is invalid: expected ${COUNT_EXPECTED}`;
+}
+
 /** The command line's counts, or the exit code when there is nothing to run (help, or a usage error). */
 export function parseDemoArgs(argv: readonly string[], io: Io): DemoCounts | number {
   let values: { records: string; apps: string; "users-per-app": string; help: boolean | undefined };
@@ -92,27 +105,21 @@ export function parseDemoArgs(argv: readonly string[], io: Io): DemoCounts | num
       strict: true,
     }) as never);
   } catch (error) {
-    io.stderr.write(`agentmeter demo: ${(error as Error).message}\n`);
+    const expected = Object.fromEntries(COUNT_OPTIONS.map((option) => [`--${option}`, COUNT_EXPECTED]));
+    io.stderr.write(`agentmeter demo: ${argsErrorLine(error, argv, expected)}\n`);
     return EXIT_USAGE;
   }
   if (values.help) {
     io.stdout.write(USAGE);
     return EXIT_OK;
   }
-  const counts = {
-    records: Number(values.records),
-    apps: Number(values.apps),
-    usersPerApp: Number(values["users-per-app"]),
-  };
-  for (const [name, value] of Object.entries(counts)) {
-    if (!Number.isInteger(value) || value < 1 || value > 1_000_000) {
-      io.stderr.write(
-        `agentmeter demo: --${name} must be a whole number from 1 to 1000000, got ${JSON.stringify(String(value))}\n`,
-      );
-      return EXIT_USAGE;
-    }
+  const [records, apps, usersPerApp] = COUNT_OPTIONS.map((option) => countOf(option, values[option]));
+  const problem = [records, apps, usersPerApp].find((count) => typeof count === "string");
+  if (problem !== undefined) {
+    io.stderr.write(`agentmeter demo: ${problem}\n`);
+    return EXIT_USAGE;
   }
-  return counts;
+  return { records, apps, usersPerApp } as DemoCounts;
 }
 
 /**

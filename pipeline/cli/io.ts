@@ -21,3 +21,25 @@ export const EXIT_OK = 0;
 export const EXIT_BAD_INPUT = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_REJECTED = 3;
+
+/**
+ * node:util parseArgs' error as one line. Its words for `--records -1` (a value that starts with '-')
+ * run to three lines about a forgotten value; this names the option and the value instead, with what
+ * the option expects when the command says (`expected`, by option: "a whole number from 1 to 10").
+ */
+export function argsErrorLine(
+  error: unknown,
+  argv: readonly string[],
+  expected: Readonly<Record<string, string>> = {},
+): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const option = /^Option '(?:-[^-], )?(--[^' ]+)' argument is ambiguous/.exec(message)?.[1];
+  const at = argv.findIndex((arg, index) => arg === option && argv[index + 1]?.startsWith("-"));
+  if (option === undefined || at < 0) return message.split("\n")[0]!;
+  const value = argv[at + 1]!;
+  const shown = `${option} ${JSON.stringify(value)}`;
+  const wanted = expected[option];
+  return wanted === undefined
+    ? `${shown}: a value that starts with '-' is written ${option}=${value}`
+    : `${shown} is invalid: expected ${wanted}`;
+}

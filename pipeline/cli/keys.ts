@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
 import { createApiKey, parseScope, scopeText } from "../api/keys.ts";
-import { type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
+import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
 
 const USAGE = `Usage: agentmeter keys create --scope SCOPE [--name NAME]
 
@@ -30,7 +30,7 @@ function createKey(argv: readonly string[], io: Io): number {
       options: { scope: { type: "string" }, name: { type: "string" } },
     }));
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(argsErrorLine(error, argv));
   }
   if (values.scope === undefined) throw new UsageError("--scope is required");
   const scope = parseScope(values.scope);

@@ -5,7 +5,7 @@ import { accountKeyOf, type InputRecordJson } from "../../schemas/index.ts";
 import { Agentmeter } from "../../sdk/client.ts";
 import type { RecordInput } from "../../sdk/validate.ts";
 import { generateWorkload } from "../simulate/workload.ts";
-import { type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
+import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
 
 const USAGE = `Usage: agentmeter simulate [--records N] [--rate N/s] [--malformed N] [--seed N]
                           [--apps N] [--users-per-app N] [--run-id ID] [--dry-run]
@@ -103,7 +103,7 @@ export const simulateCommand: Command = {
         strict: true,
       }));
     } catch (error) {
-      io.stderr.write(`agentmeter simulate: ${(error as Error).message}\n`);
+      io.stderr.write(`agentmeter simulate: ${argsErrorLine(error, argv)}\n`);
       return EXIT_USAGE;
     }
     if (values.help) {

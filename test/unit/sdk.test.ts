@@ -66,6 +66,36 @@ describe("SDK validation", () => {
     );
     await meter.close();
   });
+
+  it("a refused trackUsage keeps the tracked response time and messages for the corrected retry", async () => {
+    const meter = await Agentmeter.connect({ mock: true, billing });
+    const manager = new TokenManager(meter, {
+      enterprise_id: "app-1",
+      mozaiks_user_id: "creator-1",
+      platform_user_id: "user-1",
+      workflow_name: "chat",
+    });
+    await manager.initializeBudget();
+    manager.trackAgentResponseTime("B", 500);
+    manager.trackAgentMessage("B");
+    await assert.rejects(
+      manager.trackUsage({ B: { prompt_tokens: -1, completion_tokens: 1 } }),
+      (error: unknown) => isAgentmeterError(error, "RECORD_INVALID"),
+    );
+    await assert.rejects(
+      manager.trackUsage({ B: { prompt_tokens: 1, completion_tokens: 1, model: "no-such-model" } }),
+      (error: unknown) => isAgentmeterError(error, "UNKNOWN_MODEL"),
+    );
+    await manager.trackUsage({ B: { prompt_tokens: 1, completion_tokens: 1 } });
+    const agentB = () => meter.mock!.account(manager.accountKey)?.chats[manager.chat_id]?.agents.B;
+    assert.equal(agentB()?.response_time_ms, 500);
+    assert.equal(agentB()?.message_count, 1);
+    // Sent once: the next record does not carry them again.
+    await manager.trackUsage({ B: { prompt_tokens: 1, completion_tokens: 1 } });
+    assert.equal(agentB()?.response_time_ms, 500);
+    assert.equal(agentB()?.message_count, 1);
+    await meter.close();
+  });
 });
 
 describe("SDK mock mode: the billing core in process", () => {

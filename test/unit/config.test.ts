@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { loadServeConfig } from "../../pipeline/api/config.ts";
+import { loadConfig, wholeNumber } from "../../pipeline/config.ts";
+import { isAgentmeterError } from "../../pipeline/errors.ts";
+
+type Env = Record<string, string>;
+
+/** The one line a refused environment fails with. */
+function refusal(load: (env: Env) => unknown, env: Env): string {
+  try {
+    load(env);
+  } catch (error) {
+    assert.ok(isAgentmeterError(error, "CONFIG_INVALID"), String(error));
+    return error.message;
+  }
+  assert.fail(`expected CONFIG_INVALID for ${JSON.stringify(env)}`);
+}
+
+describe("numeric configuration variables", () => {
+  it("take decimal digits only: blank, hex and exponents are refused with one line naming the variable", () => {
+    const cases: [Env, string][] = [
+      [
+        { AGENTMETER_API_PORT: " " },
+        'AGENTMETER_API_PORT=" " is invalid: expected a whole number from 0 to 65535',
+      ],
+      [{ AGENTMETER_API_PORT: "0x1F90" }, 'AGENTMETER_API_PORT="0x1F90" is invalid: expected a whole number'],
+      [{ AGENTMETER_API_PORT: "8e3" }, 'AGENTMETER_API_PORT="8e3" is invalid: expected a whole number'],
+      [{ AGENTMETER_API_PORT: " 8080" }, 'AGENTMETER_API_PORT=" 8080" is invalid'],
+      [
+        { AGENTMETER_API_MAX_BATCH: "1e3" },
+        'AGENTMETER_API_MAX_BATCH="1e3" is invalid: expected a whole number from 1 to 100000',
+      ],
+      [
+        { AGENTMETER_METRICS_PORT: " " },
+        'AGENTMETER_METRICS_PORT=" " is invalid: expected a whole number from 0 to 65535',
+      ],
+      [
+        { AGENTMETER_STARTUP_WAIT_MS: "\t" },
+        'AGENTMETER_STARTUP_WAIT_MS="\\t" is invalid: expected a whole number from 0 to 3600000',
+      ],
+      [{ AGENTMETER_TICK_INTERVAL_MS: " " }, 'AGENTMETER_TICK_INTERVAL_MS=" " is invalid'],
+      [{ AGENTMETER_APPLY_FAILURE_LIMIT: " " }, 'AGENTMETER_APPLY_FAILURE_LIMIT=" " is invalid'],
+      [{ AGENTMETER_MIN_CYCLE_INTERVAL_MS: "1.5" }, 'AGENTMETER_MIN_CYCLE_INTERVAL_MS="1.5" is invalid'],
+      [
+        { AGENTMETER_PARTITIONS: "+6" },
+        'AGENTMETER_PARTITIONS="+6" is invalid: expected a whole number from 1 to 1024',
+      ],
+      [{ AGENTMETER_MAX_RECORD_BYTES: "64k" }, 'AGENTMETER_MAX_RECORD_BYTES="64k" is invalid'],
+      [
+        { AGENTMETER_COST_MULTIPLE: "1e2" },
+        'AGENTMETER_COST_MULTIPLE="1e2" is invalid: expected a number above 0',
+      ],
+      [{ AGENTMETER_COST_MULTIPLE: " " }, 'AGENTMETER_COST_MULTIPLE=" " is invalid'],
+    ];
+    for (const [env, expected] of cases) {
+      const message = refusal(loadServeConfig, env);
+      assert.ok(message.startsWith(`config: ${expected}`), `${JSON.stringify(env)}: ${message}`);
+      assert.equal(message.split("\n").length, 1, "one line");
+    }
+  });
+
+  it("keep their defaults and bounds, and read plain decimal values as before", () => {
+    const defaults = loadServeConfig({});
+    assert.equal(defaults.serve.AGENTMETER_API_PORT, 8080);
+    assert.equal(defaults.pipeline.AGENTMETER_TICK_INTERVAL_MS, 10_000);
+    assert.equal(defaults.pipeline.AGENTMETER_COST_MULTIPLE, 2);
+    const set = loadServeConfig({
+      AGENTMETER_API_PORT: "9000",
+      AGENTMETER_METRICS_PORT: "0",
+      AGENTMETER_TICK_INTERVAL_MS: "0",
+      AGENTMETER_APPLY_FAILURE_LIMIT: "0",
+      AGENTMETER_COST_MULTIPLE: "1.5",
+      AGENTMETER_FETCH_BYTES_PER_PARTITION: "65536",
+    });
+    assert.equal(set.serve.AGENTMETER_API_PORT, 9000);
+    assert.equal(set.pipeline.AGENTMETER_METRICS_PORT, 0);
+    assert.equal(set.pipeline.AGENTMETER_TICK_INTERVAL_MS, 0);
+    assert.equal(set.pipeline.AGENTMETER_APPLY_FAILURE_LIMIT, 0);
+    assert.equal(set.pipeline.AGENTMETER_COST_MULTIPLE, 1.5);
+    assert.equal(set.pipeline.AGENTMETER_FETCH_BYTES_PER_PARTITION, 65_536);
+    assert.match(
+      refusal(loadConfig, { AGENTMETER_FETCH_BYTES_PER_PARTITION: "65535" }),
+      /expected a whole number from 65536 to 67108864$/,
+    );
+    assert.match(refusal(loadConfig, { AGENTMETER_SESSION_TIMEOUT_MS: "5999" }), /from 6000 to 300000$/);
+  });
+
+  it("wholeNumber takes a leading minus only where the range has negatives", () => {
+    const signed = wholeNumber(-5, 5);
+    assert.equal(signed.parse("-3"), -3);
+    assert.equal(signed.parse("5"), 5);
+    for (const bad of ["+3", " 3", "-", "-6", "0x1", "1e0", ""])
+      assert.equal(signed.safeParse(bad).success, false, JSON.stringify(bad));
+    assert.equal(wholeNumber(0, 5).safeParse("-0").success, false);
+  });
+});
