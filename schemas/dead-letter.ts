@@ -16,6 +16,12 @@ export const deadLetterSchema = z.strictObject({
     partition: z.int().nonnegative(),
     /** Kafka offsets are int64: a decimal string. */
     offset: z.string().regex(/^[0-9]+$/),
+    /**
+     * The name the stores keep this topic's rows under when it is not `topic`: a topic deleted and created
+     * again is a new log whose offsets start over, stored as `{topic}~{n}` (sinks/mongo/topic-registry.ts).
+     * Absent in letters written before it existed, which do not say which incarnation they came from.
+     */
+    stored_as: z.string().optional(),
   }),
   key: z.string().nullable(),
   failed_at: isoDateTimeSchema,

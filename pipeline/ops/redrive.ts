@@ -37,8 +37,11 @@ export type RedriveDecision =
       send: true;
       reason: ErrorCode;
       message: Message;
-      /** The record's occurred_at (0 when it has none readable) and where it sat in the input topic. */
-      source: { occurredMs: number; partition: number; offset: bigint };
+      /**
+       * The record's occurred_at (0 when it has none readable), where it sat in the input topic, and the
+       * name the stores keep that topic's rows under, when the letter says (see deadLetterSchema).
+       */
+      source: { occurredMs: number; partition: number; offset: bigint; storedAs?: string };
     }
   | { send: false; skip: RedriveSkip };
 
@@ -94,7 +97,12 @@ export function redriveDecision(
   return {
     send: true,
     reason: letter.reason_code,
-    source: { occurredMs, partition: letter.source.partition, offset: BigInt(letter.source.offset) },
+    source: {
+      occurredMs,
+      partition: letter.source.partition,
+      offset: BigInt(letter.source.offset),
+      ...(letter.source.stored_as === undefined ? {} : { storedAs: letter.source.stored_as }),
+    },
     message: {
       key,
       value: original,
@@ -116,41 +124,56 @@ interface Chosen {
   message: Message;
   order: SendOrder;
   reason: ErrorCode;
+  /** The letter's stored_as: undefined for a letter that does not say. */
+  storedAs: string | undefined;
 }
 
-function positionKey(partition: number, offset: bigint): string {
-  return `${partition}/${offset}`;
+function positionKey(storedAs: string | undefined, partition: number, offset: bigint): string {
+  return `${storedAs ?? ""}|${partition}/${offset}`;
 }
 
 /** Input positions asked about per query (inlined: validated integers). */
 const POSITIONS_PER_QUERY = 1_000;
 
 /**
- * The input positions among `orders` that a usage or adjustment row is stored at. A flush writes those
- * rows first and the ledgers after (pipeline/processor/flush.ts): a record refused after its flush had
- * landed in part (its owner died, or a store refused its account) holds billed effects already, and a
- * re-drive would bill them a second time. Such letters are skipped (`stored_in_part`): the audit names
- * their accounts.
+ * The chosen letters (as positionKey) whose input position a usage or adjustment row is stored at. A
+ * flush writes those rows first and the ledgers after (pipeline/processor/flush.ts): a record refused
+ * after its flush had landed in part (its owner died, or a store refused its account) holds billed
+ * effects already, and a re-drive would bill them a second time. Such letters are skipped
+ * (`stored_in_part`): the audit names their accounts. Rows are looked for under the name the letter says
+ * the stores keep its topic under; a letter that does not say may come from any incarnation of the
+ * topic, so a row under any of them counts (a letter skipped wrongly is reported, never billed twice).
  */
-async function storedAt(config: Config, orders: readonly SendOrder[]): Promise<Set<string>> {
+async function storedAt(config: Config, chosen: readonly Chosen[]): Promise<Set<string>> {
   const client = clickHouseFor(config);
   const stored = new Set<string>();
+  const byName = new Map<string | undefined, Chosen[]>();
+  for (const item of chosen) byName.set(item.storedAs, [...(byName.get(item.storedAs) ?? []), item]);
   try {
     const db = quoteIdent(config.CLICKHOUSE_DATABASE);
-    for (let start = 0; start < orders.length; start += POSITIONS_PER_QUERY) {
-      const tuples = orders
-        .slice(start, start + POSITIONS_PER_QUERY)
-        .map(([, partition, offset]) => `(${Math.trunc(partition)}, ${BigInt(offset)})`)
-        .join(", ");
-      const where = `topic = {topic:String} AND (partition, offset) IN (${tuples})`;
-      const result = await client.query({
-        query: `SELECT partition, toString(offset) AS offset FROM ${db}.usage_events WHERE ${where}
-                UNION ALL SELECT partition, toString(offset) AS offset FROM ${db}.adjustments WHERE ${where}`,
-        query_params: { topic: config.AGENTMETER_INPUT_TOPIC },
-        format: "JSONEachRow",
-      });
-      for (const row of await result.json<{ partition: number; offset: string }>())
-        stored.add(positionKey(Number(row.partition), BigInt(row.offset)));
+    for (const [storedAs, items] of byName) {
+      const topicIs =
+        storedAs === undefined
+          ? "(topic = {topic:String} OR startsWith(topic, {incarnations:String}))"
+          : "topic = {topic:String}";
+      for (let start = 0; start < items.length; start += POSITIONS_PER_QUERY) {
+        const tuples = items
+          .slice(start, start + POSITIONS_PER_QUERY)
+          .map(({ order: [, partition, offset] }) => `(${Math.trunc(partition)}, ${BigInt(offset)})`)
+          .join(", ");
+        const where = `${topicIs} AND (partition, offset) IN (${tuples})`;
+        const result = await client.query({
+          query: `SELECT partition, toString(offset) AS offset FROM ${db}.usage_events WHERE ${where}
+                  UNION ALL SELECT partition, toString(offset) AS offset FROM ${db}.adjustments WHERE ${where}`,
+          query_params: {
+            topic: storedAs ?? config.AGENTMETER_INPUT_TOPIC,
+            incarnations: `${config.AGENTMETER_INPUT_TOPIC}~`,
+          },
+          format: "JSONEachRow",
+        });
+        for (const row of await result.json<{ partition: number; offset: string }>())
+          stored.add(positionKey(storedAs, Number(row.partition), BigInt(row.offset)));
+      }
     }
   } finally {
     await client.close();
@@ -240,7 +263,12 @@ export async function redrive(kafka: Kafka, options: RedriveOptions): Promise<Re
           result.skipped[decision.skip] = (result.skipped[decision.skip] ?? 0) + 1;
           continue;
         }
-        chosen.push({ message: decision.message, order: sendOrderOf(decision), reason: decision.reason });
+        chosen.push({
+          message: decision.message,
+          order: sendOrderOf(decision),
+          reason: decision.reason,
+          storedAs: decision.source.storedAs,
+        });
       }
     },
     options.onProgress,
@@ -248,14 +276,9 @@ export async function redrive(kafka: Kafka, options: RedriveOptions): Promise<Re
   const stored =
     chosen.length === 0
       ? new Set<string>()
-      : await reach("ClickHouse", redactUrl(config.CLICKHOUSE_URL), () =>
-          storedAt(
-            config,
-            chosen.map((item) => item.order),
-          ),
-        );
+      : await reach("ClickHouse", redactUrl(config.CLICKHOUSE_URL), () => storedAt(config, chosen));
   const sending = chosen.filter((item) => {
-    if (stored.has(positionKey(item.order[1], item.order[2]))) {
+    if (stored.has(positionKey(item.storedAs, item.order[1], item.order[2]))) {
       result.skipped.stored_in_part = (result.skipped.stored_in_part ?? 0) + 1;
       return false;
     }

@@ -11,13 +11,20 @@ export function deadLetter(
   code: ErrorCode,
   reason: string,
   failedAt: string,
+  /** The name the stores know the topic by (the worker's source), when it is another incarnation's. */
+  storedAs: string = position.topic,
 ): DeadLetter {
   return {
     schema_version: SCHEMA_VERSION,
     reason_code: code,
     reason,
     original: (value ?? Buffer.alloc(0)).toString("base64"),
-    source: { topic: position.topic, partition: position.partition, offset: position.offset },
+    source: {
+      topic: position.topic,
+      partition: position.partition,
+      offset: position.offset,
+      ...(storedAs === position.topic ? {} : { stored_as: storedAs }),
+    },
     key: key === null ? null : key.toString("utf8"),
     failed_at: failedAt,
   };

@@ -457,6 +457,7 @@ export class PartitionWorker {
         code,
         reason,
         this.deps.now().toISOString(),
+        this.placement.source,
       ),
     );
     plan.stats.deadLettered++;

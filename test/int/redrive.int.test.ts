@@ -157,13 +157,14 @@ describe("redrive: dead-lettered records back to the input topic, billed exactly
 
     // A letter whose record has a usage row at its input position (its flush landed in part before the
     // refusal) is never re-driven: its billed effects are stored already. Rows at the positions the
-    // misplaced records were sent to stand for that.
+    // misplaced records were sent to stand for that. These letters do not name an incarnation of the
+    // topic (it was never created again), so a row under a later one (`~1`) counts as well.
     const clickhouse = clickHouseFor(pipeline.config);
     try {
       await clickhouse.insert({
         table: `${quoteIdent(pipeline.config.CLICKHOUSE_DATABASE)}.usage_events`,
         values: misplaced.map((_, index) => ({
-          topic: pipeline.topic,
+          topic: index % 2 === 0 ? pipeline.topic : `${pipeline.topic}~1`,
           partition: misplacedAt.partition,
           offset: String(misplacedAt.from + index),
           record_id: `stored-${index}`,

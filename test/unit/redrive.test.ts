@@ -55,6 +55,31 @@ describe("redrive: which dead letters go back to the input topic", () => {
     });
   });
 
+  it("a letter names the incarnation its rows are stored under when the topic was created again, and the decision keeps it", () => {
+    const bytes = Buffer.from(JSON.stringify(usage));
+    const make = (storedAs?: string) =>
+      deadLetter(
+        { topic: "in", partition: 0, offset: "5" },
+        null,
+        bytes,
+        "RECORD_WRONG_PARTITION",
+        "why",
+        "2026-12-06T00:00:00.000Z",
+        storedAs,
+      );
+    assert.equal(make().source.stored_as, undefined, "the first incarnation: the topic's own name");
+    assert.equal(make("in").source.stored_as, undefined);
+    assert.equal(make("in~2").source.stored_as, "in~2");
+    for (const [envelope, storedAs] of [
+      [make(), undefined],
+      [make("in~2"), "in~2"],
+    ] as const) {
+      const decision = redriveDecision(Buffer.from(JSON.stringify(envelope)), at, selection);
+      assert.ok(decision.send);
+      assert.equal(decision.source.storedAs, storedAs);
+    }
+  });
+
   it("with rekey, keys a record by its account; one that does not decode is skipped", () => {
     const wrongKey = letter(JSON.stringify(usage), "RECORD_KEY_MISMATCH", "app:nobody:nobody");
     const decision = redriveDecision(wrongKey, at, { ...selection, rekey: true });
