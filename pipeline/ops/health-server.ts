@@ -1,7 +1,11 @@
 /**
  * The processor's HTTP endpoint for Prometheus and Kubernetes (node:http, no framework):
  *
- * - `GET /metrics`: the metrics registry in Prometheus' text format;
+ * - `GET /metrics`: the metrics registry in Prometheus' text format. Each scrape also runs (or joins) a
+ *   readiness check and waits up to `scrapeReadinessWaitMs` for it, so `agentmeter_ready` is current
+ *   where nothing probes /readyz (docker compose, VMs); a check that takes longer (a hung store: pings
+ *   time out after 5 s) does not hold the scrape, which serves the last known value, and the check
+ *   updates the gauge when it ends;
  * - `GET /healthz`: 200 while the liveness callback says the loop is alive, else 503 with a one-line JSON
  *   reason (Kubernetes restarts the pod);
  * - `GET /readyz`: 200 when the readiness callback says ready, else 503 with its reasons (Kubernetes
@@ -20,13 +24,21 @@ export interface HealthServerOptions {
   metrics: ProcessorMetrics;
   /** Whether the consumer loop is alive (e.g. LoopWatchdog.liveness); called on every /healthz. */
   liveness: () => Liveness;
-  /** Whether the processor is ready (group membership, store pings); called on every /readyz. */
+  /**
+   * Whether the processor is ready (group membership, store pings); called on every /readyz and every
+   * scrape, except that concurrent requests share one call in flight.
+   */
   readiness: () => Readiness | Promise<Readiness>;
+  /** How long a scrape waits for its readiness check before serving the last known value; default 1 s. */
+  scrapeReadinessWaitMs?: number;
 }
+
+/** A healthy store answers its ping in milliseconds; a scrape does not wait for a hung one. */
+const SCRAPE_READINESS_WAIT_MS = 1_000;
 
 export class HealthServer {
   private server: Server | undefined;
-  /** A readiness check in flight: concurrent /readyz requests share it. */
+  /** A readiness check in flight: concurrent /readyz requests and scrapes share it. */
   private readinessInFlight: Promise<Readiness> | undefined;
 
   constructor(private readonly options: HealthServerOptions) {}
@@ -80,6 +92,7 @@ export class HealthServer {
       return send(response, 405, { error: `method not allowed: ${request.method}` });
     }
     if (path === HEALTH_PATHS.metrics) {
+      await this.readinessForScrape();
       const { body, contentType } = await this.options.metrics.text();
       response.writeHead(200, { "content-type": contentType, "cache-control": "no-store" });
       response.end(request.method === "HEAD" ? undefined : body);
@@ -96,21 +109,42 @@ export class HealthServer {
       return send(response, 503, { status: "stuck", reason: oneLine(liveness.reason ?? "not alive") });
     }
     const readiness = await this.readiness();
-    this.options.metrics.readinessObserved(readiness.ready);
     send(response, readiness.ready ? 200 : 503, { ready: readiness.ready, reasons: readiness.reasons });
   }
 
+  /** Runs (or joins) a readiness check; its outcome sets `agentmeter_ready` whoever asked for it. */
   private readiness(): Promise<Readiness> {
-    this.readinessInFlight ??= (async () => {
+    if (this.readinessInFlight !== undefined) return this.readinessInFlight;
+    const check: Promise<Readiness> = (async (): Promise<Readiness> => {
       try {
         return await this.options.readiness();
       } catch (error) {
         return { ready: false, reasons: [`readiness check failed: ${oneLine(error)}`] };
-      } finally {
-        this.readinessInFlight = undefined;
       }
-    })();
-    return this.readinessInFlight;
+    })().then((readiness) => {
+      // Always after the assignment below, even when the callback threw synchronously.
+      if (this.readinessInFlight === check) this.readinessInFlight = undefined;
+      this.options.metrics.readinessObserved(readiness.ready);
+      return readiness;
+    });
+    this.readinessInFlight = check;
+    return check;
+  }
+
+  /**
+   * Before a scrape: a readiness check, waited for up to `scrapeReadinessWaitMs`. When it takes longer
+   * the scrape goes on with the gauge's last value; the check still sets the gauge when it ends.
+   */
+  private async readinessForScrape(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.options.scrapeReadinessWaitMs ?? SCRAPE_READINESS_WAIT_MS);
+    });
+    try {
+      await Promise.race([this.readiness(), waited]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 

@@ -234,7 +234,7 @@ export class ProcessorMetrics {
     });
     this.readyGauge = new Gauge({
       name: "agentmeter_ready",
-      help: "1 when the last readiness check (/readyz) passed, else 0.",
+      help: "1 when the last readiness check (run by /readyz and by each scrape) passed, else 0.",
       registers,
     });
     const bounds: Array<[string, string, number | undefined]> = [
@@ -381,7 +381,7 @@ export class ProcessorMetrics {
     return [...this.owned].sort((a, b) => a - b);
   }
 
-  /** The outcome of a readiness check (the health server calls it on each /readyz). */
+  /** The outcome of a readiness check (the health server calls it for each /readyz and each scrape). */
   readinessObserved(ready: boolean): void {
     this.readyGauge.set(ready ? 1 : 0);
   }

@@ -1,7 +1,9 @@
 /**
- * `agentmeter process` / `npm run processor`: runs one processor instance until SIGTERM or SIGINT,
- * then drains the batch in hand, commits and exits 0. Whatever starts it must deliver the signal to this
- * node process itself (`exec` in the npm script, exec-form CMD in the image): docs/security.md.
+ * `npm run processor`, or `node --import tsx pipeline/processor/main.ts` as the image's CMD, compose and
+ * the Helm chart run it (the `agentmeter` CLI has no processor command): runs one processor instance
+ * until SIGTERM or SIGINT, then drains the batch in hand, commits and exits 0. Whatever starts it must
+ * deliver the signal to this node process itself (`exec` in the npm script, exec-form CMD in the image):
+ * docs/security.md.
  */
 import { redactText } from "../auth/redact.ts";
 import { creditAuthorization } from "../auth/signature.ts";

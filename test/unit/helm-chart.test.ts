@@ -132,13 +132,14 @@ describe("helm chart: text checks", () => {
     assert.match(monitor, new RegExp(`- port: metrics\\n\\s+path: ${HEALTH_PATHS.metrics}\\n`));
   });
 
-  it("the command is the image's exec-form CMD, and the grace period outlasts the 30 s drain", () => {
+  it("the command is the image's exec-form CMD, and the grace period outlasts the 75 s stop", () => {
     const dockerfile = readFileSync(join(root, "deploy/docker/Dockerfile"), "utf8");
     const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(dockerfile)![1]!) as string[];
     const command = JSON.parse(/^command: (\[.*\])$/m.exec(values)![1]!) as string[];
     assert.deepEqual(command, cmd);
     assert.deepEqual(command, ["node", "--import", "tsx", "pipeline/processor/main.ts"]);
-    assert.ok(Number(/^terminationGracePeriodSeconds: (\d+)$/m.exec(values)![1]) > 30);
+    // A stopping processor is done within 75 s: drain (30 s), abandoned publishes, leaving the group.
+    assert.ok(Number(/^terminationGracePeriodSeconds: (\d+)$/m.exec(values)![1]) > 75);
   });
 });
 
@@ -215,7 +216,7 @@ describe("helm chart: rendered by helm", () => {
       ] as const)
         assert.match(text, new RegExp(`${probe}:\\n\\s+httpGet:\\n\\s+path: ${path}\\n\\s+port: metrics\\n`));
       assert.match(text, /- name: metrics\n\s+containerPort: 9464\n/);
-      assert.match(text, /terminationGracePeriodSeconds: 60\n/);
+      assert.match(text, /terminationGracePeriodSeconds: 90\n/);
       assert.match(text, /kind: PodDisruptionBudget/);
       assert.match(text, /kind: ServiceMonitor[\s\S]*path: \/metrics\n/);
       assert.match(text, /command:\n\s+- node\n\s+- --import\n\s+- tsx\n\s+- pipeline\/processor\/main.ts\n/);
@@ -233,7 +234,7 @@ describe("helm chart: rendered by helm", () => {
     assert.match(own, /secretKeyRef:\n\s+name: am-agentmeter\n\s+key: CLICKHOUSE_PASSWORD/);
   });
 
-  it("refuses replicas beyond the partitions, a grace period of 30 s, credentials in config", {
+  it("refuses replicas beyond the partitions, a grace period of 75 s or less, credentials in config", {
     skip,
   }, () => {
     const refused = (args: string[], message: RegExp) => {
@@ -245,9 +246,10 @@ describe("helm chart: rendered by helm", () => {
     };
     refused(["--set", "replicaCount=7"], /replicaCount 7 is more than config.AGENTMETER_PARTITIONS 6/);
     refused(
-      ["--set", "terminationGracePeriodSeconds=30"],
-      /terminationGracePeriodSeconds must be more than 30/,
+      ["--set", "terminationGracePeriodSeconds=75"],
+      /terminationGracePeriodSeconds must be more than 75/,
     );
+    assert.match(render("--set", "terminationGracePeriodSeconds=76"), /terminationGracePeriodSeconds: 76\n/);
     refused(["--set", "config.MONGODB_URI=mongodb://x/"], /config.MONGODB_URI is a credential/);
     refused(
       ["--set", "config.AGENTMETER_METRICS_PORT=1"],

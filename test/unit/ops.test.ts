@@ -276,6 +276,67 @@ describe("ops: the health server's lifecycle", () => {
       await server.close();
     }
   });
+
+  it("agentmeter_ready follows readiness from scrapes alone, where nothing ever asks /readyz", async () => {
+    let ready = true;
+    let calls = 0;
+    const server = new HealthServer({
+      metrics: new ProcessorMetrics({ defaultMetrics: false }),
+      liveness: () => ({ alive: true }),
+      readiness: () => {
+        calls += 1;
+        if (ready) return { ready: true, reasons: [] };
+        throw new Error("not in the consumer group");
+      },
+    });
+    const { port } = await server.start(0, "127.0.0.1");
+    const scrape = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    try {
+      assert.equal(sample(await scrape(), "agentmeter_ready"), 1, "the first scrape of a ready processor");
+      ready = false;
+      assert.equal(sample(await scrape(), "agentmeter_ready"), 0);
+      // A callback that threw synchronously must not leave its check "in flight" for ever.
+      ready = true;
+      assert.equal(sample(await scrape(), "agentmeter_ready"), 1);
+      assert.equal(calls, 3, "one check per scrape");
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("a scrape does not wait for a hung readiness check: last value now, the check's own when it ends", async () => {
+    let hang = false;
+    const hung: Array<(readiness: Readiness) => void> = [];
+    const server = new HealthServer({
+      metrics: new ProcessorMetrics({ defaultMetrics: false }),
+      liveness: () => ({ alive: true }),
+      readiness: () => {
+        if (!hang) return { ready: true, reasons: [] };
+        return new Promise<Readiness>((resolve) => hung.push(resolve));
+      },
+      scrapeReadinessWaitMs: 50,
+    });
+    const { port } = await server.start(0, "127.0.0.1");
+    const scrape = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    try {
+      assert.equal(sample(await scrape(), "agentmeter_ready"), 1);
+      // A store hangs: each scrape answers after the wait, with the last known value.
+      hang = true;
+      const started = Date.now();
+      assert.equal(sample(await scrape(), "agentmeter_ready"), 1);
+      assert.equal(sample(await scrape(), "agentmeter_ready"), 1);
+      assert.ok(Date.now() - started < 2_000, "scrapes are not held by the hung check");
+      assert.equal(hung.length, 1, "scrapes share the check in flight");
+      // The check ends (its ping timed out): the next scrape shows its outcome, no /readyz needed.
+      hung[0]!({ ready: false, reasons: ["mongodb did not answer within 5000 ms"] });
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(sample(await scrape(), "agentmeter_ready"), 0);
+      assert.equal(hung.length, 2, "that scrape started a new check");
+    } finally {
+      for (const resolve of hung) resolve({ ready: true, reasons: [] });
+      await server.close();
+    }
+  });
 });
 
 describe("ops: consumer lag", () => {

@@ -62,8 +62,8 @@ app.kubernetes.io/component: processor
 {{- if gt (int .Values.replicaCount) $partitions -}}
 {{- fail (printf "replicaCount %d is more than config.AGENTMETER_PARTITIONS %d: at most one processor per partition is busy" (int .Values.replicaCount) $partitions) -}}
 {{- end -}}
-{{- if le (int .Values.terminationGracePeriodSeconds) 30 -}}
-{{- fail "terminationGracePeriodSeconds must be more than 30: the processor drains for up to 30 s after SIGTERM" -}}
+{{- if le (int .Values.terminationGracePeriodSeconds) 75 -}}
+{{- fail "terminationGracePeriodSeconds must be more than 75: a processor stops within 75 s of SIGTERM (drains for up to 30 s, then waits for abandoned publishes, then leaves the group)" -}}
 {{- end -}}
 {{- $port := int .Values.metrics.port -}}
 {{- if or (lt $port 1) (gt $port 65535) -}}
