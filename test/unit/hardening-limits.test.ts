@@ -200,69 +200,61 @@ function partitionHarness(options: {
   };
   let nextOffset = 0;
   let minute = 0;
+  /** The next message of the partition: `record` at the next minute, under `key`. */
+  const next = (key: string, record: (occurredAt: string) => Record<string, unknown>): InputMessage => {
+    const occurredAt = at(minute++);
+    return {
+      offset: String(nextOffset++),
+      key: Buffer.from(key),
+      value: Buffer.from(JSON.stringify(record(occurredAt))),
+      timestamp: String(Date.parse(occurredAt)),
+    };
+  };
+  const endUser = (user: string) => ({
+    level: "app_usage",
+    enterprise_id: "app_456",
+    mozaiks_user_id: "user_123",
+    platform_user_id: user,
+  });
   return {
     accounts,
     registry,
     /** A worker of this processor (the same deps: what a rebalance that gives the partition back makes). */
     worker: () => new PartitionWorker(TOPIC, 0, deps, { source: TOPIC, partitionCounts: [1] }),
     /** A usage record of app end user `user`, as the next message of the partition. */
-    usage(user: string, recordId: string): InputMessage {
-      const occurredAt = at(minute++);
-      const record = {
+    usage: (user: string, recordId: string): InputMessage =>
+      next(`app:app_456:${user}`, (occurredAt) => ({
         type: "usage",
         record_id: recordId,
-        level: "app_usage",
-        enterprise_id: "app_456",
-        mozaiks_user_id: "user_123",
-        platform_user_id: user,
+        ...endUser(user),
         workflow_type: "chat_interaction",
         workflow_name: "default",
         session_id: "sess-1",
         chat_id: "chat-1",
         agent_usage: { Agent: { prompt_tokens: 1, completion_tokens: 1 } },
         occurred_at: occurredAt,
-      };
-      return {
-        offset: String(nextOffset++),
-        key: Buffer.from(`app:app_456:${user}`),
-        value: Buffer.from(JSON.stringify(record)),
-        timestamp: String(Date.parse(occurredAt)),
-      };
-    },
+      })),
     /** A 100-token hold of app end user `user`, expiring `minutes` after it is made. */
-    hold(user: string, recordId: string, minutes: number): InputMessage {
-      const occurredAt = at(minute++);
-      const record = {
+    hold: (user: string, recordId: string, minutes: number): InputMessage =>
+      next(`app:app_456:${user}`, (occurredAt) => ({
         type: "hold",
         record_id: recordId,
-        level: "app_usage",
-        enterprise_id: "app_456",
-        mozaiks_user_id: "user_123",
-        platform_user_id: user,
+        ...endUser(user),
         chat_id: "chat-1",
         hold_id: `hold-${recordId}`,
         tokens: 100,
-        expires_at: at(minute - 1 + minutes),
+        expires_at: new Date(Date.parse(occurredAt) + minutes * 60_000).toISOString(),
         occurred_at: occurredAt,
-      };
-      return {
-        offset: String(nextOffset++),
-        key: Buffer.from(`app:app_456:${user}`),
-        value: Buffer.from(JSON.stringify(record)),
-        timestamp: String(Date.parse(occurredAt)),
-      };
-    },
+      })),
     /** A tick of the partition, `minutes` after the last record. */
     tick(recordId: string, minutes: number): InputMessage {
       minute += minutes;
-      const occurredAt = at(minute++);
-      const record = { type: "tick", record_id: recordId, partition: 0, occurred_at: occurredAt };
-      return {
-        offset: String(nextOffset++),
-        key: Buffer.from("tick:0:0"),
-        value: Buffer.from(JSON.stringify(record)),
-        timestamp: String(Date.parse(occurredAt)),
-      };
+      return next("tick:0:0", (occurredAt) => ({
+        type: "tick",
+        record_id: recordId,
+        partition: 0,
+        occurred_at: occurredAt,
+      }));
     },
     /** Writes a plan as the synchronous flush does (ledgers, registry, then accounts) and tells the worker. */
     async flush(worker: PartitionWorker, plan: FlushPlan): Promise<void> {
