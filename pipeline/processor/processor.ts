@@ -70,9 +70,20 @@ const STUCK_AFTER_MS = 120_000;
 const PING_TIMEOUT_MS = 5_000;
 /** How often the consumer lag of the owned partitions is read from the brokers. */
 const LAG_POLL_MS = 15_000;
+/** How often the pending-records and store-lag gauges are set from the stages, besides on each change. */
+const PENDING_GAUGES_MS = 1_000;
 
-/** How long a stopping processor waits for its stages to write what they hold. */
+/** How long a stopping processor waits for its batches in hand and for its stages to write what they hold. */
 const STOP_DRAIN_MS = 30_000;
+/** Then, how long it waits for the dropped stages' publishes still out. */
+const STOP_ABANDON_MS = 15_000;
+/** Then, how long each client gets to close (five of them, the consumer first: it leaves the group). */
+const STOP_CLOSE_MS = 5_000;
+/**
+ * The most stop() takes, whatever the stores do: a deployment's grace period (Kubernetes'
+ * terminationGracePeriodSeconds, compose's stop_grace_period) must be longer.
+ */
+export const STOP_BUDGET_MS = STOP_DRAIN_MS + STOP_ABANDON_MS + 6 * STOP_CLOSE_MS;
 
 /** MongoDB write statements in flight per process: two bulk commands (see sinks/mongo/limiter.ts). */
 const MONGO_IN_FLIGHT = 32;
@@ -146,6 +157,8 @@ export class Processor {
   private inGroup = false;
   private lagAdmin: Admin | undefined;
   private lagPoller: LagPoller | undefined;
+  /** Refreshes the pending-records and store-lag gauges: they age while nothing is enqueued or written. */
+  private pendingGauges: NodeJS.Timeout | undefined;
   /** Input partitions this member owns (from its last group join). */
   private assigned: readonly number[] = [];
   /** The partition count the input topic has now (from the placement check), for tick keys. */
@@ -329,6 +342,12 @@ export class Processor {
       LAG_POLL_MS,
       (error) => this.logger.debug({ err: error }, "consumer lag poll failed"),
     );
+    // Set on enqueue and on a durable cycle only, the gauges would freeze in a stall (no cycle ends, a
+    // held-back partition enqueues nothing) at about the bound, however long the stores stay down.
+    this.pendingGauges = setInterval(() => {
+      for (const [partition, stage] of this.stages) this.reportPending(partition, stage);
+    }, PENDING_GAUGES_MS);
+    this.pendingGauges.unref();
     this.logger.info(
       { topic: this.config.AGENTMETER_INPUT_TOPIC, group: this.config.AGENTMETER_GROUP_ID },
       "processor started",
@@ -343,11 +362,14 @@ export class Processor {
     // finish; then what the stages hold is written and committed. Not consumer.pause: with every
     // partition paused kafkajs' fetch loop spins without yielding, starving the writes a batch in hand
     // waits for, and the stop never ends (seen: a SIGTERMed processor at 95% CPU for 11 minutes).
-    while (this.batchesInHand > 0) await sleep(20);
+    // One deadline for both: a batch in hand may wait on a store that does not answer (a sync flush's
+    // retries end with the stop, but a hung call only with its timeout).
+    const drainUntil = Date.now() + STOP_DRAIN_MS;
+    while (this.batchesInHand > 0 && Date.now() < drainUntil) await sleep(20);
     const drained = Promise.allSettled([...this.stages.values()].map((stage) => stage.drain()));
-    if (!(await within(drained, STOP_DRAIN_MS)))
+    if (this.batchesInHand > 0 || !(await within(drained, Math.max(0, drainUntil - Date.now()))))
       this.logger.warn(
-        { pending: this.pendingRecords() },
+        { pending: this.pendingRecords(), batchesInHand: this.batchesInHand },
         "stores did not take the pending writes in time: their records will be fetched again",
       );
     for (const [partition, stage] of this.stages) this.dropStage(partition, stage);
@@ -355,10 +377,11 @@ export class Processor {
     // the producer again if it is closed under it, and that connection keeps the process alive: the
     // dropped stages end their publishes first (they retry no more once dropped).
     const abandoned = Promise.allSettled([...this.settling.values()]);
-    if (!(await within(abandoned, STOP_DRAIN_MS)))
+    if (!(await within(abandoned, STOP_ABANDON_MS)))
       this.logger.warn("publishes of the dropped stages did not end in time: closing the clients anyway");
     this.lagPoller?.stop();
-    await this.lagAdmin?.disconnect().catch(() => undefined);
+    clearInterval(this.pendingGauges);
+    await within(this.lagAdmin?.disconnect() ?? Promise.resolve(), STOP_CLOSE_MS);
     this.inGroup = false;
     // Every client is closed even if one fails to (a broker restarted under it, say): one left open
     // keeps the process alive with its sockets.
@@ -370,11 +393,13 @@ export class Processor {
       ["clickhouse", () => this.clickhouse.close()],
     ];
     for (const [client, close] of clients) {
-      try {
-        await close();
-      } catch (error) {
-        this.logger.warn({ err: error, client }, "closing a client failed; closing the others");
-      }
+      const closed = Promise.resolve()
+        .then(close)
+        .catch((error: unknown) =>
+          this.logger.warn({ err: error, client }, "closing a client failed; closing the others"),
+        );
+      if (!(await within(closed, STOP_CLOSE_MS)))
+        this.logger.warn({ client }, "a client did not close in time; closing the others");
     }
     this.logger.info({ totals: this.totals }, "processor stopped");
   }
@@ -678,11 +703,13 @@ export class Processor {
         "stores behind by more than the bound: partition holds its fetching until they catch up",
       );
     }
-    while (stage.over(this.bounds)) {
+    // A stop ends the wait: the batch's records are not committed, and stop() drains what it can.
+    while (stage.over(this.bounds) && !this.stopping) {
       ctx.lease.check();
       await Promise.race([stage.nextCycle(), sleep(1_000)]);
     }
     this.heldBack.delete(ctx.partition);
+    if (this.stopping) return;
     this.logger.info(
       { partition: ctx.partition, pending: stage.pending },
       "stores caught up: fetching again",

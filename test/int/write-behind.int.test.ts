@@ -5,6 +5,7 @@ import { readPidRecord } from "../../deploy/local/process.ts";
 import { pidPath } from "../../deploy/local/service.ts";
 import { loadStackConfig, stackUp } from "../../deploy/local/stack.ts";
 import { HealthServer } from "../../pipeline/ops/health-server.ts";
+import { STOP_BUDGET_MS } from "../../pipeline/processor/processor.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import { accountKeyOf } from "../../schemas/index.ts";
 import { TestPipeline } from "../support/harness.ts";
@@ -34,7 +35,7 @@ async function ferretPid(): Promise<number> {
   return record.pid;
 }
 
-describe("write-behind: MongoDB stalled under a steady load", { timeout: 6 * 60_000, skip: reason }, () => {
+describe("write-behind: MongoDB stalled under a steady load", { timeout: 10 * 60_000, skip: reason }, () => {
   let pipeline: TestPipeline | undefined;
   let health: HealthServer | undefined;
   let stalled: number | undefined;
@@ -69,6 +70,15 @@ describe("write-behind: MongoDB stalled under a steady load", { timeout: 6 * 60_
       const text = await (await get("/metrics")).text();
       const lines = text.split("\n").filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
       return lines.length === 0 ? Number.NaN : lines.reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
+    };
+    /** The largest value among the metric's labelled series; NaN when it is not served. */
+    const gaugeMax = async (name: string): Promise<number> => {
+      const text = await (await get("/metrics")).text();
+      const values = text
+        .split("\n")
+        .filter((l) => l.startsWith(`${name}{`))
+        .map((l) => Number(l.split(" ").pop()));
+      return values.length === 0 ? Number.NaN : Math.max(...values);
     };
     const states = pipeline.kafka().consumer({ groupId: `${config.AGENTMETER_GROUP_ID}.states` });
     const stateTimes: number[] = [];
@@ -106,6 +116,9 @@ describe("write-behind: MongoDB stalled under a steady load", { timeout: 6 * 60_
         await sleep(100);
       }
       const lagDuringStall = await pipeline.lag();
+      // The store lag keeps growing with the stall: it is not frozen where the partition stopped fetching.
+      const storeLag = await gaugeMax("agentmeter_store_lag_seconds");
+      assert.ok(storeLag * 1000 > STALL_MS - 5_000, `store lag ${storeLag} s after a ${STALL_MS} ms stall`);
       const readyDuringStall = await get("/readyz");
       const reasons = (await readyDuringStall.json()) as { reasons: string[] };
       assert.equal(readyDuringStall.status, 503, "not ready while MongoDB does not answer");
@@ -141,5 +154,52 @@ describe("write-behind: MongoDB stalled under a steady load", { timeout: 6 * 60_
     } finally {
       await states.disconnect().catch(() => undefined);
     }
+  });
+
+  it("stopped with SIGTERM while MongoDB is stalled and a partition waits at the lag bound: exits within its stop budget, and the next processor ends exact", async () => {
+    await pipeline?.close();
+    pipeline = await TestPipeline.create({ env: { AGENTMETER_MAX_STORE_LAG_MS: String(LAG_BOUND_MS) } });
+    const records = [
+      ...generateWorkload({ seed: 78, records: 2_000, apps: 2, usersPerApp: 6, runId: "stop-stalled" }),
+    ];
+    const warm = records.slice(0, 500);
+    const warmKeys = new Set(warm.map((record) => accountKeyOf(record)));
+    const steady = records.slice(500).filter((record) => warmKeys.has(accountKeyOf(record)));
+    const first = pipeline.spawnProcessor("stop-stalled");
+    await first.started;
+    await pipeline.produce(warm);
+    await pipeline.caughtUp();
+
+    const pid = await ferretPid();
+    process.kill(pid, "SIGSTOP");
+    stalled = pid;
+    // Past the lag bound: the partitions wait for stores that do not answer.
+    const stallStart = Date.now();
+    let sent = 0;
+    while (Date.now() - stallStart < LAG_BOUND_MS + 4_000 && sent < steady.length) {
+      await pipeline.produce(steady.slice(sent, sent + 10));
+      sent += Math.min(10, steady.length - sent);
+      await sleep(100);
+    }
+    const termAt = Date.now();
+    first.child.kill("SIGTERM");
+    const exit = await Promise.race([
+      first.exited,
+      sleep(STOP_BUDGET_MS + 10_000).then(() => "timeout" as const),
+    ]);
+    const took = Date.now() - termAt;
+    process.stdout.write(
+      `# SIGTERM with MongoDB stalled: exited after ${took} ms (budget ${STOP_BUDGET_MS} ms)\n`,
+    );
+    assert.notEqual(exit, "timeout", `still running ${STOP_BUDGET_MS + 10_000} ms after SIGTERM`);
+    assert.deepEqual(exit, { code: 0, signal: null });
+    process.kill(pid, "SIGCONT");
+    stalled = undefined;
+
+    // Nothing was lost or counted twice: what the stores did not take is fetched again.
+    const second = pipeline.spawnProcessor("after-stop-stalled");
+    await second.started;
+    await pipeline.caughtUp(180_000);
+    await pipeline.assertStoresMatch([...warm, ...steady.slice(0, sent)]);
   });
 });
