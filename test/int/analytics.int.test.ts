@@ -5,9 +5,10 @@ import { checkWorkflowCostThresholds } from "../../pipeline/core/cost-thresholds
 import { loadBillingConfig } from "../../pipeline/runtime/billing-config.ts";
 import { clickHouseFor } from "../../pipeline/runtime/clients.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
-import type { InputRecordJson, SessionSummary, UsageOutcome } from "../../schemas/index.ts";
+import type { Adjustment, InputRecordJson, SessionSummary, UsageOutcome } from "../../schemas/index.ts";
 import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
 import { workflowAverages } from "../../sinks/clickhouse/workflow-averages.ts";
+import { analyticsCorrections, conversionPrelude } from "../support/analytics-workload.ts";
 import { expectedRun } from "../support/expected.ts";
 import { TestPipeline } from "../support/harness.ts";
 import { eventually } from "../support/pipeline.ts";
@@ -57,6 +58,55 @@ function near(actual: unknown, expected: number, tolerance: number, what: string
 const cmp = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const day = (iso: string) => iso.slice(0, 10);
 const month = (iso: string) => `${iso.slice(0, 7)}-01`;
+/** The window the documented queries name: November 2026, by event time. */
+const inNovember = (iso: string) => iso >= "2026-11-01" && iso < "2026-12-01";
+
+/** A usage record or a correction as a money query sees it: adjustments are signed, negative. */
+interface MoneyItem {
+  enterprise_id: string;
+  creator: string;
+  level: string;
+  occurred_at: string;
+  records: number;
+  corrections: number;
+  tokens: number;
+  trial_tokens: number;
+  billed: bigint;
+  creator_share: bigint;
+  platform_fee: bigint;
+}
+
+function usageItem(outcome: UsageOutcome): MoneyItem {
+  return {
+    enterprise_id: outcome.enterprise_id,
+    creator: outcome.mozaiks_user_id,
+    level: outcome.level,
+    occurred_at: outcome.occurred_at,
+    records: 1,
+    corrections: 0,
+    tokens: outcome.tokens_used,
+    trial_tokens: outcome.trial_tokens_used,
+    billed: outcome.billed_micros,
+    creator_share: outcome.creator_share_micros,
+    platform_fee: outcome.platform_fee_micros,
+  };
+}
+
+function adjustmentItem(adjustment: Adjustment): MoneyItem {
+  return {
+    enterprise_id: adjustment.enterprise_id,
+    creator: adjustment.mozaiks_user_id,
+    level: adjustment.level,
+    occurred_at: adjustment.occurred_at,
+    records: 0,
+    corrections: 1,
+    tokens: 0,
+    trial_tokens: 0,
+    billed: adjustment.billed_micros,
+    creator_share: adjustment.creator_share_micros,
+    platform_fee: adjustment.platform_fee_micros,
+  };
+}
 
 /**
  * Every third usage record reports cached prompt and reasoning tokens for its agents (the simulate
@@ -77,24 +127,60 @@ function withTokenClasses(record: InputRecordJson, index: number): InputRecordJs
   return { ...record, agent_usage: agents };
 }
 
-describe("analytics: every query in docs/analytics.md runs as written and matches the billing core", () => {
-  // 2000 records 45 s apart: about 25 hours, so the day, hour and minute buckets all have several values.
-  const records = [
-    ...generateWorkload({
-      seed: 11,
-      records: 2_000,
-      apps: 4,
-      usersPerApp: 10,
-      stepMs: 45_000,
-      runId: "an",
-      startAt: "2026-11-01T09:00:00.000Z",
+/**
+ * Every tenth usage record has its first agent report answers but no response time, as a runtime that
+ * does not time its agents: the rollups leave it out of their averages, the per-answer average counts its
+ * answers with no time, as the core does.
+ */
+function withUntimedAgent(record: InputRecordJson, index: number): InputRecordJson {
+  if (record.type !== "usage" || index % 10 !== 5) return record;
+  const [first] = Object.keys(record.agent_usage);
+  const agents = Object.fromEntries(
+    Object.entries(record.agent_usage).map(([name, agent]) => {
+      if (name !== first) return [name, agent];
+      const { response_time_ms: _, ...untimed } = agent;
+      return [name, untimed];
     }),
-  ].map(withTokenClasses);
+  );
+  return { ...record, agent_usage: agents };
+}
+
+describe("analytics: every query in docs/analytics.md runs as written and matches the billing core", () => {
+  // 2000 records 45 s apart: about 18 hours, so the day, hour and minute buckets all have several values.
+  // Before them, two end users the trial conversion must tell apart (one tried in October); after them,
+  // voids and refunds in November and December.
+  const billing = loadBillingConfig({});
+  const workload = [
+    ...conversionPrelude(),
+    ...[
+      ...generateWorkload({
+        seed: 11,
+        records: 2_000,
+        apps: 4,
+        usersPerApp: 10,
+        stepMs: 45_000,
+        runId: "an",
+        startAt: "2026-11-01T09:00:00.000Z",
+      }),
+    ]
+      .map(withTokenClasses)
+      .map(withUntimedAgent),
+  ];
+  const corrections = analyticsCorrections(
+    expectedRun(workload, billing).outputs.filter(
+      (output): output is UsageOutcome => output.kind === "usage_outcome",
+    ),
+  );
+  const records = [...workload, ...corrections];
   // The defaults, as the processor's: this test's configuration names no billing file.
-  const { outputs } = expectedRun(records, loadBillingConfig({}));
+  const { outputs } = expectedRun(records, billing);
   const usage = outputs.filter((output): output is UsageOutcome => output.kind === "usage_outcome");
-  const app = usage.filter((outcome) => outcome.level === "app_usage");
+  const adjustments = outputs.filter((output): output is Adjustment => output.kind === "adjustment");
   const summaries = outputs.filter((output): output is SessionSummary => output.kind === "session_summary");
+  // What the queries that name November 2026 see.
+  const november = usage.filter((outcome) => inNovember(outcome.occurred_at));
+  const app = november.filter((outcome) => outcome.level === "app_usage");
+  const money = [...usage.map(usageItem), ...adjustments.map(adjustmentItem)];
   const queries = documentedQueries();
   let pipeline: TestPipeline;
   let clickhouse: ClickHouseClient;
@@ -118,15 +204,18 @@ describe("analytics: every query in docs/analytics.md runs as written and matche
     await pipeline.produce(records);
     clickhouse = clickHouseFor(pipeline.config);
     await eventually(
-      "every usage row and session summary in ClickHouse",
+      "every usage row, session summary and adjustment in ClickHouse",
       async () => {
         const result = await clickhouse.query({
           query: `SELECT (SELECT count() FROM ${db}.usage_events FINAL) AS usage,
-                         (SELECT count() FROM ${db}.session_summaries FINAL) AS summaries`,
+                         (SELECT count() FROM ${db}.session_summaries FINAL) AS summaries,
+                         (SELECT count() FROM ${db}.adjustments FINAL) AS adjustments`,
           format: "JSONEachRow",
         });
-        const [row] = await result.json<{ usage: string; summaries: string }>();
-        return Number(row?.usage) === usage.length && Number(row?.summaries) === summaries.length
+        const [row] = await result.json<{ usage: string; summaries: string; adjustments: string }>();
+        return Number(row?.usage) === usage.length &&
+          Number(row?.summaries) === summaries.length &&
+          Number(row?.adjustments) === adjustments.length
           ? true
           : undefined;
       },
@@ -173,26 +262,63 @@ describe("analytics: every query in docs/analytics.md runs as written and matche
     assert.ok(app.some((outcome) => outcome.trial_tokens_used > 0));
     assert.ok(app.some((outcome) => outcome.billed_micros > 0n));
     assert.ok(usage.some((outcome) => outcome.level === "platform"));
+    assert.ok(
+      usage.some((outcome) => !inNovember(outcome.occurred_at)),
+      "usage outside the window",
+    );
+    // Every correction applied (none refused): voids and refunds, app and platform, in both months.
+    assert.equal(adjustments.length, corrections.length);
+    for (const kind of ["void", "refund"])
+      for (const level of ["app_usage", "platform"])
+        for (const inMonth of [true, false])
+          assert.ok(
+            adjustments.some(
+              (a) => a.adjustment === kind && a.level === level && inNovember(a.occurred_at) === inMonth,
+            ),
+            `a ${kind} of ${level} ${inMonth ? "in" : "after"} November`,
+          );
+    // A correction of an October record dated in November.
+    assert.ok(adjustments.some((a) => inNovember(a.occurred_at) && !inNovember(a.target_occurred_at)));
+    // Agents that answer more than once in a record, and agents that report answers but no time.
+    const agents = usage.flatMap((outcome) => Object.values(outcome.agents));
+    assert.ok(agents.some((agent) => (agent.message_count ?? 0) > 1));
+    assert.ok(agents.some((agent) => agent.response_time_ms === null && (agent.message_count ?? 0) > 0));
   });
 
   const checks: Record<string, () => Promise<void>> = {
     async top_apps_by_billed() {
-      const expected = [...group(app, (outcome) => outcome.enterprise_id)]
-        .map(([enterprise_id, items]) => ({
+      // Net: November's app usage plus the voids and refunds dated in November (negative).
+      const items = money.filter((item) => item.level === "app_usage" && inNovember(item.occurred_at));
+      const expected = [...group(items, (item) => item.enterprise_id)]
+        .map(([enterprise_id, list]) => ({
           enterprise_id,
-          records: String(items.length),
-          billed: String(sum(items, (item) => item.billed_micros)),
-          creator_share: String(sum(items, (item) => item.creator_share_micros)),
-          platform_fee: String(sum(items, (item) => item.platform_fee_micros)),
+          records: String(sum(list, (item) => item.records)),
+          corrections: String(sum(list, (item) => item.corrections)),
+          net_billed: String(sum(list, (item) => item.billed)),
+          net_creator_share: String(sum(list, (item) => item.creator_share)),
+          net_platform_fee: String(sum(list, (item) => item.platform_fee)),
         }))
-        .sort((a, b) => Number(BigInt(b.billed) - BigInt(a.billed)) || cmp(a.enterprise_id, b.enterprise_id))
+        .sort(
+          (a, b) =>
+            Number(BigInt(b.net_billed) - BigInt(a.net_billed)) || cmp(a.enterprise_id, b.enterprise_id),
+        )
         .slice(0, 10);
+      assert.ok(
+        expected.some((row) => row.corrections !== "0"),
+        "the corrections of the month are in the figures",
+      );
       const rows = await run("top_apps_by_billed");
       assert.deepEqual(
-        rows.map(({ billed_usd: _, ...row }) => row),
+        rows.map(({ net_billed_usd: _, ...row }) => row),
         expected,
       );
-      for (const row of rows) assert.equal(Number(row.billed_usd), Number(row.billed) / 1e6);
+      for (const row of rows) {
+        assert.equal(Number(row.net_billed_usd), Number(row.net_billed) / 1e6);
+        assert.equal(
+          BigInt(String(row.net_creator_share)) + BigInt(String(row.net_platform_fee)),
+          BigInt(String(row.net_billed)),
+        );
+      }
     },
 
     async top_spenders() {
@@ -219,7 +345,9 @@ describe("analytics: every query in docs/analytics.md runs as written and matche
     },
 
     async cost_per_workflow_per_day() {
-      const expected = [...group(usage, (outcome) => `${day(outcome.occurred_at)} ${outcome.workflow_name}`)]
+      const expected = [
+        ...group(november, (outcome) => `${day(outcome.occurred_at)} ${outcome.workflow_name}`),
+      ]
         .map(([, items]) => ({
           day: day(items[0]!.occurred_at),
           workflow_name: items[0]!.workflow_name,
@@ -237,7 +365,7 @@ describe("analytics: every query in docs/analytics.md runs as written and matche
     },
 
     async token_classes_by_model() {
-      const calls = usage.flatMap((outcome) =>
+      const calls = november.flatMap((outcome) =>
         Object.values(outcome.agents).map((agent) => ({ day: day(outcome.occurred_at), ...agent })),
       );
       const expected = [...group(calls, (call) => `${call.day} ${call.model}`)]
@@ -264,29 +392,96 @@ describe("analytics: every query in docs/analytics.md runs as written and matche
       }
     },
 
-    async agent_p95_response_time() {
-      const times = new Map<string, number[]>();
-      for (const outcome of usage) {
+    async agent_response_time_per_answer() {
+      // Per answer, from first principles: an agent's response_time_ms in a record is the sum over its
+      // message_count answers there, so its average per answer is total time / total answers.
+      const byAgent = new Map<
+        string,
+        { records: number; answers: number; time: number; perRecord: number[] }
+      >();
+      for (const outcome of november) {
         for (const [name, agent] of Object.entries(outcome.agents)) {
-          const list = times.get(name) ?? [];
-          if (agent.response_time_ms !== null) list.push(agent.response_time_ms);
-          times.set(name, list);
+          const totals = byAgent.get(name) ?? { records: 0, answers: 0, time: 0, perRecord: [] };
+          totals.records += 1;
+          totals.answers += agent.message_count ?? 0;
+          totals.time += agent.response_time_ms ?? 0;
+          if (agent.response_time_ms !== null) totals.perRecord.push(agent.response_time_ms);
+          byAgent.set(name, totals);
         }
       }
-      const rows = await run("agent_p95_response_time");
-      assert.deepEqual(rows.map((row) => row.agent_name).sort(), [...times.keys()].sort());
-      for (const row of rows) {
-        const list = times.get(String(row.agent_name))!;
-        assert.equal(Number(row.calls), list.length, `calls of ${String(row.agent_name)}`);
-        near(
-          row.avg_ms,
-          list.reduce((a, b) => a + b, 0) / list.length,
-          0.051,
-          `avg of ${String(row.agent_name)}`,
-        );
-        near(row.p95_ms, quantile(list, 0.95), 0.051, `p95 of ${String(row.agent_name)}`);
+      // The core's session summaries divide the same way: each finished chat's average per agent is its
+      // records' times over their answers.
+      const chats = group(usage, (outcome) => `${outcome.account_key} ${outcome.chat_id}`);
+      for (const summary of summaries) {
+        const records = chats.get(`${summary.account_key} ${summary.chat_id}`) ?? [];
+        for (const [name, performance] of Object.entries(summary.agent_performance)) {
+          const mine = records.flatMap((outcome) =>
+            outcome.agents[name] === undefined ? [] : [outcome.agents[name]],
+          );
+          const answers = mine.reduce((t, agent) => t + (agent.message_count ?? 0), 0);
+          const time = mine.reduce((t, agent) => t + (agent.response_time_ms ?? 0), 0);
+          assert.equal(performance.message_count, answers, `${summary.chat_id} ${name}`);
+          if (answers > 0)
+            near(performance.avg_response_time_ms, time / answers, 0.0051, `${summary.chat_id} ${name}`);
+        }
       }
-      const p95s = rows.map((row) => Number(row.p95_ms));
+      // The workload tells the two apart: some agent's average per answer is well below its per record.
+      assert.ok(
+        [...byAgent.values()].some((t) => {
+          const perRecord = t.perRecord.reduce((a, b) => a + b, 0) / t.perRecord.length;
+          return perRecord - t.time / t.answers > 100;
+        }),
+        "an agent answering several times per record",
+      );
+      const rows = await run("agent_response_time_per_answer");
+      assert.deepEqual(rows.map((row) => row.agent_name).sort(), [...byAgent.keys()].sort());
+      for (const row of rows) {
+        const name = String(row.agent_name);
+        const totals = byAgent.get(name)!;
+        assert.equal(Number(row.records), totals.records, `records of ${name}`);
+        assert.equal(Number(row.answers), totals.answers, `answers of ${name}`);
+        near(row.response_ms, totals.time, 1e-6, `time of ${name}`);
+        near(row.avg_ms_per_answer, totals.time / totals.answers, 0.051, `average per answer of ${name}`);
+      }
+      const averages = rows.map((row) => Number(row.avg_ms_per_answer));
+      assert.deepEqual(
+        averages,
+        [...averages].sort((a, b) => b - a),
+        "ordered by the average, highest first",
+      );
+    },
+
+    async agent_p95_response_time() {
+      // Per record: one value per agent per record that reported a time, the sum of its answers there.
+      const byAgent = new Map<string, { records: number; answers: number; times: number[] }>();
+      for (const outcome of november) {
+        for (const [name, agent] of Object.entries(outcome.agents)) {
+          const totals = byAgent.get(name) ?? { records: 0, answers: 0, times: [] };
+          totals.records += 1;
+          totals.answers += agent.message_count ?? 0;
+          if (agent.response_time_ms !== null) totals.times.push(agent.response_time_ms);
+          byAgent.set(name, totals);
+        }
+      }
+      assert.ok(
+        [...byAgent.values()].some((t) => t.answers > t.records),
+        "records of several answers",
+      );
+      assert.ok(
+        [...byAgent.values()].some((t) => t.times.length < t.records),
+        "records without a time",
+      );
+      const rows = await run("agent_p95_response_time");
+      assert.deepEqual(rows.map((row) => row.agent_name).sort(), [...byAgent.keys()].sort());
+      for (const row of rows) {
+        const name = String(row.agent_name);
+        const { records, answers, times } = byAgent.get(name)!;
+        assert.equal(Number(row.records), records, `records of ${name}`);
+        assert.equal(Number(row.answers), answers, `answers of ${name}`);
+        near(row.avg_ms_per_record, times.reduce((a, b) => a + b, 0) / times.length, 0.051, `avg of ${name}`);
+        near(row.p95_ms_per_record, quantile(times, 0.95), 0.051, `p95 of ${name}`);
+      }
+      const p95s = rows.map((row) => Number(row.p95_ms_per_record));
       assert.deepEqual(
         p95s,
         [...p95s].sort((a, b) => b - a),
@@ -295,66 +490,91 @@ describe("analytics: every query in docs/analytics.md runs as written and matche
     },
 
     async trial_conversion() {
-      const expected = [...group(app, (outcome) => outcome.enterprise_id)]
-        .map(([enterprise_id, items]) => {
-          const trial = new Set(items.filter((i) => i.trial_tokens_used > 0).map((i) => i.platform_user_id));
-          const paying = new Set(items.filter((i) => i.paid_tokens_used > 0).map((i) => i.platform_user_id));
-          return { enterprise_id, trial_users: trial.size, paying_users: paying.size };
-        })
+      // Per end user, in November: tried = used trial tokens; converted = tried and used paid tokens at
+      // or after the first trial use. The share is of the tried, so it is at most 1.
+      const perApp = [...group(app, (outcome) => outcome.enterprise_id)].map(([enterprise_id, items]) => {
+        let tried = 0;
+        let converted = 0;
+        let payers = 0;
+        for (const [, mine] of group(items, (outcome) => outcome.platform_user_id!)) {
+          if (mine.some((outcome) => outcome.paid_tokens_used > 0)) payers++;
+          const trials = mine.filter((outcome) => outcome.trial_tokens_used > 0);
+          if (trials.length === 0) continue;
+          tried++;
+          const first = Math.min(...trials.map((outcome) => Date.parse(outcome.occurred_at)));
+          if (
+            mine.some((outcome) => outcome.paid_tokens_used > 0 && Date.parse(outcome.occurred_at) >= first)
+          )
+            converted++;
+        }
+        return { enterprise_id, trial_users: tried, converted_users: converted, payers };
+      });
+      // The workload has a payer who did not try in the month and a trier who did not pay: all payers of
+      // the month over the triers would be another figure.
+      assert.ok(perApp.some((row) => row.payers !== row.converted_users));
+      assert.ok(perApp.some((row) => row.converted_users < row.trial_users));
+      const expected = perApp
+        .filter((row) => row.trial_users > 0)
+        .map(({ payers: _, ...row }) => row)
         .sort((a, b) => cmp(a.enterprise_id, b.enterprise_id));
       const rows = await run("trial_conversion");
       assert.deepEqual(
         rows.map((row) => ({
           enterprise_id: row.enterprise_id,
           trial_users: Number(row.trial_users),
-          paying_users: Number(row.paying_users),
+          converted_users: Number(row.converted_users),
         })),
         expected,
       );
       for (const [index, row] of rows.entries()) {
-        near(
-          row.conversion,
-          expected[index]!.paying_users / expected[index]!.trial_users,
-          0.0006,
-          "conversion",
-        );
+        const { converted_users, trial_users } = expected[index]!;
+        near(row.conversion, converted_users / trial_users, 0.0006, "conversion");
+        assert.ok(Number(row.conversion) <= 1);
       }
     },
 
     async creator_earnings_by_month() {
-      const expected = [
-        ...group(app, (outcome) => `${month(outcome.occurred_at)} ${outcome.mozaiks_user_id}`),
-      ]
-        .map(([, items]) => ({
-          month: month(items[0]!.occurred_at),
-          creator: items[0]!.mozaiks_user_id,
-          billed: String(sum(items, (item) => item.billed_micros)),
-          earnings: String(sum(items, (item) => item.creator_share_micros)),
+      // Net, every month: app usage plus the voids and refunds of the month they happened in.
+      const items = money.filter((item) => item.level === "app_usage");
+      const expected = [...group(items, (item) => `${month(item.occurred_at)} ${item.creator}`)]
+        .map(([, list]) => ({
+          month: month(list[0]!.occurred_at),
+          creator: list[0]!.creator,
+          net_billed: String(sum(list, (item) => item.billed)),
+          net_earnings: String(sum(list, (item) => item.creator_share)),
         }))
         .sort(
           (a, b) =>
             cmp(a.month, b.month) ||
-            Number(BigInt(b.earnings) - BigInt(a.earnings)) ||
+            Number(BigInt(b.net_earnings) - BigInt(a.net_earnings)) ||
             cmp(a.creator, b.creator),
         );
+      assert.deepEqual(
+        [...new Set(expected.map((row) => row.month))],
+        ["2026-10-01", "2026-11-01", "2026-12-01"],
+        "October's usage, November's usage and corrections, December's corrections",
+      );
       const rows = await run("creator_earnings_by_month");
       assert.deepEqual(
-        rows.map(({ earnings_usd: _, ...row }) => row),
+        rows.map(({ net_earnings_usd: _, ...row }) => row),
         expected,
       );
+      for (const row of rows) assert.equal(Number(row.net_earnings_usd), Number(row.net_earnings) / 1e6);
     },
 
     async platform_revenue_by_month() {
-      const expected = [...group(usage, (outcome) => `${month(outcome.occurred_at)} ${outcome.level}`)]
-        .map(([, items]) => ({
-          month: month(items[0]!.occurred_at),
-          level: items[0]!.level,
-          tokens: String(sum(items, (item) => item.tokens_used)),
-          trial_tokens: String(sum(items, (item) => item.trial_tokens_used)),
-          billed: String(sum(items, (item) => item.billed_micros)),
-          platform_fee: String(sum(items, (item) => item.platform_fee_micros)),
+      // Money net of the month's corrections; tokens gross, as used.
+      const expected = [...group(money, (item) => `${month(item.occurred_at)} ${item.level}`)]
+        .map(([, list]) => ({
+          month: month(list[0]!.occurred_at),
+          level: list[0]!.level,
+          gross_tokens: String(sum(list, (item) => item.tokens)),
+          gross_trial_tokens: String(sum(list, (item) => item.trial_tokens)),
+          net_billed: String(sum(list, (item) => item.billed)),
+          net_platform_fee: String(sum(list, (item) => item.platform_fee)),
         }))
         .sort((a, b) => cmp(a.month, b.month) || cmp(a.level, b.level));
+      assert.ok(expected.some((row) => row.month === "2026-12-01" && row.level === "platform"));
       assert.deepEqual(await run("platform_revenue_by_month"), expected);
     },
 
@@ -475,20 +695,113 @@ describe("analytics: every query in docs/analytics.md runs as written and matche
       assert.ok(expected.length > 0, "the workload has sessions over the threshold");
       const rows = await run("sessions_over_cost_threshold");
       assert.deepEqual(rows.map((row) => String(row.chat_id)).sort(), expected);
+      for (const row of rows) {
+        const items = byWorkflow.get(`${String(row.enterprise_id)} ${String(row.workflow_name)}`)!;
+        const average = Number(sum(items, (item) => item.total_cost_micros)) / items.length;
+        near(
+          row.times_average,
+          Number(row.cost_micros) / average,
+          0.0051,
+          `times average of ${String(row.chat_id)}`,
+        );
+      }
+      // A workflow whose sessions cost less than a micro each on average: avg_cost_micros is 0, and the
+      // session over the threshold is still reported, against the exact average. (This adds rows to
+      // session_summaries: the checks above that read it have run; none below reads it.)
+      const zero = [0n, 0n, 2n].map((cost, index) => ({
+        record_id: `zero-avg-end-${index}`,
+        account_key: `app:zero-avg-app:u${index}`,
+        level: "app_usage",
+        enterprise_id: "zero-avg-app",
+        mozaiks_user_id: "zero-avg-creator",
+        platform_user_id: `u${index}`,
+        session_id: `zero-avg-s${index}`,
+        chat_id: `zero-avg-c${index}`,
+        workflow_name: "zero-avg",
+        started_at: "2026-11-03 00:00:00.000",
+        ended_at: "2026-11-03 00:00:00.000",
+        session_duration_seconds: 0,
+        total_tokens: 0,
+        total_cost_micros: cost.toString(),
+        billed_micros: "0",
+      }));
+      const over = zero.filter(
+        (session) =>
+          checkWorkflowCostThresholds({
+            currentCostMicros: BigInt(session.total_cost_micros),
+            currentTokens: 0,
+            minSessions: 1,
+            averages: {
+              enterprise_id: "zero-avg-app",
+              workflow_name: "zero-avg",
+              session_count: 3,
+              total_cost_micros: 2n,
+              total_tokens: 0,
+              avg_session_duration_seconds: 0,
+              avg_agents_per_session: 0,
+            },
+          }).status === "exceeded",
+      );
+      assert.deepEqual(
+        over.map((session) => session.chat_id),
+        ["zero-avg-c2"],
+      );
+      await clickhouse.insert({ table: `${db}.session_summaries`, values: zero, format: "JSONEachRow" });
+      const withZero = await run("sessions_over_cost_threshold");
+      assert.deepEqual(
+        withZero.map((row) => String(row.chat_id)).sort(),
+        [...expected, "zero-avg-c2"].sort(),
+      );
+      const row = withZero.find((r) => r.chat_id === "zero-avg-c2");
+      assert.equal(row?.workflow_avg_cost_micros, "0");
+      // 2 micros against an average of 2/3.
+      assert.equal(Number(row?.times_average), 3);
     },
 
     async agent_token_share() {
+      // From first principles: an agent's tokens are all of its tokens (prompt, completion and the three
+      // classes), which add up to the record's tokens_used; its share of the record's cost is floored.
       const byAgent = new Map<string, { tokens: bigint; cost: bigint }>();
-      for (const outcome of usage) {
+      let cost = 0n;
+      let attributed = 0n;
+      let calls = 0n;
+      for (const outcome of november) {
         if (outcome.tokens_used === 0) continue;
-        for (const [name, agent] of Object.entries(outcome.agents)) {
-          const tokens = BigInt(agent.prompt_tokens + agent.completion_tokens);
+        const agents = Object.entries(outcome.agents).map(([name, agent]) => ({
+          name,
+          tokens: BigInt(
+            agent.prompt_tokens +
+              agent.completion_tokens +
+              (agent.cached_prompt_tokens ?? 0) +
+              (agent.reasoning_tokens ?? 0) +
+              (agent.audio_tokens ?? 0),
+          ),
+        }));
+        assert.equal(
+          sum(agents, (agent) => agent.tokens),
+          BigInt(outcome.tokens_used),
+          outcome.record_id,
+        );
+        let shares = 0n;
+        for (const { name, tokens } of agents) {
+          const share = (outcome.cost_micros * tokens) / BigInt(outcome.tokens_used);
           const totals = byAgent.get(name) ?? { tokens: 0n, cost: 0n };
           totals.tokens += tokens;
-          totals.cost += (outcome.cost_micros * tokens) / BigInt(outcome.tokens_used);
+          totals.cost += share;
           byAgent.set(name, totals);
+          shares += share;
         }
+        // The shares add up to the record's cost, less under one micro per agent (the floors).
+        const left = outcome.cost_micros - shares;
+        assert.ok(left >= 0n && left < BigInt(agents.length), `${outcome.record_id}: ${left} micros left`);
+        cost += outcome.cost_micros;
+        attributed += shares;
+        calls += BigInt(agents.length);
       }
+      assert.ok(
+        november.some((outcome) => (outcome.cached_prompt_tokens ?? 0) + (outcome.reasoning_tokens ?? 0) > 0),
+        "records with token classes",
+      );
       const expected = [...byAgent]
         .map(([agent_name, totals]) => ({
           agent_name,
@@ -501,6 +814,15 @@ describe("analytics: every query in docs/analytics.md runs as written and matche
         rows.map(({ attributed_cost_usd: _, ...row }) => row),
         expected,
       );
+      // Over all agents: every record's cost, less the floors.
+      const total = sum(rows, (row) => BigInt(String(row.attributed_cost_micros)));
+      assert.equal(total, attributed);
+      assert.ok(
+        cost - total >= 0n && cost - total < calls,
+        `${cost - total} of ${cost} micros not attributed`,
+      );
+      for (const row of rows)
+        assert.equal(Number(row.attributed_cost_usd), Number(row.attributed_cost_micros) / 1e6);
     },
 
     async rollup_reconciliation() {
