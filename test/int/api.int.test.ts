@@ -602,12 +602,24 @@ describe("agentmeter serve on the real servers", () => {
       const attributed = (of: UsageOutcome[]) => {
         const agents = new Map<
           string,
-          { records: number; tokens: number; cost: bigint; billed: bigint; times: number[] }
+          { records: number; tokens: number; cost: bigint; billed: bigint; times: number[]; answers: number }
         >();
         for (const o of of) {
           const names = Object.keys(o.agents).sort();
-          const weights = names.map((n) =>
-            BigInt(o.agents[n]!.prompt_tokens + o.agents[n]!.completion_tokens),
+          // Every token class counts: the agents' tokens add up to the record's tokens_used.
+          const weights = names.map((n) => {
+            const a = o.agents[n]!;
+            return BigInt(
+              a.prompt_tokens +
+                a.completion_tokens +
+                (a.cached_prompt_tokens ?? 0) +
+                (a.reasoning_tokens ?? 0) +
+                (a.audio_tokens ?? 0),
+            );
+          });
+          assert.equal(
+            weights.reduce((a, b) => a + b, 0n),
+            BigInt(o.tokens_used),
           );
           const total = weights.reduce((a, b) => a + b, 0n);
           let largest = 0;
@@ -621,13 +633,21 @@ describe("agentmeter serve on the real servers", () => {
           };
           const [cost, billed] = [split(o.cost_micros), split(o.billed_micros)];
           names.forEach((name, i) => {
-            const seen = agents.get(name) ?? { records: 0, tokens: 0, cost: 0n, billed: 0n, times: [] };
+            const seen = agents.get(name) ?? {
+              records: 0,
+              tokens: 0,
+              cost: 0n,
+              billed: 0n,
+              times: [],
+              answers: 0,
+            };
             seen.records++;
             seen.tokens += Number(weights[i]);
             seen.cost += cost[i]!;
             seen.billed += billed[i]!;
             const time = o.agents[name]!.response_time_ms;
             if (time !== null && time !== undefined) seen.times.push(time);
+            seen.answers += o.agents[name]!.message_count ?? 0;
             agents.set(name, seen);
           });
         }
@@ -666,8 +686,10 @@ describe("agentmeter serve on the real servers", () => {
       );
       assert.equal(byTime.status, 200, byTime.text);
       const all = attributed(outcomes.filter((o) => o.mozaiks_user_id === "ada" && inMonth(o.occurred_at)));
+      // Per answer, as the session summaries average: the agent's total time over its answers.
       const slowest = [...all.entries()]
-        .map(([name, a]) => [name, a.times.reduce((x, y) => x + y, 0) / a.times.length, a.times] as const)
+        .filter(([, a]) => a.times.length > 0 && a.answers > 0)
+        .map(([name, a]) => [name, a.times.reduce((x, y) => x + y, 0) / a.answers, a.times] as const)
         .sort((a, b) => b[1] - a[1])[0]!;
       const sorted = [...slowest[2]].sort((a, b) => a - b);
       assert.deepEqual(

@@ -18,10 +18,10 @@ const ORDERS: Record<TopAgentsQuery["by"], string> = {
 };
 
 /**
- * One record's amount split over its agents by their prompt + completion tokens: each gets the floor
- * of amount x its tokens / all tokens, and the agent with the most tokens (the first by name on a tie)
- * the remainder, so the parts sum exactly to the record's amount. A record whose agents report no
- * tokens (all its tokens in token classes, which the raw events do not keep per agent) splits evenly.
+ * One record's amount split over its agents by their tokens, every class counted (prompt, completion,
+ * cached, reasoning, audio: together the record's tokens_used): each gets the floor of amount x its
+ * tokens / all tokens, and the agent with the most tokens (the first by name on a tie) the remainder,
+ * so the parts sum exactly to the record's amount. A record whose agents report no tokens splits evenly.
  */
 function parts(amount: string, alias: string): string {
   return `arrayMap(x -> intDiv(toInt128(${amount}) * x, arraySum(w)), w) AS ${alias}_floor,
@@ -60,13 +60,20 @@ export async function topAgents(
       : ["mozaiks_user_id", scope.mozaiks_user_id];
   const creator = "creator" in scope ? (scope.creator ?? undefined) : undefined;
   const result = await client.query({
-    query: `SELECT agent, count() AS records, sum(p) + sum(c) AS tokens, sum(p) AS prompt, sum(c) AS completion,
+    query: `SELECT agent, count() AS records, sum(tw) AS tokens, sum(p) AS prompt, sum(c) AS completion,
               sum(cost_part) AS cost_n, sum(billed_part) AS billed_n,
               toString(cost_n) AS cost, toString(billed_n) AS billed,
-              count(rt) AS timed, avg(rt) AS avg_ms, quantileExact(0.95)(rt) AS p95_ms
+              count(rt) AS timed,
+              if(timed = 0, NULL, sum(ifNull(rt, 0)) / nullIf(sum(m), 0)) AS avg_ms,
+              quantileExact(0.95)(rt) AS p95_ms
             FROM (
               SELECT agent_names, agent_prompt_tokens, agent_completion_tokens, agent_response_time_ms,
-                arrayMap((p, c) -> toInt128(p) + toInt128(c), agent_prompt_tokens, agent_completion_tokens) AS raw_w,
+                agent_message_count,
+                arrayMap((p, c, k, r, a) -> toInt128(p) + toInt128(c) + toInt128(k) + toInt128(r) + toInt128(a),
+                  agent_prompt_tokens, agent_completion_tokens,
+                  arrayResize(agent_cached_prompt_tokens, length(agent_names)),
+                  arrayResize(agent_reasoning_tokens, length(agent_names)),
+                  arrayResize(agent_audio_tokens, length(agent_names))) AS raw_w,
                 if(arraySum(raw_w) = 0, arrayMap(x -> toInt128(1), raw_w), raw_w) AS w,
                 indexOf(w, arrayMax(w)) AS largest,
                 ${parts("cost_micros", "cost")},
@@ -78,7 +85,8 @@ export async function topAgents(
                 AND occurred_at < parseDateTime64BestEffort({to:String}, 3, 'UTC')
             )
             ARRAY JOIN agent_names AS agent, agent_prompt_tokens AS p, agent_completion_tokens AS c,
-              agent_response_time_ms AS rt, cost_parts AS cost_part, billed_parts AS billed_part
+              raw_w AS tw, agent_response_time_ms AS rt, agent_message_count AS m,
+              cost_parts AS cost_part, billed_parts AS billed_part
             GROUP BY agent
             ORDER BY ${ORDERS[query.by]}, agent
             LIMIT {limit:UInt32}`,
