@@ -75,17 +75,40 @@ function evidence(
 }
 
 /**
+ * The records of the trail after a watermark on `partition` at `wm`: on one partition, those past that
+ * offset; on several (a partition count that changed), those applied after the last record of that
+ * partition at or before it. Undefined when the watermark says nothing about the trail.
+ */
+function afterWatermark(trail: AccountTrail, partition: bigint, wm: bigint): string[] | undefined {
+  if (trail.partitions === undefined) {
+    if (partition !== BigInt(trail.partition)) return undefined;
+    return trail.ids.filter((_id, index) => BigInt(trail.offsets[index]!) > wm);
+  }
+  let last = -1;
+  for (let i = 0; i < trail.ids.length; i++)
+    if (BigInt(trail.partitions[i]!) === partition && BigInt(trail.offsets[i]!) <= wm) last = i;
+  return last < 0 ? undefined : trail.ids.slice(last + 1);
+}
+
+/**
  * The records of an account that explain a difference on its document: those after the document's
  * watermark when it is behind the topic (not applied yet, or lost), else all of them (the figures were
- * changed by something that is not a record).
+ * changed by something that is not a record). A watermark of another source (another incarnation of the
+ * topic: `source`) is a position in another log and says nothing about this one.
  */
-function accountEvidence(trail: AccountTrail | undefined, doc: Record<string, unknown> | undefined) {
+function accountEvidence(
+  trail: AccountTrail | undefined,
+  doc: Record<string, unknown> | undefined,
+  source: string | undefined,
+) {
   if (trail === undefined) return evidence("no record of this account in the topic", []);
   const wm = doc === undefined ? null : toBigint(doc.wm_offset);
-  const samePartition = doc !== undefined && toBigint(doc.wm_partition) === BigInt(trail.partition);
-  if (wm !== null && samePartition) {
-    const after = trail.ids.filter((_id, index) => BigInt(trail.offsets[index]!) > wm);
-    if (after.length > 0) return evidence(`records after the document's watermark (wm_offset ${wm})`, after);
+  const partition = doc === undefined ? null : toBigint(doc.wm_partition);
+  const sameSource = source === undefined || doc?.wm_topic === source;
+  if (wm !== null && partition !== null && sameSource) {
+    const after = afterWatermark(trail, partition, wm);
+    if (after !== undefined && after.length > 0)
+      return evidence(`records after the document's watermark (wm_offset ${wm})`, after);
   }
   return evidence("every record of the account, in topic order", trail.ids);
 }
@@ -152,7 +175,7 @@ function diffAccounts(expected: Expected, mongo: MongoActual, out: Difference[])
       enterprise_id: want?.enterprise_id ?? stored?.enterprise_id ?? null,
       account_key: key,
       level: want?.level ?? stored?.level ?? null,
-      ...accountEvidence(trail, doc),
+      ...accountEvidence(trail, doc, mongo.source),
     };
     if (want === undefined || doc === undefined) {
       out.push({

@@ -8,7 +8,13 @@ import type { TopicMessage } from "./recompute.ts";
  * bit 2: value). Headers are rare (signed operator records) and go as they are.
  */
 export interface MessagePacket {
+  /** The partition of every message, unless `partitions` says each one's. */
   partition: number;
+  /**
+   * Each message's partition, when the packet holds several partitions' messages in one order (the
+   * log-order merge of a topic whose partition count changed: feed.ts).
+   */
+  partitions?: Uint32Array;
   count: number;
   offsets: BigInt64Array;
   /** The log timestamp in epoch ms, NaN when the message has none. */
@@ -26,8 +32,14 @@ export interface MessagePacket {
 const KEY_NULL = 1;
 const VALUE_NULL = 2;
 
-export function packMessages(partition: number, messages: readonly TopicMessage[]): MessagePacket {
+export function packMessages(
+  partition: number,
+  messages: readonly TopicMessage[],
+  partitions?: readonly number[],
+): MessagePacket {
   const count = messages.length;
+  if (partitions !== undefined && partitions.length !== count)
+    throw new Error("audit: a packet needs one partition per message");
   let keyBytes = 0;
   let valueBytes = 0;
   for (const message of messages) {
@@ -47,6 +59,7 @@ export function packMessages(partition: number, messages: readonly TopicMessage[
     headers: [],
     bytes: keyBytes + valueBytes,
   };
+  if (partitions !== undefined) packet.partitions = Uint32Array.from(partitions);
   let keyAt = 0;
   let valueAt = 0;
   for (let i = 0; i < count; i++) {
@@ -84,6 +97,7 @@ export function packetTransfer(packet: MessagePacket): ArrayBuffer[] {
     packet.keys,
     packet.valueEnds,
     packet.values,
+    ...(packet.partitions === undefined ? [] : [packet.partitions]),
   ].map((array) => array.buffer as ArrayBuffer);
 }
 
@@ -128,6 +142,6 @@ export function unpackMessages(
     if (messageHeaders !== undefined) message.headers = messageHeaders;
     keyAt = keyEnd;
     valueAt = valueEnd;
-    onMessage(packet.partition, message);
+    onMessage(packet.partitions?.[i] ?? packet.partition, message);
   }
 }

@@ -123,12 +123,38 @@ export class RecomputePool {
    * once that thread's backlog is below BACKLOG_BYTES, so a reader that awaits it holds a bounded
    * number of records in memory.
    */
-  async add(partition: number, messages: readonly TopicMessage[]): Promise<void> {
+  add(partition: number, messages: readonly TopicMessage[]): Promise<void> {
+    return this.send(partition, messages, undefined);
+  }
+
+  /**
+   * Hands messages of several partitions, in the order they are to be applied (`partitions[i]` is the
+   * partition of `messages[i]`), to the one thread whose unit holds all of them (a topic whose partition
+   * count changed has one unit: units.ts). The order reaches the worker as it is: packets cross in the
+   * order they are posted, and the post happens before this returns its promise.
+   */
+  addInOrder(partitions: readonly number[], messages: readonly TopicMessage[]): Promise<void> {
+    if (partitions.length !== messages.length)
+      return Promise.reject(new Error("audit: one partition per message"));
+    if (messages.length === 0) return this.send(0, messages, undefined);
+    const first = partitions[0]!;
+    const unit = unitOf(this.setup, first);
+    for (const partition of new Set(partitions))
+      if (unitOf(this.setup, partition) !== unit)
+        return Promise.reject(new Error(`audit: partitions ${first} and ${partition} are not in one unit`));
+    return this.send(first, messages, partitions);
+  }
+
+  private async send(
+    partition: number,
+    messages: readonly TopicMessage[],
+    partitions: readonly number[] | undefined,
+  ): Promise<void> {
     if (this.failure !== undefined) throw this.failure;
     if (messages.length === 0) return;
     const thread = this.threadOfUnit.get(unitOf(this.setup, partition));
     if (thread === undefined) throw new Error(`audit: partition ${partition} is not in the range`);
-    const packet: MessagePacket = packMessages(partition, messages);
+    const packet: MessagePacket = packMessages(partition, messages, partitions);
     thread.backlog += packet.bytes;
     thread.worker.postMessage({ type: "packet", packet } satisfies ToWorker, packetTransfer(packet));
     while (thread.backlog > BACKLOG_BYTES && this.failure === undefined) {

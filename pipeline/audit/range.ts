@@ -1,5 +1,6 @@
 import type { Admin } from "kafkajs";
 import { AgentmeterError } from "../../schemas/errors.ts";
+import { sourceName } from "../../sinks/mongo/topic-registry.ts";
 
 /** Offsets [from, to) of one partition, as decimal strings (Kafka offsets are int64). */
 export interface PartitionRange {
@@ -13,10 +14,44 @@ export interface TopicRange {
   partitions: PartitionRange[];
   /**
    * True when the range is the whole topic as it stood when the audit started: every partition from
-   * offset 0 (nothing removed by retention) to its high watermark. Only then are absolute figures
-   * (balances, ledgers, totals) comparable; any other range is a delta audit (see docs/audit.md).
+   * offset 0 (nothing removed by retention) to its high watermark, and the topic never re-created (its
+   * incarnation 0: a re-created topic starts again at offset 0, but the accounts carry the history of the
+   * one before, which no log holds any more). Only then are absolute figures (balances, ledgers, totals)
+   * comparable; any other range is a delta audit (see docs/audit.md).
    */
   complete: boolean;
+  /**
+   * The topic's incarnation the range was read from (AgentmeterTopics: 0 until the topic is deleted and
+   * created again); absent means 0.
+   */
+  incarnation?: number;
+  /**
+   * The name the stores keep this incarnation's rows, ledgers and watermarks under (sourceName: the
+   * topic, or `topic~N`); absent means the topic's own name.
+   */
+  source?: string;
+}
+
+/** The name the range's rows are stored under in ClickHouse (and its watermarks in MongoDB). */
+export function sourceOf(range: TopicRange): string {
+  return range.source ?? sourceName(range.topic, range.incarnation ?? 0);
+}
+
+/**
+ * The range as read from incarnation `incarnation` of its topic: its rows are stored under that
+ * incarnation's source name, and a read of the whole log of a re-created topic (incarnation above 0) is
+ * not complete: what came before the re-creation is in the stores (balances, ledgers, rows of the earlier
+ * names) but in no log.
+ */
+export function ofIncarnation(range: TopicRange, incarnation: number): TopicRange {
+  if (!Number.isSafeInteger(incarnation) || incarnation < 0)
+    throw new Error(`audit: incarnation ${incarnation} is not a whole number`);
+  return {
+    ...range,
+    complete: range.complete && incarnation === 0,
+    incarnation,
+    source: sourceName(range.topic, incarnation),
+  };
 }
 
 /** Per-partition offsets from the command line; `all` applies to partitions not named. */

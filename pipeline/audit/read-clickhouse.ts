@@ -23,6 +23,17 @@ export type ClickHouseSource = keyof typeof CLICKHOUSE_SOURCES;
 /** The tables that hold one row per record, with its topic position: the rows a difference names. */
 export type RowTable = "usage_events" | "adjustments";
 
+/**
+ * Which rows a read takes: those stored under `source` (the name of the audited incarnation of the
+ * topic: sourceName in sinks/mongo/topic-registry.ts), and, given `offsets`, only those of its range.
+ * Without a scope, every row of the table (test harnesses that compare a whole namespace).
+ */
+export interface RowScope {
+  source: string;
+  /** Only the rows of these offsets (a delta audit); absent: every offset of the source. */
+  offsets?: TopicRange;
+}
+
 /** A WHERE clause selecting the rows of the range's offsets; offsets are validated integers, inlined. */
 function rangeFilter(range: TopicRange | undefined): string {
   if (range === undefined) return "1";
@@ -30,6 +41,25 @@ function rangeFilter(range: TopicRange | undefined): string {
     .filter((p) => BigInt(p.from) < BigInt(p.to))
     .map((p) => `(partition = ${p.partition} AND offset >= ${BigInt(p.from)} AND offset < ${BigInt(p.to)})`);
   return parts.length === 0 ? "0" : `(${parts.join(" OR ")})`;
+}
+
+/**
+ * The WHERE clause of a scope over a table of rows (`topic`, `partition`, `offset`) or a rollup
+ * (`src_topic`; it has no offsets, so a rollup is read whole for its source), and its parameters.
+ */
+export function scopeFilter(
+  scope: RowScope | undefined,
+  table: "rows" | "rollup",
+): { where: string; params: Record<string, string> } {
+  if (scope === undefined) return { where: "1", params: {} };
+  if (table === "rollup") {
+    if (scope.offsets !== undefined) throw new Error("audit: a rollup has no offsets to cut a range by");
+    return { where: "src_topic = {source:String}", params: { source: scope.source } };
+  }
+  return {
+    where: `topic = {source:String} AND ${rangeFilter(scope.offsets)}`,
+    params: { source: scope.source },
+  };
 }
 
 /**
@@ -61,14 +91,14 @@ async function readTotals<F extends string>(
 }
 
 /**
- * Totals per app and level of one table. For usage_events each row is a record; a rollup row already
- * holds sums, hence the two column lists.
+ * Totals per app and level of one table, of the rows of `scope`. For usage_events each row is a record;
+ * a rollup row already holds sums, hence the two column lists.
  */
 export function readUsageTotals(
   client: ClickHouseClient,
   database: string,
   source: ClickHouseSource,
-  range?: TopicRange,
+  scope?: RowScope,
 ): Promise<Map<string, UsageTotals>> {
   const raw = source === "usage_events";
   const columns: Record<UsageField, string> = {
@@ -79,14 +109,8 @@ export function readUsageTotals(
     creator_share_micros: "sum(creator_share_micros)",
     platform_fee_micros: "sum(platform_fee_micros)",
   };
-  const topic = range === undefined ? "1" : "topic = {topic:String}";
-  return readTotals(
-    client,
-    columns,
-    `${quoteIdent(database)}.${CLICKHOUSE_SOURCES[source]}`,
-    raw ? `${topic} AND ${rangeFilter(range)}` : "1",
-    { topic: range?.topic ?? "" },
-  );
+  const { where, params } = scopeFilter(scope, raw ? "rows" : "rollup");
+  return readTotals(client, columns, `${quoteIdent(database)}.${CLICKHOUSE_SOURCES[source]}`, where, params);
 }
 
 /**
@@ -96,27 +120,61 @@ export function readUsageTotals(
 export function readAdjustmentTotals(
   client: ClickHouseClient,
   database: string,
+  scope?: RowScope,
 ): Promise<Map<string, AdjustmentTotals>> {
   const columns = {} as Record<AdjustmentField, string>;
   for (const field of ADJUSTMENT_FIELDS) columns[field] = field === "records" ? "count()" : `sum(${field})`;
-  return readTotals(client, columns, `${quoteIdent(database)}.adjustments FINAL`, "1", {});
+  const { where, params } = scopeFilter(scope, "rows");
+  return readTotals(client, columns, `${quoteIdent(database)}.adjustments FINAL`, where, params);
 }
 
-/** The record_ids stored in a table for one app and level (to name the rows missing or extra). */
+/** The record_ids stored in a table for one app and level, of the rows of `scope` (to name the rows missing or extra). */
 export async function readRecordIds(
   client: ClickHouseClient,
   database: string,
   table: RowTable,
   enterpriseId: string,
   level: string,
-  range?: TopicRange,
+  scope?: RowScope,
 ): Promise<string[]> {
-  const topic = range === undefined ? "1" : "topic = {topic:String}";
+  const { where, params } = scopeFilter(scope, "rows");
   const result = await client.query({
     query: `SELECT DISTINCT record_id FROM ${quoteIdent(database)}.${table} FINAL
-            WHERE enterprise_id = {enterprise:String} AND level = {level:String} AND ${topic} AND ${rangeFilter(range)}`,
-    query_params: { enterprise: enterpriseId, level, topic: range?.topic ?? "" },
+            WHERE enterprise_id = {enterprise:String} AND level = {level:String} AND ${where}`,
+    query_params: { ...params, enterprise: enterpriseId, level },
     format: "JSONEachRow",
   });
   return (await result.json<{ record_id: string }>()).map((row) => row.record_id);
+}
+
+/**
+ * The newest incarnation of `topic` with rows in usage_events (`topic` is 0, `topic~N` is N): where the
+ * registry (AgentmeterTopics in MongoDB) cannot be read, what the stores show the processor wrote last.
+ */
+export async function readNewestIncarnation(
+  client: ClickHouseClient,
+  database: string,
+  topic: string,
+): Promise<number> {
+  const result = await client.query({
+    query: `SELECT DISTINCT topic AS name FROM ${quoteIdent(database)}.usage_events
+            WHERE topic = {topic:String} OR startsWith(topic, {later:String})`,
+    query_params: { topic, later: `${topic}~` },
+    format: "JSONEachRow",
+  });
+  return newestIncarnation(
+    topic,
+    (await result.json<{ name: string }>()).map((row) => row.name),
+  );
+}
+
+/** The highest N among source names `topic` (0) and `topic~N`; 0 when none. */
+export function newestIncarnation(topic: string, names: readonly string[]): number {
+  let newest = 0;
+  for (const name of names) {
+    if (!name.startsWith(`${topic}~`)) continue;
+    const tail = name.slice(topic.length + 1);
+    if (/^[1-9][0-9]{0,8}$/.test(tail)) newest = Math.max(newest, Number(tail));
+  }
+  return newest;
 }

@@ -16,6 +16,11 @@ export interface MongoActual {
   accounts: Map<string, StoredAccount>;
   revenue: Map<string, Figures<RevenueField>>;
   apps: string[];
+  /**
+   * The source name read for (the audited incarnation of the topic): the revenue holds only that
+   * source's ledgers, and a document's watermark counts only when it names it. Absent: every ledger.
+   */
+  source?: string;
 }
 
 /**
@@ -31,11 +36,41 @@ async function storedApps(client: MongoClient, prefix: string): Promise<string[]
     .filter((tail) => enterpriseIdSchema.safeParse(tail).success);
 }
 
-/** Every account document and every app's revenue ledgers of one namespace. Reads only. */
+/**
+ * An app's revenue: the sum of its per-partition ledgers of one source (a ledger's id is
+ * `{source}:{partition}`: sinks/mongo/revenue.ts). The ledgers of another incarnation of the topic hold
+ * records no log of this one has. Summed here, as readAppRevenue does (FerretDB's $group cannot sum
+ * int64 exactly).
+ */
+export function sourceRevenue(ledgers: readonly Document[], source: string): Figures<RevenueField> {
+  const sum = {
+    records: 0n,
+    billed_micros: 0n,
+    creator_share_micros: 0n,
+    platform_fee_micros: 0n,
+    adjustments: 0n,
+    reversed_billed_micros: 0n,
+    reversed_creator_share_micros: 0n,
+    reversed_platform_fee_micros: 0n,
+  } satisfies Figures<RevenueField>;
+  for (const ledger of ledgers) {
+    const id = String(ledger._id);
+    if (!id.startsWith(`${source}:`) || !/^[0-9]+$/.test(id.slice(source.length + 1))) continue;
+    // Ledgers written before corrections reached them have no adjustment fields: 0.
+    for (const field of Object.keys(sum) as RevenueField[]) sum[field] += BigInt(ledger[field] ?? 0);
+  }
+  return sum;
+}
+
+/**
+ * Every account document and every app's revenue ledgers of one namespace; given `source`, only the
+ * ledgers of that source (see MongoActual). Reads only.
+ */
 export async function readMongo(
   client: MongoClient,
   layout: MongoLayout,
   expectedApps: Iterable<string>,
+  source?: string,
 ): Promise<MongoActual> {
   const apps = [
     ...new Set([...(await storedApps(client, layout.names.appDbPrefix)), ...expectedApps]),
@@ -56,6 +91,11 @@ export async function readMongo(
         });
         accounts.set(key, { account_key: key, level: "app_usage", enterprise_id: app, doc });
       }
+      if (source !== undefined) {
+        const ledgers = await layout.app(app).collection(COLLECTIONS.app.revenue).find().toArray();
+        revenue.set(app, sourceRevenue(ledgers, source));
+        return;
+      }
       const ledger = await readAppRevenue(layout, app);
       revenue.set(app, {
         records: BigInt(ledger.records),
@@ -69,5 +109,5 @@ export async function readMongo(
       });
     }),
   );
-  return { accounts, revenue, apps };
+  return source === undefined ? { accounts, revenue, apps } : { accounts, revenue, apps, source };
 }

@@ -2,12 +2,15 @@ import type { ErrorCode } from "../../schemas/errors.ts";
 import type { Level, TopicRecord } from "../../schemas/index.ts";
 import { type CreditAuthorization, creditAuthorization } from "../auth/signature.ts";
 import {
+  type AccountState,
   applyBatchInPlace,
   type BillingConfig,
   type BillingState,
   emptyState,
   type SequencedRecord,
+  type SequencedTopicOutput,
 } from "../core/index.ts";
+import { emptyMap, ownValue } from "../core/own.ts";
 import { earnsRevenue, type LedgerEntry, ledgerDelta } from "../core/revenue-ledger.ts";
 import { admitMessage, type InputMessage } from "../processor/admit.ts";
 import {
@@ -41,6 +44,13 @@ export interface RecomputerOptions {
   creditPolicy?: CreditAuthorization;
   /** Records applied per apply call (default RECOMPUTE_CHUNK). Any size gives the same state. */
   chunk?: number;
+  /**
+   * A tick reaches only the accounts that have had a record on the tick's partition, as each of the
+   * processor's partitions keeps its own accounts (and hold registry). For a recomputer fed several
+   * partitions whose accounts may span them (a partition count that changed: units.ts). Default: a tick
+   * reaches every account of the state (a recomputer fed one partition).
+   */
+  ticksPerPartition?: boolean;
 }
 
 type SkipCount =
@@ -56,11 +66,17 @@ const SKIP_COUNT: Partial<Record<ErrorCode, SkipCount>> = {
   RECORD_UNAUTHORIZED: "skipped_unauthorized",
 };
 
-/** The records of one account in topic order: what explains any difference found on it. */
+/** The records of one account in the order applied: what explains any difference found on it. */
 export interface AccountTrail {
+  /** The partition of its first record. */
   partition: number;
   ids: string[];
   offsets: number[];
+  /**
+   * Each record's partition, once the account has records on more than one (a partition count that
+   * changed); absent while all sit on `partition`.
+   */
+  partitions?: number[];
 }
 
 /** Figures of one app at one level, as a ClickHouse table sums them. */
@@ -176,7 +192,10 @@ export const RECOMPUTE_CHUNK = 600;
  * timestamp so the event-time bound decides as it did in the processor. Accounts are independent and
  * each partition arrives in offset order, so whatever the batch cuts, this is the state the processor
  * reaches. The audit gives each partition a Recomputer of its own (pipeline/audit/units.ts), as the
- * processor keeps one state per partition: a tick then reaches the accounts of its partition only.
+ * processor keeps one state per partition: a tick then reaches the accounts of its partition only. When
+ * accounts may span partitions (a partition count that changed), one Recomputer takes all of them, in
+ * the log order of log-order.ts (an account's records on two partitions need one order, and the result
+ * depends on it), with ticksPerPartition.
  */
 export class Recomputer {
   private state: BillingState = emptyState();
@@ -191,6 +210,8 @@ export class Recomputer {
   private readonly partitionCounts: readonly number[] | undefined;
   private readonly creditPolicy: CreditAuthorization;
   private readonly chunk: number;
+  /** With ticksPerPartition: the accounts with a record on each partition, in the order first seen. */
+  private readonly accountsOf: Map<number, Set<string>> | undefined;
 
   constructor(
     private readonly billing: BillingConfig,
@@ -200,6 +221,7 @@ export class Recomputer {
     this.partitionCounts = options.partitionCounts;
     this.creditPolicy = options.creditPolicy ?? creditAuthorization({});
     this.chunk = Math.max(1, options.chunk ?? RECOMPUTE_CHUNK);
+    this.accountsOf = options.ticksPerPartition === true ? new Map() : undefined;
   }
 
   add(partition: number, message: TopicMessage): void {
@@ -217,15 +239,30 @@ export class Recomputer {
     this.counts.records++;
     // A tick belongs to no account: it has no trail, only its place in the order.
     if (record.type === "tick") {
+      if (this.accountsOf !== undefined) {
+        this.applyTick(partition, { record, seq: undefined, logTimeMs });
+        return;
+      }
       this.pending.push({ record, seq: undefined, logTimeMs });
       if (this.pending.length >= this.chunk) this.apply();
       return;
+    }
+    if (this.accountsOf !== undefined) {
+      let accounts = this.accountsOf.get(partition);
+      if (accounts === undefined) {
+        accounts = new Set();
+        this.accountsOf.set(partition, accounts);
+      }
+      accounts.add(key);
     }
     let trail = this.trails.get(key);
     if (trail === undefined) {
       trail = { partition, ids: [], offsets: [] };
       this.trails.set(key, trail);
     }
+    if (trail.partitions === undefined && partition !== trail.partition)
+      trail.partitions = trail.ids.map(() => trail.partition);
+    trail.partitions?.push(partition);
     trail.ids.push(record.record_id);
     trail.offsets.push(Number(message.offset));
     this.pending.push({ record, seq: undefined, logTimeMs });
@@ -245,11 +282,33 @@ export class Recomputer {
     };
   }
 
+  /**
+   * A tick of `partition` (ticksPerPartition): the records before it are applied, then the tick to the
+   * accounts with a record on that partition only, as the processor's partition applies it to its own.
+   * The core takes due accounts in key order, so the view's order does not matter.
+   */
+  private applyTick(partition: number, tick: SequencedRecord<undefined, TopicRecord>): void {
+    this.apply();
+    const view = emptyMap<AccountState>();
+    for (const key of this.accountsOf?.get(partition) ?? []) {
+      const account = ownValue(this.state.accounts, key);
+      if (account !== undefined) view[key] = account;
+    }
+    const outputs = applyBatchInPlace({ accounts: view }, [tick], this.billing);
+    for (const key of Object.keys(view)) this.state.accounts[key] = view[key]!;
+    this.take(outputs);
+  }
+
   private apply(): void {
     if (this.pending.length === 0) return;
     // The recomputer keeps one state and never gives out its accounts before finish: no copies needed.
     const outputs = applyBatchInPlace(this.state, this.pending, this.billing);
     this.pending = [];
+    this.take(outputs);
+  }
+
+  /** Counts and groups the outputs of applied records. */
+  private take(outputs: readonly SequencedTopicOutput<undefined>[]): void {
     for (const output of outputs) {
       if (output.kind === "duplicate_ignored") this.counts.duplicates_ignored++;
       else if (output.kind === "rejected" || output.kind === "tick_rejected") this.counts.rejected++;

@@ -3,7 +3,7 @@ import { bigintReplacer } from "../../schemas/index.ts";
 import type { BillingConfig } from "../core/index.ts";
 import { renderTable } from "../text-table.ts";
 import { type Difference, STORES, type Store } from "./diff.ts";
-import type { TopicRange } from "./range.ts";
+import { sourceOf, type TopicRange } from "./range.ts";
 import type { RecomputeCounts } from "./recompute.ts";
 
 export interface AuditNamespace {
@@ -19,9 +19,16 @@ export interface AuditNamespace {
  */
 export interface AuditReport {
   report_version: 1;
-  /** complete: the whole topic, absolute figures compared; delta: a range, see docs/audit.md. */
+  /**
+   * complete: the whole topic, absolute figures compared; delta: a range, or any read of a re-created
+   * topic (incarnation above 0), see docs/audit.md.
+   */
   mode: "complete" | "delta";
   topic: string;
+  /** The topic's incarnation audited: 0 until it is deleted and created again (AgentmeterTopics). */
+  incarnation: number;
+  /** The name its rows and watermarks are stored under: the topic, or `topic~N` from incarnation 1. */
+  source: string;
   partitions: TopicRange["partitions"];
   namespace: AuditNamespace;
   /** SHA-256 of the billing config used to recompute (price book included). */
@@ -65,6 +72,8 @@ export function buildAuditReport(input: {
     report_version: 1,
     mode: input.range.complete ? "complete" : "delta",
     topic: input.range.topic,
+    incarnation: input.range.incarnation ?? 0,
+    source: sourceOf(input.range),
     partitions: input.range.partitions,
     namespace: input.namespace,
     billing_config_sha256: billingConfigHash(input.billing),
@@ -85,9 +94,14 @@ const SHOWN = 20;
 export function formatSummary(report: AuditReport, title = "Audit"): string {
   const c = report.counts;
   const lines = [
-    `${title} of ${report.topic} (${report.mode}): ${c.messages} messages, ${c.records} records applied, ` +
+    `${title} of ${report.topic}${report.incarnation > 0 ? ` incarnation ${report.incarnation} (stored as ${report.source})` : ""} (${report.mode}): ${c.messages} messages, ${c.records} records applied, ` +
       `${c.skipped_undecodable + c.skipped_key_mismatch + c.skipped_wrong_partition + c.skipped_unauthorized} skipped as the processor dead-letters them, ` +
       `${c.duplicates_ignored} duplicates, ${c.rejected} rejected, ${c.hold_decisions} hold decisions`,
+    ...(report.incarnation > 0
+      ? [
+          `${report.topic} was created again (incarnation ${report.incarnation}): balances, ledgers and billed amounts carry records of the topic before, which no log holds; only the rows stored as ${report.source} are compared (records, tokens, cost). See docs/audit.md.`,
+        ]
+      : []),
     ...(report.holds !== undefined && report.holds.unverifiable + report.holds.undecodable > 0
       ? [
           `${report.holds.topic}: ${report.holds.unverifiable} decisions not comparable (the topic's retention removed messages), ${report.holds.undecodable} messages that are not a decision`,

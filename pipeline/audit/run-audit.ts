@@ -9,16 +9,18 @@ import { createKafka } from "../kafka.ts";
 import type { Logger } from "../log.ts";
 import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
 import { type ActualStores, type Difference, diffStores, RECORD_IDS_CAP, type Store } from "./diff.ts";
+import { RecomputeFeed } from "./feed.ts";
 import { USAGE_FIELDS, type UsageField } from "./figures.ts";
 import { addPublished, diffHoldDecisions, emptyPublished, type HoldDecisionCheck } from "./hold-decisions.ts";
 import { auditNamespaceOf } from "./namespace.ts";
-import { RecomputePool } from "./pool.ts";
-import { type RangeRequest, resolveRange, type TopicRange } from "./range.ts";
+import { ofIncarnation, type RangeRequest, resolveRange, sourceOf, type TopicRange } from "./range.ts";
 import { reach } from "./reach.ts";
 import {
   type ClickHouseSource,
+  type RowScope,
   type RowTable,
   readAdjustmentTotals,
+  readNewestIncarnation,
   readRecordIds,
   readUsageTotals,
 } from "./read-clickhouse.ts";
@@ -26,7 +28,7 @@ import { readMongo } from "./read-mongo.ts";
 import { type AppLevelGroup, type Expected, usageGroupKey } from "./recompute.ts";
 import { type AuditReport, buildAuditReport } from "./report.ts";
 import { type ReadProgress, readTopic, readTopicBatches } from "./topic-reader.ts";
-import { mergeUnits, type RecomputeSetup, UnitRecompute } from "./units.ts";
+import type { RecomputeSetup } from "./units.ts";
 import { recomputeWorkerUrl } from "./worker-code.ts";
 import { auditWorkers } from "./workers.ts";
 
@@ -61,7 +63,7 @@ export async function runAudit(options: AuditOptions): Promise<AuditReport> {
   if (workers > 0) recomputeWorkerUrl().catch(() => {});
   const kafka = createKafka(config, options.logger);
   const brokers = config.KAFKA_BROKERS.join(",");
-  const range = await reach("Kafka", brokers, async () => {
+  const offsets = await reach("Kafka", brokers, async () => {
     const admin = kafka.admin();
     await admin.connect();
     try {
@@ -70,10 +72,13 @@ export async function runAudit(options: AuditOptions): Promise<AuditReport> {
       await admin.disconnect();
     }
   });
+  const placement = await topicPlacement(config, offsets.partitions.length, options.logger);
+  // The stores keep this incarnation's rows under its own name; a re-created topic is never complete.
+  const range = ofIncarnation(offsets, placement.incarnation);
   const setup: RecomputeSetup = {
     billing,
     maxRecordBytes: config.AGENTMETER_MAX_RECORD_BYTES,
-    partitionCounts: await partitionCounts(config, range.partitions.length, options.logger),
+    partitionCounts: placement.partitionCounts,
     creditPolicy: creditAuthorization(config),
     partitions: range.partitions.filter(({ from, to }) => BigInt(from) < BigInt(to)).map((p) => p.partition),
   };
@@ -160,7 +165,8 @@ async function checkHoldDecisions(
 /**
  * Reads the range and recomputes it: in the main thread (workers 0), or in worker threads that each
  * run the recompute units (partitions) they were given, the main thread reading and handing each
- * partition's batches to its thread. Either way the units' figures are merged in partition order.
+ * partition's batches to its thread (through the log-order merge when one unit takes every partition:
+ * feed.ts). Either way the units' figures are merged in partition order.
  */
 async function recompute(
   kafka: ReturnType<typeof createKafka>,
@@ -170,59 +176,88 @@ async function recompute(
   onProgress: (progress: ReadProgress) => void,
 ): Promise<Expected> {
   const total = range.partitions.reduce((sum, p) => sum + Number(BigInt(p.to) - BigInt(p.from)), 0);
-  if (workers === 0 || setup.partitions.length === 0) {
-    const units = new UnitRecompute(setup);
-    let read = 0;
-    await readTopic(
+  const records = new Map(range.partitions.map((p) => [p.partition, Number(BigInt(p.to) - BigInt(p.from))]));
+  let count = 0;
+  const feed = await RecomputeFeed.create(setup, workers, records, {
+    onApplied: (applied) => {
+      count = applied;
+      onProgress({ read: applied, total });
+    },
+  });
+  try {
+    await readTopicBatches(
       kafka,
       range,
-      (partition, message) => units.add(partition, message),
+      (partition, messages, ended, control) => feed.batch(partition, messages, ended, control),
       (progress) => {
-        read = progress.read;
+        // In worker threads the progress is what they applied (onApplied), not what was read.
+        if (feed.threads > 0) return;
+        count = progress.read;
         onProgress(progress);
       },
     );
-    onProgress({ read, total, done: true });
-    return mergeUnits(units.finish());
-  }
-  const records = new Map(range.partitions.map((p) => [p.partition, Number(BigInt(p.to) - BigInt(p.from))]));
-  let applied = 0;
-  const pool = await RecomputePool.create(setup, workers, records, (count) => {
-    applied = count;
-    onProgress({ read: count, total });
-  });
-  try {
-    await readTopicBatches(kafka, range, (partition, messages) => pool.add(partition, messages));
-    const expected = await pool.finish();
-    onProgress({ read: applied, total, done: true });
+    const expected = await feed.finish();
+    onProgress({ read: count, total, done: true });
     return expected;
   } finally {
-    await pool.close();
+    await feed.close();
   }
 }
 
+/** What the processor registered for the input topic (AgentmeterTopics), as the audit uses it. */
+interface Placement {
+  /** The partition counts records are admitted under; see topicPlacement. */
+  partitionCounts: number[];
+  /** The topic's incarnation: its rows are stored under sourceName(topic, incarnation). */
+  incarnation: number;
+}
+
 /**
- * The partition counts the processor admits records under: the topic's current count and every count
- * the processor registered for it (AgentmeterTopics). Without MongoDB, the current count alone: a topic
- * whose partitions were added then flags records placed under the old count as skipped.
+ * The partition counts the processor admits records under (the topic's current count and every count
+ * the processor registered for it) and the topic's incarnation, from AgentmeterTopics. No record: no
+ * processor has run on the topic, incarnation 0. Without MongoDB, the current count alone (a topic whose
+ * partitions were added then flags records placed under the old count as skipped) and the newest
+ * incarnation ClickHouse holds rows of.
  */
-async function partitionCounts(config: Config, current: number, logger: Logger): Promise<number[]> {
+async function topicPlacement(config: Config, current: number, logger: Logger): Promise<Placement> {
+  const topic = config.AGENTMETER_INPUT_TOPIC;
   const mongo = createMongo(config.MONGODB_URI);
   try {
     await mongo.connect();
     const layout = mongoLayoutFor(mongo, config);
-    const record = await readTopicRecord(layout, config.AGENTMETER_INPUT_TOPIC);
+    const record = await readTopicRecord(layout, topic);
     const counts = record?.partition_counts ?? [];
-    return counts.includes(current) ? counts : [...counts, current];
+    return {
+      partitionCounts: counts.includes(current) ? counts : [...counts, current],
+      incarnation: record?.incarnation ?? 0,
+    };
   } catch (error) {
+    const incarnation = await newestStoredIncarnation(config).catch(() => 0);
     logger.warn(
-      { err: redactText((error as Error).message) },
-      "MongoDB unreachable: checking partitions against the topic's current count only",
+      { err: redactText((error as Error).message), incarnation },
+      "MongoDB unreachable: checking partitions against the topic's current count only, and auditing the newest incarnation of the topic ClickHouse holds rows of",
     );
-    return [current];
+    return { partitionCounts: [current], incarnation };
   } finally {
     await mongo.close().catch(() => {});
   }
+}
+
+async function newestStoredIncarnation(config: Config): Promise<number> {
+  const clickhouse = clickHouseFor(config);
+  try {
+    return await readNewestIncarnation(clickhouse, config.CLICKHOUSE_DATABASE, config.AGENTMETER_INPUT_TOPIC);
+  } finally {
+    await clickhouse.close();
+  }
+}
+
+/**
+ * The rows a comparison reads: those stored under the audited incarnation's name, all of its offsets on
+ * a complete audit (the rollups have no offsets: complete audits only), the range's on a delta audit.
+ */
+function rowScope(range: TopicRange): RowScope {
+  return range.complete ? { source: sourceOf(range) } : { source: sourceOf(range), offsets: range };
 }
 
 async function readStores(config: Config, expected: Expected, range: TopicRange): Promise<ActualStores> {
@@ -251,16 +286,21 @@ async function readStores(config: Config, expected: Expected, range: TopicRange)
           clickhouse,
           config.CLICKHOUSE_DATABASE,
           source,
-          range.complete ? undefined : range,
+          rowScope(range),
         );
       }
       if (range.complete)
-        actual.adjustments = await readAdjustmentTotals(clickhouse, config.CLICKHOUSE_DATABASE);
+        actual.adjustments = await readAdjustmentTotals(
+          clickhouse,
+          config.CLICKHOUSE_DATABASE,
+          rowScope(range),
+        );
     });
   } finally {
     await clickhouse.close();
   }
-  // Balances, ledgers and billed amounts depend on every record before the range: not comparable.
+  // Balances, ledgers and billed amounts depend on every record before the range (or before the topic
+  // was created again): not comparable.
   if (!range.complete) return actual;
   const mongo = createMongo(config.MONGODB_URI);
   try {
@@ -270,7 +310,8 @@ async function readStores(config: Config, expected: Expected, range: TopicRange)
       const apps = new Set<string>();
       for (const account of Object.values(expected.state.accounts))
         if (account.enterprise_id !== null) apps.add(account.enterprise_id);
-      return readMongo(mongo, layout, apps);
+      // Only the ledgers of the audited source; watermarks of another source say nothing of this log.
+      return readMongo(mongo, layout, apps, sourceOf(range));
     });
   } finally {
     await mongo.close();
@@ -320,7 +361,7 @@ async function explainMissingRows(
           table,
           enterpriseId ?? "",
           level ?? "",
-          range.complete ? undefined : range,
+          rowScope(range),
         ),
       );
       const want = groupsOf(expected).get(usageGroupKey(enterpriseId ?? "", level ?? ""))?.ids ?? [];

@@ -62,6 +62,14 @@ export function rangeAssigner(topic: string, partitions: readonly number[]): Par
   });
 }
 
+/** What the consumer of the batches may ask of the reader while it reads (feed.ts bounds its memory so). */
+export interface ReadControl {
+  /** Stops fetching a partition until resumed: what was handed over already stays handed over. */
+  pause(partition: number): void;
+  /** Fetches a paused partition again; a partition read to its end stays stopped. */
+  resume(partition: number): void;
+}
+
 /** Message by message: reads every message of the range (see readTopicBatches). */
 export async function readTopic(
   kafka: Kafka,
@@ -81,15 +89,23 @@ export async function readTopic(
 
 /**
  * Reads every message of the range, each partition in offset order, then stops. `onBatch` gets a
- * partition's messages of one fetch; the next batch of that partition waits for the promise it returns
- * (so a slower consumer of the messages holds the reading back). Partitions are handled concurrently.
+ * partition's messages of one fetch, `ended` true on the partition's last one (its messages may be
+ * none); the next batch of that partition waits for the promise it returns (so a slower consumer of the
+ * messages holds the reading back). Partitions are handled concurrently, and kafkajs fetches the next
+ * batches of a broker only once every batch of its last fetch was handled: a consumer that must wait
+ * for another partition's records pauses the partition through `control` instead of holding its batch.
  * A group of its own (random id, never committed, deleted afterwards) gives kafkajs' fetch loop without
  * touching the processor's group; kafkajs cannot assign partitions without a group.
  */
 export async function readTopicBatches(
   kafka: Kafka,
   range: TopicRange,
-  onBatch: (partition: number, messages: TopicMessage[]) => void | Promise<void>,
+  onBatch: (
+    partition: number,
+    messages: TopicMessage[],
+    ended: boolean,
+    control: ReadControl,
+  ) => void | Promise<void>,
   onProgress: (progress: ReadProgress) => void = () => {},
 ): Promise<void> {
   const ends = new Map<number, bigint>();
@@ -112,6 +128,19 @@ export async function readTopicBatches(
   });
   let read = 0;
   let remaining = ends.size;
+  const atEnd = (partition: number) => (next.get(partition) ?? 0n) >= (ends.get(partition) ?? 0n);
+  const held = new Set<number>();
+  const control: ReadControl = {
+    pause(partition) {
+      if (!ends.has(partition) || atEnd(partition) || held.has(partition)) return;
+      held.add(partition);
+      consumer.pause([{ topic: range.topic, partitions: [partition] }]);
+    },
+    resume(partition) {
+      if (!held.delete(partition) || atEnd(partition)) return;
+      consumer.resume([{ topic: range.topic, partitions: [partition] }]);
+    },
+  };
   let finish!: () => void;
   let fail!: (error: unknown) => void;
   const done = new Promise<void>((resolve, reject) => {
@@ -147,7 +176,7 @@ export async function readTopicBatches(
         next.set(partition, reached > start ? reached : start);
         if (reached >= end) consumer.pause([{ topic: range.topic, partitions: [partition] }]);
         try {
-          await onBatch(partition, messages);
+          await onBatch(partition, messages, reached >= end, control);
         } catch (error) {
           fail(error);
           return;

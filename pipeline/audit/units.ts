@@ -41,8 +41,10 @@ const MIN_CHUNK = 100;
  * A unit per partition when the topic has had one partition count: every admitted record then sits on
  * its key's partition, so no account spans partitions, and a tick reaches only the accounts of its own
  * partition, as in the processor (one state per partition). When the count changed (or is unknown), an
- * account may have records on two partitions, and there is one unit for all of them (the state the audit
- * always kept), which no worker count can split.
+ * account may have records on two partitions, and there is one unit for all of them, which no worker
+ * count can split. That unit must be fed in one order whatever the delivery (feed.ts merges the
+ * partitions by log time: log-order.ts), and its ticks reach the accounts of their own partition only
+ * (ticksPerPartition), as in the one-count case.
  */
 export function unitsOf(setup: Pick<RecomputeSetup, "partitionCounts" | "partitions">): number[] {
   if (setup.partitionCounts?.length !== 1) return [ALL_PARTITIONS];
@@ -64,8 +66,9 @@ export interface UnitResult {
 
 /**
  * The recompute units one thread holds (all of them when the audit runs in the main thread, or the
- * ones a worker was given). Each unit is a Recomputer fed its partitions' records in offset order.
- * Pure: no I/O, no clock.
+ * ones a worker was given). Each unit is a Recomputer fed its partitions' records in offset order; the
+ * unit of all partitions (ALL_PARTITIONS) is applied in the order its messages are added, which the
+ * caller makes one order (feed.ts). Pure: no I/O, no clock.
  */
 export class UnitRecompute {
   private readonly units = new Map<number, Recomputer>();
@@ -86,6 +89,7 @@ export class UnitRecompute {
         partitionCounts: this.setup.partitionCounts,
         creditPolicy: this.setup.creditPolicy,
         chunk: this.chunk,
+        ticksPerPartition: unit === ALL_PARTITIONS,
       });
       this.units.set(unit, recomputer);
     }
@@ -137,7 +141,8 @@ function mergeGroups<F extends string, G extends { figures: Figures<F>; ids: str
 /**
  * The figures of every unit as one Expected, the same whatever thread computed which unit: units are
  * taken in order (partition order), maps are built in key order, and the record ids of an app's usage,
- * adjustments and revenue are its ids unit after unit, so in (partition, offset) order. Counts are summed.
+ * adjustments and revenue are its ids unit after unit, so in (partition, offset) order (in the one unit
+ * of a topic whose partition count changed: in the log order it was applied in). Counts are summed.
  */
 export function mergeUnits(results: readonly UnitResult[]): Expected {
   const ordered = [...results].sort((a, b) => a.unit - b.unit);

@@ -38,8 +38,10 @@ report listing every difference with the records that explain it.
                         (default AGENTMETER_AUDIT_WORKERS, else one per core); same report for any N
 
 Only an audit of the whole topic compares balances and totals; a range compares the ClickHouse rows of
-its offsets (records, tokens, cost). See docs/audit.md. Configuration from the environment, as the
-processor's (KAFKA_BROKERS, MONGODB_URI, CLICKHOUSE_URL, ...).
+its offsets (records, tokens, cost). A topic deleted and created again (incarnation N in AgentmeterTopics)
+is compared with the rows stored as TOPIC~N only, as a range: the history before it is in no log. See
+docs/audit.md. Configuration from the environment, as the processor's (KAFKA_BROKERS, MONGODB_URI,
+CLICKHOUSE_URL, ...).
 
 Exit codes: 0 no difference; 1 differences found; 2 bad argument or config; 3 a store does not answer.`;
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { comparedAccount, diffStores } from "../../pipeline/audit/diff.ts";
+import { RecomputeFeed } from "../../pipeline/audit/feed.ts";
 import { packetTransfer, packMessages, unpackMessages } from "../../pipeline/audit/packet.ts";
 import { RecomputePool, shareUnits } from "../../pipeline/audit/pool.ts";
 import type { AdjustmentTotals, UsageTotals } from "../../pipeline/audit/read-clickhouse.ts";
@@ -14,9 +15,10 @@ import { auditCommand, progressPrinter } from "../../pipeline/cli/audit.ts";
 import { parseBillingConfig } from "../../pipeline/core/index.ts";
 import { isAgentmeterError } from "../../pipeline/errors.ts";
 import { partitionForKey } from "../../pipeline/processor/partitioning.ts";
-import { generateWorkload } from "../../pipeline/simulate/workload.ts";
-import { accountKeyOf, SCHEMA_VERSION } from "../../schemas/index.ts";
+import { generateWorkload, prng } from "../../pipeline/simulate/workload.ts";
+import { accountKeyOf, type InputRecordJson, SCHEMA_VERSION } from "../../schemas/index.ts";
 import { correctionsOf } from "../support/corrections.ts";
+import { PLATFORM_IDS, tokens, usage } from "./builders.ts";
 
 const billing = parseBillingConfig({});
 const PARTITIONS = 6;
@@ -297,6 +299,355 @@ describe("audit in parallel: the same report whatever the number of worker threa
       await pool.finish();
     });
     await pool.close();
+  });
+});
+
+/** A tick message for `partition`, with its log timestamp. */
+function tickMessage(partition: number, id: string, occurredAt: string): Omit<TopicMessage, "offset"> {
+  const tick = {
+    type: "tick",
+    schema_version: SCHEMA_VERSION,
+    record_id: id,
+    partition,
+    occurred_at: occurredAt,
+  };
+  return {
+    key: Buffer.from(tickKey(partition)),
+    value: Buffer.from(JSON.stringify(tick)),
+    timestamp: String(Date.parse(occurredAt)),
+  };
+}
+
+/**
+ * A topic whose partition count went from 3 to 6 (AgentmeterTopics [3, 6]): the records of an old
+ * workload on their key's partition of 3, those of a newer one (the same accounts, overlapping in time:
+ * records in flight while producers switched) on their key's partition of 6, then voids and refunds; an
+ * account whose two partitions differ has records on both. Each partition in log-time order, as produced.
+ * Ticks now and then on `tickOn`, and platform accounts used once before a month boundary (their monthly
+ * allowance turns over on a tick of their own partition past it, and on no other).
+ */
+function countChangeTopic(options: { oldEra: boolean; tickOn: readonly number[] }): {
+  byPartition: Map<number, TopicMessage[]>;
+  spanning: string[];
+} {
+  const era = (seed: number, runId: string, startAt: string) => [
+    ...generateWorkload({ seed, records: 700, apps: 3, usersPerApp: 5, runId, stepMs: 60_000, startAt }),
+  ];
+  const old = options.oldEra ? era(21, "old", "2026-01-31T12:00:00Z") : [];
+  const newer = era(22, "new", "2026-01-31T20:00:00Z");
+  // Creators whose only record is before the month boundary: only a tick can turn their period over.
+  const idle: InputRecordJson[] = [0, 1, 2, 3, 4, 5, 6, 7].map(
+    (n) =>
+      usage({
+        record_id: `idle-${n}`,
+        ...PLATFORM_IDS,
+        mozaiks_user_id: `idle_creator_${n}`,
+        occurred_at: "2026-01-31T21:00:00.000Z",
+        ...tokens(40_000 + n),
+      }) as unknown as InputRecordJson,
+  );
+  const placed: { record: InputRecordJson; count: number; order: number }[] = [
+    ...old.map((record, order) => ({ record, count: 3, order })),
+    ...[...newer, ...idle].map((record, order) => ({ record, count: PARTITIONS, order: 10_000 + order })),
+  ].sort((a, b) => Date.parse(a.record.occurred_at) - Date.parse(b.record.occurred_at) || a.order - b.order);
+  const all = placed.map((p) => p.record);
+  for (const record of correctionsOf(all, billing)) placed.push({ record, count: PARTITIONS, order: 0 });
+  const byPartition = new Map<number, TopicMessage[]>();
+  for (let p = 0; p < PARTITIONS; p++) byPartition.set(p, []);
+  const push = (partition: number, message: Omit<TopicMessage, "offset">) => {
+    const list = byPartition.get(partition)!;
+    list.push({ ...message, offset: String(list.length) });
+  };
+  const partitionsOf = new Map<string, Set<number>>();
+  placed.forEach(({ record, count }, index) => {
+    const key = accountKeyOf(record as never);
+    const partition = partitionForKey(key, count);
+    partitionsOf.set(key, (partitionsOf.get(key) ?? new Set()).add(partition));
+    const timestamp = String(Date.parse(record.occurred_at));
+    push(partition, { key: Buffer.from(key), value: Buffer.from(JSON.stringify(record)), timestamp });
+    if (index % 120 === 119)
+      for (const p of options.tickOn) push(p, tickMessage(p, `tick-${p}-${index}`, record.occurred_at));
+  });
+  for (const list of byPartition.values())
+    for (let i = 1; i < list.length; i++)
+      assert.ok(
+        Number(list[i]!.timestamp) >= Number(list[i - 1]!.timestamp),
+        "each partition in log-time order",
+      );
+  const spanning = [...partitionsOf].filter(([, partitions]) => partitions.size > 1).map(([key]) => key);
+  return { byPartition, spanning: spanning.sort() };
+}
+
+/** A delivery: batches of partitions, each partition in offset order, `ended` on its last. */
+type Delivery = [partition: number, messages: TopicMessage[], ended: boolean][];
+
+/** Each partition whole, one after the other in `order`, in batches of `size`. */
+function oneAfterAnother(
+  byPartition: Map<number, TopicMessage[]>,
+  order: readonly number[],
+  size: number,
+): Delivery {
+  const delivery: Delivery = [];
+  for (const partition of order) {
+    const list = byPartition.get(partition)!;
+    for (let from = 0; from < list.length; from += size)
+      delivery.push([partition, list.slice(from, from + size), from + size >= list.length]);
+  }
+  return delivery;
+}
+
+/** Partitions taking turns at random (seeded), batches of random sizes: kafkajs' fetches as they come. */
+function interleaved(byPartition: Map<number, TopicMessage[]>, seed: number): Delivery {
+  const random = prng(seed);
+  const at = new Map([...byPartition.keys()].map((p) => [p, 0]));
+  const delivery: Delivery = [];
+  for (;;) {
+    const open = [...at].filter(([p, from]) => from < byPartition.get(p)!.length).map(([p]) => p);
+    if (open.length === 0) return delivery;
+    const partition = open[Math.floor(random() * open.length)]!;
+    const list = byPartition.get(partition)!;
+    const from = at.get(partition)!;
+    const to = Math.min(list.length, from + 1 + Math.floor(random() * 150));
+    at.set(partition, to);
+    delivery.push([partition, list.slice(from, to), to === list.length]);
+  }
+}
+
+async function fed(delivery: Delivery, counts: readonly number[], workers: number): Promise<Expected> {
+  const records = new Map([0, 1, 2, 3, 4, 5].map((p) => [p, 1]));
+  const feed = await RecomputeFeed.create(setup(counts), workers, records);
+  try {
+    for (const [partition, messages, ended] of delivery) await feed.batch(partition, messages, ended);
+    return await feed.finish();
+  } finally {
+    await feed.close();
+  }
+}
+
+/** Every message of the topic in (log timestamp, partition, offset) order, the merge order. */
+function inLogOrder(byPartition: Map<number, TopicMessage[]>): [number, TopicMessage][] {
+  const all: [number, TopicMessage][] = [];
+  for (const [partition, list] of byPartition) for (const message of list) all.push([partition, message]);
+  return all.sort(
+    ([pa, a], [pb, b]) =>
+      Number(a.timestamp) - Number(b.timestamp) || pa - pb || Number(a.offset) - Number(b.offset),
+  );
+}
+
+/** What the audit must give: one recomputer for every partition, fed in the merge order. */
+function reference(byPartition: Map<number, TopicMessage[]>, counts: readonly number[]): Expected {
+  const units = new UnitRecompute(setup(counts));
+  for (const [partition, message] of inLogOrder(byPartition)) units.add(partition, message);
+  return mergeUnits(units.finish());
+}
+
+/** The figures of an Expected that do not depend on how units were cut (record ids' order does). */
+function figuresOf(expected: Expected) {
+  const groups = <G extends { figures: unknown }>(map: Map<string, G>) =>
+    [...map].sort(([a], [b]) => (a < b ? -1 : 1)).map(([key, group]) => [key, group.figures]);
+  return {
+    accounts: Object.keys(expected.state.accounts)
+      .sort()
+      .map((key) => [key, comparedAccount(expected.state.accounts[key]!)]),
+    usage: groups(expected.usage),
+    adjustments: groups(expected.adjustments),
+    revenue: groups(expected.revenue),
+    holds: [...expected.holds].sort(([a], [b]) => (a < b ? -1 : 1)),
+    counts: expected.counts,
+  };
+}
+
+describe("audit after a partition count change: one order, whatever the delivery", () => {
+  const COUNTS = [3, PARTITIONS];
+  const { byPartition, spanning } = countChangeTopic({ oldEra: true, tickOn: [0, 1, 2, 3, 4] });
+
+  it("given an account on its old partition 0 and its new partition 3, its records apply in log-time order whichever partition comes first", async () => {
+    let user = 0;
+    const ids = () => ({
+      level: "app_usage" as const,
+      enterprise_id: "app_456",
+      mozaiks_user_id: "user_123",
+    });
+    while (partitionForKey(`app:app_456:u${user}`, PARTITIONS) !== 3) user++;
+    const key = `app:app_456:u${user}`;
+    assert.equal(partitionForKey(key, 3), 0, "partition 0 of 3, partition 3 of 6");
+    const message = (id: string, at: string, count: number, model: string): TopicMessage => ({
+      offset: "0",
+      key: Buffer.from(key),
+      value: Buffer.from(
+        JSON.stringify(
+          usage({
+            record_id: id,
+            ...ids(),
+            platform_user_id: `u${user}`,
+            occurred_at: at,
+            model,
+            ...tokens(count),
+          }),
+        ),
+      ),
+      timestamp: String(Date.parse(at)),
+    });
+    // r1 on the old partition, r2 after the change on the new one, at other prices: the trial goes to
+    // whichever applies first, so the order decides what is billed.
+    const r1 = message("r1", "2026-02-01T10:00:00.000Z", 9_000, "gpt-4o");
+    const r2 = message("r2", "2026-02-01T10:05:00.000Z", 90_000, "default");
+    const two = new Map([
+      [0, [r1]],
+      [3, [r2]],
+    ]);
+    const setupOf = { ...setup(COUNTS), partitions: [0, 3] };
+    const run = async (order: [number, TopicMessage][], workers: number) => {
+      const feed = await RecomputeFeed.create(
+        setupOf,
+        workers,
+        new Map([
+          [0, 1],
+          [3, 1],
+        ]),
+      );
+      try {
+        for (const [partition, m] of order) await feed.batch(partition, [m], true);
+        return await feed.finish();
+      } finally {
+        await feed.close();
+      }
+    };
+    const oneByOne = new Recomputer(billing, 65_536, { partitionCounts: COUNTS });
+    oneByOne.add(0, r1);
+    oneByOne.add(3, r2);
+    const want = oneByOne.finish().state.accounts[key]!.billed_micros;
+    const backwards = new Recomputer(billing, 65_536, { partitionCounts: COUNTS });
+    backwards.add(3, r2);
+    backwards.add(0, r1);
+    assert.notEqual(backwards.finish().state.accounts[key]!.billed_micros, want, "the order decides");
+    for (const workers of [0, 1]) {
+      const oldFirst = await run(
+        [
+          [0, r1],
+          [3, r2],
+        ],
+        workers,
+      );
+      const newFirst = await run(
+        [
+          [3, r2],
+          [0, r1],
+        ],
+        workers,
+      );
+      assert.equal(
+        oldFirst.state.accounts[key]!.billed_micros,
+        want,
+        `${workers} worker(s), old partition first`,
+      );
+      assert.equal(
+        newFirst.state.accounts[key]!.billed_micros,
+        want,
+        `${workers} worker(s), new partition first`,
+      );
+      assert.deepEqual(newFirst, oldFirst);
+    }
+    assert.equal(reference(two, COUNTS).state.accounts[key]!.billed_micros, want);
+  });
+
+  it("given partitions delivered one after the other, in reverse, or interleaved in batches of any size, the report is byte-identical and is the one of the records applied in log-time order", async () => {
+    assert.ok(spanning.length >= 5, `accounts on an old and a new partition: ${spanning.length}`);
+    const want = reference(byPartition, COUNTS);
+    assert.ok(want.counts.usage_outcomes > 900, JSON.stringify(want.counts));
+    assert.equal(want.counts.skipped_wrong_partition, 0, "every record on its key's partition under 3 or 6");
+    const bytes = report(want);
+    const deliveries: [string, Delivery][] = [
+      ["0..5 one after the other", oneAfterAnother(byPartition, [0, 1, 2, 3, 4, 5], 97)],
+      ["5..0 one after the other", oneAfterAnother(byPartition, [5, 4, 3, 2, 1, 0], 500)],
+      ["new partitions first", oneAfterAnother(byPartition, [3, 4, 5, 0, 1, 2], 1)],
+      ["round robin", [...batches(byPartition)].map(([p, list]) => [p, list, false] as Delivery[number])],
+      ["interleaved, seed 1", interleaved(byPartition, 1)],
+      ["interleaved, seed 2", interleaved(byPartition, 2)],
+      ["interleaved, seed 3", interleaved(byPartition, 3)],
+    ];
+    // Round robin: ended on each partition's last batch.
+    const robin = deliveries[3]![1];
+    for (const partition of byPartition.keys()) {
+      const last = robin.findLastIndex(([p]) => p === partition);
+      robin[last]![2] = true;
+    }
+    for (const [name, delivery] of deliveries) {
+      const expected = await fed(delivery, COUNTS, 0);
+      assert.equal(report(expected), bytes, name);
+      assert.deepEqual(expected, want, name);
+    }
+    for (const [name, delivery] of [deliveries[1]!, deliveries[4]!]) {
+      for (const workers of [1, 3]) {
+        const expected = await fed(delivery, COUNTS, workers);
+        assert.equal(report(expected), bytes, `${name}, ${workers} worker thread(s)`);
+      }
+    }
+  });
+
+  it("holds a bounded number of bytes per partition: a partition ahead is paused at the reader until the others catch up, and the one the merge waits for never is", async () => {
+    const laneBytes = 20_000;
+    for (const seed of [1, 2, 3, 4]) {
+      const random = prng(seed);
+      const feed = await RecomputeFeed.create(setup(COUNTS), 0, new Map(), { laneBytes });
+      const paused = new Set<number>();
+      let pauses = 0;
+      const control = {
+        pause: (partition: number) => {
+          pauses++;
+          paused.add(partition);
+        },
+        resume: (partition: number) => paused.delete(partition),
+      };
+      const at = new Map([...byPartition.keys()].map((p) => [p, 0]));
+      let most = 0;
+      let biggest = 0;
+      // A reader as kafkajs is one: it fetches only partitions not paused, in batches of any size.
+      for (;;) {
+        const left = [...at].filter(([p, from]) => from < byPartition.get(p)!.length).map(([p]) => p);
+        if (left.length === 0) break;
+        const open = left.filter((p) => !paused.has(p));
+        assert.ok(open.length > 0, `seed ${seed}: every partition with records left is paused`);
+        const partition = open[Math.floor(random() * open.length)]!;
+        const list = byPartition.get(partition)!;
+        const from = at.get(partition)!;
+        const to = Math.min(list.length, from + 1 + Math.floor(random() * 40));
+        at.set(partition, to);
+        const batch = list.slice(from, to);
+        biggest = Math.max(
+          biggest,
+          batch.reduce((n, m) => n + m.key!.length + m.value!.length, 0),
+        );
+        await feed.batch(partition, batch, to === list.length, control);
+        for (const p of byPartition.keys()) most = Math.max(most, feed.queuedBytes(p));
+      }
+      assert.ok(pauses > 0, `seed ${seed}: partitions ahead were paused`);
+      assert.ok(most <= laneBytes + biggest, `seed ${seed}: at most ${laneBytes} + a batch held (${most})`);
+      assert.equal(report(await feed.finish()), report(reference(byPartition, COUNTS)), `seed ${seed}`);
+    }
+  });
+
+  it("a tick reaches only the accounts of its own partition, as with one partition count", async () => {
+    // No account spans partitions here: [3, 6] must give the figures of [6] (a unit per partition).
+    const { byPartition: onSix, spanning: none } = countChangeTopic({ oldEra: false, tickOn: [0, 1, 2] });
+    assert.deepEqual(none, []);
+    const perPartition = inMainThread(onSix, [PARTITIONS]);
+    const merged = await fed(interleaved(onSix, 7), COUNTS, 0);
+    assert.deepEqual(figuresOf(merged), figuresOf(perPartition));
+    // The idle creators on partitions without ticks keep January's trial use; a tick of another partition
+    // turning their period over would have reset it.
+    const kept = Object.keys(perPartition.state.accounts).filter(
+      (key) => key.startsWith("platform:idle_creator_") && partitionForKey(key, PARTITIONS) > 2,
+    );
+    assert.ok(kept.length > 0);
+    for (const key of kept) assert.ok(perPartition.state.accounts[key]!.trial_used_tokens > 0, key);
+    const everywhere = new Recomputer(billing, 65_536, { partitionCounts: COUNTS });
+    for (const [partition, message] of inLogOrder(onSix)) everywhere.add(partition, message);
+    assert.notDeepEqual(
+      figuresOf(everywhere.finish()),
+      figuresOf(perPartition),
+      "ticks reaching every account differ",
+    );
   });
 });
 
