@@ -38,6 +38,9 @@ export const CORRECTED_FIELDS = CORRECTION_FIELDS.map((field) => `corrections.${
 export const USAGE_FIELDS = [
   "records",
   "tokens",
+  // How each record was paid for: allowance (trial) or paid tokens. Analysts' trial figures read them.
+  "trial_tokens",
+  "paid_tokens",
   "cost_micros",
   "billed_micros",
   "creator_share_micros",

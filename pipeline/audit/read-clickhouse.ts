@@ -104,6 +104,8 @@ export function readUsageTotals(
   const columns: Record<UsageField, string> = {
     records: raw ? "count()" : "sum(records)",
     tokens: raw ? "sum(tokens_used)" : "sum(tokens)",
+    trial_tokens: raw ? "sum(trial_tokens_used)" : "sum(trial_tokens)",
+    paid_tokens: raw ? "sum(paid_tokens_used)" : "sum(paid_tokens)",
     cost_micros: "sum(cost_micros)",
     billed_micros: "sum(billed_micros)",
     creator_share_micros: "sum(creator_share_micros)",

@@ -329,6 +329,8 @@ export class Recomputer {
       const group = groupOf(this.usage, USAGE_FIELDS, output.enterprise_id, output.level);
       addRow(group, output);
       group.figures.tokens += BigInt(output.tokens_used);
+      group.figures.trial_tokens += BigInt(output.trial_tokens_used);
+      group.figures.paid_tokens += BigInt(output.paid_tokens_used);
       this.addRevenue(output);
     }
   }

@@ -85,6 +85,9 @@ describe("audit: recompute and diff (no server)", () => {
     const group = [...stores.clickhouse.usage_events.values()][0]!;
     group.figures.records -= 1n;
     group.figures.billed_micros -= 7n;
+    // The same tokens, paid for another way: 3 trial tokens stored as paid
+    group.figures.trial_tokens -= 3n;
+    group.figures.paid_tokens += 3n;
 
     const differences = diffStores(expected, stores);
     const balance = differences.find((d) => d.subject === first!.account_key);
@@ -97,6 +100,8 @@ describe("audit: recompute and diff (no server)", () => {
     assert.deepEqual(
       rows.map((d) => [d.subject, d.field, d.delta]),
       [
+        [`${group.enterprise_id}/${group.level}`, "trial_tokens", "-3"],
+        [`${group.enterprise_id}/${group.level}`, "paid_tokens", "3"],
         [`${group.enterprise_id}/${group.level}`, "records", "-1"],
         [`${group.enterprise_id}/${group.level}`, "billed_micros", "-7"],
       ],
