@@ -148,7 +148,11 @@ async function storedAt(config: Config, chosen: readonly Chosen[]): Promise<Set<
   const client = clickHouseFor(config);
   const stored = new Set<string>();
   const byName = new Map<string | undefined, Chosen[]>();
-  for (const item of chosen) byName.set(item.storedAs, [...(byName.get(item.storedAs) ?? []), item]);
+  for (const item of chosen) {
+    const group = byName.get(item.storedAs);
+    if (group === undefined) byName.set(item.storedAs, [item]);
+    else group.push(item);
+  }
   try {
     const db = quoteIdent(config.CLICKHOUSE_DATABASE);
     for (const [storedAs, items] of byName) {
