@@ -3,6 +3,7 @@ import { accountKeyOf } from "../../schemas/index.ts";
 import type { BillingConfig } from "./billing-config.ts";
 import type { CorrectionsState } from "./corrections.ts";
 import type { DedupeState } from "./dedupe.ts";
+import { LayeredMap } from "./layered-map.ts";
 import { copyMap, emptyMap, ownValue } from "./own.ts";
 
 /** Per-agent running totals of an open chat; they become the per-agent figures of the chat's summary. */
@@ -152,7 +153,13 @@ export function newAccount(record: InputRecord, config: BillingConfig): AccountS
     thresholds_raised_bp: [],
     in_overdraft: false,
     chats: emptyMap(),
-    dedupe: { seen: new Map(), count: 0, max_event_ms: null, oldest_ms: null, forgotten_in_horizon: 0 },
+    dedupe: {
+      seen: new LayeredMap(),
+      count: 0,
+      max_event_ms: null,
+      oldest_ms: null,
+      forgotten_in_horizon: 0,
+    },
     last_event_at: null,
   };
 }
@@ -177,14 +184,14 @@ export function cloneAccount(account: AccountState): AccountState {
     ...account,
     thresholds_raised_bp: [...account.thresholds_raised_bp],
     chats: copyMap(account.chats, copyChat),
-    dedupe: { ...account.dedupe, seen: new Map(account.dedupe.seen) },
+    dedupe: { ...account.dedupe, seen: account.dedupe.seen.copy() },
   };
   // Holds are added and removed, never changed: the map is copied, each hold shared.
   if (account.holds !== undefined) copy.holds = copyMap(account.holds);
   // Grants and correction memos are replaced, never changed: each map is copied, its values shared.
   if (account.grants !== undefined) copy.grants = copyMap(account.grants);
   if (account.corrections !== undefined)
-    copy.corrections = { ...account.corrections, usage: new Map(account.corrections.usage) };
+    copy.corrections = { ...account.corrections, usage: account.corrections.usage.copy() };
   return copy;
 }
 

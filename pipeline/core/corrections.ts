@@ -10,6 +10,7 @@ import { BASIS_POINTS_BIG } from "./basis-points.ts";
 import type { BillingConfig } from "./billing-config.ts";
 import { overdraftEvents, resumableEvents, thresholdEvents } from "./budget.ts";
 import { returnGrants } from "./grants.ts";
+import { LayeredMap } from "./layered-map.ts";
 import type { OutputBase } from "./output-base.ts";
 import { paidReturnAfterWriteOff } from "./periods.ts";
 import { splitRevenue } from "./split.ts";
@@ -52,7 +53,7 @@ export type UsageMemo = {
 /** An account's corrections: the usage records it can still correct, and the sums of every adjustment. */
 export type CorrectionsState = {
   /** Usage record id -> its memo, in the order applied. A Map for the reason DedupeState.seen is one. */
-  usage: Map<string, UsageMemo>;
+  usage: LayeredMap<string, UsageMemo>;
   count: number;
   oldest_ms: number | null;
   /** Tokens given back by voids (allowance and paid). */
@@ -69,7 +70,7 @@ export type CorrectionsState = {
 
 export function emptyCorrections(): CorrectionsState {
   return {
-    usage: new Map(),
+    usage: new LayeredMap(),
     count: 0,
     oldest_ms: null,
     voided_tokens: 0,

@@ -1,4 +1,5 @@
 import type { BillingConfig } from "./billing-config.ts";
+import type { LayeredMap } from "./layered-map.ts";
 
 /**
  * Record ids seen by one account, with their event times. Deterministic: it depends only on the
@@ -11,7 +12,7 @@ export type DedupeState = {
    * simulate workload against 46 µs for a dictionary-mode object rebuilt key by key (whose
    * `Object.keys` also sorts by insertion index). Stored packed (sinks/mongo/account-codec.ts).
    */
-  seen: Map<string, number>;
+  seen: LayeredMap<string, number>;
   count: number;
   max_event_ms: number | null;
   oldest_ms: number | null;

@@ -14,6 +14,7 @@
 import { z } from "zod";
 import type { UsageMemo } from "../../pipeline/core/corrections.ts";
 import type { AccountState } from "../../pipeline/core/index.ts";
+import { LayeredMap } from "../../pipeline/core/layered-map.ts";
 import { formatIssues } from "../../schemas/decode.ts";
 
 /**
@@ -103,17 +104,17 @@ function packSeen(seen: ReadonlyMap<string, number>): string {
   return JSON.stringify(flat);
 }
 
-function unpackSeen(packed: string): Map<string, number> {
+function unpackSeen(packed: string): LayeredMap<string, number> {
   const flat = seenPackedSchema.parse(JSON.parse(packed));
   // In the stored order: a reloaded account is the same value.
-  const seen = new Map<string, number>();
+  const seen = new LayeredMap<string, number>();
   for (let i = 0; i < flat.length; i += 2) seen.set(flat[i] as string, flat[i + 1] as number);
   return seen;
 }
 
-function unpack(packed: string, ownApp: string | null): Map<string, UsageMemo> {
+function unpack(packed: string, ownApp: string | null): LayeredMap<string, UsageMemo> {
   const tuples = packedSchema.parse(JSON.parse(packed));
-  const usage = new Map<string, UsageMemo>();
+  const usage = new LayeredMap<string, UsageMemo>();
   for (const [id, at, app, chat, trial, paid, cost, billed, bp, refunded, voided, grants, drawn] of tuples) {
     // Same field order as the core builds a memo (apply-usage.ts), so a reloaded account is the same value.
     usage.set(id, {
@@ -208,8 +209,8 @@ function fieldsMap<V>(
   field: string,
   fields: unknown,
   schema: z.ZodType<Record<string, V>>,
-): { value: Map<string, V> } | { problem: string } {
+): { value: LayeredMap<string, V> } | { problem: string } {
   const parsed = schema.safeParse(fields);
   if (!parsed.success) return { problem: `${field}: ${formatIssues(parsed.error.issues)}` };
-  return { value: new Map(Object.entries(parsed.data)) };
+  return { value: new LayeredMap(Object.entries(parsed.data)) };
 }

@@ -8,6 +8,7 @@ import {
   emptyState,
 } from "../../pipeline/core/index.ts";
 import { isAgentmeterError } from "../../pipeline/errors.ts";
+import { cloneState } from "../support/clone-state.ts";
 import { at, credit, PLATFORM_IDS, usage } from "./builders.ts";
 
 describe("applyBatch / applyRecord", () => {
@@ -17,7 +18,7 @@ describe("applyBatch / applyRecord", () => {
       [{ record: usage() }, { record: usage({ ...PLATFORM_IDS, record_id: "p-1" }) }],
       defaultBillingConfig,
     );
-    const snapshot = structuredClone(first.state);
+    const snapshot = cloneState(first.state);
     const second = applyBatch(
       first.state,
       [{ record: usage({ record_id: "u-2", occurred_at: at(1) }) }],
@@ -72,11 +73,11 @@ describe("applyBatch / applyRecord", () => {
       (error) => isAgentmeterError(error, "RECORD_KEY_MISMATCH"),
     );
   });
-  test("Given an account state, When it goes through JSON-like storage (structuredClone), Then results are equal", () => {
+  test("Given an account state, When it goes through JSON-like storage (a deep copy), Then results are equal", () => {
     const { account } = applyRecord(undefined, usage(), defaultBillingConfig);
     const next = usage({ record_id: "u-2", occurred_at: at(1) });
     assert.deepEqual(
-      applyRecord(structuredClone(account), next, defaultBillingConfig),
+      applyRecord(cloneState(account), next, defaultBillingConfig),
       applyRecord(account, next, defaultBillingConfig),
     );
   });

@@ -17,12 +17,13 @@ import { copyMap, emptyMap } from "../../pipeline/core/own.ts";
 import type { AgentPrice } from "../../pipeline/core/pricebook.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import { bigintReplacer, decodeRecord, epochMs, INT64_MAX } from "../../schemas/index.ts";
+import { cloneState } from "../support/clone-state.ts";
 import { config, usage } from "./builders.ts";
 
 /**
  * The shortcuts of the core's fast paths (docs/processing.md, "Core speed") give exactly what the plain
  * exact computation gives: number arithmetic only where it is exact, bigint otherwise; copies that are
- * equal to structuredClone's and independent of the original.
+ * equal to a deep copy and independent of the original.
  */
 
 function workloadState() {
@@ -43,18 +44,18 @@ function workloadState() {
 }
 
 describe("cloneAccount", () => {
-  test("equals structuredClone, serializes the same, and shares nothing the rules write", () => {
+  test("equals a deep copy, serializes the same, and shares nothing the rules write", () => {
     const state = workloadState();
     const accounts = Object.values(state.accounts);
     assert.ok(accounts.length > 20);
     for (const account of accounts) {
       const copy = cloneAccount(account);
-      assert.deepStrictEqual(copy, structuredClone(account));
+      assert.deepStrictEqual(copy, cloneState(account));
       assert.equal(JSON.stringify(copy, bigintReplacer), JSON.stringify(account, bigintReplacer));
       // The id maps keep their order too (deepStrictEqual compares Maps as sets of entries).
       assert.deepEqual([...copy.dedupe.seen], [...account.dedupe.seen]);
       assert.deepEqual([...(copy.corrections?.usage ?? [])], [...(account.corrections?.usage ?? [])]);
-      const before = structuredClone(account);
+      const before = cloneState(account);
       copy.tokens_used += 1;
       copy.thresholds_raised_bp.push(1);
       copy.dedupe.seen.set("new-id", 1);
@@ -79,7 +80,7 @@ describe("cloneAccount", () => {
   test("keeps fields it does not know (a stored document's extra fields) and their values", () => {
     const [account] = Object.values(workloadState().accounts) as AccountState[];
     const stored = { ...account!, wm_offset: 7, extra: { nested: [1, 2] } } as AccountState;
-    assert.deepStrictEqual(cloneAccount(stored), structuredClone(stored));
+    assert.deepStrictEqual(cloneAccount(stored), cloneState(stored));
   });
 });
 

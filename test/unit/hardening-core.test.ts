@@ -15,6 +15,7 @@ import {
 import { outputBase } from "../../pipeline/core/output-base.ts";
 import { partitionForKey } from "../../pipeline/processor/partitioning.ts";
 import { accountKeyOf, decodeRecord, INT64_MAX, type InputRecord, type Output } from "../../schemas/index.ts";
+import { cloneState } from "../support/clone-state.ts";
 import {
   APP_IDS,
   accountOf,
@@ -45,7 +46,7 @@ function rejection(outputs: readonly Output[]) {
 
 /** An account after one usage record, for hand-set counters near their limits. */
 function accountAfter(records: readonly InputRecord[], cfg = defaultBillingConfig): AccountState {
-  return structuredClone(accountOf(run(records, cfg).state));
+  return cloneState(accountOf(run(records, cfg).state));
 }
 
 describe("event time bound against the log time (RECORD_TIME_SKEW)", () => {

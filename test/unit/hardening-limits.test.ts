@@ -75,6 +75,7 @@ import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
 import { MONTHS_PER_INSERT, monthRuns as runsByMonth } from "../../sinks/clickhouse/month-runs.ts";
 import { appendSessionSummaries } from "../../sinks/clickhouse/session-summaries.ts";
 import { BUGGY_MODEL, billingWithBug } from "../support/billing-bug.ts";
+import { cloneState } from "../support/clone-state.ts";
 import { accountOf, at, config, run, usage } from "./builders.ts";
 
 // kafkajs is CommonJS: Node sees its error classes only on the default export.
@@ -108,9 +109,7 @@ class MemoryStore<T> {
       const doc = this.docs.get(ref.id);
       found.set(
         ref,
-        doc === undefined
-          ? { body: undefined, wm: null }
-          : { body: structuredClone(doc.body), wm: { ...doc.wm } },
+        doc === undefined ? { body: undefined, wm: null } : { body: cloneState(doc.body), wm: { ...doc.wm } },
       );
     }
     return found;
@@ -122,7 +121,7 @@ class MemoryStore<T> {
       if (!samePosition(stored, write.loaded))
         throw new AgentmeterError("OWNERSHIP_LOST", `${write.ref.id} moved since it was loaded`);
       this.docs.set(write.ref.id, {
-        body: structuredClone(write.body),
+        body: cloneState(write.body),
         wm: { topic: at.topic, partition: at.partition, offset: write.newWm },
       });
     }
@@ -498,7 +497,7 @@ describe("hold registry in buckets (hold-registry.ts)", () => {
   test("Property: updateRegistry and dueAccounts give what one map of the whole partition gives", () => {
     const billing = defaultBillingConfig;
     const accountAt = (key: string, due: number | null): AccountState => {
-      const account = structuredClone(accountOf(run([usage()]).state));
+      const account = cloneState(accountOf(run([usage()]).state));
       account.account_key = key;
       // A hold expiring at `due` makes the account's next timed change (an app end user has no period)
       if (due === null) delete account.holds;

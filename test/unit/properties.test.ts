@@ -9,6 +9,7 @@ import {
   paidTokens,
 } from "../../pipeline/core/index.ts";
 import type { InputRecord, Output } from "../../schemas/index.ts";
+import { cloneState } from "../support/clone-state.ts";
 import { at, credit, ofKind, PLATFORM_IDS, session, usage } from "./builders.ts";
 
 /** Random record sequences over three accounts, event times within two days (inside the horizon). */
@@ -204,7 +205,7 @@ describe("properties over random record sequences", () => {
       fc.property(records, fc.nat(), (list, cut) => {
         const split = cut % list.length;
         const first = apply(emptyState(), list.slice(0, split));
-        const reloaded = structuredClone(first.state);
+        const reloaded = cloneState(first.state);
         assert.deepEqual(apply(reloaded, list.slice(split)), apply(first.state, list.slice(split)));
         assert.deepEqual(apply(emptyState(), list), apply(emptyState(), list));
       }),

@@ -1,0 +1,170 @@
+/**
+ * A Map whose copy costs O(1), and whose versions each cost O(1) per change.
+ *
+ * Why: `applyBatch` never mutates the state it is given, so the processor copies every account it
+ * touches once a batch. An account's dedupe ids (up to `dedupe.max_entries`, 50,000 by default, within
+ * the horizon) and correction memos (up to 10,000) grow with its records, and `new Map(old)` copied all
+ * of them: about 20 ms a batch for a busy account on this project's machines, whatever the batch held
+ * (`npm run bench:history`).
+ *
+ * How (Baker's rerooting, as in persistent arrays): all versions of one map share a single Map, held by
+ * the newest version read or written (the root). Every other version is a chain of single changes that
+ * leads to the root. Reading or writing a version first makes it the root, undoing and redoing the
+ * changes between the two; the processor works on its newest version, so that walk is empty, and the
+ * write-behind stage reads a version a few batches old. After a copy, each change leaves the
+ * previous version one step behind instead of changing it.
+ *
+ * It extends Map and overrides every method that reads or writes entries, so `instanceof Map`,
+ * `for...of`, spreading and node's deep equality see its entries. Iteration walks a snapshot of the
+ * entries, so deleting while iterating, or reading another version meanwhile, is safe. The order is
+ * insertion order, except that a key a newer version deleted comes last in an older version read after
+ * it. No rule depends on that order (sweeps and caps select by event time, then id). The Map's own
+ * storage stays empty: `structuredClone` or `postMessage` would see no entries (no account state
+ * crosses threads: audit workers send back figures).
+ */
+export class LayeredMap<K, V> extends Map<K, V> {
+  #node: VersionNode<K, V> = new VersionNode(new Map());
+  #size = 0;
+
+  constructor(entries?: Iterable<readonly [K, V]>) {
+    // Map's constructor would call the overridden set before the fields above exist.
+    super();
+    if (entries !== undefined) for (const [key, value] of entries) this.set(key, value);
+  }
+
+  override get size(): number {
+    return this.#size;
+  }
+
+  override has(key: K): boolean {
+    return rootMap(this.#node).has(key);
+  }
+
+  override get(key: K): V | undefined {
+    return rootMap(this.#node).get(key);
+  }
+
+  override set(key: K, value: V): this {
+    const map = this.#writable(key);
+    if (!map.has(key)) this.#size += 1;
+    map.set(key, value);
+    return this;
+  }
+
+  override delete(key: K): boolean {
+    if (!rootMap(this.#node).has(key)) return false;
+    this.#writable(key).delete(key);
+    this.#size -= 1;
+    return true;
+  }
+
+  override clear(): void {
+    this.#node = new VersionNode(new Map());
+    this.#size = 0;
+  }
+
+  /** An independent map with the same entries; neither sees the other's later changes. O(1). */
+  copy(): LayeredMap<K, V> {
+    const copy = new LayeredMap<K, V>();
+    this.#node.shared = true;
+    copy.#node = this.#node;
+    copy.#size = this.#size;
+    return copy;
+  }
+
+  /**
+   * The shared Map, about to change at `key`. When another version may lead to this one, this version
+   * moves to a new root and the old root becomes the change that takes it back.
+   */
+  #writable(key: K): Map<K, V> {
+    const node = this.#node;
+    const map = rootMap(node);
+    if (!node.shared) return map;
+    const next = new VersionNode<K, V>(map);
+    // Whoever reaches `node` now reaches `next` through it: `next` is shared from its start.
+    next.shared = true;
+    node.becomeChange(key, map, next);
+    this.#node = next;
+    return map;
+  }
+
+  override entries(): MapIterator<[K, V]> {
+    return Array.from(rootMap(this.#node)).values() as MapIterator<[K, V]>;
+  }
+
+  override [Symbol.iterator](): MapIterator<[K, V]> {
+    return this.entries();
+  }
+
+  override keys(): MapIterator<K> {
+    return Array.from(rootMap(this.#node).keys()).values() as MapIterator<K>;
+  }
+
+  override values(): MapIterator<V> {
+    return Array.from(rootMap(this.#node).values()).values() as MapIterator<V>;
+  }
+
+  override forEach(callback: (value: V, key: K, map: Map<K, V>) => void, thisArg?: unknown): void {
+    for (const [key, value] of this.entries()) callback.call(thisArg, value, key, this);
+  }
+
+  /** For node's inspect (console.log, assertion messages): the entries, not the unused Map storage. */
+  [Symbol.for("nodejs.util.inspect.custom")](): Map<K, V> {
+    return new Map(rootMap(this.#node));
+  }
+}
+
+/**
+ * One version's place in the shared history. The root holds the Map; any other node is its `next`
+ * with one key changed (`present`, `value`: that key as this version has it).
+ */
+class VersionNode<K, V> {
+  map: Map<K, V> | undefined;
+  key: K | undefined = undefined;
+  present = false;
+  value: V | undefined = undefined;
+  next: VersionNode<K, V> | undefined = undefined;
+  /** Set once a copy or an older version may reach this node; from then on, changes are recorded. */
+  shared = false;
+
+  constructor(map: Map<K, V> | undefined) {
+    this.map = map;
+  }
+
+  /** This root becomes the change from `next` (which takes its Map) back to this version at `key`. */
+  becomeChange(key: K, map: Map<K, V>, next: VersionNode<K, V>): void {
+    this.present = map.has(key);
+    this.value = this.present ? map.get(key) : undefined;
+    this.key = key;
+    this.next = next;
+    this.map = undefined;
+  }
+}
+
+/** The shared Map, with `node`'s version in it (the changes on the way from the root undone). */
+function rootMap<K, V>(node: VersionNode<K, V>): Map<K, V> {
+  if (node.map !== undefined) return node.map;
+  const path: VersionNode<K, V>[] = [];
+  let root = node;
+  while (root.map === undefined) {
+    path.push(root);
+    root = root.next!;
+  }
+  // Walk back from the root: each step makes the next node of the path the root.
+  for (let i = path.length - 1; i >= 0; i--) {
+    const change = path[i]!;
+    const map = root.map!;
+    const key = change.key as K;
+    const present = change.present;
+    const value = change.value as V;
+    root.becomeChange(key, map, change);
+    if (present) map.set(key, value);
+    else map.delete(key);
+    change.map = map;
+    change.key = undefined;
+    change.value = undefined;
+    change.next = undefined;
+    root = change;
+  }
+  return node.map!;
+}
