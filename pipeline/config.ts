@@ -8,16 +8,68 @@ import { OPERATOR_SECRET_MIN_BYTES } from "./auth/signature.ts";
  * The processor's whole configuration, read once from the environment at start and passed down.
  * Every variable has a default that matches the local stack, so a newcomer sets nothing.
  */
-const csv = z
-  .string()
-  .min(1)
-  .transform((value) =>
-    value
-      .split(",")
-      .map((part) => part.trim())
-      .filter((part) => part.length > 0),
-  )
-  .pipe(z.array(z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "expected host:port")).min(1));
+const BROKERS_EXPECTED = "expected host:port entries separated by commas";
+const brokerPort = wholeNumber(1, 65_535);
+/** One DNS label: letters, digits and '-', not at either end (RFC 1123). */
+const HOST_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+const IPV4_OCTET = /^(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])$/;
+
+/** What is wrong with a broker's host, or undefined: a host name (a trailing dot allowed) or IPv4. */
+function brokerHostProblem(host: string): string | undefined {
+  if (host === "") return "the host is missing";
+  const name = host.endsWith(".") ? host.slice(0, -1) : host;
+  const labels = name.split(".");
+  // All digits and dots reads as an IPv4 address, so it must be one (999.0.0.1 is no host name).
+  if (/^[0-9.]+$/.test(name)) {
+    return labels.length === 4 && labels.every((label) => IPV4_OCTET.test(label))
+      ? undefined
+      : "the host is not an IPv4 address (four numbers from 0 to 255)";
+  }
+  return name.length <= 253 && labels.every((label) => HOST_LABEL.test(label))
+    ? undefined
+    : "the host must be a host name (labels of A-Z a-z 0-9 and '-', separated by '.') or an IPv4 address";
+}
+
+/** What is wrong with one KAFKA_BROKERS entry (already trimmed), or undefined. */
+function brokerProblem(entry: string): string | undefined {
+  if (entry === "") return "it is empty (a stray comma?)";
+  if (/\s/.test(entry)) return "it holds whitespace";
+  // kafkajs reads an entry as split(":")[0] and [1]: an IPv6 address, bracketed or not, never reaches it.
+  if (entry.startsWith("["))
+    return "IPv6 addresses are not supported by the Kafka client (it splits host:port at the first ':'): use a host name";
+  if (entry.indexOf(":") !== entry.lastIndexOf(":"))
+    return "it holds more than one ':' (one host:port per entry; IPv6 addresses are not supported: use a host name)";
+  const colon = entry.indexOf(":");
+  if (colon < 0) return "the port is missing";
+  const hostProblem = brokerHostProblem(entry.slice(0, colon));
+  if (hostProblem !== undefined) return hostProblem;
+  const port = entry.slice(colon + 1);
+  const parsed = brokerPort.safeParse(port);
+  if (!parsed.success)
+    return `port ${JSON.stringify(port)} is invalid: ${parsed.error.issues[0]?.message ?? "invalid"}`;
+  return undefined;
+}
+
+/**
+ * KAFKA_BROKERS: comma-separated host:port entries (space around a comma is dropped), each a host name
+ * or IPv4 address and a port from 1 to 65535, as kafkajs takes them. A bad entry fails with one line
+ * naming it by position, and an empty one (a trailing or doubled comma) is refused, not skipped.
+ */
+const brokers = z.string().transform((value, ctx) => {
+  const entries = value.split(",").map((part) => part.trim());
+  if (entries.every((entry) => entry === "")) {
+    ctx.addIssue({ code: "custom", message: `${BROKERS_EXPECTED}, got none` });
+    return z.NEVER;
+  }
+  for (const [index, entry] of entries.entries()) {
+    const problem = brokerProblem(entry);
+    if (problem === undefined) continue;
+    const named = entry === "" ? `entry ${index + 1}` : `entry ${index + 1} ${JSON.stringify(entry)}`;
+    ctx.addIssue({ code: "custom", message: `${BROKERS_EXPECTED}: ${named}: ${problem}` });
+    return z.NEVER;
+  }
+  return entries;
+});
 
 const topicName = z.string().regex(/^[A-Za-z0-9._-]{1,200}$/, "expected a Kafka topic name ([A-Za-z0-9._-])");
 const mongoDbName = z
@@ -64,7 +116,7 @@ export const MONGODB_DB_NAME_MAX_BYTES = 63;
 export const ENTERPRISE_ID_MAX_LENGTH = 48;
 
 export const ConfigSchema = z.object({
-  KAFKA_BROKERS: csv.default(["127.0.0.1:19092"]),
+  KAFKA_BROKERS: brokers.default(["127.0.0.1:19092"]),
   KAFKA_CLIENT_ID: z.string().min(1).default("agentmeter"),
   /** TLS to the brokers (the system's CAs, or KAFKA_SSL_CA_FILE's). */
   KAFKA_SSL: flag.default(false),

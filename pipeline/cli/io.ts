@@ -26,20 +26,38 @@ export const EXIT_REJECTED = 3;
  * node:util parseArgs' error as one line. Its words for `--records -1` (a value that starts with '-')
  * run to three lines about a forgotten value; this names the option and the value instead, with what
  * the option expects when the command says (`expected`, by option: "a whole number from 1 to 10").
+ * Options in `secret` (a key or password may be pasted there by mistake) are named, their values never
+ * shown; nor is a stray positional argument (a key pasted without its option).
  */
 export function argsErrorLine(
   error: unknown,
   argv: readonly string[],
   expected: Readonly<Record<string, string>> = {},
+  secret: readonly string[] = [],
 ): string {
   const message = error instanceof Error ? error.message : String(error);
+  // parseArgs' line quotes the argument, which may be a key pasted without its option.
+  if ((error as { code?: unknown } | null)?.code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL")
+    return "an argument is neither an option nor an option's value (not shown, in case it is a key or password): this command takes no positional arguments";
   const option = /^Option '(?:-[^-], )?(--[^' ]+)' argument is ambiguous/.exec(message)?.[1];
   const at = argv.findIndex((arg, index) => arg === option && argv[index + 1]?.startsWith("-"));
   if (option === undefined || at < 0) return message.split("\n")[0]!;
   const value = argv[at + 1]!;
-  const shown = `${option} ${JSON.stringify(value)}`;
   const wanted = expected[option];
+  if (secret.includes(option))
+    return wanted === undefined
+      ? `${option}: its value starts with '-', so it is written ${option}=VALUE (the value is not shown)`
+      : `${option} is invalid: expected ${wanted} (the value is not shown)`;
+  const shown = `${option} ${JSON.stringify(value)}`;
   return wanted === undefined
     ? `${shown}: a value that starts with '-' is written ${option}=${value}`
     : `${shown} is invalid: expected ${wanted}`;
+}
+
+/**
+ * A command or action name as typed, for an "unknown ..." line: quoted when it reads as a name (lower-case
+ * letters and '-'), else withheld, since a key or password pasted in its place would be printed.
+ */
+export function shownName(text: string): string {
+  return /^-{0,2}[a-z][a-z-]{0,39}$/.test(text) ? `'${text}'` : "(not shown: it is not a name)";
 }

@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
+import { isAgentmeterError } from "../../schemas/errors.ts";
 import { createApiKey, parseScope, scopeText } from "../api/keys.ts";
-import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
+import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io, shownName } from "./io.ts";
 
 const USAGE = `Usage: agentmeter keys create --scope SCOPE [--name NAME]
 
@@ -14,7 +15,15 @@ and the entry to append to AGENTMETER_API_KEYS (name:sha256hex:scope), which hol
 
 Exit codes: 0 printed; 2 bad argument.`;
 
+/**
+ * A refusal of the arguments. It names the option and what is wrong, never the value given: an API key
+ * (or another secret) pasted into --name or --scope would otherwise land in the terminal, its scrollback
+ * and any CI log, as the API's AGENTMETER_API_KEYS errors avoid (pipeline/api/keys.ts).
+ */
 class UsageError extends Error {}
+
+/** Options whose values are never echoed: either may hold a key pasted in the wrong place. */
+const SECRET_OPTIONS = ["--scope", "--name"];
 
 function defaultName(scope: string): string {
   return `${scope.replace(":", "-").slice(0, 57)}-${randomBytes(3).toString("hex")}`;
@@ -30,20 +39,22 @@ function createKey(argv: readonly string[], io: Io): number {
       options: { scope: { type: "string" }, name: { type: "string" } },
     }));
   } catch (error) {
-    throw new UsageError(argsErrorLine(error, argv));
+    throw new UsageError(argsErrorLine(error, argv, {}, SECRET_OPTIONS));
   }
   if (values.scope === undefined) throw new UsageError("--scope is required");
   const scope = parseScope(values.scope);
   if (scope === undefined)
     throw new UsageError(
-      `--scope ${values.scope} is not a scope: use ingest, read, admin or creator:{mozaiks_user_id}`,
+      "--scope is invalid (the value is not shown): use ingest, read, admin or creator:{mozaiks_user_id}",
     );
   const name = values.name ?? defaultName(scopeText(scope));
   let made: ReturnType<typeof createApiKey>;
   try {
     made = createApiKey(name, scope);
   } catch (error) {
-    throw new UsageError(`--name ${name}: ${(error as Error).message}`);
+    // createApiKey's reasons name the rule broken, never the name itself.
+    if (!isAgentmeterError(error, "CLI_USAGE")) throw error;
+    throw new UsageError(`--name is invalid (the value is not shown): ${error.message}`);
   }
   io.stdout.write(
     `key '${name}' with scope ${scopeText(scope)} (give it to its holder; it is not stored anywhere and cannot be shown again):\n` +
@@ -67,7 +78,7 @@ export const keysCommand: Command = {
       return EXIT_OK;
     }
     if (action !== "create") {
-      io.stderr.write(`agentmeter keys: unknown action '${action}' (actions: create)\n${USAGE}\n`);
+      io.stderr.write(`agentmeter keys: unknown action ${shownName(action)} (actions: create)\n${USAGE}\n`);
       return EXIT_USAGE;
     }
     try {

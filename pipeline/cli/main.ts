@@ -3,7 +3,7 @@ import { serveCommand } from "../api/command.ts";
 import { auditCommand } from "./audit.ts";
 import { computeCommand } from "./compute.ts";
 import { demoCommand } from "./demo.ts";
-import { type Command, EXIT_OK, EXIT_USAGE, type Io, processIo } from "./io.ts";
+import { type Command, EXIT_OK, EXIT_USAGE, type Io, processIo, shownName } from "./io.ts";
 import { keysCommand } from "./keys.ts";
 import { redriveCommand } from "./redrive.ts";
 import { replayCommand } from "./replay.ts";
@@ -38,7 +38,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (command === undefined) {
     io.stderr.write(
-      `agentmeter: unknown command '${name}' (commands: ${Object.keys(commands).join(", ")})\n`,
+      `agentmeter: unknown command ${shownName(name)} (commands: ${Object.keys(commands).join(", ")})\n`,
     );
     return EXIT_USAGE;
   }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { describe, test } from "node:test";
 import { main } from "../../pipeline/cli/main.ts";
@@ -67,5 +68,82 @@ describe("bad command-line arguments", () => {
       assert.equal(stderr.split("\n").length, 2, `one line: ${stderr}`);
       assert.ok(stderr.includes(option), stderr);
     }
+  });
+});
+
+describe("values that may be secrets are never echoed", () => {
+  // What a user may paste by mistake: an API key, a password, a connection string.
+  const secrets = [
+    `amk_${randomBytes(32).toString("base64url")}`,
+    "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+    "mongodb://admin:hunter2pass@db.internal:27017/",
+    "p@ss w0rd!",
+    "x".repeat(65),
+  ];
+
+  /** Refused with exit 2, nothing on stdout, one line on stderr that names `option` and not `secret`. */
+  function refusedQuietly(
+    run: { code: number; stdout: string; stderr: string },
+    secret: string,
+    option?: string,
+  ) {
+    assert.equal(run.code, 2, run.stderr);
+    assert.equal(run.stdout, "");
+    assert.equal(run.stderr.split("\n").length, 2, `one line: ${run.stderr}`);
+    assert.ok(!run.stderr.includes(secret), `echoed: ${run.stderr}`);
+    for (const part of secret.split(/[^A-Za-z0-9]+/).filter((piece) => piece.length >= 8))
+      assert.ok(!run.stderr.includes(part), `echoed in part: ${run.stderr}`);
+    if (option !== undefined) assert.ok(run.stderr.includes(option), run.stderr);
+  }
+
+  test("keys create --name with a key, password or bad name: names --name and the rule, never the value", async () => {
+    // sk_live_... is a valid name (a key of another system cannot be told from one): it is not refused.
+    for (const secret of secrets.filter((text) => !text.startsWith("sk_live_"))) {
+      for (const args of [
+        ["--scope", "read", "--name", secret],
+        [`--name=${secret}`, "--scope", "admin"],
+      ]) {
+        const run = await agentmeter(["keys", "create", ...args]);
+        refusedQuietly(run, secret, "--name");
+        assert.ok(run.stderr.startsWith("agentmeter keys create: --name is invalid"), run.stderr);
+      }
+    }
+    const pasted = await agentmeter(["keys", "create", "--scope", "read", "--name", secrets[0]!]);
+    assert.match(pasted.stderr, /starts with amk_, as an API key does/);
+  });
+
+  test("keys create --name or --scope with a value starting with '-': names the option, never the value", async () => {
+    const secret = `-${randomBytes(24).toString("base64url")}`;
+    refusedQuietly(
+      await agentmeter(["keys", "create", "--scope", "read", "--name", secret]),
+      secret,
+      "--name",
+    );
+    refusedQuietly(await agentmeter(["keys", "create", "--scope", secret]), secret, "--scope");
+  });
+
+  test("keys create --scope with a key or password: names --scope, never the value", async () => {
+    for (const secret of secrets)
+      refusedQuietly(await agentmeter(["keys", "create", "--scope", secret]), secret, "--scope");
+  });
+
+  test("a key given without its option, or as the action or command: refused without printing it", async () => {
+    for (const secret of secrets) {
+      refusedQuietly(await agentmeter(["keys", "create", "--scope", "read", secret]), secret);
+      refusedQuietly(await agentmeter(["keys", "create", secret, "--scope", "read"]), secret);
+      const action = await agentmeter(["keys", secret]);
+      assert.equal(action.code, 2);
+      assert.ok(!action.stderr.includes(secret), action.stderr);
+      assert.ok(action.stderr.startsWith("agentmeter keys: unknown action (not shown"), action.stderr);
+      refusedQuietly(await agentmeter([secret]), secret);
+    }
+    assert.match((await agentmeter(["keys", "make"])).stderr, /unknown action 'make'/);
+    assert.match((await agentmeter(["bogus"])).stderr, /unknown command 'bogus'/);
+  });
+
+  test("a stray argument to audit, redrive, replay, simulate or demo is refused without printing it", async () => {
+    const secret = "mongodb://admin:hunter2pass@db.internal:27017/";
+    for (const command of ["audit", "redrive", "replay", "simulate", "demo"])
+      refusedQuietly(await agentmeter([command, secret]), "hunter2pass");
   });
 });
