@@ -126,6 +126,8 @@ export type AccountState = {
    * records of ended periods took back from it since. Absent until the first write-off.
    */
   overage_written_off_tokens?: number;
+  /** Every overdraft written off, voids not deducted (pipeline/core/periods.ts `writtenOffEver`). */
+  overage_written_off_ever_tokens?: number;
 };
 
 /** Whose account a record touches, and that account's defaults on first sight. */

@@ -7,7 +7,7 @@ import { rememberUsage } from "./corrections.ts";
 import { usageRangeReason } from "./limits.ts";
 import { type OutputBase, outputBase } from "./output-base.ts";
 import { ownValue } from "./own.ts";
-import { trialRemainingAt } from "./periods.ts";
+import { trialRemainingAt, writtenOffEver } from "./periods.ts";
 import type { AgentPrice } from "./pricebook.ts";
 import { billedPart, creatorShareBp, splitRevenue } from "./split.ts";
 
@@ -145,6 +145,7 @@ export function applyUsage(
   for (const event of events) outputs.push(event);
   const atMs = epochMs(record.occurred_at);
   const drawnMs = drawnAtMs(account, eventMs);
+  const writtenOff = writtenOffEver(account);
   rememberUsage(
     account,
     record.record_id,
@@ -161,6 +162,7 @@ export function applyUsage(
       voided: false,
       ...(planned.grants.length === 0 ? {} : { grants: Object.fromEntries(planned.grants) }),
       ...(drawnMs === atMs ? {} : { drawn_ms: drawnMs }),
+      ...(writtenOff === 0 ? {} : { written_off_before: writtenOff }),
     },
     config,
   );

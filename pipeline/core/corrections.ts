@@ -48,6 +48,12 @@ export type UsageMemo = {
    * the period the account is in, not the one its own time falls in. Absent when it is `at_ms`.
    */
   drawn_ms?: number;
+  /**
+   * The account's write-offs so far (`writtenOffEver`) when the record drew, when any: a void of the
+   * record takes its paid tokens back only from write-offs made after it. Absent when 0, and on memos
+   * from before the field (then every write-off counts, as it did).
+   */
+  written_off_before?: number;
 };
 
 /** An account's corrections: the usage records it can still correct, and the sums of every adjustment. */
@@ -227,7 +233,9 @@ export function applyCorrection(
     const endedPeriod = periodStart !== undefined && (memo.drawn_ms ?? memo.at_ms) < periodStart;
     trial = endedPeriod ? 0 : memo.trial_tokens;
     // Paid tokens of an ended period that a write-off already forgave (carry_overage: false) stay forgiven.
-    paid = endedPeriod ? paidReturnAfterWriteOff(account, memo.paid_tokens) : memo.paid_tokens;
+    paid = endedPeriod
+      ? paidReturnAfterWriteOff(account, memo.paid_tokens, memo.written_off_before ?? 0)
+      : memo.paid_tokens;
     cost = memo.cost_micros;
     account.trial_used_tokens -= trial;
     account.paid_used_tokens -= paid;

@@ -106,11 +106,21 @@ export function trialRemainingAt(
 
 type Cause = { record_id: string; occurred_at: string };
 
+/**
+ * Every overdraft written off so far, what voids took back not deducted: a usage memo keeps it as of its
+ * draw, so a void knows which write-offs came after the record. States from before the field: the
+ * running total, which is what they had.
+ */
+export function writtenOffEver(account: AccountState): number {
+  return account.overage_written_off_ever_tokens ?? account.overage_written_off_tokens ?? 0;
+}
+
 /** Brings a paid balance below zero back to zero (a period with `carry_overage: false`); returns the tokens. */
 function writeOffOverdraft(account: AccountState): number {
   const overdraft = -paidTokens(account);
   if (overdraft <= 0) return 0;
   account.paid_used_tokens -= overdraft;
+  account.overage_written_off_ever_tokens = writtenOffEver(account) + overdraft;
   account.overage_written_off_tokens = (account.overage_written_off_tokens ?? 0) + overdraft;
   account.in_overdraft = false;
   return overdraft;
@@ -122,9 +132,16 @@ function writeOffOverdraft(account: AccountState): number {
  * up to its paid tokens and the balance after the boundary the same, so those come off the write-off
  * first. Mutates the write-off; returns the tokens for the balance.
  */
-export function paidReturnAfterWriteOff(account: AccountState, paidTokensOfRecord: number): number {
+export function paidReturnAfterWriteOff(
+  account: AccountState,
+  paidTokensOfRecord: number,
+  writtenOffBeforeDraw: number,
+): number {
   const writtenOff = account.overage_written_off_tokens ?? 0;
-  const forgiven = Math.min(writtenOff, paidTokensOfRecord);
+  // Only a write-off at a boundary after the record drew can hold its tokens: one before it (a debt of an
+  // earlier period) owes nothing to the record.
+  const sinceDraw = Math.max(0, writtenOffEver(account) - writtenOffBeforeDraw);
+  const forgiven = Math.min(writtenOff, sinceDraw, paidTokensOfRecord);
   if (forgiven > 0) account.overage_written_off_tokens = writtenOff - forgiven;
   return paidTokensOfRecord - forgiven;
 }

@@ -19,8 +19,9 @@ import { formatIssues } from "../../schemas/decode.ts";
 
 /**
  * One memo: [record_id, at_ms, app (0 when it is the account's own), chat_id, trial, paid, cost, billed,
- * creator bp, refunded, voided (0/1), grants?, drawn_ms?]. Money as decimal strings (exact past 2^53).
- * A memo with drawn_ms and no grants holds 0 in the grants' place.
+ * creator bp, refunded, voided (0/1), grants?, drawn_ms?, written_off_before?]. Money as decimal strings
+ * (exact past 2^53). A memo with a later element and no grants holds 0 in the grants' place; one with
+ * written_off_before and no drawn_ms holds null in drawn_ms' place.
  */
 type PackedMemo = [
   string,
@@ -35,6 +36,7 @@ type PackedMemo = [
   string,
   0 | 1,
   (Record<string, number> | 0)?,
+  (number | null)?,
   number?,
 ];
 
@@ -53,12 +55,14 @@ const packedFields = [
   money,
   z.union([z.literal(0), z.literal(1)]),
 ] as const;
-// The grants (or 0) and the draw time, when there are any, are a twelfth and a thirteenth element.
+// The grants (or 0), the draw time (or null) and the write-offs before the draw, when there are any, are a
+// twelfth, thirteenth and fourteenth element.
 const packedSchema = z.array(
   z.tuple([
     ...packedFields,
     z.union([z.record(z.string(), count), z.literal(0)]).optional(),
-    z.number().int().optional(),
+    z.number().int().nullable().optional(),
+    count.optional(),
   ]),
 );
 
@@ -78,8 +82,11 @@ function pack(usage: ReadonlyMap<string, UsageMemo>, ownApp: string | null): str
       m.refunded_micros.toString(),
       m.voided ? 1 : 0,
     ];
-    if (m.grants !== undefined || m.drawn_ms !== undefined) tuple.push(m.grants ?? 0);
-    if (m.drawn_ms !== undefined) tuple.push(m.drawn_ms);
+    const writtenOff = m.written_off_before;
+    if (m.grants !== undefined || m.drawn_ms !== undefined || writtenOff !== undefined)
+      tuple.push(m.grants ?? 0);
+    if (m.drawn_ms !== undefined || writtenOff !== undefined) tuple.push(m.drawn_ms ?? null);
+    if (writtenOff !== undefined) tuple.push(writtenOff);
     tuples.push(tuple);
   }
   return JSON.stringify(tuples);
@@ -115,7 +122,22 @@ function unpackSeen(packed: string): LayeredMap<string, number> {
 function unpack(packed: string, ownApp: string | null): LayeredMap<string, UsageMemo> {
   const tuples = packedSchema.parse(JSON.parse(packed));
   const usage = new LayeredMap<string, UsageMemo>();
-  for (const [id, at, app, chat, trial, paid, cost, billed, bp, refunded, voided, grants, drawn] of tuples) {
+  for (const [
+    id,
+    at,
+    app,
+    chat,
+    trial,
+    paid,
+    cost,
+    billed,
+    bp,
+    refunded,
+    voided,
+    grants,
+    drawn,
+    writtenOff,
+  ] of tuples) {
     // Same field order as the core builds a memo (apply-usage.ts), so a reloaded account is the same value.
     usage.set(id, {
       at_ms: at,
@@ -129,7 +151,8 @@ function unpack(packed: string, ownApp: string | null): LayeredMap<string, Usage
       refunded_micros: BigInt(refunded),
       voided: voided === 1,
       ...(grants === undefined || grants === 0 ? {} : { grants }),
-      ...(drawn === undefined ? {} : { drawn_ms: drawn }),
+      ...(drawn === undefined || drawn === null ? {} : { drawn_ms: drawn }),
+      ...(writtenOff === undefined ? {} : { written_off_before: writtenOff }),
     });
   }
   return usage;

@@ -71,8 +71,16 @@ describe("stored account documents: correction memos and dedupe ids packed", () 
     // A late record's draw time, with grants and without
     app.corrections.usage.set("late-grant", { ...memo, grants: { "g-1": 1 }, drawn_ms: memo.at_ms + 5_000 });
     app.corrections.usage.set("late", { ...memo, drawn_ms: memo.at_ms + 7_000 });
+    // The write-offs before the draw, alone and with the others
+    app.corrections.usage.set("after-write-off", { ...memo, written_off_before: 300 });
+    app.corrections.usage.set("late-after-write-off", {
+      ...memo,
+      grants: { "g-3": 7 },
+      drawn_ms: memo.at_ms + 9_000,
+      written_off_before: 2 ** 40,
+    });
     const back = reloaded(app);
-    for (const id of ["by-grant", "late-grant", "late"]) {
+    for (const id of ["by-grant", "late-grant", "late", "after-write-off", "late-after-write-off"]) {
       assert.ok(back.corrections?.usage.has(id), id);
       assert.deepStrictEqual(back.corrections?.usage.get(id), app.corrections.usage.get(id), id);
     }
@@ -124,15 +132,19 @@ describe("stored account documents: correction memos and dedupe ids packed", () 
     const [account] = accountsOf(2, 3);
     const stored = toStoredAccount(account!) as { corrections: { usage_packed: string } };
     const memo = '"id",1,0,"c",1,1,"1","1",7000,"0",0';
-    // A thirteenth element, a draw time that is no integer, a grants place that is neither grants nor 0
+    // A fifteenth element, a draw time that is no integer, a grants place that is neither grants nor 0,
+    // write-offs before the draw that are no count
     for (const bad of [
       "not json",
       '[["id", "x"]]',
       "{}",
       7,
-      `[[${memo},0,5,6]]`,
+      `[[${memo},0,5,6,7]]`,
       `[[${memo},0,1.5]]`,
       `[[${memo},1]]`,
+      `[[${memo},0,null,-1]]`,
+      `[[${memo},0,null,1.5]]`,
+      `[[${memo},0,null,"300"]]`,
     ]) {
       const decoded = fromStoredAccount({
         ...stored,

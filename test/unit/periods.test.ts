@@ -241,6 +241,45 @@ describe("budget periods", () => {
     assert.equal(budgetStateOf(accountOf(current.state, KEY)).available_tokens, 1_000);
   });
 
+  test("Given a write-off at an earlier boundary, When a record drawn after it is voided in a later period, Then all its paid tokens come back: that write-off owes nothing to it", () => {
+    const writeOff = config({
+      platform_allowance_tokens: 1_000,
+      allowance_period: { platform: { every: "month", carry_overage: false } },
+    });
+    const records: InputRecord[] = [
+      use("jan", "2025-01-10T00:00:00Z", 1_300),
+      // February 1: 300 written off; 1,000 bought
+      credit({ record_id: "top-up", ...PLATFORM_IDS, tokens: 1_000, occurred_at: "2025-02-01T00:00:00Z" }),
+      // 1,000 allowance and 500 paid: nothing owed at the March boundary
+      use("feb", "2025-02-27T00:00:00Z", 1_500),
+    ];
+    const voidFeb = (when: string) => voidOf("feb", { ...PLATFORM_IDS, occurred_at: when });
+    for (const when of ["2025-02-28T00:00:00Z", "2025-03-02T00:00:00Z"]) {
+      const { outputs, state } = run([...records, voidFeb(when)], writeOff);
+      const account = accountOf(state, KEY);
+      assert.equal(
+        budgetStateOf(account).paid_tokens,
+        1_000,
+        `voided on ${when}: the 500 paid tokens are back`,
+      );
+      assert.equal(ofKind(outputs, "adjustment")[0]?.paid_tokens, -500, when);
+      assert.equal(account.overage_written_off_tokens, 300, `${when}: January's debt stays forgiven`);
+    }
+    // A record drawn before a later write-off still gives it back first (the rule above), also after an
+    // older write-off: March's boundary writes off feb2's 400 overdraft.
+    const later = run(
+      [
+        ...records,
+        use("feb2", "2025-02-28T00:00:00Z", 900),
+        voidOf("feb2", { ...PLATFORM_IDS, occurred_at: "2025-03-02T00:00:00Z" }),
+      ],
+      writeOff,
+    );
+    const account = accountOf(later.state, KEY);
+    assert.equal(ofKind(later.outputs, "adjustment")[0]?.paid_tokens, -500, "900 paid, 400 of them forgiven");
+    assert.equal(account.overage_written_off_tokens, 300, "January's 300 stay forgiven");
+    assert.equal(budgetStateOf(account).paid_tokens, 500, "as without feb2: 1,000 bought, 500 used");
+  });
   test("Given a record dated before a boundary that arrives after its account crossed it (by a later record or by a tick), When it is voided, Then its tokens go back to the period it drew from", () => {
     const late = use("u-late", "2025-01-31T23:59:58Z", 1_000, "chat-3");
     const voidLate = voidOf("u-late", { ...PLATFORM_IDS, occurred_at: "2025-02-03T00:00:00Z" });
