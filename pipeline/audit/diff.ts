@@ -15,9 +15,15 @@ import {
   type UsageField,
   zeroFigures,
 } from "./figures.ts";
-import type { AdjustmentTotals, ClickHouseSource, GroupTotals, UsageTotals } from "./read-clickhouse.ts";
+import type {
+  AdjustmentTotals,
+  ClickHouseSource,
+  GroupTotals,
+  StoredRowId,
+  UsageTotals,
+} from "./read-clickhouse.ts";
 import type { MongoActual } from "./read-mongo.ts";
-import type { AccountTrail, AppLevelGroup, Expected } from "./recompute.ts";
+import type { AccountIds, AccountTrail, AppLevelGroup, Expected } from "./recompute.ts";
 
 export const STORES = [
   "mongodb.accounts",
@@ -48,6 +54,13 @@ export interface Difference {
   /** The records that explain the difference (capped; record_ids_total says how many there are). */
   record_ids: string[];
   record_ids_total: number;
+  /**
+   * The account of each of record_ids, in the same order. Only where the ids alone do not name the
+   * records: a record id is unique per account, and this difference's records (an app's, of several
+   * accounts) hold one id under two accounts or more. Absent otherwise, so the report is the same as
+   * without it whenever record ids do not repeat across accounts.
+   */
+  record_account_keys?: string[];
 }
 
 export const RECORD_IDS_CAP = 50;
@@ -63,15 +76,85 @@ function show(value: bigint | string | null): string | null {
   return value === null ? null : value.toString();
 }
 
-function evidence(
-  explainedBy: string,
-  ids: readonly string[],
-): Pick<Difference, "explained_by" | "record_ids" | "record_ids_total"> {
+type Evidence = Pick<Difference, "explained_by" | "record_ids" | "record_ids_total" | "record_account_keys">;
+
+/** `accounts`: the account of each of `ids` (the first RECORD_IDS_CAP at least), when ids alone are ambiguous. */
+function evidence(explainedBy: string, ids: readonly string[], accounts?: readonly string[]): Evidence {
   return {
     explained_by: explainedBy,
     record_ids: ids.slice(0, RECORD_IDS_CAP),
     record_ids_total: ids.length,
+    ...(accounts === undefined ? {} : { record_account_keys: accounts.slice(0, RECORD_IDS_CAP) }),
   };
+}
+
+/** Whether some record id of the list belongs to two of its accounts or more. */
+export function idsRepeatAcrossAccounts(list: AccountIds): boolean {
+  if (list.accounts.length < 2) return false;
+  const accountOfId = new Map<string, number>();
+  for (let i = 0; i < list.ids.length; i++) {
+    const seen = accountOfId.get(list.ids[i]!);
+    if (seen === undefined) accountOfId.set(list.ids[i]!, list.accountOf[i]!);
+    else if (seen !== list.accountOf[i]) return true;
+  }
+  return false;
+}
+
+/** An app's records as evidence, with their accounts when the ids alone could name another account's. */
+function listEvidence(explainedBy: string, list: AccountIds | undefined): Evidence {
+  if (list === undefined) return evidence(explainedBy, []);
+  if (!idsRepeatAcrossAccounts(list)) return evidence(explainedBy, list.ids);
+  const accounts = list.accountOf.slice(0, RECORD_IDS_CAP).map((at) => list.accounts[at]!);
+  return evidence(explainedBy, list.ids, accounts);
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * The evidence of a difference in a table of one row per record (usage_events, adjustments) of one app
+ * and level: the records the core says must have a row and have none (in the order applied), then the
+ * rows no record explains (by record id, then account). Records and rows are matched by account and
+ * record id: an id is unique per account only, so one account's row must not stand in for another's
+ * missing one. Undefined when every record has its row and every row its record.
+ */
+export function rowEvidence(
+  table: string,
+  want: AccountIds | undefined,
+  stored: readonly StoredRowId[],
+): Evidence | undefined {
+  const pair = (account: string, id: string) => `${account}\u0000${id}`;
+  const storedPairs = new Set(stored.map((row) => pair(row.account_key, row.record_id)));
+  const wantPairs = new Set<string>();
+  // Each record id's account, or null once a second account has it.
+  const accountOfId = new Map<string, string | null>();
+  const note = (id: string, account: string) => {
+    const seen = accountOfId.get(id);
+    if (seen === undefined) accountOfId.set(id, account);
+    else if (seen !== account) accountOfId.set(id, null);
+  };
+  const missing: StoredRowId[] = [];
+  for (let i = 0; i < (want?.ids.length ?? 0); i++) {
+    const id = want!.ids[i]!;
+    const account = want!.accounts[want!.accountOf[i]!]!;
+    const key = pair(account, id);
+    wantPairs.add(key);
+    note(id, account);
+    if (!storedPairs.has(key)) missing.push({ account_key: account, record_id: id });
+  }
+  for (const row of stored) note(row.record_id, row.account_key);
+  const extra = stored
+    .filter((row) => !wantPairs.has(pair(row.account_key, row.record_id)))
+    .sort((a, b) => compareText(a.record_id, b.record_id) || compareText(a.account_key, b.account_key));
+  if (missing.length + extra.length === 0) return undefined;
+  const rows = [...missing, ...extra];
+  const ambiguous = rows.some((row) => accountOfId.get(row.record_id) === null);
+  return evidence(
+    `${missing.length} record(s) with no row in ${table}, then ${extra.length} row(s) with no record in the topic`,
+    rows.map((row) => row.record_id),
+    ambiguous ? rows.slice(0, RECORD_IDS_CAP).map((row) => row.account_key) : undefined,
+  );
 }
 
 /**
@@ -113,23 +196,34 @@ function accountEvidence(
   return evidence("every record of the account, in topic order", trail.ids);
 }
 
+type DifferenceBase = Omit<Difference, "field" | "expected" | "actual" | "delta">;
+
+/**
+ * A difference for every field that differs. `base` may be a function: it is then called only when a
+ * field differs (evidence that costs a pass over an app's records is built for differing groups only).
+ * `record_account_keys`, when there are any, go last, so every other field keeps its place in the JSON.
+ */
 function compareFigures<F extends string>(
   fields: readonly F[],
   expected: Record<F, bigint | null>,
   actual: Record<F, bigint | null>,
-  base: Omit<Difference, "field" | "expected" | "actual" | "delta">,
+  base: DifferenceBase | (() => DifferenceBase),
   out: Difference[],
 ): void {
+  let shared: DifferenceBase | undefined;
   for (const field of fields) {
     const want = expected[field];
     const got = actual[field];
     if (want === got) continue;
+    shared ??= typeof base === "function" ? base() : base;
+    const { record_account_keys: accounts, ...rest } = shared;
     out.push({
-      ...base,
+      ...rest,
       field,
       expected: show(want),
       actual: show(got),
       delta: want !== null && got !== null ? (got - want).toString() : null,
+      ...(accounts === undefined ? {} : { record_account_keys: accounts }),
     });
   }
 }
@@ -211,14 +305,14 @@ function diffRevenue(expected: Expected, mongo: MongoActual, out: Difference[]):
       REVENUE_FIELDS,
       want?.figures ?? zeroFigures(REVENUE_FIELDS),
       mongo.revenue.get(app) ?? zeroFigures(REVENUE_FIELDS),
-      {
+      () => ({
         store: "mongodb.revenue",
         subject: app,
         enterprise_id: app,
         account_key: null,
         level: "app_usage",
-        ...evidence("the app's billed usage records, in topic order", want?.ids ?? []),
-      },
+        ...listEvidence("the app's billed usage records, in topic order", want),
+      }),
       out,
     );
   }
@@ -244,14 +338,14 @@ function diffGroups<F extends string>(
       fields,
       want?.figures ?? zero,
       got?.figures ?? zero,
-      {
+      () => ({
         store,
         subject: `${enterpriseId}/${level}`,
         enterprise_id: enterpriseId,
         account_key: null,
         level,
-        ...evidence(explainedBy, want?.ids ?? []),
-      },
+        ...listEvidence(explainedBy, want),
+      }),
       out,
     );
   }
@@ -306,10 +400,6 @@ const FIELD_ORDER = new Map<string, number>(
     (field, index) => [field, index],
   ),
 );
-
-function compareText(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
 
 export function sortDifferences(differences: Difference[]): Difference[] {
   return differences.sort(

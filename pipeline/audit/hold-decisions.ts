@@ -73,31 +73,98 @@ export function addPublished(published: PublishedDecisions, value: Buffer | null
 
 export interface HoldDecisionCheck {
   differences: Difference[];
-  /** Decisions the billing core says were made, and so compared (found, or missing from a complete topic). */
+  /**
+   * Decisions compared: those the billing core says were made (found, or missing from a complete
+   * topic), and those on the topic for a record of the range that the core made no decision for.
+   */
   checked: number;
   /** Decisions the core made that are not on a topic retention has cut: neither confirmed nor refuted. */
   unverifiable: number;
-  /** Decisions on the topic for records outside the audited range (produced after the audit began). */
+  /**
+   * Decisions on the topic for records the audit did not read: after the audited range (produced after
+   * the audit began). A decision for a record the audit read is never counted here: if the core made
+   * none for it, it is a difference.
+   */
   outside_range: number;
+}
+
+/** Whether the audit read a record of this account and record_id (admitted, in the audited range). */
+export type RecordsRead = (accountKey: string, recordId: string) => boolean;
+
+/**
+ * The records the recompute read, from its trails (every admitted record of every account, by account):
+ * an account's ids become a set the first time a decision of that account is looked up.
+ */
+export function recordsReadOf(trails: ReadonlyMap<string, { ids: readonly string[] }>): RecordsRead {
+  const sets = new Map<string, Set<string>>();
+  return (accountKey, recordId) => {
+    const trail = trails.get(accountKey);
+    if (trail === undefined) return false;
+    let ids = sets.get(accountKey);
+    if (ids === undefined) {
+      ids = new Set(trail.ids);
+      sets.set(accountKey, ids);
+    }
+    return ids.has(recordId);
+  };
 }
 
 function show(value: unknown): string | null {
   return value === null || value === undefined ? null : String(value);
 }
 
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /**
  * Every decision the core made must be on the reply topic, and every copy of it there (a processor that
- * crashed after publishing publishes again) must say what the core says. Sorted by account and record so two
+ * crashed after publishing publishes again) must say what the core says. A decision on the topic for a
+ * record the audit read (`read`: the range's records) that the core made no decision for is a
+ * difference too (field `decision`, expected null, actual `published`): the runtime acted on a decision
+ * the records do not give. Decisions for records the audit did not read are counted `outside_range`
+ * (without `read`, every decision the core did not make is). Sorted by account and record so two
  * audits of the same topics give the same report.
  */
 export function diffHoldDecisions(
   expected: ReadonlyMap<string, ComparedDecision>,
   published: PublishedDecisions,
+  read?: RecordsRead,
 ): HoldDecisionCheck {
   const differences: Difference[] = [];
   let checked = 0;
   let unverifiable = 0;
-  for (const key of [...expected.keys()].sort()) {
+  let outsideRange = 0;
+  // Decisions on the topic the core did not make: for a record of the range, or for one after it.
+  const phantoms = new Map<string, ComparedDecision[]>();
+  for (const [key, copies] of published.byRecord) {
+    if (expected.has(key)) continue;
+    const { account_key: account, record_id: recordId } = copies[0]!;
+    if (read?.(account, recordId) === true) phantoms.set(key, copies);
+    else outsideRange++;
+  }
+  for (const key of [...expected.keys(), ...phantoms.keys()].sort()) {
+    const phantom = phantoms.get(key);
+    if (phantom !== undefined) {
+      checked++;
+      // Copies may name other hold ids: the least, so that the report does not depend on their order.
+      const holdId = phantom.map((copy) => copy.hold_id).sort(compareText)[0]!;
+      differences.push({
+        store: "kafka.hold_decisions",
+        subject: holdId,
+        enterprise_id: null,
+        account_key: phantom[0]!.account_key,
+        level: null,
+        delta: null,
+        record_ids: [phantom[0]!.record_id],
+        record_ids_total: 1,
+        field: "decision",
+        expected: null,
+        actual: "published",
+        explained_by: `a record of the audited range the billing core made no hold decision for; ${phantom.length} decision(s) for it on the reply topic`,
+      });
+      continue;
+    }
     const want = expected.get(key)!;
     const copies = published.byRecord.get(key);
     const base = {
@@ -143,7 +210,5 @@ export function diffHoldDecisions(
       }
     }
   }
-  let outsideRange = 0;
-  for (const key of published.byRecord.keys()) if (!expected.has(key)) outsideRange++;
   return { differences, checked, unverifiable, outside_range: outsideRange };
 }

@@ -130,7 +130,17 @@ export function readAdjustmentTotals(
   return readTotals(client, columns, `${quoteIdent(database)}.adjustments FINAL`, where, params);
 }
 
-/** The record_ids stored in a table for one app and level, of the rows of `scope` (to name the rows missing or extra). */
+/** A row's record: its account and record_id (a record id is unique per account only). */
+export interface StoredRowId {
+  account_key: string;
+  record_id: string;
+}
+
+/**
+ * The records stored in a table for one app and level, of the rows of `scope` (to name the rows missing
+ * or extra): each (account, record_id) once. Not the record_ids alone: two accounts of an app may both
+ * have a record `r1`, and one's row would hide that the other's is missing.
+ */
 export async function readRecordIds(
   client: ClickHouseClient,
   database: string,
@@ -138,15 +148,18 @@ export async function readRecordIds(
   enterpriseId: string,
   level: string,
   scope?: RowScope,
-): Promise<string[]> {
+): Promise<StoredRowId[]> {
   const { where, params } = scopeFilter(scope, "rows");
   const result = await client.query({
-    query: `SELECT DISTINCT record_id FROM ${quoteIdent(database)}.${table} FINAL
+    query: `SELECT DISTINCT account_key, record_id FROM ${quoteIdent(database)}.${table} FINAL
             WHERE enterprise_id = {enterprise:String} AND level = {level:String} AND ${where}`,
     query_params: { ...params, enterprise: enterpriseId, level },
     format: "JSONEachRow",
   });
-  return (await result.json<{ record_id: string }>()).map((row) => row.record_id);
+  return (await result.json<StoredRowId>()).map((row) => ({
+    account_key: row.account_key,
+    record_id: row.record_id,
+  }));
 }
 
 /**

@@ -79,22 +79,63 @@ export interface AccountTrail {
   partitions?: number[];
 }
 
+/**
+ * Record ids and the account of each. A record id is unique per account, not across accounts (the
+ * dedupe is per account), so an id alone does not name a record of an app: two of its accounts may
+ * both have one `r1`. The accounts are kept once each, and every id points at its own.
+ */
+export interface AccountIds {
+  ids: string[];
+  /** The account of each of `ids`: its index in `accounts`. */
+  accountOf: number[];
+  /** The accounts of `ids`, each once, in the order first met. */
+  accounts: string[];
+}
+
 /** Figures of one app at one level, as a ClickHouse table sums them. */
-export interface AppLevelGroup<F extends string> {
+export interface AppLevelGroup<F extends string> extends AccountIds {
   enterprise_id: string;
   level: Level;
   figures: Figures<F>;
-  /** record_ids of every record that must have a row in the table. */
+  /** record_ids of every record that must have a row in the table (and in accountOf, its account). */
   ids: string[];
 }
 export type UsageGroup = AppLevelGroup<UsageField>;
 /** The voids and refunds applied, by the app and level of the account they corrected. */
 export type AdjustmentGroup = AppLevelGroup<AdjustmentField>;
 
-export interface AppRevenueExpected {
+export interface AppRevenueExpected extends AccountIds {
   enterprise_id: string;
   figures: Figures<RevenueField>;
-  ids: string[];
+}
+
+export function emptyAccountIds(): AccountIds {
+  return { ids: [], accountOf: [], accounts: [] };
+}
+
+/**
+ * Appends one record id of `account` to `list`; `index` is the list's accounts by key (kept beside the
+ * list by whoever appends to it, so that it never crosses between threads).
+ */
+export function pushAccountId(
+  list: AccountIds,
+  index: Map<string, number>,
+  account: string,
+  recordId: string,
+): void {
+  let at = index.get(account);
+  if (at === undefined) {
+    at = list.accounts.length;
+    list.accounts.push(account);
+    index.set(account, at);
+  }
+  list.ids.push(recordId);
+  list.accountOf.push(at);
+}
+
+/** The index pushAccountId needs for a list built elsewhere (another unit's, or a copy). */
+export function accountIndexOf(list: AccountIds): Map<string, number> {
+  return new Map(list.accounts.map((account, at) => [account, at]));
 }
 
 export interface RecomputeCounts {
@@ -148,10 +189,11 @@ export function usageGroupKey(enterpriseId: string, level: string): string {
 
 type RowMoney = "records" | "cost_micros" | "billed_micros" | "creator_share_micros" | "platform_fee_micros";
 
-/** One row's count and money into its group (usage and adjustments alike), and its id. */
+/** One row's count and money into its group (usage and adjustments alike), and its id and account. */
 function addRow(
   group: AppLevelGroup<RowMoney>,
-  row: Record<Exclude<RowMoney, "records">, bigint> & { record_id: string },
+  index: Map<string, number>,
+  row: Record<Exclude<RowMoney, "records">, bigint> & { record_id: string; account_key: string },
 ): void {
   const figures = group.figures;
   figures.records += 1n;
@@ -159,7 +201,7 @@ function addRow(
   figures.billed_micros += row.billed_micros;
   figures.creator_share_micros += row.creator_share_micros;
   figures.platform_fee_micros += row.platform_fee_micros;
-  group.ids.push(row.record_id);
+  pushAccountId(group, index, row.account_key, row.record_id);
 }
 
 /** The group of `groups` for an app and level, created with every figure 0 on first use. */
@@ -172,7 +214,7 @@ function groupOf<F extends string>(
   const key = usageGroupKey(enterpriseId, level);
   let group = groups.get(key);
   if (group === undefined) {
-    group = { enterprise_id: enterpriseId, level, figures: zeroFigures(fields), ids: [] };
+    group = { enterprise_id: enterpriseId, level, figures: zeroFigures(fields), ...emptyAccountIds() };
     groups.set(key, group);
   }
   return group;
@@ -205,6 +247,8 @@ export class Recomputer {
   private readonly adjustments = new Map<string, AdjustmentGroup>();
   private readonly revenue = new Map<string, AppRevenueExpected>();
   private readonly holds = new Map<string, ComparedDecision>();
+  /** The accounts of each group's and ledger's ids, by key (pushAccountId); never handed out. */
+  private readonly accountIndex = new Map<AccountIds, Map<string, number>>();
   readonly counts: RecomputeCounts = zeroCounts();
 
   private readonly partitionCounts: readonly number[] | undefined;
@@ -318,7 +362,7 @@ export class Recomputer {
       }
       if (output.kind === "adjustment") {
         const group = groupOf(this.adjustments, ADJUSTMENT_FIELDS, output.enterprise_id, output.level);
-        addRow(group, output);
+        addRow(group, this.indexOf(group), output);
         group.figures.trial_tokens += BigInt(output.trial_tokens);
         group.figures.paid_tokens += BigInt(output.paid_tokens);
         group.figures.grant_tokens += BigInt(output.grant_tokens ?? 0);
@@ -327,7 +371,7 @@ export class Recomputer {
       if (output.kind !== "usage_outcome") continue;
       this.counts.usage_outcomes++;
       const group = groupOf(this.usage, USAGE_FIELDS, output.enterprise_id, output.level);
-      addRow(group, output);
+      addRow(group, this.indexOf(group), output);
       group.figures.tokens += BigInt(output.tokens_used);
       group.figures.trial_tokens += BigInt(output.trial_tokens_used);
       group.figures.paid_tokens += BigInt(output.paid_tokens_used);
@@ -340,11 +384,24 @@ export class Recomputer {
     if (!earnsRevenue(entry)) return;
     let ledger = this.revenue.get(entry.enterprise_id);
     if (ledger === undefined) {
-      ledger = { enterprise_id: entry.enterprise_id, figures: zeroFigures(REVENUE_FIELDS), ids: [] };
+      ledger = {
+        enterprise_id: entry.enterprise_id,
+        figures: zeroFigures(REVENUE_FIELDS),
+        ...emptyAccountIds(),
+      };
       this.revenue.set(entry.enterprise_id, ledger);
     }
     const delta = ledgerDelta(entry);
     for (const field of REVENUE_FIELDS) ledger.figures[field] += delta[field];
-    ledger.ids.push(entry.record_id);
+    pushAccountId(ledger, this.indexOf(ledger), entry.account_key, entry.record_id);
+  }
+
+  private indexOf(list: AccountIds): Map<string, number> {
+    let index = this.accountIndex.get(list);
+    if (index === undefined) {
+      index = new Map();
+      this.accountIndex.set(list, index);
+    }
+    return index;
   }
 }

@@ -48,13 +48,38 @@ async function refuseUsedNamespace(namespace: Config, suffix: string): Promise<v
           name.startsWith(namespace.AGENTMETER_APP_DB_PREFIX),
       );
     if (taken.length > 0)
-      throw new AgentmeterError(
-        "CLI_USAGE",
-        `--suffix ${suffix}: the replay namespace is not empty (MongoDB ${taken.slice(0, 3).join(", ")}${taken.length > 3 ? ` and ${taken.length - 3} more` : ""}): drop those databases or choose another suffix`,
-      );
+      throw new AgentmeterError("CLI_USAGE", usedNamespaceRefusal(namespace, suffix, taken));
   } finally {
     await mongo.close();
   }
+}
+
+/**
+ * The refusal of a replay into a used suffix: the MongoDB databases found, and everything else of the
+ * namespace a reuse must drop with them. The ClickHouse database holds the earlier replay's rows (the
+ * audit would compare them), and the consumer group its committed offsets (the processor would start
+ * where the earlier replay stopped, at the end of the topic, and apply nothing).
+ */
+export function usedNamespaceRefusal(
+  namespace: Pick<
+    Config,
+    | "AGENTMETER_PLATFORM_DB"
+    | "AGENTMETER_WORKFLOW_DB"
+    | "AGENTMETER_APP_DB_PREFIX"
+    | "CLICKHOUSE_DATABASE"
+    | "AGENTMETER_GROUP_ID"
+  >,
+  suffix: string,
+  taken: readonly string[],
+): string {
+  const found = `${taken.slice(0, 3).join(", ")}${taken.length > 3 ? ` and ${taken.length - 3} more` : ""}`;
+  return (
+    `--suffix ${suffix}: the replay namespace is not empty (MongoDB ${found}). ` +
+    `To replay into this suffix again, drop all of it: the MongoDB databases ${namespace.AGENTMETER_PLATFORM_DB}, ` +
+    `${namespace.AGENTMETER_WORKFLOW_DB} and ${namespace.AGENTMETER_APP_DB_PREFIX}{app} (every app), ` +
+    `the ClickHouse database ${namespace.CLICKHOUSE_DATABASE} and the Kafka consumer group ` +
+    `${namespace.AGENTMETER_GROUP_ID} (its committed offsets); or choose another suffix`
+  );
 }
 
 export async function runReplay(options: {

@@ -90,6 +90,14 @@ export function reportJson(report: AuditReport): string {
 
 const SHOWN = 20;
 
+/** A difference's first two records: `account/record_id` where the ids alone repeat across accounts. */
+function shownIds(difference: Difference): string[] {
+  const accounts = difference.record_account_keys;
+  return difference.record_ids
+    .slice(0, 2)
+    .map((id, index) => (accounts?.[index] === undefined ? id : `${accounts[index]}/${id}`));
+}
+
 /** The summary for a person: per store what was checked and how many differ, then the first differences. */
 export function formatSummary(report: AuditReport, title = "Audit"): string {
   const c = report.counts;
@@ -129,7 +137,7 @@ export function formatSummary(report: AuditReport, title = "Audit"): string {
             d.delta ?? "-",
             d.record_ids_total === 0
               ? "-"
-              : `${d.record_ids.slice(0, 2).join(" ")}${d.record_ids_total > 2 ? ` (+${d.record_ids_total - 2})` : ""}`,
+              : `${shownIds(d).join(" ")}${d.record_ids_total > 2 ? ` (+${d.record_ids_total - 2})` : ""}`,
           ]),
       ),
     );

@@ -8,10 +8,16 @@ import type { BillingConfig } from "../core/index.ts";
 import { createKafka } from "../kafka.ts";
 import type { Logger } from "../log.ts";
 import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
-import { type ActualStores, type Difference, diffStores, RECORD_IDS_CAP, type Store } from "./diff.ts";
+import { type ActualStores, type Difference, diffStores, rowEvidence, type Store } from "./diff.ts";
 import { RecomputeFeed } from "./feed.ts";
 import { USAGE_FIELDS, type UsageField } from "./figures.ts";
-import { addPublished, diffHoldDecisions, emptyPublished, type HoldDecisionCheck } from "./hold-decisions.ts";
+import {
+  addPublished,
+  diffHoldDecisions,
+  emptyPublished,
+  type HoldDecisionCheck,
+  recordsReadOf,
+} from "./hold-decisions.ts";
 import { auditNamespaceOf } from "./namespace.ts";
 import { ofIncarnation, type RangeRequest, resolveRange, sourceOf, type TopicRange } from "./range.ts";
 import { reach } from "./reach.ts";
@@ -134,7 +140,8 @@ export async function runAudit(options: AuditOptions): Promise<AuditReport> {
 /**
  * Reads the whole reply topic and sets what it holds against the decisions the core made. The topic is
  * keyed by hold_id, not by account, and kept for a day (pipeline/kafka.ts): what retention removed is
- * counted unverifiable, not different.
+ * counted unverifiable, not different. A decision for a record the recompute read (its trails) that the
+ * core made no decision for is a difference; one for a record it did not read, outside the range.
  */
 async function checkHoldDecisions(
   kafka: ReturnType<typeof createKafka>,
@@ -159,7 +166,10 @@ async function checkHoldDecisions(
       (_partition, message) => addPublished(published, message.value),
       () => {},
     );
-  return { ...diffHoldDecisions(expected.holds, published), undecodable: published.undecodable };
+  return {
+    ...diffHoldDecisions(expected.holds, published, recordsReadOf(expected.trails)),
+    undecodable: published.undecodable,
+  };
 }
 
 /**
@@ -331,8 +341,9 @@ const ROW_TABLES: Partial<
 
 /**
  * Totals say how much is wrong; the rows say which. For every app and level whose raw events or
- * adjustments differ, the stored record_ids are read and set against the recomputed ones: the records
- * with no row, and the rows with no record, become the evidence of that difference.
+ * adjustments differ, the stored records (account and record_id) are read and set against the
+ * recomputed ones: the records with no row, and the rows with no record, become the evidence of that
+ * difference (rowEvidence).
  */
 async function explainMissingRows(
   config: Config,
@@ -364,17 +375,17 @@ async function explainMissingRows(
           rowScope(range),
         ),
       );
-      const want = groupsOf(expected).get(usageGroupKey(enterpriseId ?? "", level ?? ""))?.ids ?? [];
-      const storedSet = new Set(stored);
-      const wantSet = new Set(want);
-      const missing = want.filter((id) => !storedSet.has(id));
-      const extra = stored.filter((id) => !wantSet.has(id)).sort();
-      if (missing.length + extra.length === 0) continue;
-      const recordIds = [...missing, ...extra];
+      const want = groupsOf(expected).get(usageGroupKey(enterpriseId ?? "", level ?? ""));
+      const found = rowEvidence(table, want, stored);
+      if (found === undefined) continue;
       for (const difference of list) {
-        difference.explained_by = `${missing.length} record(s) with no row in ${table}, then ${extra.length} row(s) with no record in the topic`;
-        difference.record_ids = recordIds.slice(0, RECORD_IDS_CAP);
-        difference.record_ids_total = recordIds.length;
+        difference.explained_by = found.explained_by;
+        difference.record_ids = [...found.record_ids];
+        difference.record_ids_total = found.record_ids_total;
+        // Last in the difference, as diffStores puts them.
+        delete difference.record_account_keys;
+        if (found.record_account_keys !== undefined)
+          difference.record_account_keys = [...found.record_account_keys];
       }
     }
   } finally {

@@ -5,9 +5,11 @@ import { comparedAccount } from "./diff.ts";
 import { ADJUSTMENT_FIELDS, type Figures, REVENUE_FIELDS, USAGE_FIELDS } from "./figures.ts";
 import type { ComparedDecision } from "./hold-decisions.ts";
 import {
+  type AccountIds,
   type AccountTrail,
   type AdjustmentGroup,
   type AppRevenueExpected,
+  accountIndexOf,
   type Expected,
   RECOMPUTE_CHUNK,
   type RecomputeCounts,
@@ -121,28 +123,55 @@ function sortedMap<V>(entries: Iterable<[string, V]>): Map<string, V> {
   return new Map([...entries].sort(([a], [b]) => compareText(a, b)));
 }
 
-/** Adds one unit's groups into the merged ones: figures summed, record ids appended. */
-function mergeGroups<F extends string, G extends { figures: Figures<F>; ids: string[] }>(
+/**
+ * Adds one unit's groups into the merged ones: figures summed, record ids appended with their accounts.
+ * `indexes` holds each merged group's accounts by key, to find an account's index in it.
+ */
+function mergeGroups<F extends string, G extends AccountIds & { figures: Figures<F> }>(
   merged: Map<string, G>,
   groups: Map<string, G>,
   fields: readonly F[],
+  indexes: Map<AccountIds, Map<string, number>>,
 ): void {
   for (const [key, group] of groups) {
     const into = merged.get(key);
     if (into === undefined) {
-      merged.set(key, { ...group, figures: { ...group.figures }, ids: [...group.ids] });
+      const copy = {
+        ...group,
+        figures: { ...group.figures },
+        ids: [...group.ids],
+        accountOf: [...group.accountOf],
+        accounts: [...group.accounts],
+      };
+      merged.set(key, copy);
+      indexes.set(copy, accountIndexOf(copy));
       continue;
     }
     for (const field of fields) into.figures[field] += group.figures[field];
-    for (const id of group.ids) into.ids.push(id);
+    // The unit's accounts, each once, to the merged group's: then every id is two array pushes.
+    const index = indexes.get(into)!;
+    const remap = group.accounts.map((account) => {
+      let at = index.get(account);
+      if (at === undefined) {
+        at = into.accounts.length;
+        into.accounts.push(account);
+        index.set(account, at);
+      }
+      return at;
+    });
+    for (let i = 0; i < group.ids.length; i++) {
+      into.ids.push(group.ids[i]!);
+      into.accountOf.push(remap[group.accountOf[i]!]!);
+    }
   }
 }
 
 /**
  * The figures of every unit as one Expected, the same whatever thread computed which unit: units are
  * taken in order (partition order), maps are built in key order, and the record ids of an app's usage,
- * adjustments and revenue are its ids unit after unit, so in (partition, offset) order (in the one unit
- * of a topic whose partition count changed: in the log order it was applied in). Counts are summed.
+ * adjustments and revenue (each with its account) are its ids unit after unit, so in (partition,
+ * offset) order (in the one unit of a topic whose partition count changed: in the log order it was
+ * applied in). Counts are summed.
  */
 export function mergeUnits(results: readonly UnitResult[]): Expected {
   const ordered = [...results].sort((a, b) => a.unit - b.unit);
@@ -152,15 +181,16 @@ export function mergeUnits(results: readonly UnitResult[]): Expected {
   const adjustments = new Map<string, AdjustmentGroup>();
   const revenue = new Map<string, AppRevenueExpected>();
   const holds: [string, ComparedDecision][] = [];
+  const indexes = new Map<AccountIds, Map<string, number>>();
   const counts = zeroCounts();
   for (const { expected } of ordered) {
     for (const key of Object.keys(expected.state.accounts))
       accounts.push([key, expected.state.accounts[key]!]);
     for (const entry of expected.trails) trails.push(entry);
     for (const entry of expected.holds) holds.push(entry);
-    mergeGroups(usage, expected.usage, USAGE_FIELDS);
-    mergeGroups(adjustments, expected.adjustments, ADJUSTMENT_FIELDS);
-    mergeGroups(revenue, expected.revenue, REVENUE_FIELDS);
+    mergeGroups(usage, expected.usage, USAGE_FIELDS, indexes);
+    mergeGroups(adjustments, expected.adjustments, ADJUSTMENT_FIELDS, indexes);
+    mergeGroups(revenue, expected.revenue, REVENUE_FIELDS, indexes);
     for (const name of Object.keys(counts) as (keyof RecomputeCounts)[])
       counts[name] += expected.counts[name];
   }

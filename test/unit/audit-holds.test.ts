@@ -5,6 +5,7 @@ import {
   diffHoldDecisions,
   emptyPublished,
   type PublishedDecisions,
+  recordsReadOf,
 } from "../../pipeline/audit/hold-decisions.ts";
 import { type Expected, Recomputer } from "../../pipeline/audit/recompute.ts";
 import { buildAuditReport, formatSummary } from "../../pipeline/audit/report.ts";
@@ -19,7 +20,7 @@ import {
   holdRecordSchema,
   type InputRecord,
 } from "../../schemas/index.ts";
-import { APP_IDS, at } from "./builders.ts";
+import { APP_IDS, at, usage } from "./builders.ts";
 
 /**
  * The audit recomputes every hold decision and sets it against the reply topic (issue 15: "agentmeter
@@ -198,4 +199,86 @@ describe("audit: hold decisions against the reply topic", () => {
     assert.match(formatSummary(report), /6 hold decisions/);
     assert.match(formatSummary(report), /1 decisions not comparable .* 2 messages that are not a decision/);
   });
+
+  it("given a decision for a record of the range that the core made no decision for, it is a difference naming its hold, not outside_range", () => {
+    const expected = recomputeWithUsage();
+    const decisions = processorDecisions();
+    const granted = decisions.find((decision) => decision.hold_id === "c")!;
+    // A decision the records do not give (twice: a crash republished it), and one for a record after the range.
+    const phantom = { ...granted, record_id: "u-7", hold_id: "z" };
+    const later = { ...granted, record_id: "h-later", hold_id: "y" };
+    const published = publish([...decisions, phantom, phantom, later]);
+    const check = diffHoldDecisions(expected.holds, published, recordsReadOf(expected.trails));
+    assert.equal(check.outside_range, 1, "only the decision for a record the audit did not read");
+    assert.equal(check.checked, records.length + 1);
+    assert.deepEqual(
+      check.differences.map((d) => [
+        d.store,
+        d.subject,
+        d.account_key,
+        d.field,
+        d.expected,
+        d.actual,
+        d.record_ids,
+      ]),
+      [["kafka.hold_decisions", "z", granted.account_key, "decision", null, "published", ["u-7"]]],
+    );
+    assert.match(check.differences[0]!.explained_by, /no hold decision for; 2 decision\(s\) for it/);
+    // The same record id under an account that has no such record: not a record of the range.
+    const otherAccount = { ...phantom, account_key: "app:app_456:enduser_2", platform_user_id: "enduser_2" };
+    const elsewhere = diffHoldDecisions(
+      expected.holds,
+      publish([...decisions, otherAccount]),
+      recordsReadOf(expected.trails),
+    );
+    assert.deepEqual([elsewhere.differences.length, elsewhere.outside_range], [0, 1]);
+  });
+
+  it("given a decision for a record of the range on a reply topic retention has cut, it is found, so still a difference", () => {
+    const expected = recomputeWithUsage();
+    const decisions = processorDecisions();
+    const phantom = { ...decisions[0]!, record_id: "u-7", hold_id: "z" };
+    const check = diffHoldDecisions(
+      expected.holds,
+      publish([...decisions.filter((decision) => decision.hold_id !== "e"), phantom], false),
+      recordsReadOf(expected.trails),
+    );
+    assert.equal(check.unverifiable, 1, "e's decision, not on the cut topic");
+    assert.equal(check.outside_range, 0);
+    assert.deepEqual(
+      check.differences.map((d) => `${d.subject} ${d.field} ${d.expected} -> ${d.actual}`),
+      ["z decision null -> published"],
+    );
+  });
+
+  it("names a decision the core did not make by the least hold id of its copies, whatever their order", () => {
+    const expected = recomputeWithUsage();
+    const decisions = processorDecisions();
+    const copies = [
+      { ...decisions[0]!, record_id: "u-7", hold_id: "m" },
+      { ...decisions[0]!, record_id: "u-7", hold_id: "k" },
+    ];
+    const read = recordsReadOf(expected.trails);
+    const one = diffHoldDecisions(expected.holds, publish([...decisions, ...copies]), read);
+    const other = diffHoldDecisions(expected.holds, publish([...decisions, ...copies.reverse()]), read);
+    assert.deepEqual(one.differences, other.differences);
+    assert.deepEqual(
+      one.differences.map((d) => d.subject),
+      ["k"],
+    );
+  });
 });
+
+/** The fixture's records and, after them, a usage record u-7 of enduser_789: no hold decision for it. */
+function recomputeWithUsage(): Expected {
+  const recomputer = new Recomputer(defaultBillingConfig, 65_536);
+  const range = [...records, usage({ record_id: "u-7", occurred_at: at(4) })];
+  for (const [offset, record] of range.entries()) {
+    recomputer.add(0, {
+      offset: String(offset),
+      key: Buffer.from(accountKeyOf(record)),
+      value: Buffer.from(JSON.stringify(record)),
+    });
+  }
+  return recomputer.finish();
+}
