@@ -7,17 +7,25 @@
  *
  * For each count it builds the account from that many usage records (one chat, one a second, all
  * inside the dedupe horizon and the correction window), then times batches of one and of ten usage
- * records, each applied to the result of the last (as the processor's cache does). Not a test: it
- * prints what this machine does.
+ * records, each applied to the result of the last (as the processor's cache does). Then the same
+ * account in the processor's own planning (`PartitionWorker.plan`, with stores in memory): one record
+ * a batch: the core's apply and the plan around it (the projections, and the size check of the
+ * account document, which bounded its whole state). Not a test: it prints what this machine does.
  */
 import { parseArgs } from "node:util";
+import { creditAuthorization } from "../pipeline/auth/signature.ts";
+import type { AccountState } from "../pipeline/core/index.ts";
 import {
   applyBatch,
   applyBatchInPlace,
   type BillingState,
   parseBillingConfig,
 } from "../pipeline/core/index.ts";
-import { type InputRecord, inputRecordSchema } from "../schemas/index.ts";
+import { createLogger } from "../pipeline/log.ts";
+import type { InputMessage } from "../pipeline/processor/admit.ts";
+import { PartitionWorker } from "../pipeline/processor/partition-worker.ts";
+import type { DocRef, LoadedDoc } from "../pipeline/processor/ports.ts";
+import { accountKeyOf, type InputRecord, type InputRecordJson, inputRecordSchema } from "../schemas/index.ts";
 
 const { values } = parseArgs({
   options: {
@@ -47,7 +55,11 @@ const config = parseBillingConfig({
 let nextId = 0;
 
 function usage(second: number): InputRecord {
-  return inputRecordSchema.parse({
+  return inputRecordSchema.parse(usageJson(second));
+}
+
+function usageJson(second: number): InputRecordJson {
+  return {
     type: "usage",
     record_id: `u-${nextId++}`,
     level: "app_usage",
@@ -60,7 +72,7 @@ function usage(second: number): InputRecord {
     chat_id: "chat-1",
     agent_usage: { Agent: { prompt_tokens: 10, completion_tokens: 10 } },
     occurred_at: new Date(T0 + second * 1000).toISOString(),
-  });
+  };
 }
 
 function fmt(ms: number): string {
@@ -92,3 +104,71 @@ function run(ids: number, print: boolean): void {
     );
   }
 }
+
+/** Stores in memory: every load finds `body` for the account and nothing else; writes are dropped. */
+function memoryStore(body?: AccountState) {
+  return {
+    refOf: (...parts: unknown[]): DocRef => ({ namespace: "bench", id: JSON.stringify(parts) }),
+    legacyRefOf: (): DocRef => ({ namespace: "bench", id: "legacy" }),
+    load: async (refs: readonly DocRef[]) =>
+      new Map<DocRef, LoadedDoc<AccountState>>(refs.map((ref) => [ref, { body, wm: null }])),
+    write: async () => {},
+    prepareApp: async () => {},
+    problemOf: () => undefined,
+  };
+}
+
+async function planned(ids: number, batchCount: number): Promise<void> {
+  let second = 0;
+  const built: BillingState = { accounts: {} };
+  applyBatchInPlace(
+    built,
+    Array.from({ length: ids }, () => ({ record: usage(second++) })),
+    config,
+  );
+  const account = Object.values(built.accounts)[0]!;
+  const worker = new PartitionWorker(
+    "bench",
+    0,
+    {
+      accounts: memoryStore(account) as never,
+      ledgers: memoryStore() as never,
+      registry: memoryStore() as never,
+      knownShared: new Set(),
+      costWatch: { refresh() {}, check: () => [] } as never,
+      billing: config,
+      maxRecordBytes: 64 * 1024,
+      maxCachedAccounts: 1_000,
+      maxStateMessageBytes: 900 * 1024,
+      creditPolicy: creditAuthorization({}),
+      logger: createLogger("silent"),
+      now: () => new Date(T0),
+      applyFailures: { open: true },
+    },
+    { source: "bench", partitionCounts: [1] },
+  );
+  let offset = 0;
+  const message = (): InputMessage => {
+    const json = usageJson(second++);
+    return {
+      offset: String(offset++),
+      key: Buffer.from(accountKeyOf(json as never)),
+      value: Buffer.from(JSON.stringify(json)),
+      timestamp: String(Date.parse(json.occurred_at as string)),
+    };
+  };
+  await worker.plan([message()]); // loads the account
+  const started = process.cpuUsage();
+  for (let i = 0; i < batchCount; i++) {
+    const plan = await worker.plan([message()]);
+    if (plan.stats.applied !== 1)
+      throw new Error(`bench/core-history: a record was not applied (${JSON.stringify(plan.stats)})`);
+  }
+  const used = process.cpuUsage(started);
+  process.stdout.write(
+    `  ${String(ids).padStart(7)} records remembered: ${fmt((used.user + used.system) / 1000 / batchCount).padStart(9)} CPU a batch\n`,
+  );
+}
+
+process.stdout.write("the processor's plan() of one-record batches on that account (stores in memory)\n");
+for (const ids of idCounts) await planned(ids, Math.min(batches, 100));

@@ -1,9 +1,9 @@
 import type { BalanceSnapshot, InputRecord, Level } from "../../schemas/index.ts";
 import { accountKeyOf } from "../../schemas/index.ts";
 import type { BillingConfig } from "./billing-config.ts";
+import { boundedMap } from "./bson-size-bound.ts";
 import type { CorrectionsState } from "./corrections.ts";
 import type { DedupeState } from "./dedupe.ts";
-import { LayeredMap } from "./layered-map.ts";
 import { copyMap, emptyMap, ownValue } from "./own.ts";
 
 /** Per-agent running totals of an open chat; they become the per-agent figures of the chat's summary. */
@@ -156,7 +156,7 @@ export function newAccount(record: InputRecord, config: BillingConfig): AccountS
     in_overdraft: false,
     chats: emptyMap(),
     dedupe: {
-      seen: new LayeredMap(),
+      seen: boundedMap(),
       count: 0,
       max_event_ms: null,
       oldest_ms: null,

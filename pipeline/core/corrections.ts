@@ -8,9 +8,10 @@ import {
 import { type AccountState, balanceSnapshot, canContinue } from "./account.ts";
 import { BASIS_POINTS_BIG } from "./basis-points.ts";
 import type { BillingConfig } from "./billing-config.ts";
+import { boundedMap } from "./bson-size-bound.ts";
 import { overdraftEvents, resumableEvents, thresholdEvents } from "./budget.ts";
 import { returnGrants } from "./grants.ts";
-import { LayeredMap } from "./layered-map.ts";
+import type { LayeredMap } from "./layered-map.ts";
 import type { OutputBase } from "./output-base.ts";
 import { paidReturnAfterWriteOff } from "./periods.ts";
 import { splitRevenue } from "./split.ts";
@@ -76,7 +77,7 @@ export type CorrectionsState = {
 
 export function emptyCorrections(): CorrectionsState {
   return {
-    usage: new LayeredMap(),
+    usage: boundedMap(),
     count: 0,
     oldest_ms: null,
     voided_tokens: 0,

@@ -24,11 +24,20 @@
  */
 export class LayeredMap<K, V> extends Map<K, V> {
   #node: VersionNode<K, V> = new VersionNode(new Map());
+  #lineage: Lineage = { reroots: 0 };
   #size = 0;
+  readonly #weigh: Weigh<K, V> | undefined;
+  #weight = 0;
 
-  constructor(entries?: Iterable<readonly [K, V]>) {
+  /**
+   * `weigh`, when given, is summed over the entries as they are set and deleted (`weight`), so a figure
+   * of the whole map (the account document's size bound) costs nothing per read. It must depend only
+   * on the key and value (a value is never mutated once set); undefined makes the weight unknown.
+   */
+  constructor(entries?: Iterable<readonly [K, V]>, weigh?: Weigh<K, V>) {
     // Map's constructor would call the overridden set before the fields above exist.
     super();
+    this.#weigh = weigh;
     if (entries !== undefined) for (const [key, value] of entries) this.set(key, value);
   }
 
@@ -36,40 +45,67 @@ export class LayeredMap<K, V> extends Map<K, V> {
     return this.#size;
   }
 
+  /** The sum of `weigh` over the entries; undefined without `weigh` or once it returned undefined. */
+  get weight(): number | undefined {
+    return this.#weigh === undefined || Number.isNaN(this.#weight) ? undefined : this.#weight;
+  }
+
   override has(key: K): boolean {
-    return rootMap(this.#node).has(key);
+    return this.#map().has(key);
   }
 
   override get(key: K): V | undefined {
-    return rootMap(this.#node).get(key);
+    return this.#map().get(key);
   }
 
   override set(key: K, value: V): this {
     const map = this.#writable(key);
+    const weigh = this.#weigh;
     if (!map.has(key)) this.#size += 1;
+    else if (weigh !== undefined) this.#weight -= weigh(key, map.get(key) as V) ?? Number.NaN;
+    if (weigh !== undefined) this.#weight += weigh(key, value) ?? Number.NaN;
     map.set(key, value);
     return this;
   }
 
   override delete(key: K): boolean {
-    if (!rootMap(this.#node).has(key)) return false;
-    this.#writable(key).delete(key);
+    if (!this.#map().has(key)) return false;
+    const map = this.#writable(key);
+    if (this.#weigh !== undefined) this.#weight -= this.#weigh(key, map.get(key) as V) ?? Number.NaN;
+    map.delete(key);
     this.#size -= 1;
     return true;
   }
 
   override clear(): void {
     this.#node = new VersionNode(new Map());
+    this.#lineage = { reroots: 0 };
     this.#size = 0;
+    this.#weight = 0;
   }
 
   /** An independent map with the same entries; neither sees the other's later changes. O(1). */
   copy(): LayeredMap<K, V> {
-    const copy = new LayeredMap<K, V>();
+    const copy = new LayeredMap<K, V>(undefined, this.#weigh);
     this.#node.shared = true;
     copy.#node = this.#node;
+    copy.#lineage = this.#lineage;
     copy.#size = this.#size;
+    copy.#weight = this.#weight;
     return copy;
+  }
+
+  /** A map of `entries` with no history shared with this one, weighed as this one is. */
+  unrelated(entries?: Iterable<readonly [K, V]>): LayeredMap<K, V> {
+    return new LayeredMap<K, V>(entries, this.#weigh);
+  }
+
+  /** The shared Map, holding this version. */
+  #map(): Map<K, V> {
+    const node = this.#node;
+    if (node.map !== undefined) return node.map;
+    this.#lineage.reroots += 1;
+    return rootMap(node);
   }
 
   /**
@@ -78,7 +114,7 @@ export class LayeredMap<K, V> extends Map<K, V> {
    */
   #writable(key: K): Map<K, V> {
     const node = this.#node;
-    const map = rootMap(node);
+    const map = this.#map();
     if (!node.shared) return map;
     const next = new VersionNode<K, V>(map);
     // Whoever reaches `node` now reaches `next` through it: `next` is shared from its start.
@@ -89,7 +125,7 @@ export class LayeredMap<K, V> extends Map<K, V> {
   }
 
   override entries(): MapIterator<[K, V]> {
-    return Array.from(rootMap(this.#node)).values() as MapIterator<[K, V]>;
+    return Array.from(this.#map()).values() as MapIterator<[K, V]>;
   }
 
   override [Symbol.iterator](): MapIterator<[K, V]> {
@@ -97,22 +133,40 @@ export class LayeredMap<K, V> extends Map<K, V> {
   }
 
   override keys(): MapIterator<K> {
-    return Array.from(rootMap(this.#node).keys()).values() as MapIterator<K>;
+    return Array.from(this.#map().keys()).values() as MapIterator<K>;
   }
 
   override values(): MapIterator<V> {
-    return Array.from(rootMap(this.#node).values()).values() as MapIterator<V>;
+    return Array.from(this.#map().values()).values() as MapIterator<V>;
   }
 
+  /**
+   * Visits the shared Map itself, with no snapshot: the walk for hot paths (the size bound, packing),
+   * several times faster than iterating. A callback that reads another version of this map would
+   * move the shared Map under the walk: that throws instead of visiting a mix of versions.
+   */
   override forEach(callback: (value: V, key: K, map: Map<K, V>) => void, thisArg?: unknown): void {
-    for (const [key, value] of this.entries()) callback.call(thisArg, value, key, this);
+    const lineage = this.#lineage;
+    const map = this.#map();
+    const reroots = lineage.reroots;
+    map.forEach((value, key) => {
+      if (lineage.reroots !== reroots)
+        throw new Error("LayeredMap.forEach: another version of the map was read during the walk");
+      callback.call(thisArg, value, key, this);
+    });
   }
 
   /** For node's inspect (console.log, assertion messages): the entries, not the unused Map storage. */
   [Symbol.for("nodejs.util.inspect.custom")](): Map<K, V> {
-    return new Map(rootMap(this.#node));
+    return new Map(this.#map());
   }
 }
+
+/** A figure of one entry, summed over the map (LayeredMap's `weight`). */
+export type Weigh<K, V> = (key: K, value: V) => number | undefined;
+
+/** What the versions of one map share besides the Map: how often it was moved to another version. */
+type Lineage = { reroots: number };
 
 /**
  * One version's place in the shared history. The root holds the Map; any other node is its `next`

@@ -11,10 +11,10 @@ import type {
   SessionSummary,
 } from "../../schemas/index.ts";
 import { bigintReplacer } from "../../schemas/index.ts";
+import { bsonSizeBound } from "../core/bson-size-bound.ts";
 import type { AccountState } from "../core/index.ts";
 import type { RevenueLedger } from "../core/revenue-ledger.ts";
 import { AgentmeterError } from "../errors.ts";
-import { bsonSizeBound } from "./bson-size-bound.ts";
 import type { HoldRegistry } from "./hold-registry.ts";
 import type { PendingWrite, PositionedAdjustment, PositionedOutcome, ProjectionWrite } from "./ports.ts";
 

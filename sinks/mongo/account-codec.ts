@@ -12,9 +12,10 @@
  * `corrections.usage` as a map and are read as they are; the next write of the account packs it.
  */
 import { z } from "zod";
+import { boundedMap } from "../../pipeline/core/bson-size-bound.ts";
 import type { UsageMemo } from "../../pipeline/core/corrections.ts";
 import type { AccountState } from "../../pipeline/core/index.ts";
-import { LayeredMap } from "../../pipeline/core/layered-map.ts";
+import type { LayeredMap } from "../../pipeline/core/layered-map.ts";
 import { formatIssues } from "../../schemas/decode.ts";
 
 /**
@@ -68,7 +69,7 @@ const packedSchema = z.array(
 
 function pack(usage: ReadonlyMap<string, UsageMemo>, ownApp: string | null): string {
   const tuples: PackedMemo[] = [];
-  for (const [id, m] of usage) {
+  usage.forEach((m, id) => {
     const tuple: PackedMemo = [
       id,
       m.at_ms,
@@ -88,7 +89,7 @@ function pack(usage: ReadonlyMap<string, UsageMemo>, ownApp: string | null): str
     if (m.drawn_ms !== undefined || writtenOff !== undefined) tuple.push(m.drawn_ms ?? null);
     if (writtenOff !== undefined) tuple.push(writtenOff);
     tuples.push(tuple);
-  }
+  });
   return JSON.stringify(tuples);
 }
 
@@ -107,21 +108,24 @@ const seenPackedSchema = z
 
 function packSeen(seen: ReadonlyMap<string, number>): string {
   const flat: (string | number)[] = [];
-  for (const [id, at] of seen) flat.push(id, at);
+  // forEach walks a LayeredMap's entries without the snapshot its iterator takes.
+  seen.forEach((at, id) => {
+    flat.push(id, at);
+  });
   return JSON.stringify(flat);
 }
 
 function unpackSeen(packed: string): LayeredMap<string, number> {
   const flat = seenPackedSchema.parse(JSON.parse(packed));
   // In the stored order: a reloaded account is the same value.
-  const seen = new LayeredMap<string, number>();
+  const seen = boundedMap<number>();
   for (let i = 0; i < flat.length; i += 2) seen.set(flat[i] as string, flat[i + 1] as number);
   return seen;
 }
 
 function unpack(packed: string, ownApp: string | null): LayeredMap<string, UsageMemo> {
   const tuples = packedSchema.parse(JSON.parse(packed));
-  const usage = new LayeredMap<string, UsageMemo>();
+  const usage = boundedMap<UsageMemo>();
   for (const [
     id,
     at,
@@ -235,5 +239,5 @@ function fieldsMap<V>(
 ): { value: LayeredMap<string, V> } | { problem: string } {
   const parsed = schema.safeParse(fields);
   if (!parsed.success) return { problem: `${field}: ${formatIssues(parsed.error.issues)}` };
-  return { value: new LayeredMap(Object.entries(parsed.data)) };
+  return { value: boundedMap(Object.entries(parsed.data)) };
 }

@@ -11,7 +11,7 @@ export function cloneState<T>(value: T): T {
 
 function copy(value: unknown): unknown {
   if (typeof value !== "object" || value === null) return value;
-  if (value instanceof LayeredMap) return new LayeredMap([...value].map(([k, v]) => [k, copy(v)] as const));
+  if (value instanceof LayeredMap) return value.unrelated([...value].map(([k, v]) => [k, copy(v)] as const));
   if (value instanceof Map) return new Map([...value].map(([k, v]) => [copy(k), copy(v)] as const));
   if (value instanceof Set) return new Set([...value].map(copy));
   if (value instanceof Date) return new Date(value.getTime());

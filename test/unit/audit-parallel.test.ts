@@ -17,6 +17,7 @@ import { isAgentmeterError } from "../../pipeline/errors.ts";
 import { partitionForKey } from "../../pipeline/processor/partitioning.ts";
 import { generateWorkload, prng } from "../../pipeline/simulate/workload.ts";
 import { accountKeyOf, type InputRecordJson, SCHEMA_VERSION } from "../../schemas/index.ts";
+import { cloneState } from "../support/clone-state.ts";
 import { correctionsOf } from "../support/corrections.ts";
 import { PLATFORM_IDS, tokens, usage } from "./builders.ts";
 
@@ -135,7 +136,7 @@ function tamperedStores(expected: Expected): {
       .sort()
       .map((key, index) => {
         const account = expected.state.accounts[key]!;
-        const doc = structuredClone(account) as unknown as Record<string, unknown>;
+        const doc = cloneState(account) as unknown as Record<string, unknown>;
         if (index % 3 === 0) doc.credited_tokens = Number(doc.credited_tokens) + 17;
         return [
           account.account_key,

@@ -12,6 +12,7 @@ import { parseBillingConfig } from "../../pipeline/core/index.ts";
 import { isAgentmeterError } from "../../pipeline/errors.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import { accountKeyOf } from "../../schemas/index.ts";
+import { cloneState } from "../support/clone-state.ts";
 
 const billing = parseBillingConfig({});
 const records = [...generateWorkload({ seed: 3, records: 400, apps: 2, usersPerApp: 4, runId: "unit" })];
@@ -42,7 +43,7 @@ function faithfulStores(expected: Expected): {
         account_key: account.account_key,
         level: account.level,
         enterprise_id: account.enterprise_id,
-        doc: structuredClone(account) as never,
+        doc: cloneState(account) as never,
       },
     ]),
   );

@@ -596,7 +596,7 @@ describe("account document size guard (checkSizes, 15 MiB)", () => {
 
   /** The account with its chat's workflow name padded so that the document is exactly `bytes` of BSON. */
   function accountOfSize(bytes: number): AccountState {
-    const account = structuredClone(base);
+    const account = cloneState(base);
     const chat = account.chats["chat-1"]!;
     chat.workflow_name = "";
     const empty = bsonSize(account);
@@ -607,7 +607,7 @@ describe("account document size guard (checkSizes, 15 MiB)", () => {
 
   /** The account with `n` open chats like its one (about 14,000 real ones pass MongoDB's 16 MiB). */
   function accountWithChats(n: number): AccountState {
-    const account = structuredClone(base);
+    const account = cloneState(base);
     const chat = account.chats["chat-1"]!;
     const agents = Object.fromEntries(
       Array.from({ length: 8 }, (_, i) => [`ResearchAgent_${i}`, { ...chat.agents.Agent! }]),
@@ -632,7 +632,7 @@ describe("account document size guard (checkSizes, 15 MiB)", () => {
   });
 
   test("Given a normal plan, Then it passes", () => {
-    const other = structuredClone(base);
+    const other = cloneState(base);
     checkSizes(planWith(base, other), 900 * 1024);
     checkSizes(emptyPlan(TOPIC, 0, { first: undefined, last: undefined }, at(0)), 900 * 1024);
   });

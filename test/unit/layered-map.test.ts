@@ -37,8 +37,19 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("check" as const), version: fc.nat() }) },
 );
 
+/** A weight that depends on key and value, as the size bound's does. */
+const weigh = (key: string, value: number) => key.length + (Math.abs(value) % 7);
+
 function sameAs(actual: LayeredMap<string, number>, model: Map<string, number>): void {
   assert.equal(actual.size, model.size);
+  let weight = 0;
+  for (const [key, value] of model) weight += weigh(key, value);
+  assert.equal(actual.weight, weight);
+  const walked: [string, number][] = [];
+  actual.forEach((value, key) => {
+    walked.push([key, value]);
+  });
+  assert.deepEqual(new Map(walked), model);
   // As sets of entries: an older version read after newer deletions may list restored keys last.
   assert.deepEqual(new Map(actual), model);
   assert.deepEqual([...actual.keys()].sort(), [...model.keys()].sort());
@@ -55,7 +66,12 @@ describe("LayeredMap", () => {
         fc.array(fc.tuple(fc.nat(40), fc.integer()), { maxLength: 30 }),
         fc.array(op, { maxLength: 300 }),
         (start, ops) => {
-          const versions = [new LayeredMap<string, number>(start.map(([k, v]) => [`k${k}`, v]))];
+          const versions = [
+            new LayeredMap<string, number>(
+              start.map(([k, v]) => [`k${k}`, v]),
+              weigh,
+            ),
+          ];
           const models = [new Map<string, number>(start.map(([k, v]) => [`k${k}`, v]))];
           for (const step of ops) {
             const i = step.version % versions.length;
@@ -124,6 +140,29 @@ describe("LayeredMap", () => {
         ["a", 5],
       ],
     );
+  });
+
+  test("a forEach callback that reads another version of the map throws instead of walking a mix", () => {
+    const map = new LayeredMap<string, number>([
+      ["a", 1],
+      ["b", 2],
+      ["c", 3],
+    ]);
+    const copy = map.copy();
+    copy.set("d", 4);
+    assert.throws(
+      () =>
+        map.forEach(() => {
+          copy.get("d");
+        }),
+      /another version of the map was read during the walk/,
+    );
+    // Reading the same version, or another map, is fine
+    let seen = 0;
+    map.forEach(() => {
+      seen += map.has("a") ? 1 : 0;
+    });
+    assert.equal(seen, 3);
   });
 
   test("deleting while iterating visits every entry once; deep equality compares entries, not storage", () => {
