@@ -1,5 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Admin } from "kafkajs";
 import { createMongo } from "../../sinks/mongo/client.ts";
+import { redactUrl } from "../auth/redact.ts";
 import type { Config } from "../config.ts";
 import type { BillingConfig } from "../core/index.ts";
 import { AgentmeterError } from "../errors.ts";
@@ -7,8 +9,10 @@ import { createKafka } from "../kafka.ts";
 import type { Logger } from "../log.ts";
 import { Processor } from "../processor/processor.ts";
 import type { ProcessorTotals } from "../processor/totals.ts";
+import { clickHouseFor } from "../runtime/clients.ts";
 import { suffixedConfig } from "./namespace.ts";
 import { reach } from "./reach.ts";
+import { type NamespaceContents, refusalOfReads } from "./replay-refusal.ts";
 
 export interface ReplayProgress {
   done: number;
@@ -22,66 +26,111 @@ export interface ReplayResult {
 }
 
 /**
- * Rebuilds a namespace from the topic with the live processor's own code: a Processor whose group,
- * databases and output topics carry the suffix consumes the topic from the beginning until its group has
- * committed every partition up to the end captured at start, then stops. Its commit is the last step of a
- * flush, so a committed end means every store of the namespace holds the records before it.
- */
-/**
  * A replay writes into databases named by its suffix, and app databases by the suffix alone (to stay
  * under 63 bytes): another replay with that suffix, of this namespace or another on the same server,
- * may have written them. Replaying on top would find its records already applied (as duplicates) and
- * audit clean while proving nothing, so a namespace that holds any of them is refused.
+ * may have written them. Replaying on top would prove nothing, so a namespace any store of which holds
+ * an earlier replay's output is refused (replay-refusal.ts decides from what the checks below read).
+ * Every store is read (at once), so the refusal names all that was found; a store that does not answer
+ * is reported as such (SERVICE_UNAVAILABLE, by reach), never as a used namespace (refusalOfReads). Each
+ * check closes its own client before the decision: a refusal leaves nothing connected.
  */
-async function refuseUsedNamespace(namespace: Config, suffix: string): Promise<void> {
+async function refuseUsedNamespace(namespace: Config, suffix: string, logger: Logger): Promise<void> {
+  const [mongo, clickhouse, kafka] = await Promise.allSettled([
+    mongoDatabases(namespace),
+    clickhouseTables(namespace, logger),
+    kafkaOffsets(namespace, logger),
+  ]);
+  const refusal = refusalOfReads(namespace, suffix, { mongo, clickhouse, kafka });
+  if (refusal !== undefined) throw new AgentmeterError("CLI_USAGE", refusal);
+}
+
+/** The names of every database on the MongoDB server. */
+async function mongoDatabases(namespace: Config): Promise<string[]> {
   const mongo = createMongo(namespace.MONGODB_URI);
   try {
-    const { databases } = await reach("MongoDB", namespace.MONGODB_URI, () =>
+    const { databases } = await reach("MongoDB", redactUrl(namespace.MONGODB_URI), () =>
       mongo.db("admin").admin().listDatabases({ nameOnly: true }),
     );
-    const taken = databases
-      .map((db) => db.name)
-      .filter(
-        (name) =>
-          name === namespace.AGENTMETER_PLATFORM_DB ||
-          name === namespace.AGENTMETER_WORKFLOW_DB ||
-          name.startsWith(namespace.AGENTMETER_APP_DB_PREFIX),
-      );
-    if (taken.length > 0)
-      throw new AgentmeterError("CLI_USAGE", usedNamespaceRefusal(namespace, suffix, taken));
+    return databases.map((db) => db.name);
   } finally {
     await mongo.close();
   }
 }
 
-/**
- * The refusal of a replay into a used suffix: the MongoDB databases found, and everything else of the
- * namespace a reuse must drop with them. The ClickHouse database holds the earlier replay's rows (the
- * audit would compare them), and the consumer group its committed offsets (the processor would start
- * where the earlier replay stopped, at the end of the topic, and apply nothing).
- */
-export function usedNamespaceRefusal(
-  namespace: Pick<
-    Config,
-    | "AGENTMETER_PLATFORM_DB"
-    | "AGENTMETER_WORKFLOW_DB"
-    | "AGENTMETER_APP_DB_PREFIX"
-    | "CLICKHOUSE_DATABASE"
-    | "AGENTMETER_GROUP_ID"
-  >,
-  suffix: string,
-  taken: readonly string[],
-): string {
-  const found = `${taken.slice(0, 3).join(", ")}${taken.length > 3 ? ` and ${taken.length - 3} more` : ""}`;
-  return (
-    `--suffix ${suffix}: the replay namespace is not empty (MongoDB ${found}). ` +
-    `To replay into this suffix again, drop all of it: the MongoDB databases ${namespace.AGENTMETER_PLATFORM_DB}, ` +
-    `${namespace.AGENTMETER_WORKFLOW_DB} and ${namespace.AGENTMETER_APP_DB_PREFIX}{app} (every app), ` +
-    `the ClickHouse database ${namespace.CLICKHOUSE_DATABASE} and the Kafka consumer group ` +
-    `${namespace.AGENTMETER_GROUP_ID} (its committed offsets); or choose another suffix`
-  );
+/** The tables of the namespace's ClickHouse database and their row counts (none: no such database). */
+async function clickhouseTables(
+  namespace: Config,
+  logger: Logger,
+): Promise<NamespaceContents["clickhouseTables"]> {
+  const client = clickHouseFor(namespace, logger);
+  try {
+    return await reach("ClickHouse", redactUrl(namespace.CLICKHOUSE_URL), async () => {
+      const result = await client.query({
+        query: "SELECT name, total_rows FROM system.tables WHERE database = {db:String} ORDER BY name",
+        query_params: { db: namespace.CLICKHOUSE_DATABASE },
+        format: "JSONEachRow",
+      });
+      return await result.json<{ name: string; total_rows: string | number | null }>();
+    });
+  } finally {
+    await client.close();
+  }
 }
 
+/**
+ * The consumer group's committed offsets and the reply topic's watermarks, read through one admin.
+ * Topics are listed first and only an existing one is asked about: asking a broker that auto-creates
+ * topics about a missing one would create it (a write before the refusal).
+ */
+async function kafkaOffsets(
+  namespace: Config,
+  logger: Logger,
+): Promise<Pick<NamespaceContents, "groupOffsets" | "replyOffsets">> {
+  const brokers = namespace.KAFKA_BROKERS.join(",");
+  const admin = createKafka(namespace, logger).admin();
+  await reach("Kafka", brokers, () => admin.connect());
+  try {
+    const topics = new Set(await reach("Kafka", brokers, () => admin.listTopics()));
+    return {
+      groupOffsets: await groupOffsets(admin, namespace, topics),
+      replyOffsets: await replyOffsets(admin, namespace, topics),
+    };
+  } finally {
+    await admin.disconnect().catch(() => {});
+  }
+}
+
+/** The group's offsets on the input topic (-1 where none is committed); none without the topic. */
+async function groupOffsets(
+  admin: Admin,
+  namespace: Config,
+  topics: ReadonlySet<string>,
+): Promise<NamespaceContents["groupOffsets"]> {
+  const topic = namespace.AGENTMETER_INPUT_TOPIC;
+  if (!topics.has(topic)) return [];
+  const [committed] = await reach("Kafka", namespace.KAFKA_BROKERS.join(","), () =>
+    admin.fetchOffsets({ groupId: namespace.AGENTMETER_GROUP_ID, topics: [topic] }),
+  );
+  return committed?.partitions ?? [];
+}
+
+/** The reply topic's low and high watermarks per partition; none without the topic. */
+async function replyOffsets(
+  admin: Admin,
+  namespace: Config,
+  topics: ReadonlySet<string>,
+): Promise<NamespaceContents["replyOffsets"]> {
+  const topic = namespace.AGENTMETER_HOLDS_TOPIC;
+  if (!topics.has(topic)) return [];
+  return await reach("Kafka", namespace.KAFKA_BROKERS.join(","), () => admin.fetchTopicOffsets(topic));
+}
+
+/**
+ * Rebuilds a namespace from the topic with the live processor's own code: a Processor whose group,
+ * databases and output topics carry the suffix consumes the topic from the beginning until its group has
+ * committed every partition up to the end captured at start, then stops. Its commit is the last step of a
+ * flush, so a committed end means every store of the namespace holds the records before it.
+ */
 export async function runReplay(options: {
   config: Config;
   suffix: string;
@@ -93,8 +142,8 @@ export async function runReplay(options: {
   const namespace = suffixedConfig(options.config, options.suffix);
   const topic = namespace.AGENTMETER_INPUT_TOPIC;
   const brokers = namespace.KAFKA_BROKERS.join(",");
-  // Before any client is opened: a refusal leaves nothing connected behind it.
-  await refuseUsedNamespace(namespace, options.suffix);
+  // Before anything is written or the replay's own clients are opened.
+  await refuseUsedNamespace(namespace, options.suffix, options.logger);
   const admin = createKafka(namespace, options.logger).admin();
   await reach("Kafka", brokers, () => admin.connect());
   const processor = new Processor(namespace, options.billing, options.logger);

@@ -6,12 +6,15 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { Difference } from "../../pipeline/audit/diff.ts";
+import { suffixedConfig } from "../../pipeline/audit/namespace.ts";
 import type { AuditReport } from "../../pipeline/audit/report.ts";
 import { auditCommand } from "../../pipeline/cli/audit.ts";
 import type { Io } from "../../pipeline/cli/io.ts";
 import { replayCommand } from "../../pipeline/cli/replay.ts";
 import type { Config } from "../../pipeline/config.ts";
 import { defaultPriceBook } from "../../pipeline/core/index.ts";
+import { createKafka } from "../../pipeline/kafka.ts";
+import { createLogger } from "../../pipeline/log.ts";
 import { clickHouseFor, mongoLayoutFor } from "../../pipeline/runtime/clients.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import type { InputRecordJson } from "../../schemas/index.ts";
@@ -144,7 +147,46 @@ describe("audit and replay on a real topic and real stores", () => {
     // The same suffix again would find its records already applied: refused, nothing written.
     const again = await run(replayCommand, ["--suffix", suffix]);
     assert.equal(again.code, 2, again.err);
-    assert.match(again.err, /replay namespace is not empty/);
+    assert.match(again.err, /replay namespace is not empty \(MongoDB /);
+    // Each part of the namespace alone still refuses the suffix, until all of it is dropped.
+    const named = suffixedConfig(config, suffix);
+    const mongo = createMongo(config.MONGODB_URI);
+    const clickhouse = clickHouseFor(config);
+    const admin = createKafka(config, createLogger("silent")).admin();
+    await admin.connect();
+    try {
+      const { databases } = await mongo.db("admin").admin().listDatabases({ nameOnly: true });
+      for (const { name } of databases)
+        if (
+          name === named.AGENTMETER_PLATFORM_DB ||
+          name === named.AGENTMETER_WORKFLOW_DB ||
+          name.startsWith(named.AGENTMETER_APP_DB_PREFIX)
+        )
+          await mongo.db(name).dropDatabase();
+      const noMongo = await run(replayCommand, ["--suffix", suffix]);
+      assert.equal(noMongo.code, 2, noMongo.err);
+      assert.match(
+        noMongo.err,
+        new RegExp(
+          `not empty \\(ClickHouse ${named.CLICKHOUSE_DATABASE} with rows in [^;]+; consumer group ${named.AGENTMETER_GROUP_ID.replaceAll(".", "\\.")} with offsets committed`,
+        ),
+      );
+      await clickhouse.command({ query: `DROP DATABASE ${quoteIdent(named.CLICKHOUSE_DATABASE)}` });
+      const groupOnly = await run(replayCommand, ["--suffix", suffix]);
+      assert.equal(groupOnly.code, 2, groupOnly.err);
+      assert.match(groupOnly.err, /not empty \(consumer group [^;)]+ with offsets committed/);
+      await admin.deleteGroups([named.AGENTMETER_GROUP_ID]);
+      // All of it dropped: the suffix replays again and audits clean.
+      const fresh = await run(replayCommand, ["--suffix", suffix]);
+      assert.equal(fresh.code, 0, fresh.err);
+      const reaudited = await run(auditCommand, ["--suffix", suffix, "--report", file]);
+      assert.equal(reaudited.code, 0, reaudited.out);
+      assert.deepEqual((await reportOf(file)).differences, []);
+    } finally {
+      await mongo.close();
+      await clickhouse.close();
+      await admin.disconnect();
+    }
   });
 
   it("given a new price book, the dry run shows the changed costs and writes nothing", async () => {
