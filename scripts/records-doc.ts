@@ -78,16 +78,16 @@ const DESCRIPTIONS: Record<string, Record<string, string>> = {
     message_count: "Messages exchanged (analytics only).",
   },
   credit: {
-    kind: "`top_up`: tokens bought (adds to the paid balance; `amount_micros` is what was paid). `grant`: tokens given (adds to the paid balance). `budget_set`: sets the allowance (app trial or platform allowance) to `tokens`; tokens already used stay used.",
+    kind: "`top_up`: tokens bought (adds to the paid balance; `amount_micros` is what was paid). `grant`: tokens given, free (its own bucket, burned before the allowance and the paid balance, never billed; `amount_micros` on it is not counted as paid). `budget_set`: sets the allowance (app trial or platform allowance) to `tokens`; tokens already used stay used.",
     tokens: "Tokens credited, or the new allowance for `budget_set`.",
     amount_micros:
       "Money paid, in micro-units of the currency (1,000,000 = 1.00). A string of digits keeps large amounts exact.",
     priority:
-      "`grant` only; makes it a dated grant (its own bucket of free tokens, burned before the allowance and the paid balance, never billed). Burn order: lower priority first, then earliest `expires_at`, then oldest, then `record_id`. Default 0.",
+      "`grant` only. Burn order: lower priority first, then earliest `expires_at`, then oldest, then `record_id`. Default 0.",
     effective_at:
-      "`grant` only (a dated grant): spendable from the first record of the account at or after this event time. Default `occurred_at`.",
+      "`grant` only: spendable from the first record of the account at or after this event time. Default `occurred_at`.",
     expires_at:
-      "`grant` only (a dated grant): at the first record (or tick) past it, what is left is forfeited (`grant_expired`). After `effective_at` (else `occurred_at`).",
+      "`grant` only: at the first record (or tick) past it, what is left is forfeited (`grant_expired`). After `effective_at` (else `occurred_at`).",
   },
   hold: {
     chat_id: "The chat the agent turn belongs to.",

@@ -49,7 +49,7 @@ export type HoldState = {
 };
 
 /**
- * A dated grant (pipeline/core/grants.ts): free tokens burned before the allowance and the paid balance.
+ * A grant (pipeline/core/grants.ts): free tokens burned before the allowance and the paid balance.
  * Replaced, never mutated, once stored (a copy of the account shares it).
  */
 export type GrantState = {
@@ -87,7 +87,7 @@ export type AccountState = {
   /** Trial allowance (app) or platform allowance (creator), in tokens. */
   allowance_tokens: number;
   trial_used_tokens: number;
-  /** Sum of top-ups and grants, in tokens. */
+  /** Sum of top-ups, in tokens (and of grants naming no date applied before grants were all free). */
   credited_tokens: number;
   paid_used_tokens: number;
   tokens_used: number;

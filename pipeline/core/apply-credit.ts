@@ -2,11 +2,11 @@ import { type CreditRecord, epochMs, type Output } from "../../schemas/index.ts"
 import { type AccountState, balanceSnapshot, canContinue } from "./account.ts";
 import type { BillingConfig } from "./billing-config.ts";
 import { overdraftEvents, resumableEvents, thresholdEvents } from "./budget.ts";
-import { addGrant, advanceGrants, isDatedGrant } from "./grants.ts";
+import { addGrant, advanceGrants, isGrant } from "./grants.ts";
 import { type OutputBase, outputBase } from "./output-base.ts";
 
 /**
- * Top-ups and grants add paid tokens; budget_set replaces the allowance. Afterwards thresholds are
+ * Top-ups add paid tokens, grants a bucket of free ones (grants.ts); budget_set replaces the allowance. Afterwards thresholds are
  * re-armed and, if the account can continue again, its paused chats become resumable. Mutates.
  */
 export function applyCredit(
@@ -18,14 +18,16 @@ export function applyCredit(
   eventMs: number = epochMs(record.occurred_at),
 ): void {
   const couldContinue = canContinue(account);
-  if (isDatedGrant(record)) {
+  if (isGrant(record)) {
     addGrant(account, record, eventMs);
   } else if (record.kind === "budget_set") {
     account.allowance_tokens = record.tokens;
   } else {
     account.credited_tokens += record.tokens;
   }
-  account.paid_amount_micros += record.amount_micros ?? 0n;
+  // Money paid comes with top-ups only: an amount on a grant or budget_set is carried on its output, not
+  // counted as paid.
+  if (record.kind === "top_up") account.paid_amount_micros += record.amount_micros ?? 0n;
   outputs.push({
     kind: "credit_applied",
     ...base,

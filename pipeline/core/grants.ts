@@ -5,7 +5,8 @@ import type { OutputBase } from "./output-base.ts";
 import { emptyMap } from "./own.ts";
 
 /**
- * Dated grants: free tokens with a priority, an effective time and an expiry. Usage burns them before
+ * Grants: free tokens with a priority, an effective time and an expiry (a grant naming none of them:
+ * priority 0, effective at once, no expiry). Usage burns them before
  * the allowance and the paid balance, in one documented order (OpenMeter's): lower `priority` first,
  * then the earliest expiry (none last), then the oldest grant, then the grant id. Grant tokens are not
  * billed, as allowance tokens are not. A grant counts from the first record (or tick) of the account at
@@ -13,12 +14,13 @@ import { emptyMap } from "./own.ts";
  * expires it at the same record.
  */
 
-/** Whether a credit is a dated grant (a grant naming priority, effective_at or expires_at). */
-export function isDatedGrant(record: CreditRecord): boolean {
-  return (
-    record.kind === "grant" &&
-    (record.priority !== undefined || record.effective_at !== undefined || record.expires_at !== undefined)
-  );
+/**
+ * Whether a credit is a grant, its own bucket of free tokens. Every grant is: tokens given are never
+ * billed, nor split 70/30 as if someone had paid for them. (Before 2026-12-07 a grant naming no date
+ * added to the paid balance and was billed; accounts keep what such grants added then.)
+ */
+export function isGrant(record: CreditRecord): boolean {
+  return record.kind === "grant";
 }
 
 function expiryMs(grant: GrantState): number {

@@ -200,9 +200,7 @@ export function usageRangeReason(
  */
 export function creditRangeReason(account: AccountState, record: CreditRecord): string | undefined {
   const budgetSet = record.kind === "budget_set";
-  const dated =
-    record.priority !== undefined || record.effective_at !== undefined || record.expires_at !== undefined;
-  const added = budgetSet || (record.kind === "grant" && dated) ? 0 : record.tokens;
+  const added = budgetSet || record.kind === "grant" ? 0 : record.tokens;
   const allowance = budgetSet ? record.tokens : account.allowance_tokens;
   const credited = BigInt(account.credited_tokens) + BigInt(added);
   // Dated grants are capacity too (every grant held, effective or not, and the new one).
@@ -219,6 +217,10 @@ export function creditRangeReason(account: AccountState, record: CreditRecord): 
       value: BigInt(allowance) + credited + granted,
       limit: BigInt(MAX_TOKEN_COUNTER),
     },
-    micros("paid_amount_micros", account.paid_amount_micros, record.amount_micros ?? 0n),
+    micros(
+      "paid_amount_micros",
+      account.paid_amount_micros,
+      record.kind === "top_up" ? (record.amount_micros ?? 0n) : 0n,
+    ),
   ]);
 }

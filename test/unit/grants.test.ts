@@ -217,10 +217,38 @@ describe("dated grants: time", () => {
     assert.equal(creditRecordSchema.safeParse({ ...base, kind: "grant", expires_at: at(1) }).success, true);
   });
 
-  test("Given an account without dated grants, Then its budget state and balances carry no grant field (as before)", () => {
+  test("Given a grant naming no date, Then it is a free bucket too: not billed, not split, not money paid, and an end user who never bought tokens pauses trial_exhausted", () => {
+    const { state, outputs } = run([
+      noTrial,
+      credit({
+        record_id: "g-plain",
+        kind: "grant",
+        tokens: 100,
+        amount_micros: "500000",
+        occurred_at: at(1),
+      }),
+      use("u-1", 2, 150),
+    ]);
+    const outcome = ofKind(outputs, "usage_outcome")[0]!;
+    assert.equal(outcome.grant_tokens_used, 100);
+    assert.equal(outcome.paid_tokens_used, 50, "the rest overdraws the paid balance");
+    assert.equal(
+      outcome.billed_micros,
+      (outcome.cost_micros * 50n) / 150n,
+      "only the 50 paid tokens are billed",
+    );
+    assert.equal(outcome.creator_share_micros + outcome.platform_fee_micros, outcome.billed_micros);
+    assert.equal(outcome.pause_reason, "trial_exhausted", "a grant is not a purchase");
+    const account = accountOf(state);
+    assert.equal(account.credited_tokens, 0);
+    assert.equal(account.paid_amount_micros, 0n, "an amount on a grant is not money paid");
+    assert.equal(budgetStateOf(account).grant_tokens, 0);
+  });
+
+  test("Given an account without grants, Then its budget state and balances carry no grant field (as before)", () => {
     const { state, outputs } = run([
       use("u-1", 1, 100),
-      credit({ record_id: "c-1", kind: "grant", tokens: 5 }),
+      credit({ record_id: "c-1", kind: "top_up", tokens: 5 }),
     ]);
     const budget = budgetStateOf(accountOf(state));
     assert.equal("grant_tokens" in budget, false);

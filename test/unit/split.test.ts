@@ -39,7 +39,7 @@ describe("revenue split", () => {
   });
   test("Given a per-app share, Then that app uses it and others the default", () => {
     const cfg = config({ creator_share_bp: { per_app: { app_456: 8_000 } } });
-    const { outputs } = run([credit({ tokens: 100_000, kind: "grant" }), usage({ ...tokens(20_000) })], cfg);
+    const { outputs } = run([credit({ tokens: 100_000 }), usage({ ...tokens(20_000) })], cfg);
     const outcome = ofKind(outputs, "usage_outcome")[0]!;
     assert.equal(outcome.creator_share_bp, 8_000);
     assert.equal(outcome.creator_share_micros, 240_000n);
