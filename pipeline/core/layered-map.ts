@@ -27,12 +27,14 @@ export class LayeredMap<K, V> extends Map<K, V> {
   #lineage: Lineage = { reroots: 0 };
   #size = 0;
   readonly #weigh: Weigh<K, V> | undefined;
-  #weight = 0;
+  /** Undefined until `weight` is first read: a map nobody weighs (the audit's) pays nothing per entry. */
+  #weight: number | undefined = undefined;
 
   /**
-   * `weigh`, when given, is summed over the entries as they are set and deleted (`weight`), so a figure
-   * of the whole map (the account document's size bound) costs nothing per read. It must depend only
-   * on the key and value (a value is never mutated once set); undefined makes the weight unknown.
+   * `weigh`, when given, is summed over the entries (`weight`): walked at the first read, then kept as
+   * entries are set and deleted, so the figure (the account document's size bound) costs nothing per
+   * later read. It must depend only on the key and value (a value is never mutated once set); undefined
+   * makes the weight unknown.
    */
   constructor(entries?: Iterable<readonly [K, V]>, weigh?: Weigh<K, V>) {
     // Map's constructor would call the overridden set before the fields above exist.
@@ -47,7 +49,16 @@ export class LayeredMap<K, V> extends Map<K, V> {
 
   /** The sum of `weigh` over the entries; undefined without `weigh` or once it returned undefined. */
   get weight(): number | undefined {
-    return this.#weigh === undefined || Number.isNaN(this.#weight) ? undefined : this.#weight;
+    const weigh = this.#weigh;
+    if (weigh === undefined) return undefined;
+    if (this.#weight === undefined) {
+      let weight = 0;
+      this.#map().forEach((value, key) => {
+        weight += weigh(key, value) ?? Number.NaN;
+      });
+      this.#weight = weight;
+    }
+    return Number.isNaN(this.#weight) ? undefined : this.#weight;
   }
 
   override has(key: K): boolean {
@@ -60,10 +71,10 @@ export class LayeredMap<K, V> extends Map<K, V> {
 
   override set(key: K, value: V): this {
     const map = this.#writable(key);
-    const weigh = this.#weigh;
+    const weigh = this.#weight === undefined ? undefined : this.#weigh;
     if (!map.has(key)) this.#size += 1;
-    else if (weigh !== undefined) this.#weight -= weigh(key, map.get(key) as V) ?? Number.NaN;
-    if (weigh !== undefined) this.#weight += weigh(key, value) ?? Number.NaN;
+    else if (weigh !== undefined) this.#weight! -= weigh(key, map.get(key) as V) ?? Number.NaN;
+    if (weigh !== undefined) this.#weight! += weigh(key, value) ?? Number.NaN;
     map.set(key, value);
     return this;
   }
@@ -71,7 +82,8 @@ export class LayeredMap<K, V> extends Map<K, V> {
   override delete(key: K): boolean {
     if (!this.#map().has(key)) return false;
     const map = this.#writable(key);
-    if (this.#weigh !== undefined) this.#weight -= this.#weigh(key, map.get(key) as V) ?? Number.NaN;
+    if (this.#weight !== undefined && this.#weigh !== undefined)
+      this.#weight -= this.#weigh(key, map.get(key) as V) ?? Number.NaN;
     map.delete(key);
     this.#size -= 1;
     return true;
@@ -81,7 +93,7 @@ export class LayeredMap<K, V> extends Map<K, V> {
     this.#node = new VersionNode(new Map());
     this.#lineage = { reroots: 0 };
     this.#size = 0;
-    this.#weight = 0;
+    this.#weight = this.#weight === undefined ? undefined : 0;
   }
 
   /** An independent map with the same entries; neither sees the other's later changes. O(1). */
