@@ -14,18 +14,11 @@ const ELEMENT_OVERHEAD = 2;
  */
 export function bsonSizeBound(document: object): number | undefined {
   let total = DOCUMENT_OVERHEAD;
+  // An account's id and memo maps keep their bound as entries come and go (boundedMap): a busy
+  // account's 50,000 ids are not walked on every batch. A map without one is walked as any Map.
   if (document instanceof LayeredMap) {
-    // An account's id and memo maps keep their bound as entries come and go (boundedMap): a busy
-    // account's 50,000 ids are not walked on every batch.
     const weight = document.weight;
     if (weight !== undefined) return total + weight;
-    let known = true;
-    document.forEach((value, key) => {
-      const size = known && typeof key === "string" ? valueBound(value) : undefined;
-      if (size === undefined) known = false;
-      else total += ELEMENT_OVERHEAD + 3 * (key as string).length + size;
-    });
-    return known ? total : undefined;
   }
   if (document instanceof Map) {
     for (const [key, value] of document) {
