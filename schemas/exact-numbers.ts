@@ -38,6 +38,64 @@ function denotesInteger(literal: string): boolean {
  * point or an exponent are looked at, since a plain integer literal denotes an integer.
  */
 export function firstFalseInteger(text: string): string | undefined {
+  // The walk below visits every character outside strings, about a twentieth of decoding a record;
+  // almost no record has a point or an exponent outside a string, and the screen finds that first.
+  return mayHoldPointOrExponent(text) ? scanFalseInteger(text) : undefined;
+}
+
+const DIGIT_BEFORE_EXPONENT = /[0-9][eE]/;
+const DIGITS_BEFORE_EXPONENT = /[0-9][eE]/g;
+const COLON = 58;
+const COMMA = 44;
+const OPEN_BRACKET = 91;
+
+/**
+ * False only when no number literal of the valid JSON `text` has a point or an exponent. Such a
+ * literal's point or exponent follows a digit (JSON allows no `.5` or `e5`), and its first character
+ * follows a value's opening: the text's start, `,`, `[`, or a `:` right after a key's closing quote,
+ * whitespace allowed between. A digit and a point inside a string (a date's `00:00.000Z`: its colon
+ * follows a digit) mostly fail that; where one passes, the exact walk decides.
+ */
+export function mayHoldPointOrExponent(text: string): boolean {
+  for (let point = text.indexOf(".", 1); point !== -1; point = text.indexOf(".", point + 1))
+    if (isDigit(text.charCodeAt(point - 1)) && opensValue(text, point - 1)) return true;
+  // No regular expression match is built unless a digit is followed by an e somewhere.
+  if (!DIGIT_BEFORE_EXPONENT.test(text)) return false;
+  const pattern = DIGITS_BEFORE_EXPONENT;
+  pattern.lastIndex = 0;
+  for (let match = pattern.exec(text); match !== null; match = pattern.exec(text))
+    if (opensValue(text, match.index)) return true;
+  return false;
+}
+
+/** Whether the digits ending at `last` (a minus sign allowed before them) stand where a JSON value may start. */
+function opensValue(text: string, last: number): boolean {
+  let i = last;
+  while (i >= 0 && isDigit(text.charCodeAt(i))) i--;
+  if (i >= 0 && text.charCodeAt(i) === MINUS) i--;
+  i = skipWhitespaceBack(text, i);
+  if (i < 0) return true;
+  const code = text.charCodeAt(i);
+  if (code === COMMA || code === OPEN_BRACKET) return true;
+  return code === COLON && text.charCodeAt(skipWhitespaceBack(text, i - 1)) === QUOTE;
+}
+
+function isDigit(code: number): boolean {
+  return code >= 48 && code <= 57;
+}
+
+/** The index of the last non-whitespace character at or before `i` (JSON's four), or -1. */
+function skipWhitespaceBack(text: string, i: number): number {
+  while (i >= 0) {
+    const code = text.charCodeAt(i);
+    if (code !== 32 && code !== 9 && code !== 10 && code !== 13) return i;
+    i--;
+  }
+  return i;
+}
+
+/** firstFalseInteger without the screen: every character outside strings is looked at. */
+export function scanFalseInteger(text: string): string | undefined {
   const length = text.length;
   let i = 0;
   while (i < length) {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import { firstFalseInteger } from "../../schemas/exact-numbers.ts";
+import { firstFalseInteger, mayHoldPointOrExponent, scanFalseInteger } from "../../schemas/exact-numbers.ts";
 import { bigintReplacer, decodeRecord } from "../../schemas/index.ts";
 import { credit, usage } from "./builders.ts";
 
@@ -25,6 +25,33 @@ const literal = fc
     ([negative, whole, fraction, exponent]) =>
       `${negative ? "-" : ""}${whole}${fraction === undefined ? "" : `.${fraction}`}${exponent === undefined ? "" : `e${exponent}`}`,
   );
+
+/** JSON whitespace, as a hand-written or pretty-printed text may hold it between tokens. */
+const space = fc.constantFrom("", " ", "\n", "\t ", "\r\n  ");
+/** Strings full of what looks like numbers: digits, points, exponents, colons, escaped quotes. */
+const jsonString = fc
+  .string({
+    unit: fc.constantFrom("0", "1", "9", ".", "e", "E", "-", "+", ":", ",", "[", '"', "\\", "a", "Z", " "),
+  })
+  .map((text) => JSON.stringify(text));
+/** A JSON text, and whether a number literal in it (not in a string) has a point or an exponent. */
+type Text = { text: string; pointOrExponent: boolean };
+const { json } = fc.letrec<{ json: Text }>((tie) => ({
+  json: fc.oneof(
+    { depthSize: "small", maxDepth: 4 },
+    literal.map((text) => ({ text, pointOrExponent: /[.eE]/.test(text) })),
+    jsonString.map((text) => ({ text, pointOrExponent: false })),
+    fc.constantFrom("true", "false", "null").map((text) => ({ text, pointOrExponent: false })),
+    fc.array(fc.tuple(space, tie("json"), space), { maxLength: 4 }).map((items) => ({
+      text: `[${items.map(([before, item, after]) => before + item.text + after).join(",")}]`,
+      pointOrExponent: items.some(([, item]) => item.pointOrExponent),
+    })),
+    fc.array(fc.tuple(jsonString, space, space, tie("json")), { maxLength: 4 }).map((entries) => ({
+      text: `{${entries.map(([key, before, after, item]) => `${key}${before}:${after}${item.text}`).join(",")}}`,
+      pointOrExponent: entries.some(([, , , item]) => item.pointOrExponent),
+    })),
+  ),
+}));
 
 describe("number literals that read as integers they are not", () => {
   test("finds a fraction lost to double precision, whatever the literal's form", () => {
@@ -79,5 +106,25 @@ describe("number literals that read as integers they are not", () => {
       const exact = text.replace(literalText, literalText.split(".")[0]!);
       assert.equal(decodeRecord(exact, { maxBytes }).ok, true, exact);
     }
+  });
+
+  test("Property: the screen passes every text with a point or an exponent in a number literal, so it changes no answer", () => {
+    fc.assert(
+      fc.property(space, json, space, (before, { text, pointOrExponent }, after) => {
+        const whole = before + text + after;
+        JSON.parse(whole);
+        if (pointOrExponent) assert.equal(mayHoldPointOrExponent(whole), true, whole);
+        assert.equal(firstFalseInteger(whole), scanFalseInteger(whole), whole);
+      }),
+      { numRuns: 5_000 },
+    );
+  });
+
+  test("The screen lets a record through without the walk when its only points are in its dates", () => {
+    const text = JSON.stringify({ ...usage(), occurred_at: "2026-01-01T00:00:00.000Z" });
+    assert.ok(text.includes(":00.000Z"));
+    assert.equal(mayHoldPointOrExponent(text), false);
+    assert.equal(mayHoldPointOrExponent(text.replace('"prompt_tokens":100', '"prompt_tokens":100.0')), true);
+    assert.equal(mayHoldPointOrExponent(text.replace('"prompt_tokens":100', '"prompt_tokens" : -1e2')), true);
   });
 });
