@@ -28,7 +28,12 @@ export function applyCredit(
   // Money paid comes with top-ups only: an amount on a grant or budget_set is carried on its output, not
   // counted as paid.
   if (record.kind === "top_up") account.paid_amount_micros += record.amount_micros ?? 0n;
-  outputs.push({
+  // A dated grant already past its expiry when it arrives (a late record) ends at once, forfeited: its
+  // credit_applied comes first but shows the balance after that, so it never announces tokens that
+  // cannot be spent.
+  const at = outputs.length;
+  if (account.grants !== undefined) advanceGrants(account, eventMs, record, outputs);
+  outputs.splice(at, 0, {
     kind: "credit_applied",
     ...base,
     credit_kind: record.kind,
@@ -37,8 +42,6 @@ export function applyCredit(
     balance_after: balanceSnapshot(account),
     can_continue: canContinue(account),
   });
-  // A dated grant already past its expiry when it arrives (a late record) ends at once, forfeited.
-  if (account.grants !== undefined) advanceGrants(account, eventMs, record, outputs);
   outputs.push(
     ...thresholdEvents(account, config, base),
     ...overdraftEvents(account, base),

@@ -171,6 +171,17 @@ export function thresholdEvents(
   return events;
 }
 
+/**
+ * Re-arms the thresholds usage is back under, raising none (a grant that starts). Mutates `account`.
+ */
+export function rearmThresholds(account: AccountState): void {
+  const raised = account.thresholds_raised_bp;
+  if (raised.length === 0) return;
+  const usedBp = usedBasisPoints(account);
+  if (raised.every((threshold) => usedBp >= threshold)) return;
+  account.thresholds_raised_bp = raised.filter((threshold) => usedBp >= threshold);
+}
+
 /** One `overdraft` event each time the paid balance goes below zero from zero or above. */
 export function overdraftEvents(account: AccountState, base: EventBase): BudgetEvent[] {
   const negative = paidTokens(account) < 0;

@@ -1,6 +1,6 @@
 import { type CreditRecord, epochMs, type Output, SCHEMA_VERSION } from "../../schemas/index.ts";
 import { type AccountState, balanceSnapshot, canContinue, type GrantState } from "./account.ts";
-import { resumableEvents } from "./budget.ts";
+import { rearmThresholds, resumableEvents } from "./budget.ts";
 import type { OutputBase } from "./output-base.ts";
 import { emptyMap } from "./own.ts";
 
@@ -193,6 +193,11 @@ export function advanceGrants(account: AccountState, eventMs: number, cause: Cau
     });
   }
   if (touched !== undefined) {
+    // A grant that starts adds to the thresholds' capacity as a credit does: those usage is back under
+    // are re-armed, so the next crossing is raised. None is raised here: an expiry shrinks the
+    // capacity, and the account's next usage raises what it then crosses (a tick that also opens a
+    // new period would otherwise raise an alert the new period takes back at once).
+    rearmThresholds(account);
     for (const event of resumableEvents(account, grantBase(account, touched, cause), couldContinue)) {
       outputs.push(event);
     }

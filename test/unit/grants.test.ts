@@ -156,6 +156,54 @@ describe("dated grants: time", () => {
     assert.equal(budgetStateOf(accountOf(state)).can_continue, false);
   });
 
+  test("Given a threshold raised, then a grant that starts later (by a tick or a record), Then the threshold is re-armed and the next crossing raised again", () => {
+    const trial100 = credit({ record_id: "b-100", kind: "budget_set", tokens: 100, occurred_at: at(0) });
+    const later = grant("g-later", 100, { occurred_at: at(2), effective_at: at(10) });
+    const tick = tickRecordSchema.parse({
+      type: "tick",
+      record_id: "t-10",
+      partition: 0,
+      occurred_at: at(10),
+    });
+    for (const starter of [[tick], []] as TopicRecord[][]) {
+      const records: TopicRecord[] = [trial100, use("u-85", 1, 85), later, ...starter, use("u-90", 11, 90)];
+      const { outputs, state } = applyBatch(
+        emptyState(),
+        records.map((record) => ({ record })),
+        defaultBillingConfig,
+      );
+      // 85 of 100 raised 80%; the grant makes it 85 of 200 (re-armed); 175 of 200 crosses 80% again.
+      const raised = (outputs as Output[]).flatMap((o) =>
+        o.kind === "budget_event" && o.event === "threshold_reached" ? [[o.record_id, o.used_bp]] : [],
+      );
+      assert.deepEqual(raised, [
+        ["u-85", 8_500],
+        ["u-90", 8_750],
+      ]);
+      assert.deepEqual(accountOf(state).thresholds_raised_bp, [8_000]);
+    }
+  });
+
+  test("Given a late grant already past its expiry, Then its credit_applied shows the balance without it (it cannot be spent), then grant_expired forfeits it all", () => {
+    const { outputs, state } = run([
+      noTrial,
+      use("u-1", 5, 10),
+      grant("g-late", 500, { occurred_at: at(0), expires_at: at(2) }),
+    ]);
+    const own = outputs.filter((o) => o.record_id === "g-late");
+    assert.deepEqual(
+      own.map((o) => (o.kind === "budget_event" ? o.event : o.kind)),
+      ["credit_applied", "grant_expired"],
+    );
+    const applied = ofKind(own, "credit_applied")[0]!;
+    assert.equal(applied.can_continue, false);
+    assert.equal(applied.balance_after.available_tokens, -10);
+    assert.equal(applied.balance_after.grant_tokens, 0);
+    const expired = ofKind(own, "budget_event")[0]!;
+    assert.ok(expired.event === "grant_expired" && expired.forfeited_tokens === 500);
+    assert.equal(budgetStateOf(accountOf(state)).can_continue, false);
+  });
+
   test("Given a tick past a grant's expiry, Then the grant expires at the tick (an idle account)", () => {
     const records: TopicRecord[] = [
       noTrial,

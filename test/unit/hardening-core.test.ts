@@ -514,6 +514,26 @@ describe("sessions", () => {
       closing.map((e) => [e.record_id, e.event, e.chat_paused, e.can_resume]),
       [["u-d", "finalize", false, false]],
     );
+    // A paused chat closed at the cap says so, as a finalize record of it would.
+    const pausedClosing = ofKind(outputs, "session_event").filter(
+      (e) => e.chat_id === "chat-c" && e.event === "finalize",
+    );
+    assert.deepEqual(
+      pausedClosing.map((e) => [e.record_id, e.chat_paused, e.pause_reason, e.can_resume]),
+      [["s-e", true, "user_requested", true]],
+    );
+    const finalized = run(
+      [
+        session({ record_id: "s-c", chat_id: "chat-c", event: "pause", occurred_at: at(2) }),
+        session({ record_id: "f-c", chat_id: "chat-c", event: "finalize", occurred_at: at(7) }),
+      ],
+      cfg,
+    );
+    const byRecord = ofKind(finalized.outputs, "session_event").find((e) => e.record_id === "f-c")!;
+    assert.deepEqual(
+      [byRecord.chat_paused, byRecord.pause_reason, byRecord.can_resume],
+      [true, "user_requested", true],
+    );
     // The closing outputs come before the record's own outcome.
     const kinds = outputs.filter((o) => o.record_id === "u-d").map((o) => o.kind);
     assert.deepEqual(kinds.slice(0, 3), ["session_event", "session_summary", "usage_outcome"]);
