@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import { defaultBillingConfig } from "../../pipeline/core/index.ts";
+import { canContinue } from "../../pipeline/core/account.ts";
+import { usedBasisPoints } from "../../pipeline/core/budget.ts";
+import { applyBatchInPlace, defaultBillingConfig, emptyState } from "../../pipeline/core/index.ts";
 import {
   creditRecordSchema,
   refundRecordSchema,
@@ -166,6 +168,34 @@ describe("credits as finance needs them: properties over every new rule together
         },
       ),
       { numRuns: 150 },
+    );
+  });
+
+  test("Property: after every record a raised threshold is one usage is at or over, and paused chats are resumable exactly when the account can continue", () => {
+    // Budgets of 1,000 tokens, so usage crosses the thresholds and grants, top-ups and voids bring it
+    // back under them within a few records.
+    const budgets = ACCOUNTS.map((ids, i) =>
+      credit({ record_id: `b-${i}`, ...ids, kind: "budget_set", tokens: 1_000, occurred_at: at(0) }),
+    );
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 60 }), (steps) => {
+        const records = [...budgets, ...streamOf(steps)];
+        // After every record: a raised threshold is one usage is at or over (whatever brought usage
+        // back under it, a credit, a grant that starts, a void or a new period, re-armed it, so the
+        // next crossing is raised), and a paused chat is resumable exactly when the account can continue.
+        const stepwise = emptyState();
+        for (const record of records) {
+          applyBatchInPlace(stepwise, [{ record }], defaultBillingConfig);
+          for (const account of Object.values(stepwise.accounts)) {
+            const usedBp = usedBasisPoints(account);
+            for (const threshold of account.thresholds_raised_bp)
+              assert.ok(threshold <= usedBp, `${record.record_id}: ${threshold} raised at ${usedBp}`);
+            for (const chat of Object.values(account.chats))
+              if (chat.paused) assert.equal(chat.can_resume, canContinue(account), record.record_id);
+          }
+        }
+      }),
+      { numRuns: 300 },
     );
   });
 });
