@@ -271,7 +271,8 @@ export function summarizeChat(
   base: SummaryBase,
 ): SessionSummary {
   const agentPerformance: SessionSummary["agent_performance"] = {};
-  for (const name of sortedKeys(chat.agents)) {
+  const names = sortedKeys(chat.agents);
+  for (const name of names) {
     const totals = chat.agents[name]!;
     agentPerformance[name] = {
       prompt_tokens: totals.prompt_tokens,
@@ -301,7 +302,7 @@ export function summarizeChat(
     total_tokens: chat.total_tokens,
     total_cost_micros: chat.cost_micros,
     billed_micros: chat.billed_micros,
-    agents_used: sortedKeys(chat.agents),
+    agents_used: names,
     agent_performance: agentPerformance,
   };
 }

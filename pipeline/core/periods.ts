@@ -68,10 +68,26 @@ export function nextPeriodBoundary(account: AccountState, config: BillingConfig)
 
 type Reset = { from: number; to: number; carried: number; leftAtEnd: number };
 
+/**
+ * The index and end of the period starting at `start`, remembered for the last one asked: every usage
+ * record asks for its account's period twice, and accounts mostly share the current one (monthly
+ * indexes take four Date objects a call).
+ */
+let lastPeriod: { spec: AllowancePeriod; start: string; index: number; endMs: number } | undefined;
+function periodFrom(spec: AllowancePeriod, start: string): { index: number; endMs: number } {
+  if (lastPeriod === undefined || lastPeriod.spec !== spec || lastPeriod.start !== start) {
+    const index = periodIndex(spec, epochMs(start));
+    lastPeriod = { spec, start, index, endMs: periodStartMs(spec, index + 1) };
+  }
+  return lastPeriod;
+}
+
 /** The reset event time `eventMs` would make (pure), or undefined when it is still in the period. */
 function resetAt(account: AccountState, spec: AllowancePeriod, eventMs: number): Reset | undefined {
   if (account.period === undefined) return undefined;
-  const from = periodIndex(spec, epochMs(account.period.start));
+  const period = periodFrom(spec, account.period.start);
+  if (eventMs < period.endMs) return undefined;
+  const from = period.index;
   const to = periodIndex(spec, eventMs);
   if (to <= from) return undefined;
   let carried = account.period.carried_tokens;

@@ -101,7 +101,8 @@ class ExactSum {
 export function priceUsage(record: UsageRecord, config: BillingConfig): PricedUsage {
   const atMs = epochMs(record.occurred_at);
   const agents: Record<string, AgentPrice> = {};
-  const priceIds = new Set<string>();
+  // The price ids of the record, each once (a record names one or two models: a short array, no Set).
+  const priceIds: string[] = [];
   const numerator = new ExactSum();
   // Agents mostly share the record's model: the entry found for one model is reused for the next agent
   // of the same model (same book, same time, so the same answer).
@@ -165,13 +166,13 @@ export function priceUsage(record: UsageRecord, config: BillingConfig): PricedUs
         price.audio_tokens = usage.audio_tokens;
       }
     }
-    priceIds.add(entry.price_id);
+    if (!priceIds.includes(entry.price_id)) priceIds.push(entry.price_id);
     agents[name] = price;
   }
   return {
     ok: true,
     cost_micros: divideRoundHalfUp(numerator.total(), TOKENS_PER_PRICE_UNIT),
     agents,
-    price_ids: priceIds.size === 1 ? [...priceIds] : [...priceIds].sort(),
+    price_ids: priceIds.length === 1 ? priceIds : priceIds.sort(),
   };
 }
