@@ -8,7 +8,9 @@ import type { Config } from "../config.ts";
  * the consumer group (the processor would start where the earlier replay stopped, at the end of the
  * topic, and apply nothing), or a hold-decision reply topic that was ever written (its decisions would be
  * reported as differing copies, and once expired they make a partition start past offset 0, so a
- * missing decision could no longer be told from an expired one).
+ * missing decision could no longer be told from an expired one), or a dead-letter, budget-event or
+ * budget-state topic that was ever written (the new replay would append its outputs to the earlier one's,
+ * so whoever reads the replay's topics would count each twice).
  */
 
 /** What each store of the namespace holds, as read: undecided. */
@@ -20,8 +22,13 @@ export interface NamespaceContents {
   /** The consumer group's offsets on the input topic, as fetchOffsets gives them (-1: none committed). */
   groupOffsets: readonly { partition: number; offset: string }[];
   /** The reply topic's partitions, as fetchTopicOffsets gives them; none: the topic does not exist. */
-  replyOffsets: readonly { partition: number; low: string; high: string }[];
+  replyOffsets: readonly TopicOffsets[];
+  /** The dead-letter, budget-event and budget-state topics' partitions, by topic (absent: no such topic). */
+  outputOffsets: Readonly<Record<string, readonly TopicOffsets[]>>;
 }
+
+/** One partition's watermarks, as fetchTopicOffsets gives them. */
+export type TopicOffsets = { partition: number; low: string; high: string };
 
 export type NamespaceNames = Pick<
   Config,
@@ -31,7 +38,15 @@ export type NamespaceNames = Pick<
   | "CLICKHOUSE_DATABASE"
   | "AGENTMETER_GROUP_ID"
   | "AGENTMETER_HOLDS_TOPIC"
+  | "AGENTMETER_DLQ_TOPIC"
+  | "AGENTMETER_EVENTS_TOPIC"
+  | "AGENTMETER_STATE_TOPIC"
 >;
+
+/** The output topics besides the reply topic, in the order the refusal names them. */
+export function outputTopics(names: NamespaceNames): string[] {
+  return [names.AGENTMETER_DLQ_TOPIC, names.AGENTMETER_EVENTS_TOPIC, names.AGENTMETER_STATE_TOPIC];
+}
 
 /** The migrations' own record: a processor writes it on start, before any record; it is not replay output. */
 const CLICKHOUSE_BOOKKEEPING = new Set(["schema_migrations"]);
@@ -76,8 +91,8 @@ export function partitionsCommitted(offsets: NamespaceContents["groupOffsets"]):
     .sort((a, b) => a - b);
 }
 
-/** Messages still on the reply topic, and those written before and removed by retention. */
-export function replyMessages(offsets: NamespaceContents["replyOffsets"]): {
+/** Messages still on a topic, and those written before and removed by retention. */
+export function topicMessages(offsets: readonly TopicOffsets[]): {
   present: bigint;
   expired: bigint;
 } {
@@ -103,13 +118,21 @@ function found(names: NamespaceNames, contents: NamespaceContents): string[] {
     phrases.push(
       `consumer group ${names.AGENTMETER_GROUP_ID} with offsets committed on partition${partitions.length > 1 ? "s" : ""} ${listed(partitions)}`,
     );
-  const { present, expired } = replyMessages(contents.replyOffsets);
-  if (present > 0n || expired > 0n) {
+  const written: [string, readonly TopicOffsets[]][] = [
+    [names.AGENTMETER_HOLDS_TOPIC, contents.replyOffsets],
+    ...outputTopics(names).map((topic): [string, readonly TopicOffsets[]] => [
+      topic,
+      contents.outputOffsets[topic] ?? [],
+    ]),
+  ];
+  for (const [topic, offsets] of written) {
+    const { present, expired } = topicMessages(offsets);
+    if (present === 0n && expired === 0n) continue;
     const counts =
       present > 0n
         ? `${present} message${present > 1n ? "s" : ""}${expired > 0n ? ` (${expired} more expired)` : ""}`
         : `${expired} expired message${expired > 1n ? "s" : ""}`;
-    phrases.push(`topic ${names.AGENTMETER_HOLDS_TOPIC} with ${counts}`);
+    phrases.push(`topic ${topic} with ${counts}`);
   }
   return phrases;
 }
@@ -131,8 +154,9 @@ export function usedNamespaceRefusal(
     `To replay into this suffix again, drop all of it: the MongoDB databases ${names.AGENTMETER_PLATFORM_DB}, ` +
     `${names.AGENTMETER_WORKFLOW_DB} and ${names.AGENTMETER_APP_DB_PREFIX}{app} (every app), ` +
     `the ClickHouse database ${names.CLICKHOUSE_DATABASE}, the Kafka consumer group ` +
-    `${names.AGENTMETER_GROUP_ID} (its committed offsets) and the topic ${names.AGENTMETER_HOLDS_TOPIC} ` +
-    `(its hold decisions); or choose another suffix`
+    `${names.AGENTMETER_GROUP_ID} (its committed offsets) and the topics ${names.AGENTMETER_HOLDS_TOPIC} ` +
+    `(its hold decisions), ${outputTopics(names).join(", ")} (its dead letters, budget events and ` +
+    `budget states); or choose another suffix`
   );
 }
 
@@ -140,7 +164,7 @@ export function usedNamespaceRefusal(
 export interface NamespaceReads {
   mongo: PromiseSettledResult<NamespaceContents["mongoDatabases"]>;
   clickhouse: PromiseSettledResult<NamespaceContents["clickhouseTables"]>;
-  kafka: PromiseSettledResult<Pick<NamespaceContents, "groupOffsets" | "replyOffsets">>;
+  kafka: PromiseSettledResult<Pick<NamespaceContents, "groupOffsets" | "replyOffsets" | "outputOffsets">>;
 }
 
 /**

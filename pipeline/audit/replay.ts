@@ -12,7 +12,7 @@ import type { ProcessorTotals } from "../processor/totals.ts";
 import { clickHouseFor } from "../runtime/clients.ts";
 import { suffixedConfig } from "./namespace.ts";
 import { reach } from "./reach.ts";
-import { type NamespaceContents, refusalOfReads } from "./replay-refusal.ts";
+import { type NamespaceContents, outputTopics, refusalOfReads, type TopicOffsets } from "./replay-refusal.ts";
 
 export interface ReplayProgress {
   done: number;
@@ -78,14 +78,14 @@ async function clickhouseTables(
 }
 
 /**
- * The consumer group's committed offsets and the reply topic's watermarks, read through one admin.
+ * The consumer group's committed offsets and the output topics' watermarks, read through one admin.
  * Topics are listed first and only an existing one is asked about: asking a broker that auto-creates
  * topics about a missing one would create it (a write before the refusal).
  */
 async function kafkaOffsets(
   namespace: Config,
   logger: Logger,
-): Promise<Pick<NamespaceContents, "groupOffsets" | "replyOffsets">> {
+): Promise<Pick<NamespaceContents, "groupOffsets" | "replyOffsets" | "outputOffsets">> {
   const brokers = namespace.KAFKA_BROKERS.join(",");
   const admin = createKafka(namespace, logger).admin();
   await reach("Kafka", brokers, () => admin.connect());
@@ -93,7 +93,15 @@ async function kafkaOffsets(
     const topics = new Set(await reach("Kafka", brokers, () => admin.listTopics()));
     return {
       groupOffsets: await groupOffsets(admin, namespace, topics),
-      replyOffsets: await replyOffsets(admin, namespace, topics),
+      replyOffsets: await topicOffsets(admin, namespace, topics, namespace.AGENTMETER_HOLDS_TOPIC),
+      outputOffsets: Object.fromEntries(
+        await Promise.all(
+          outputTopics(namespace).map(async (topic) => [
+            topic,
+            await topicOffsets(admin, namespace, topics, topic),
+          ]),
+        ),
+      ),
     };
   } finally {
     await admin.disconnect().catch(() => {});
@@ -114,13 +122,13 @@ async function groupOffsets(
   return committed?.partitions ?? [];
 }
 
-/** The reply topic's low and high watermarks per partition; none without the topic. */
-async function replyOffsets(
+/** An output topic's low and high watermarks per partition; none without the topic. */
+async function topicOffsets(
   admin: Admin,
   namespace: Config,
   topics: ReadonlySet<string>,
-): Promise<NamespaceContents["replyOffsets"]> {
-  const topic = namespace.AGENTMETER_HOLDS_TOPIC;
+  topic: string,
+): Promise<TopicOffsets[]> {
   if (!topics.has(topic)) return [];
   return await reach("Kafka", namespace.KAFKA_BROKERS.join(","), () => admin.fetchTopicOffsets(topic));
 }

@@ -176,6 +176,29 @@ describe("audit and replay on a real topic and real stores", () => {
       assert.equal(groupOnly.code, 2, groupOnly.err);
       assert.match(groupOnly.err, /not empty \(consumer group [^;)]+ with offsets committed/);
       await admin.deleteGroups([named.AGENTMETER_GROUP_ID]);
+      // The earlier replay's budget events are still on its topic: a new replay would append to them.
+      const topicsOnly = await run(replayCommand, ["--suffix", suffix]);
+      assert.equal(topicsOnly.code, 2, topicsOnly.err);
+      assert.match(
+        topicsOnly.err,
+        new RegExp(
+          `not empty \\([^)]*topic ${named.AGENTMETER_EVENTS_TOPIC.replaceAll(".", "\\.")} with \\d+ messages?`,
+        ),
+      );
+      const outputs = [
+        named.AGENTMETER_HOLDS_TOPIC,
+        named.AGENTMETER_DLQ_TOPIC,
+        named.AGENTMETER_EVENTS_TOPIC,
+        named.AGENTMETER_STATE_TOPIC,
+      ];
+      const present = (await admin.listTopics()).filter((topic) => outputs.includes(topic));
+      await admin.deleteTopics({ topics: present });
+      // Brokers delete topics asynchronously: the replay may create them only once they are gone.
+      const deadline = Date.now() + 60_000;
+      while ((await admin.listTopics()).some((topic) => outputs.includes(topic))) {
+        assert.ok(Date.now() < deadline, "the replay's output topics were deleted within 60 s");
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
       // All of it dropped: the suffix replays again and audits clean.
       const fresh = await run(replayCommand, ["--suffix", suffix]);
       assert.equal(fresh.code, 0, fresh.err);

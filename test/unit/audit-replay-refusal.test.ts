@@ -13,8 +13,8 @@ import { AgentmeterError } from "../../schemas/errors.ts";
 /**
  * A replay into a suffix already used is refused: by its MongoDB databases (records found applied), its
  * ClickHouse rows (compared beside the new ones), its consumer group's committed offsets (the replay
- * would start at the end of the topic) or its hold-decision reply topic (earlier decisions read as
- * differing copies). Reusing the suffix needs all of its namespace dropped (docs/audit.md, "replay"):
+ * would start at the end of the topic), its hold-decision reply topic (earlier decisions read as
+ * differing copies) or its dead-letter, budget-event and budget-state topics (outputs appended twice). Reusing the suffix needs all of its namespace dropped (docs/audit.md, "replay"):
  * the refusal names what it found in each store, and everything to drop, in one line.
  */
 describe("replay: the refusal of a used suffix", () => {
@@ -52,6 +52,12 @@ describe("replay: the refusal of a used suffix", () => {
       { partition: 0, low: "0", high: "0" },
       { partition: 1, low: "0", high: "0" },
     ],
+    // Created, never written (the state topic compacted: its low watermark is 0 until a segment is cleaned).
+    outputOffsets: {
+      [replay.AGENTMETER_DLQ_TOPIC]: [{ partition: 0, low: "0", high: "0" }],
+      [replay.AGENTMETER_EVENTS_TOPIC]: [{ partition: 0, low: "0", high: "0" }],
+      [replay.AGENTMETER_STATE_TOPIC]: [],
+    },
   };
   const withContents = (change: Partial<NamespaceContents>): NamespaceContents => ({ ...empty, ...change });
   const refusal = (contents: NamespaceContents): string => {
@@ -72,7 +78,10 @@ describe("replay: the refusal of a used suffix", () => {
       "R_r1_{app}",
       `ClickHouse database ${replay.CLICKHOUSE_DATABASE}`,
       `consumer group ${replay.AGENTMETER_GROUP_ID}`,
-      `topic ${replay.AGENTMETER_HOLDS_TOPIC}`,
+      `topics ${replay.AGENTMETER_HOLDS_TOPIC}`,
+      replay.AGENTMETER_DLQ_TOPIC,
+      replay.AGENTMETER_EVENTS_TOPIC,
+      replay.AGENTMETER_STATE_TOPIC,
     ])
       assert.ok(drop.includes(name), `${name} in: ${drop}`);
     assert.match(message, /or choose another suffix$/);
@@ -83,6 +92,9 @@ describe("replay: the refusal of a used suffix", () => {
     assert.equal(replay.CLICKHOUSE_DATABASE, `${live.CLICKHOUSE_DATABASE}_r1`);
     assert.equal(replay.AGENTMETER_GROUP_ID, `${live.AGENTMETER_GROUP_ID}.replay.r1`);
     assert.equal(replay.AGENTMETER_HOLDS_TOPIC, `${live.AGENTMETER_HOLDS_TOPIC}.replay.r1`);
+    assert.equal(replay.AGENTMETER_DLQ_TOPIC, `${live.AGENTMETER_DLQ_TOPIC}.replay.r1`);
+    assert.equal(replay.AGENTMETER_EVENTS_TOPIC, `${live.AGENTMETER_EVENTS_TOPIC}.replay.r1`);
+    assert.equal(replay.AGENTMETER_STATE_TOPIC, `${live.AGENTMETER_STATE_TOPIC}.replay.r1`);
   });
 
   describe("given nothing of the namespace in any store, the replay goes ahead", () => {
@@ -91,7 +103,13 @@ describe("replay: the refusal of a used suffix", () => {
     });
 
     it("stores that hold nothing at all (no database, no group, no topic)", () => {
-      const none = { mongoDatabases: [], clickhouseTables: [], groupOffsets: [], replyOffsets: [] };
+      const none = {
+        mongoDatabases: [],
+        clickhouseTables: [],
+        groupOffsets: [],
+        replyOffsets: [],
+        outputOffsets: {},
+      };
       assert.equal(usedNamespaceRefusal(replay, "r1", none), undefined);
     });
   });
@@ -183,6 +201,36 @@ describe("replay: the refusal of a used suffix", () => {
     });
   });
 
+  it("given output topics an earlier replay wrote, each is named with its count (the new outputs would be appended)", () => {
+    const message = refusal(
+      withContents({
+        outputOffsets: {
+          [replay.AGENTMETER_DLQ_TOPIC]: [{ partition: 0, low: "0", high: "2" }],
+          [replay.AGENTMETER_EVENTS_TOPIC]: [
+            { partition: 0, low: "0", high: "40" },
+            { partition: 1, low: "0", high: "0" },
+          ],
+          [replay.AGENTMETER_STATE_TOPIC]: [{ partition: 0, low: "5", high: "5" }],
+        },
+      }),
+    );
+    assert.equal(
+      foundIn(message),
+      [
+        `topic ${replay.AGENTMETER_DLQ_TOPIC} with 2 messages`,
+        `topic ${replay.AGENTMETER_EVENTS_TOPIC} with 40 messages`,
+        `topic ${replay.AGENTMETER_STATE_TOPIC} with 5 expired messages`,
+      ].join("; "),
+    );
+    assertNamesAllToDrop(message);
+    const eventsOnly = refusal(
+      withContents({
+        outputOffsets: { [replay.AGENTMETER_EVENTS_TOPIC]: [{ partition: 3, low: "0", high: "1" }] },
+      }),
+    );
+    assert.equal(foundIn(eventsOnly), `topic ${replay.AGENTMETER_EVENTS_TOPIC} with 1 message`);
+  });
+
   it("given several stores used, names each, in the order MongoDB, ClickHouse, group, topic", () => {
     const message = refusal({
       mongoDatabases: ["R_r1_b", "R_r1_a", "admin"],
@@ -193,6 +241,7 @@ describe("replay: the refusal of a used suffix", () => {
         { partition: 1, offset: "-1" },
       ],
       replyOffsets: [{ partition: 0, low: "0", high: "1" }],
+      outputOffsets: {},
     });
     assert.equal(
       foundIn(message),
@@ -212,6 +261,7 @@ describe("replay: the refusal of a used suffix", () => {
       clickhouseTables: ["a", "b", "c", "d"].map((name) => ({ name, total_rows: "1" })),
       groupOffsets: [0, 1, 2, 3, 4, 5].map((partition) => ({ partition, offset: "1" })),
       replyOffsets: [],
+      outputOffsets: {},
     });
     assert.match(message, /\(MongoDB R_r1_a, R_r1_b, R_r1_c and 2 more; /);
     assert.match(message, / with rows in a, b, c and 1 more; /);
@@ -232,7 +282,7 @@ describe("replay: the refusal of a used suffix", () => {
     assert.equal(
       message,
       "--suffix r1: the replay namespace is not empty (MongoDB MozaiksPlatform_r1, R_r1_app-1; ClickHouse agentmeter_r1 with rows in adjustments, usage_events; consumer group agentmeter-processor.replay.r1 with offsets committed on partitions 0, 1, 2). " +
-        "To replay into this suffix again, drop all of it: the MongoDB databases MozaiksPlatform_r1, autogen_ai_agents_r1 and R_r1_{app} (every app), the ClickHouse database agentmeter_r1, the Kafka consumer group agentmeter-processor.replay.r1 (its committed offsets) and the topic agentmeter.hold-decisions.v1.replay.r1 (its hold decisions); or choose another suffix",
+        "To replay into this suffix again, drop all of it: the MongoDB databases MozaiksPlatform_r1, autogen_ai_agents_r1 and R_r1_{app} (every app), the ClickHouse database agentmeter_r1, the Kafka consumer group agentmeter-processor.replay.r1 (its committed offsets) and the topics agentmeter.hold-decisions.v1.replay.r1 (its hold decisions), agentmeter.deadletter.v1.replay.r1, agentmeter.budget-events.v1.replay.r1, agentmeter.budget-state.v1.replay.r1 (its dead letters, budget events and budget states); or choose another suffix",
     );
     const doc = readFileSync(new URL("../../docs/audit.md", import.meta.url), "utf8");
     assert.ok(doc.includes(`\nagentmeter replay: ${message}\n`), "docs/audit.md shows this line");
@@ -246,7 +296,11 @@ describe("replay: the refusal of a used suffix", () => {
     const reads = (contents: NamespaceContents) => ({
       mongo: fulfilled(contents.mongoDatabases),
       clickhouse: fulfilled(contents.clickhouseTables),
-      kafka: fulfilled({ groupOffsets: contents.groupOffsets, replyOffsets: contents.replyOffsets }),
+      kafka: fulfilled({
+        groupOffsets: contents.groupOffsets,
+        replyOffsets: contents.replyOffsets,
+        outputOffsets: contents.outputOffsets,
+      }),
     });
 
     it("every store read: the same decision as from the contents", () => {
