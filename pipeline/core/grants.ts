@@ -116,6 +116,22 @@ export function addGrant(account: AccountState, record: CreditRecord, eventMs: n
 }
 
 /**
+ * Tokens left in the effective grants that end before `ms` (their `expires_at` is earlier): a hold
+ * lasting until `ms` cannot count on them, since they may be forfeited before its usage comes.
+ */
+export function grantTokensEndingBefore(account: AccountState, ms: number): number {
+  const grants = account.grants;
+  if (grants === undefined) return 0;
+  let ending = 0;
+  for (const id in grants) {
+    const grant = grants[id]!;
+    if (grant.active && grant.expires_at !== null && epochMs(grant.expires_at) < ms)
+      ending += grant.tokens - grant.used;
+  }
+  return ending;
+}
+
+/**
  * The earliest event time at which the grants change by time alone (one starts or one expires), or
  * null. A tick before it changes nothing in the account.
  */

@@ -11,6 +11,7 @@ import { epochMs, SCHEMA_VERSION } from "../../schemas/index.ts";
 import { type AccountState, availableTokens, balanceSnapshot, type HoldState } from "./account.ts";
 import type { BillingConfig } from "./billing-config.ts";
 import { isDuplicate, remember } from "./dedupe.ts";
+import { grantTokensEndingBefore } from "./grants.ts";
 import type { OutputBase } from "./output-base.ts";
 import { emptyMap, ownValue } from "./own.ts";
 
@@ -175,11 +176,15 @@ function denialOf(
       detail: `the account has ${open} open holds; the bound is ${config.holds.max_open} (holds.max_open)`,
     };
   }
-  const available = holdAvailableTokens(account);
+  // Grant tokens forfeited before the hold ends are not there for its settle: counted, a granted turn
+  // would be billed in overdraft once the grant expired under it.
+  const ending = grantTokensEndingBefore(account, expiresMs);
+  const available = holdAvailableTokens(account) - ending;
   if (available < record.tokens) {
+    const lapsing = ending > 0 ? `, ${ending} in grants that expire before the hold` : "";
     return {
       reason: "insufficient_tokens",
-      detail: `asks ${record.tokens} tokens, ${Math.max(0, available)} available (${availableTokens(account)} left, ${heldTokens(account)} held)`,
+      detail: `asks ${record.tokens} tokens, ${Math.max(0, available)} available (${availableTokens(account)} left, ${heldTokens(account)} held${lapsing})`,
     };
   }
   return undefined;

@@ -124,6 +124,57 @@ describe("holds: decisions", () => {
     assert.equal(budgetStateOf(accountOf(state)).available_tokens, 10_000);
   });
 
+  test("Given grant tokens that expire before the hold would, Then the hold cannot count on them: denied, and one lasting no longer than the grant is granted and settles free", () => {
+    const noTrial = credit({ record_id: "b-0", kind: "budget_set", tokens: 0, occurred_at: at(0) });
+    const grant = credit({
+      record_id: "g-short",
+      kind: "grant",
+      tokens: 1_000,
+      occurred_at: at(0),
+      expires_at: at(5),
+    });
+    // Granted on the grant, the turn's usage at minute 10 would find it forfeited and be billed in overdraft.
+    const { outputs: longer } = runTopic([
+      noTrial,
+      grant,
+      hold({ hold_id: "long", tokens: 1_000, occurred_at: at(1), expires_at: at(30) }),
+    ]);
+    const [denied] = decisions(longer);
+    assert.equal(denied?.granted, false);
+    assert.equal(denied?.reason, "insufficient_tokens");
+    assert.match(
+      denied?.detail ?? "",
+      /asks 1000 tokens, 0 available \(1000 left, 0 held, 1000 in grants that expire before the hold\)/,
+    );
+    // A hold ending when the grant does (its expires_at instant included) may count on it.
+    const { outputs } = runTopic([
+      noTrial,
+      grant,
+      hold({ hold_id: "short", tokens: 1_000, occurred_at: at(1), expires_at: at(5) }),
+      usage({ record_id: "u-settle", hold_id: "short", occurred_at: at(5), ...tokens(900) }),
+    ]);
+    assert.equal(decisions(outputs)[0]?.granted, true);
+    const outcome = ofKind(accountOutputs(outputs), "usage_outcome")[0]!;
+    assert.deepEqual(
+      [outcome.grant_tokens_used, outcome.paid_tokens_used, outcome.billed_micros, outcome.decision],
+      [900, 0, 0n, "trial"],
+    );
+    // A grant without an expiry, or lasting past the hold, counts in full.
+    const lasting = credit({
+      record_id: "g-long",
+      kind: "grant",
+      tokens: 1_000,
+      occurred_at: at(0),
+      expires_at: at(30),
+    });
+    const { outputs: granted } = runTopic([
+      noTrial,
+      lasting,
+      hold({ hold_id: "long", tokens: 1_000, occurred_at: at(1), expires_at: at(30) }),
+    ]);
+    assert.equal(decisions(granted)[0]?.granted, true);
+  });
+
   test("Given everything held, When usage without a hold arrives, Then it is metered as always (and may overdraft)", () => {
     const { outputs, state } = runTopic([
       hold({ hold_id: "a", tokens: 10_000 }),
