@@ -9,7 +9,7 @@ import type {
   TopicRecord,
 } from "../../schemas/index.ts";
 import { accountKeyOf, epochMs, SCHEMA_VERSION } from "../../schemas/index.ts";
-import { type AccountState, cloneAccount, newAccount } from "./account.ts";
+import { type AccountState, canContinue, cloneAccount, newAccount } from "./account.ts";
 import { applyCredit } from "./apply-credit.ts";
 import { applySession } from "./apply-session.ts";
 import { applyUsage } from "./apply-usage.ts";
@@ -139,6 +139,7 @@ function applyInPlace(
   // outputs (a settle or release arriving after expiry finds the hold expired), but only once the
   // record is known to apply: a rejected record changes nothing.
   const eventMs = holdClockMs(target, record);
+  const first = outputs.length;
   if (record.type === "usage") {
     const priced = priceUsage(record, config);
     if (!priced.ok) return rejected(account, outputs, base, priced.code, priced.reason, record, config);
@@ -170,9 +171,27 @@ function applyInPlace(
     advanceClocks(target, eventMs, record, config, outputs);
     releaseHold(target, record, outputs, base);
   }
+  if (!canContinue(target)) dropResumable(outputs, first);
   remember(target.dedupe, record.record_id, occurredMs, config);
   target.last_event_at = record.occurred_at;
   return { account: target, changed: true };
+}
+
+/**
+ * A record's clock advance (a new period, a grant that starts) can make paused chats resumable, and
+ * its own effect (usage past what that gave) exhaust the account again: a chat is then not resumable
+ * after the record, and a `resumable` event for it would have a runtime resume a chat the account
+ * cannot pay for. The events are decided against the record's end state: the account cannot continue,
+ * so none of its `resumable` events stands. Mutates `outputs` from `first` on.
+ */
+function dropResumable(outputs: Output[], first: number): void {
+  let kept = first;
+  for (let i = first; i < outputs.length; i++) {
+    const output = outputs[i]!;
+    if (output.kind === "budget_event" && output.event === "resumable") continue;
+    outputs[kept++] = output;
+  }
+  outputs.length = kept;
 }
 
 function assertSameAccount(account: AccountState | undefined, record: InputRecord): void {

@@ -185,7 +185,16 @@ describe("credits as finance needs them: properties over every new rule together
         // next crossing is raised), and a paused chat is resumable exactly when the account can continue.
         const stepwise = emptyState();
         for (const record of records) {
-          applyBatchInPlace(stepwise, [{ record }], defaultBillingConfig);
+          const outputs = applyBatchInPlace(stepwise, [{ record }], defaultBillingConfig);
+          // A chat a record calls resumable is resumable when the record is done.
+          for (const output of outputs)
+            if (output.kind === "budget_event" && output.event === "resumable") {
+              const chat = Object.values(stepwise.accounts).find(
+                (account) => account.account_key === output.account_key,
+              )?.chats[output.chat_id];
+              if (chat !== undefined)
+                assert.equal(chat.can_resume, true, `${record.record_id} ${output.chat_id}`);
+            }
           for (const account of Object.values(stepwise.accounts)) {
             const usedBp = usedBasisPoints(account);
             for (const threshold of account.thresholds_raised_bp)

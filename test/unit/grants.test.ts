@@ -184,6 +184,26 @@ describe("dated grants: time", () => {
     }
   });
 
+  test("Given paused chats, When a grant starting inside a usage record is drained by that record, Then no chat is called resumable (the account cannot continue after it)", () => {
+    const { outputs, state } = run([
+      noTrial,
+      use("u-exhaust", 1, 100, "chat-1"),
+      grant("g-later", 500, { occurred_at: at(2), effective_at: at(3) }),
+      use("u-drain", 4, 800, "chat-2"),
+    ]);
+    const own = outputs.filter((o) => o.record_id === "u-drain");
+    assert.ok(!budgetEvents(own).includes("resumable"), budgetEvents(own).join(", "));
+    assert.equal(budgetStateOf(accountOf(state)).can_continue, false);
+    // A grant that starts and is not drained still makes the chat resumable, in the record that starts it.
+    const kept = run([
+      noTrial,
+      use("u-exhaust", 1, 100, "chat-1"),
+      grant("g-later", 500, { occurred_at: at(2), effective_at: at(3) }),
+      use("u-small", 4, 100, "chat-2"),
+    ]);
+    assert.deepEqual(budgetEvents(kept.outputs.filter((o) => o.record_id === "u-small")), ["resumable"]);
+  });
+
   test("Given a late grant already past its expiry, Then its credit_applied shows the balance without it (it cannot be spent), then grant_expired forfeits it all", () => {
     const { outputs, state } = run([
       noTrial,
