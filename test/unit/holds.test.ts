@@ -126,13 +126,9 @@ describe("holds: decisions", () => {
 
   test("Given grant tokens that expire before the hold would, Then the hold cannot count on them: denied, and one lasting no longer than the grant is granted and settles free", () => {
     const noTrial = credit({ record_id: "b-0", kind: "budget_set", tokens: 0, occurred_at: at(0) });
-    const grant = credit({
-      record_id: "g-short",
-      kind: "grant",
-      tokens: 1_000,
-      occurred_at: at(0),
-      expires_at: at(5),
-    });
+    const grantUntil = (id: string, minute: number) =>
+      credit({ record_id: id, kind: "grant", tokens: 1_000, occurred_at: at(0), expires_at: at(minute) });
+    const grant = grantUntil("g-short", 5);
     // Granted on the grant, the turn's usage at minute 10 would find it forfeited and be billed in overdraft.
     const { outputs: longer } = runTopic([
       noTrial,
@@ -159,17 +155,10 @@ describe("holds: decisions", () => {
       [outcome.grant_tokens_used, outcome.paid_tokens_used, outcome.billed_micros, outcome.decision],
       [900, 0, 0n, "trial"],
     );
-    // A grant without an expiry, or lasting past the hold, counts in full.
-    const lasting = credit({
-      record_id: "g-long",
-      kind: "grant",
-      tokens: 1_000,
-      occurred_at: at(0),
-      expires_at: at(30),
-    });
+    // A grant lasting as long as the hold counts in full.
     const { outputs: granted } = runTopic([
       noTrial,
-      lasting,
+      grantUntil("g-long", 30),
       hold({ hold_id: "long", tokens: 1_000, occurred_at: at(1), expires_at: at(30) }),
     ]);
     assert.equal(decisions(granted)[0]?.granted, true);
