@@ -33,7 +33,12 @@ export interface HoldRequest extends AccountIds {
 export interface HoldGrant {
   granted: boolean;
   hold_id: string;
-  /** Tokens a new hold could still get after this decision (allowance left + paid left - held). */
+  /**
+   * Tokens a new hold could still get after this decision (allowance left + paid left - held). Below
+   * zero when usage metered without a hold (never refused) overdrew the account; a hold is granted
+   * only once it covers the hold's tokens. A denial's `detail` words a negative figure as 0 available,
+   * with the figures the denial was decided on (tokens left, held, grant tokens lapsing before the hold).
+   */
   available: number;
   /** Tokens the account's open holds reserve after this decision. */
   held_tokens: number;
