@@ -21,7 +21,7 @@ import { cloneState } from "../support/clone-state.ts";
 import { config, usage } from "./builders.ts";
 
 /**
- * The shortcuts of the core's fast paths (docs/processing.md, "Core speed") give exactly what the plain
+ * The shortcuts of the core's fast paths (docs/core-speed.md) give exactly what the plain
  * exact computation gives: number arithmetic only where it is exact, bigint otherwise; copies that are
  * equal to a deep copy and independent of the original.
  */
