@@ -173,6 +173,6 @@ export function priceUsage(record: UsageRecord, config: BillingConfig): PricedUs
     ok: true,
     cost_micros: divideRoundHalfUp(numerator.total(), TOKENS_PER_PRICE_UNIT),
     agents,
-    price_ids: priceIds.length === 1 ? priceIds : priceIds.sort(),
+    price_ids: priceIds.sort(),
   };
 }
