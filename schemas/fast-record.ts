@@ -1,5 +1,6 @@
 import { LEVELS } from "./common.ts";
 import { CREDIT_KINDS, creditRecordSchema } from "./credit-record.ts";
+import { holdRecordSchema, releaseRecordSchema } from "./hold-record.ts";
 import {
   ENTERPRISE_ID_PATTERN,
   MODEL_PATTERN,
@@ -11,7 +12,7 @@ import {
 import type { InputRecord } from "./input-record.ts";
 import { INT64_MAX, MAX_TOKENS_PER_FIELD } from "./money.ts";
 import { SESSION_EVENTS, sessionRecordSchema } from "./session-record.ts";
-import { isoDateTimeSchema } from "./time.ts";
+import { epochMs, isoDateTimeSchema } from "./time.ts";
 import {
   agentUsageSchema,
   CONNECTION_STATES,
@@ -88,7 +89,7 @@ const AGENT_CHECKS: Record<string, Check> = {
       : NO,
 };
 
-/** The checks of every field of the three record schemas (a field means the same in each). */
+/** The checks of every field of the record schemas (a field means the same in each, but for HOLD_CHECKS). */
 const FIELD_CHECKS: Record<string, Check> = {
   schema_version: (value) => (value === 1 ? value : NO),
   record_id: matching(OPAQUE_ID_PATTERN),
@@ -148,10 +149,23 @@ function planOf(schema: ShapeSchema, checks: Record<string, Check>, literal?: [s
   return { fields, keys: new Set(fields.map((field) => field.key)) };
 }
 
+/**
+ * A hold's two fields that mean something else on a credit: its size is at least one token
+ * (holdTokensSchema), and its expiry is a plain date (whether it is after occurred_at is the
+ * refinement fastInputRecord checks); a credit's dated-grant expiry is zod's to decide.
+ */
+const HOLD_CHECKS: Record<string, Check> = {
+  ...FIELD_CHECKS,
+  tokens: (value) => (tokenCount(value) !== NO && (value as number) >= 1 ? value : NO),
+  expires_at: isoDateTime,
+};
+
 const PLANS: Record<string, Plan> = {
   usage: planOf(usageRecordSchema as unknown as ShapeSchema, FIELD_CHECKS, ["type", "usage"]),
   credit: planOf(creditRecordSchema as unknown as ShapeSchema, FIELD_CHECKS, ["type", "credit"]),
   session: planOf(sessionRecordSchema as unknown as ShapeSchema, FIELD_CHECKS, ["type", "session"]),
+  hold: planOf(holdRecordSchema as unknown as ShapeSchema, HOLD_CHECKS, ["type", "hold"]),
+  release: planOf(releaseRecordSchema as unknown as ShapeSchema, FIELD_CHECKS, ["type", "release"]),
 };
 const AGENT_PLAN: Plan = planOf(agentUsageSchema as unknown as ShapeSchema, AGENT_CHECKS);
 
@@ -243,14 +257,17 @@ function agentUsageMap(value: unknown): unknown {
 export function fastInputRecord(json: unknown): InputRecord | undefined {
   if (!isPlainObject(json)) return undefined;
   const type = json.type;
-  const plan = type === "usage" || type === "credit" || type === "session" ? PLANS[type] : undefined;
+  const plan = typeof type === "string" && Object.hasOwn(PLANS, type) ? PLANS[type] : undefined;
   if (plan === undefined) return undefined;
   const record = objectOf(json, plan);
   if (record === NO) return undefined;
-  // The refinements: platform_user_id with the level; pause_reason only on a pause.
+  // The refinements: platform_user_id with the level; pause_reason only on a pause; a hold expires
+  // after it is made.
   const hasUser = record.platform_user_id !== undefined;
   if (record.level === "app_usage" ? !hasUser : hasUser) return undefined;
   if (record.pause_reason !== undefined && record.event !== "pause") return undefined;
+  if (type === "hold" && !(epochMs(record.expires_at as string) > epochMs(record.occurred_at as string)))
+    return undefined;
   return record as InputRecord;
 }
 
@@ -259,4 +276,6 @@ export const FAST_RECORD_TYPES: Readonly<Record<string, boolean>> = {
   usage: PLANS.usage !== undefined && AGENT_PLAN !== undefined && DATETIME_PATTERN instanceof RegExp,
   credit: PLANS.credit !== undefined && DATETIME_PATTERN instanceof RegExp,
   session: PLANS.session !== undefined && DATETIME_PATTERN instanceof RegExp,
+  hold: PLANS.hold !== undefined && DATETIME_PATTERN instanceof RegExp,
+  release: PLANS.release !== undefined && DATETIME_PATTERN instanceof RegExp,
 };

@@ -70,6 +70,8 @@ const WEIRD: unknown[] = [
   "usage",
   "credit",
   "session",
+  "hold",
+  "release",
   "platform",
   "app_usage",
   "top_up",
@@ -173,6 +175,50 @@ function corpus(): string[] {
     if (n >= 6) continue;
     texts.push(...variants(json, random));
   }
+  // Holds and releases (the workload makes none), of both levels, with a hold's own rules: at least one
+  // token, and an expiry after occurred_at (compared as instants, across offsets).
+  for (const level of ["platform", "app_usage"] as const) {
+    const ids = {
+      level,
+      enterprise_id: "app-1",
+      mozaiks_user_id: "creator-1",
+      ...(level === "app_usage" ? { platform_user_id: "user-1" } : {}),
+    };
+    const hold = {
+      type: "hold",
+      schema_version: 1,
+      record_id: `h-${level}`,
+      ...ids,
+      chat_id: "chat-1",
+      hold_id: "hold-1",
+      tokens: 1_500,
+      expires_at: "2026-01-05T09:05:00Z",
+      occurred_at: "2026-01-05T09:00:00Z",
+    };
+    texts.push(...variants(hold, random));
+    for (const [tokens, expires_at] of [
+      [1, "2026-01-05T09:00:00.001Z"],
+      [0, "2026-01-05T09:05:00Z"],
+      [1_000_000, "2026-01-05T09:00:00Z"],
+      [5, "2026-01-05T08:59:59.999Z"],
+      [5, "2026-01-05T11:00:00+02:00"],
+      [5, "2026-01-05T11:00:01+02:00"],
+    ] as const)
+      texts.push(JSON.stringify({ ...hold, tokens, expires_at }));
+    texts.push(
+      ...variants(
+        {
+          type: "release",
+          schema_version: 1,
+          record_id: `r-${level}`,
+          ...ids,
+          hold_id: "hold-1",
+          occurred_at: "2026-01-05T09:01:00Z",
+        },
+        random,
+      ),
+    );
+  }
   // Credits without amount_micros and with a number; a paused session with and without a reason.
   texts.push(
     JSON.stringify({
@@ -217,7 +263,13 @@ function zodDecode(json: unknown) {
 
 describe("fast record validation (schemas/fast-record.ts)", () => {
   it("is on for every record type", () => {
-    assert.deepEqual(FAST_RECORD_TYPES, { usage: true, credit: true, session: true });
+    assert.deepEqual(FAST_RECORD_TYPES, {
+      usage: true,
+      credit: true,
+      session: true,
+      hold: true,
+      release: true,
+    });
   });
 
   it("accepts exactly what zod accepts, returns what zod returns, and decodeRecord reports as zod does", () => {
