@@ -6,7 +6,8 @@
  * (process.cpuUsage: user + system of this process):
  *   - JSON parse (bytes to text to JSON.parse, as decodeRecord does);
  *   - schema validation of the parsed JSON: zod alone (inputRecordSchema.safeParse), and what decodeRecord
- *     runs (fastInputRecord, zod when it defers), then decodeRecord (parse + validate);
+ *     runs (fastInputRecord, zod when it defers), then decodeRecord (parse + validate); the same two on
+ *     hold and release records (generated apart: the workload makes none);
  *   - key and id checks (accountKeyOf against the message key, the key's murmur2 partition);
  *   - admitMessage, the processor's and the audit's gate (decode, key, partition, signature policy);
  *   - applyBatch over about 1,000 and about 100,000 accounts, as the processor calls it: the accounts
@@ -110,6 +111,44 @@ function stream(records: number, apps: number, usersPerApp: number, runId: strin
     });
   }
   return messages;
+}
+
+/** Parsed hold and release records (two holds to a release), both levels, as the SDK writes them. */
+function holdAndReleaseRecords(count: number): unknown[] {
+  const records: unknown[] = [];
+  for (let i = 0; i < count; i++) {
+    const app = i % 2 === 0;
+    const ids = {
+      level: app ? "app_usage" : "platform",
+      enterprise_id: `app-${i % 10}`,
+      mozaiks_user_id: `creator-${i % 10}`,
+      ...(app ? { platform_user_id: `user-${i % 100}` } : {}),
+    };
+    const at = new Date(Date.parse(START_AT) + i * 10).toISOString();
+    records.push(
+      i % 3 === 2
+        ? {
+            type: "release",
+            schema_version: 1,
+            record_id: `r-${i}`,
+            ...ids,
+            hold_id: `h-${i - 1}`,
+            occurred_at: at,
+          }
+        : {
+            type: "hold",
+            schema_version: 1,
+            record_id: `h-${i}`,
+            ...ids,
+            chat_id: `chat-${i % 50}`,
+            hold_id: `h-${i}`,
+            tokens: 1_500 + i,
+            expires_at: new Date(Date.parse(at) + 300_000).toISOString(),
+            occurred_at: at,
+          },
+    );
+  }
+  return JSON.parse(JSON.stringify(records)) as unknown[];
 }
 
 function decodeAll(messages: readonly Message[]): SequencedRecord<number>[] {
@@ -295,6 +334,16 @@ time("schema validation, zod alone (safeParse)", parsed.length, () => {
 });
 time("schema validation, fastInputRecord (zod if it defers)", parsed.length, () => {
   for (const json of parsed)
+    if (fastInputRecord(json) === undefined && !inputRecordSchema.safeParse(json).success)
+      throw new Error("invalid");
+});
+// Hold and release records (the simulate workload makes none): the SDK's reserve and release.
+const holdJson = holdAndReleaseRecords(20_000);
+time("hold and release records, zod alone (safeParse)", holdJson.length, () => {
+  for (const json of holdJson) if (!inputRecordSchema.safeParse(json).success) throw new Error("invalid");
+});
+time("hold and release records, fastInputRecord", holdJson.length, () => {
+  for (const json of holdJson)
     if (fastInputRecord(json) === undefined && !inputRecordSchema.safeParse(json).success)
       throw new Error("invalid");
 });
