@@ -329,24 +329,20 @@ process.stdout.write("decode\n");
 time("JSON parse (bytes -> text -> JSON.parse)", small.length, () => {
   for (const message of small) JSON.parse(message.value!.toString("utf8"));
 });
-time("schema validation, zod alone (safeParse)", parsed.length, () => {
-  for (const json of parsed) if (!inputRecordSchema.safeParse(json).success) throw new Error("invalid");
-});
-time("schema validation, fastInputRecord (zod if it defers)", parsed.length, () => {
-  for (const json of parsed)
-    if (fastInputRecord(json) === undefined && !inputRecordSchema.safeParse(json).success)
-      throw new Error("invalid");
-});
+/** Validation of parsed records two ways: zod alone, and what decodeRecord runs (zod when the fast path defers). */
+function timeValidation(what: string, records: readonly unknown[]): void {
+  time(`${what}, zod alone (safeParse)`, records.length, () => {
+    for (const json of records) if (!inputRecordSchema.safeParse(json).success) throw new Error("invalid");
+  });
+  time(`${what}, fastInputRecord (zod if it defers)`, records.length, () => {
+    for (const json of records)
+      if (fastInputRecord(json) === undefined && !inputRecordSchema.safeParse(json).success)
+        throw new Error("invalid");
+  });
+}
+timeValidation("schema validation", parsed);
 // Hold and release records (the simulate workload makes none): the SDK's reserve and release.
-const holdJson = holdAndReleaseRecords(20_000);
-time("hold and release records, zod alone (safeParse)", holdJson.length, () => {
-  for (const json of holdJson) if (!inputRecordSchema.safeParse(json).success) throw new Error("invalid");
-});
-time("hold and release records, fastInputRecord", holdJson.length, () => {
-  for (const json of holdJson)
-    if (fastInputRecord(json) === undefined && !inputRecordSchema.safeParse(json).success)
-      throw new Error("invalid");
-});
+timeValidation("hold and release records", holdAndReleaseRecords(20_000));
 time("decodeRecord (parse + validate)", small.length, () => {
   for (const message of small) decodeRecord(message.value!, { maxBytes: DEFAULT_MAX_RECORD_BYTES });
 });
