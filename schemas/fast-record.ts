@@ -272,10 +272,11 @@ export function fastInputRecord(json: unknown): InputRecord | undefined {
 }
 
 /** Whether the fast path is on for each record type (false: a schema field it has no check for). */
-export const FAST_RECORD_TYPES: Readonly<Record<string, boolean>> = {
-  usage: PLANS.usage !== undefined && AGENT_PLAN !== undefined && DATETIME_PATTERN instanceof RegExp,
-  credit: PLANS.credit !== undefined && DATETIME_PATTERN instanceof RegExp,
-  session: PLANS.session !== undefined && DATETIME_PATTERN instanceof RegExp,
-  hold: PLANS.hold !== undefined && DATETIME_PATTERN instanceof RegExp,
-  release: PLANS.release !== undefined && DATETIME_PATTERN instanceof RegExp,
-};
+export const FAST_RECORD_TYPES: Readonly<Record<string, boolean>> = Object.fromEntries(
+  Object.entries(PLANS).map(([type, plan]) => [
+    type,
+    plan !== undefined &&
+      DATETIME_PATTERN instanceof RegExp &&
+      (type !== "usage" || AGENT_PLAN !== undefined),
+  ]),
+);
