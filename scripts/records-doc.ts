@@ -341,8 +341,8 @@ Example:
 ## void
 
 Cancels one usage record (operator only: signed like credits). Its tokens go back where they were drawn
-from (allowance or paid balance) and what is left of its billed amount, creator share and platform fee is
-reversed exactly, as an \`adjustment\` output; the usage record itself is never edited. Outside the
+from (allowance or paid balance; of the paid tokens, only the share refunds have not already paid back as
+money) and what is left of its billed amount, creator share and platform fee is reversed exactly, as an \`adjustment\` output; the usage record itself is never edited. Outside the
 window: dead-lettered \`CORRECTION_WINDOW_PASSED\`; an unknown target \`CORRECTION_TARGET_UNKNOWN\`; a
 voided one \`CORRECTION_INVALID\` ([billing.md](billing.md), Corrections).
 

@@ -144,6 +144,18 @@ function forgetOldest(corrections: CorrectionsState, config: BillingConfig): voi
   corrections.oldest_ms = byAge[drop]?.[1].at_ms ?? null;
 }
 
+/**
+ * The paid tokens a void gives back: those whose money no refund has returned yet. Billed money is the
+ * paid tokens' price (billed = cost x paid / tokens), so a refund of a share of it pays back that share of
+ * the paid tokens, and the void returns only the rest, rounded down: the payer never gets a paid token
+ * back twice, once as money and once as tokens. No refund: every paid token; all refunded: none.
+ */
+export function paidTokensNotRefunded(memo: UsageMemo): number {
+  if (memo.refunded_micros === 0n || memo.billed_micros <= 0n) return memo.paid_tokens;
+  const left = memo.billed_micros - memo.refunded_micros;
+  return Number((BigInt(memo.paid_tokens) * left) / memo.billed_micros);
+}
+
 /** Creator share of `refunded` micros of a record split at `bp`: the split's floor, on the running total. */
 function creatorPart(refunded: bigint, bp: number): bigint {
   return (refunded * BigInt(bp)) / BASIS_POINTS_BIG;
@@ -233,10 +245,11 @@ export function applyCorrection(
     const periodStart = account.period === undefined ? undefined : epochMs(account.period.start);
     const endedPeriod = periodStart !== undefined && (memo.drawn_ms ?? memo.at_ms) < periodStart;
     trial = endedPeriod ? 0 : memo.trial_tokens;
+    const unrefunded = paidTokensNotRefunded(memo);
     // Paid tokens of an ended period that a write-off already forgave (carry_overage: false) stay forgiven.
     paid = endedPeriod
-      ? paidReturnAfterWriteOff(account, memo.paid_tokens, memo.written_off_before ?? 0)
-      : memo.paid_tokens;
+      ? paidReturnAfterWriteOff(account, unrefunded, memo.written_off_before ?? 0)
+      : unrefunded;
     cost = memo.cost_micros;
     account.trial_used_tokens -= trial;
     account.paid_used_tokens -= paid;

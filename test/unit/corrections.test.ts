@@ -238,11 +238,87 @@ describe("corrections: refund", () => {
     assert.equal(refund!.billed_micros + voided!.billed_micros, -7_503n);
     assert.equal(refund!.creator_share_micros + voided!.creator_share_micros, -5_252n);
     assert.equal(refund!.platform_fee_micros + voided!.platform_fee_micros, -2_251n);
-    assert.equal(voided!.paid_tokens, -1_000);
-    assert.equal(accountOf(state).paid_used_tokens, 0);
+    // 3 of 7,503 micros came back as money: the paid tokens they bought do not come back as tokens too.
+    // floor(1,000 x 7,500 / 7,503) = 999.
+    assert.equal(voided!.paid_tokens, -999);
+    assert.equal(accountOf(state).paid_used_tokens, 1);
     // A refund after the void has nothing left.
     const after = run([...paidRecord, refundOf("u-1", 3), voidOf("u-1"), refundOf("u-1", 1)]);
     assert.equal(ofKind(after.outputs, "rejected")[0]?.code, "CORRECTION_INVALID");
+  });
+
+  test("Given a record refunded in full, When it is voided, Then its allowance tokens come back but no paid token (the money already did)", () => {
+    const records = [
+      credit({ record_id: "budget", kind: "budget_set", tokens: 400, occurred_at: at(0) }),
+      credit({ record_id: "top", tokens: 100_000, occurred_at: at(0) }),
+      usage({
+        record_id: "u-1",
+        model: "gpt-4o",
+        agent_usage: { A: { prompt_tokens: 333, completion_tokens: 667 } },
+        occurred_at: at(1),
+      }),
+    ];
+    const before = run(records);
+    const outcome = ofKind(before.outputs, "usage_outcome")[0]!;
+    assert.deepEqual([outcome.trial_tokens_used, outcome.paid_tokens_used], [400, 600]);
+    const { state, outputs } = run([
+      ...records,
+      refundOf("u-1", Number(outcome.billed_micros)),
+      voidOf("u-1"),
+    ]);
+    const [refund, voided] = ofKind(outputs, "adjustment");
+    assert.equal(refund!.billed_micros, -outcome.billed_micros);
+    assert.deepEqual(
+      [voided!.trial_tokens, voided!.paid_tokens, voided!.billed_micros, voided!.creator_share_micros],
+      [-400, 0, 0n, 0n],
+    );
+    const account = accountOf(state);
+    assert.deepEqual([account.trial_used_tokens, account.paid_used_tokens], [0, 600]);
+    assert.equal(account.corrections?.voided_tokens, 400);
+  });
+
+  test("Given any refunds of a paid record, When it is voided, Then the tokens and money given back never exceed what it took, and without a refund every paid token comes back", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 5_000 }),
+        fc.integer({ min: 1, max: 5_000 }),
+        fc.array(fc.integer({ min: 1, max: 4_000 }), { maxLength: 4 }),
+        (prompt, completion, refunds) => {
+          const records: InputRecord[] = [
+            credit({ record_id: "budget", kind: "budget_set", tokens: 0, occurred_at: at(0) }),
+            credit({ record_id: "top", tokens: 100_000, occurred_at: at(0) }),
+            usage({
+              record_id: "u-1",
+              model: "gpt-4o",
+              agent_usage: { A: { prompt_tokens: prompt, completion_tokens: completion } },
+              occurred_at: at(1),
+            }),
+            ...refunds.map((amount, i) => ({ ...refundOf("u-1", amount), record_id: `r-${i}` })),
+            voidOf("u-1"),
+          ];
+          const { outputs } = run(records);
+          const outcome = ofKind(outputs, "usage_outcome")[0]!;
+          const paid = BigInt(outcome.paid_tokens_used);
+          const billed = outcome.billed_micros;
+          const refunded = ofKind(outputs, "adjustment")
+            .filter((a) => a.adjustment === "refund")
+            .reduce((sum, a) => sum - a.billed_micros, 0n);
+          const voided = ofKind(outputs, "adjustment").find((a) => a.adjustment === "void")!;
+          const back = BigInt(-voided.paid_tokens);
+          // Value given back, in micros x tokens: refunded money as its share of the paid tokens, plus the
+          // tokens returned as their share of the money. Never more than the record took.
+          assert.ok(
+            back * billed + refunded * paid <= paid * billed,
+            `${back} tokens and ${refunded} micros back`,
+          );
+          // ...and short of it by less than one token's worth (the rounding is down, by under a token).
+          assert.ok(paid * billed - (back * billed + refunded * paid) < billed);
+          if (refunded === 0n) assert.equal(back, paid);
+          assert.equal(-voided.billed_micros + refunded, billed);
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 
   test("Given a refund of a trial-only record, Then CORRECTION_INVALID (nothing was billed)", () => {
