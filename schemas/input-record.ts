@@ -24,6 +24,19 @@ export type InputRecord = z.infer<typeof inputRecordSchema>;
 export type InputRecordJson = z.input<typeof inputRecordSchema>;
 
 /**
+ * Record types that move money or tokens and so must come from the operator's systems: credits, and the
+ * corrections (a void gives tokens back and reverses billed money; a refund returns money). They are
+ * signed (pipeline/auth/signature.ts), and their ids are deduplicated apart from the runtimes' records
+ * (pipeline/core/dedupe.ts): the two come from different systems, which do not share an id space.
+ */
+const OPERATOR_RECORD_TYPES: ReadonlySet<string> = new Set(["credit", "void", "refund"]);
+
+/** Whether a record is an operator's (see OPERATOR_RECORD_TYPES). */
+export function isOperatorRecord(record: { type: string }): boolean {
+  return OPERATOR_RECORD_TYPES.has(record.type);
+}
+
+/**
  * Everything on the input topic: the account records plus the processor's ticks, which belong to no
  * account. Kept apart from InputRecord so that code reading a record's account ids (every producer,
  * the SDK, the stores) never has to rule out a tick; only the code that reads the topic itself

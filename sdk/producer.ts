@@ -1,6 +1,7 @@
 import type { IHeaders, Message, Producer } from "kafkajs";
-import { isOperatorRecord, SIGNATURE_HEADER, signRecord } from "../pipeline/auth/signature.ts";
+import { SIGNATURE_HEADER, signRecord } from "../pipeline/auth/signature.ts";
 import { AgentmeterError } from "../pipeline/errors.ts";
+import { isOperatorRecord } from "../schemas/input-record.ts";
 
 export interface BatchingOptions {
   /** How long a send waits for company before its batch goes out (ms). */

@@ -1,5 +1,6 @@
 import type { RecordResult } from "../../schemas/api.ts";
 import { isAgentmeterError } from "../../schemas/errors.ts";
+import { isOperatorRecord } from "../../schemas/input-record.ts";
 import { uuidv7 } from "../../sdk/record-id.ts";
 import {
   type PreparedRecord,
@@ -7,7 +8,6 @@ import {
   type RecordInput,
   RecordInvalidError,
 } from "../../sdk/validate.ts";
-import { isOperatorRecord } from "../auth/signature.ts";
 
 export interface IngestPolicy {
   /** The processor's record size bound (AGENTMETER_MAX_RECORD_BYTES). */

@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { isOperatorRecord } from "../../schemas/input-record.ts";
 
 /**
  * Who may send what. Money-bearing records (credit records: `top_up`, `grant`, `budget_set`) come from
@@ -68,17 +69,6 @@ export function verifyRecordSignature(secret: Bytes, bytes: Bytes, headerValue: 
   return given.length === expected.length && timingSafeEqual(given, expected)
     ? { ok: true }
     : { ok: false, reason: "mismatch" };
-}
-
-/**
- * Record types that move money or tokens and so must come from the operator's systems: credits, and the
- * corrections (a void gives tokens back and reverses billed money; a refund returns money).
- */
-const OPERATOR_RECORD_TYPES: ReadonlySet<string> = new Set(["credit", "void", "refund"]);
-
-/** Whether a decoded record must carry the operator's signature (when signatures are required). */
-export function isOperatorRecord(record: { type: string }): boolean {
-  return OPERATOR_RECORD_TYPES.has(record.type);
 }
 
 /**

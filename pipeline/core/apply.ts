@@ -15,7 +15,7 @@ import { applySession } from "./apply-session.ts";
 import { applyUsage } from "./apply-usage.ts";
 import type { BillingConfig } from "./billing-config.ts";
 import { applyCorrection, correctionRefusal } from "./corrections.ts";
-import { isDuplicate, remember, tooLateReason } from "./dedupe.ts";
+import { dedupeKey, isDuplicateRecord, remember, tooLateReason } from "./dedupe.ts";
 import { advanceGrants, earliestGrantChange } from "./grants.ts";
 import {
   decideHold,
@@ -124,7 +124,7 @@ function applyInPlace(
   const late =
     account === undefined ? undefined : tooLateReason(account.dedupe, record.occurred_at, occurredMs, config);
   if (late !== undefined) return rejected(account, outputs, base, "RECORD_TOO_LATE", late, record, config);
-  if (account !== undefined && isDuplicate(account.dedupe, record.record_id)) {
+  if (account !== undefined && isDuplicateRecord(account.dedupe, record, account.corrections?.usage)) {
     outputs.push({ kind: "duplicate_ignored", ...base, record_type: record.type });
     return { account, changed: false };
   }
@@ -172,7 +172,7 @@ function applyInPlace(
     releaseHold(target, record, outputs, base);
   }
   if (!canContinue(target)) dropResumable(outputs, first);
-  remember(target.dedupe, record.record_id, occurredMs, config);
+  remember(target.dedupe, dedupeKey(record), occurredMs, config);
   target.last_event_at = record.occurred_at;
   return { account: target, changed: true };
 }

@@ -1,3 +1,4 @@
+import { isOperatorRecord } from "../../schemas/input-record.ts";
 import type { BillingConfig } from "./billing-config.ts";
 import type { LayeredMap } from "./layered-map.ts";
 
@@ -57,6 +58,35 @@ export function tooLateReason(
 
 export function isDuplicate(dedupe: DedupeState, recordId: string): boolean {
   return dedupe.seen.has(recordId);
+}
+
+/**
+ * Operator records (credits, voids, refunds) are remembered under this prefix, apart from the runtimes'
+ * records: the two come from different systems, so a usage record that happens to carry a payment's id
+ * must not make the payment's top-up a "duplicate", lost without a dead letter. "/" is in no record id,
+ * so a key of one kind is never a key of the other (hold ids use "hold/" the same way, holds.ts).
+ */
+const OPERATOR_ID_KEY = "op/";
+
+/** The key a record's id is remembered under. */
+export function dedupeKey(record: { type: string; record_id: string }): string {
+  return isOperatorRecord(record) ? OPERATOR_ID_KEY + record.record_id : record.record_id;
+}
+
+/**
+ * Whether the record was applied before. Until 2026-12-07 an operator record's id was remembered as it
+ * is, among the runtimes' ids, so a plain id is still read as an operator record applied then (a re-sent
+ * one is never applied twice), unless `usageIds` holds it: only a usage record puts its id there (its
+ * correction memo), so the id was a usage record's and the operator record is a new one.
+ */
+export function isDuplicateRecord(
+  dedupe: DedupeState,
+  record: { type: string; record_id: string },
+  usageIds: { has(id: string): boolean } | undefined,
+): boolean {
+  if (!isOperatorRecord(record)) return dedupe.seen.has(record.record_id);
+  if (dedupe.seen.has(OPERATOR_ID_KEY + record.record_id)) return true;
+  return dedupe.seen.has(record.record_id) && usageIds?.has(record.record_id) !== true;
 }
 
 /** Remembers an applied record, then forgets what can no longer matter. Mutates `dedupe`. */

@@ -1,22 +1,86 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { applyBatch, emptyState } from "../../pipeline/core/index.ts";
-import { accountOf, at, config, credit, ofKind, run, tokens, usage } from "./builders.ts";
+import { applyBatch, defaultBillingConfig, emptyState } from "../../pipeline/core/index.ts";
+import { accountOf, at, config, credit, ofKind, run, session, tokens, usage, voidOf } from "./builders.ts";
 
 const DAY = 24 * 60;
 
 describe("dedupe", () => {
-  test("Given a record seen before, When it comes again (also as another type), Then it is ignored", () => {
+  test("Given a record seen before, When it comes again (also as another runtime record type), Then it is ignored", () => {
     const { outputs, state } = run([
       usage({ record_id: "r-1", ...tokens(100) }),
       usage({ record_id: "r-1", ...tokens(100) }),
-      credit({ record_id: "r-1", tokens: 5 }),
+      session({ record_id: "r-1" }),
+      credit({ record_id: "c-1", tokens: 5 }),
+      credit({ record_id: "c-1", tokens: 5 }),
     ]);
     assert.deepEqual(
       outputs.map((o) => o.kind),
-      ["usage_outcome", "duplicate_ignored", "duplicate_ignored"],
+      ["usage_outcome", "duplicate_ignored", "duplicate_ignored", "credit_applied", "duplicate_ignored"],
     );
     assert.equal(accountOf(state).tokens_used, 100);
+  });
+
+  describe("operator records (credits, voids, refunds) have ids of their own", () => {
+    test("Given a usage record with a payment's id, When the payment's top-up comes, Then it is applied (not a duplicate), and only its own re-send is ignored", () => {
+      const { outputs, state } = run([
+        credit({ record_id: "budget", kind: "budget_set", tokens: 0, occurred_at: at(0) }),
+        usage({ record_id: "pay-1", ...tokens(100), occurred_at: at(1) }),
+        credit({ record_id: "pay-1", tokens: 1_000, amount_micros: "1000000", occurred_at: at(2) }),
+        credit({ record_id: "pay-1", tokens: 1_000, amount_micros: "1000000", occurred_at: at(2) }),
+        usage({ record_id: "pay-1", ...tokens(100), occurred_at: at(1) }),
+      ]);
+      assert.deepEqual(
+        outputs.filter((o) => o.record_id === "pay-1" && o.kind !== "budget_event").map((o) => o.kind),
+        ["usage_outcome", "credit_applied", "duplicate_ignored", "duplicate_ignored"],
+      );
+      const account = accountOf(state);
+      assert.equal(account.paid_amount_micros, 1_000_000n);
+      assert.equal(account.tokens_used, 100);
+    });
+
+    test("Given a top-up, When a usage record carries its id, Then the usage is billed (not a duplicate)", () => {
+      const { outputs, state } = run([
+        credit({ record_id: "x-1", tokens: 1_000, occurred_at: at(0) }),
+        usage({ record_id: "x-1", ...tokens(100), occurred_at: at(1) }),
+      ]);
+      assert.deepEqual(
+        outputs.filter((o) => o.kind !== "budget_event").map((o) => o.kind),
+        ["credit_applied", "usage_outcome"],
+      );
+      assert.equal(accountOf(state).tokens_used, 100);
+    });
+
+    test("Given a void that carries its target's id, Then it applies (before, the usage record's id hid it)", () => {
+      const { outputs } = run([
+        usage({ record_id: "u-9", ...tokens(100), occurred_at: at(1) }),
+        voidOf("u-9", { record_id: "u-9" }),
+      ]);
+      assert.deepEqual(
+        ofKind(outputs, "adjustment").map((a) => [a.adjustment, a.target_record_id]),
+        [["void", "u-9"]],
+      );
+    });
+
+    test("Given an account stored before the split (an operator id remembered as it is), When that credit is re-sent, Then it is still ignored", () => {
+      const first = run([credit({ record_id: "c-7", tokens: 500, occurred_at: at(0) })]);
+      const seen = accountOf(first.state).dedupe.seen;
+      assert.ok(seen.has("op/c-7") && !seen.has("c-7"));
+      // What a stored account document of an earlier version holds: the id without its operator prefix.
+      const at0 = seen.get("op/c-7")!;
+      seen.delete("op/c-7");
+      seen.set("c-7", at0);
+      const again = applyBatch(
+        first.state,
+        [{ record: credit({ record_id: "c-7", tokens: 500, occurred_at: at(0) }) }],
+        defaultBillingConfig,
+      );
+      assert.deepEqual(
+        again.outputs.map((o) => o.kind),
+        ["duplicate_ignored"],
+      );
+      assert.deepEqual(accountOf(again.state), accountOf(first.state));
+    });
   });
   test("Given a duplicate 6 days later in event time, Then it is still ignored (7-day horizon)", () => {
     const { outputs } = run([
