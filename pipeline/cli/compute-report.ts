@@ -60,11 +60,17 @@ function accountReport(account: AccountState) {
   };
 }
 
-/** Creator earnings: the creator share of app usage on accounts of the creator's apps. */
+/**
+ * Creator earnings: the creator share of app usage on accounts of the creator's apps, and what the
+ * creator was billed for its own platform usage; gross as the usage records made them, and net of the
+ * voids and refunds (the creator's earnings fall with every correction of its apps' usage).
+ */
 export type CreatorReport = {
   mozaiks_user_id: string;
   earnings_micros: bigint;
   platform_billed_micros: bigint;
+  net_earnings_micros: bigint;
+  net_platform_billed_micros: bigint;
 };
 
 function creatorReports(accounts: readonly AccountState[]): CreatorReport[] {
@@ -74,9 +80,17 @@ function creatorReports(accounts: readonly AccountState[]): CreatorReport[] {
       mozaiks_user_id: account.mozaiks_user_id,
       earnings_micros: 0n,
       platform_billed_micros: 0n,
+      net_earnings_micros: 0n,
+      net_platform_billed_micros: 0n,
     };
+    const reversed = account.corrections;
     report.earnings_micros += account.creator_share_micros;
-    if (account.level === "platform") report.platform_billed_micros += account.billed_micros;
+    report.net_earnings_micros +=
+      account.creator_share_micros - (reversed?.reversed_creator_share_micros ?? 0n);
+    if (account.level === "platform") {
+      report.platform_billed_micros += account.billed_micros;
+      report.net_platform_billed_micros += account.billed_micros - (reversed?.reversed_billed_micros ?? 0n);
+    }
     byCreator.set(account.mozaiks_user_id, report);
   }
   return [...byCreator.values()].sort((a, b) => (a.mozaiks_user_id < b.mozaiks_user_id ? -1 : 1));
@@ -207,6 +221,16 @@ export function formatComputeTable(report: ComputeReport): string {
           "platform reversed",
         ],
         rows,
+      ),
+      "",
+      "Creators, net of the adjustments",
+      renderTable(
+        ["creator", "app earnings", "platform billed"],
+        report.creators.map((creator) => [
+          creator.mozaiks_user_id,
+          money(creator.net_earnings_micros),
+          money(creator.net_platform_billed_micros),
+        ]),
       ),
       "",
       `Net: billed ${money(net.billed)}, creators ${money(net.creator)}, platform ${money(net.platform)}`,

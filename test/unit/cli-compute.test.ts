@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { Readable } from "node:stream";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { EXIT_REJECTED } from "../../pipeline/cli/io.ts";
 import { main } from "../../pipeline/cli/main.ts";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -46,9 +47,34 @@ describe("agentmeter compute", () => {
       [45000, "505000", "27500", "27500"],
     );
     assert.deepEqual(report.creators, [
-      { mozaiks_user_id: "user_123", earnings_micros: "13442", platform_billed_micros: "27500" },
+      {
+        mozaiks_user_id: "user_123",
+        earnings_micros: "13442",
+        platform_billed_micros: "27500",
+        net_earnings_micros: "13442",
+        net_platform_billed_micros: "27500",
+      },
     ]);
     assert.equal(report.outputs.filter((o) => o.kind === "duplicate_ignored").length, 1);
+  });
+  test("Given voids and refunds, When computed as JSON, Then each creator's earnings are given gross and net of them", async () => {
+    const { code, stdout, stderr } = await agentmeter([
+      "compute",
+      "test/unit/fixtures/corrections-example.jsonl",
+    ]);
+    // The example's last refund and void are refused on purpose (what is left, the window).
+    assert.equal(code, EXIT_REJECTED, stderr);
+    const report = JSON.parse(stdout) as Report;
+    // docs/billing.md, Corrections: creator 6,681 gross, 3,181 reversed by k-refund-1 and k-void-1.
+    assert.deepEqual(report.creators, [
+      {
+        mozaiks_user_id: "user_123",
+        earnings_micros: "6681",
+        platform_billed_micros: "0",
+        net_earnings_micros: "3500",
+        net_platform_billed_micros: "0",
+      },
+    ]);
   });
   test("Given records on stdin, When FILE is -, Then the same result", async () => {
     const fromFile = await agentmeter(["compute", fixture]);
