@@ -30,7 +30,7 @@ import { loadBillingConfig } from "../runtime/billing-config.ts";
 import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
 import { generateWorkload } from "../simulate/workload.ts";
 import { renderTable } from "../text-table.ts";
-import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
+import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io, progressLine } from "./io.ts";
 
 const USAGE = `Usage: agentmeter demo [--records N] [--apps N] [--users-per-app N]
 
@@ -63,14 +63,15 @@ async function produce(config: Config, records: readonly InputRecordJson[], io: 
   const producer = idempotentProducer(kafka);
   await producer.connect();
   const chunk = 1_000;
+  const progress = progressLine(io.stderr, 1_000);
   for (let start = 0; start < records.length; start += chunk) {
     const messages = records
       .slice(start, start + chunk)
       .map((record) => ({ key: accountKeyOf(record), value: JSON.stringify(record) }));
     await producer.send({ topic: config.AGENTMETER_INPUT_TOPIC, acks: -1, messages });
-    io.stderr.write(`\rdemo: produced ${Math.min(start + chunk, records.length)}/${records.length} records`);
+    progress.update(`demo: produced ${Math.min(start + chunk, records.length)}/${records.length} records`);
   }
-  io.stderr.write("\n");
+  progress.end();
   await producer.disconnect();
 }
 
@@ -194,18 +195,22 @@ export const demoCommand: Command = {
 /** Waits until every account document carries the figures the core computed (the processor is asynchronous). */
 async function waitForAccounts(layout: MongoLayout, accounts: readonly AccountState[], io: Io) {
   const deadline = Date.now() + 120_000;
+  const progress = progressLine(io.stderr, 2_000);
   for (;;) {
     const stored = await Promise.all(accounts.map((account) => readAccount(layout, accountAddress(account))));
     const done = stored.filter(
       (doc, index) => doc !== null && doc.tokens_used === accounts[index]!.tokens_used,
     ).length;
-    io.stderr.write(`\rdemo: ${done}/${accounts.length} accounts up to date in MongoDB`);
+    const line = `demo: ${done}/${accounts.length} accounts up to date in MongoDB`;
     if (done === accounts.length) {
-      io.stderr.write("\n");
+      progress.end(line);
       return stored;
     }
-    if (Date.now() > deadline)
+    progress.update(line);
+    if (Date.now() > deadline) {
+      progress.end();
       throw new Error(`only ${done}/${accounts.length} accounts were billed within 120 s`);
+    }
     await sleep(300);
   }
 }

@@ -2,8 +2,46 @@
 export type Io = {
   stdin: NodeJS.ReadableStream;
   stdout: { write(text: string): unknown };
-  stderr: { write(text: string): unknown };
+  /** `isTTY` as on process.stderr: true on a terminal, absent otherwise. */
+  stderr: { write(text: string): unknown; isTTY?: boolean };
 };
+
+/**
+ * A progress line on standard error. On a terminal it is rewritten in place (a carriage return before
+ * each); anywhere else (a CI log, a file, a pipe) carriage returns would run every update into one
+ * line, so each update is a line of its own, at most one every `everyMs` and always the last.
+ */
+export function progressLine(
+  stderr: Io["stderr"],
+  everyMs = 5_000,
+): { update(text: string): void; end(text?: string): void } {
+  const terminal = stderr.isTTY === true;
+  let lastAt = Number.NEGATIVE_INFINITY;
+  let pending: string | undefined;
+  return {
+    update(text) {
+      if (terminal) {
+        stderr.write(`\r${text}`);
+        return;
+      }
+      const now = Date.now();
+      if (now - lastAt < everyMs) {
+        pending = text;
+        return;
+      }
+      lastAt = now;
+      pending = undefined;
+      stderr.write(`${text}\n`);
+    },
+    /** Ends the line: with `text` as its last state, else with the last update not yet shown. */
+    end(text) {
+      const last = text ?? pending;
+      pending = undefined;
+      if (terminal) stderr.write(last === undefined ? "\n" : `\r${last}\n`);
+      else if (last !== undefined) stderr.write(`${last}\n`);
+    },
+  };
+}
 
 export const processIo: Io = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr };
 

@@ -5,7 +5,7 @@ import { accountKeyOf, type InputRecordJson } from "../../schemas/index.ts";
 import { Agentmeter } from "../../sdk/client.ts";
 import type { RecordInput } from "../../sdk/validate.ts";
 import { generateWorkload } from "../simulate/workload.ts";
-import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
+import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io, progressLine } from "./io.ts";
 
 const USAGE = `Usage: agentmeter simulate [--records N] [--rate N/s] [--malformed N] [--seed N]
                           [--apps N] [--users-per-app N] [--run-id ID] [--dry-run]
@@ -179,13 +179,17 @@ async function produce(
   const started = Date.now();
   let sent = 0;
   let lastDraw = 0;
-  const draw = (force = false) => {
-    const now = Date.now();
-    if (!force && now - lastDraw < 200) return;
-    lastDraw = now;
+  const progress = progressLine(io.stderr);
+  const line = (now: number) => {
     const acked = meter.stats().acked;
     const perSecond = Math.round(acked / Math.max(0.001, (now - started) / 1000));
-    io.stderr.write(`\rsimulate ${bar(acked, total)} ${acked}/${total} acked, ${perSecond}/s   `);
+    return `simulate ${bar(acked, total)} ${acked}/${total} acked, ${perSecond}/s   `;
+  };
+  const draw = () => {
+    const now = Date.now();
+    if (now - lastDraw < 200) return;
+    lastDraw = now;
+    progress.update(line(now));
   };
   let window: Promise<unknown>[] = [];
   try {
@@ -210,13 +214,14 @@ async function produce(
     }
     await Promise.all(window);
     await meter.close();
-    draw(true);
+    progress.end(line(Date.now()));
     const seconds = (Date.now() - started) / 1000;
     io.stderr.write(
-      `\nsimulate: ${total} records (${bad} malformed, run ${runId}) acked on ${meter.config.AGENTMETER_INPUT_TOPIC} in ${seconds.toFixed(1)} s\n`,
+      `simulate: ${total} records (${bad} malformed, run ${runId}) acked on ${meter.config.AGENTMETER_INPUT_TOPIC} in ${seconds.toFixed(1)} s\n`,
     );
     return EXIT_OK;
   } catch (error) {
+    progress.end();
     await meter.close().catch(() => undefined);
     throw error;
   }

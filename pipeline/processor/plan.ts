@@ -10,7 +10,7 @@ import type {
   HoldDecision,
   SessionSummary,
 } from "../../schemas/index.ts";
-import { bigintReplacer } from "../../schemas/index.ts";
+import { bigintReplacer, INT64_MAX } from "../../schemas/index.ts";
 import { bsonSizeBound } from "../core/bson-size-bound.ts";
 import type { AccountState } from "../core/index.ts";
 import type { RevenueLedger } from "../core/revenue-ledger.ts";
@@ -110,12 +110,39 @@ function checkDocumentSize(what: string, write: PendingWrite<object>): void {
     );
 }
 
+const LEDGER_MONEY = [
+  "billed_micros",
+  "creator_share_micros",
+  "platform_fee_micros",
+  "reversed_billed_micros",
+  "reversed_creator_share_micros",
+  "reversed_platform_fee_micros",
+] as const satisfies readonly (keyof RevenueLedger)[];
+
+/**
+ * An app's ledger sums the usage of every end user of the app on the partition, which the core's bounds
+ * (one account's counters within int64, limits.ts) do not bound. MongoDB stores a bigint as an int64 and
+ * the driver keeps only its low 64 bits, so a sum past it would be stored wrapped, silently: a huge
+ * figure as a negative one.
+ */
+function checkLedgerRange(write: PendingWrite<RevenueLedger>): void {
+  for (const field of LEDGER_MONEY) {
+    const value = write.body[field];
+    if (value !== undefined && (value > INT64_MAX || value < -INT64_MAX - 1n))
+      throw new AgentmeterError(
+        "RECORD_STORE_REJECTED",
+        `revenue ledger ${write.ref.id} would hold ${field} ${value}, past the signed 64-bit integer MongoDB stores`,
+      );
+  }
+}
+
 /**
  * A document or message past what its store takes is refused now, before anything is written, so the
  * processor can find the record that grew it and dead-letter it (see Processor: a deterministic refusal).
  */
 export function checkSizes(plan: FlushPlan, maxStateMessageBytes: number): void {
   for (const write of plan.accountWrites) checkDocumentSize("account document", write);
+  for (const write of plan.ledgerWrites) checkLedgerRange(write);
   // A bucket of the hold registry lists about 1/64 of the partition's accounts a tick will change: past
   // the limit (millions of accounts a partition) the record that would add one is refused like this.
   for (const write of plan.registryWrites) checkDocumentSize("hold registry document", write);

@@ -577,6 +577,75 @@ describe("hold registry in buckets (hold-registry.ts)", () => {
   });
 });
 
+describe("an app's revenue ledger within int64 (checkSizes)", () => {
+  // 4 agents x 2e12 tokens at 1e12 micros a million tokens: 8e18 micros billed a record, within int64
+  // (9.22e18) on its own account, so the core takes it; two end users of one app on one partition sum
+  // 1.6e19 in the app's ledger, which MongoDB would store wrapped (as -2.4e18).
+  const billing = config({
+    app_trial_tokens: { default: 0 },
+    price_book: {
+      entries: [
+        {
+          price_id: "huge",
+          model: "default",
+          effective_from: "2024-01-01T00:00:00Z",
+          prompt_micros_per_mtok: 1_000_000_000_000,
+          completion_micros_per_mtok: 1_000_000_000_000,
+        },
+      ],
+    },
+  });
+  const agents = Object.fromEntries(
+    ["a", "b", "c", "d"].map((name) => [name, { prompt_tokens: 1e12, completion_tokens: 1e12 }]),
+  );
+  const hugeUsage = (user: string, offset: number): InputMessage => {
+    const occurredAt = at(offset);
+    const record = {
+      type: "usage",
+      record_id: `r-${user}`,
+      level: "app_usage",
+      enterprise_id: "app_456",
+      mozaiks_user_id: "user_123",
+      platform_user_id: user,
+      workflow_type: "chat_interaction",
+      workflow_name: "default",
+      session_id: "sess-1",
+      chat_id: "chat-1",
+      agent_usage: agents,
+      occurred_at: occurredAt,
+    };
+    return {
+      offset: String(offset),
+      key: Buffer.from(`app:app_456:${user}`),
+      value: Buffer.from(JSON.stringify(record)),
+      timestamp: String(Date.parse(occurredAt)),
+    };
+  };
+
+  test("Given a record that would take its app's ledger past int64, Then the plan is refused before anything is written (RECORD_STORE_REJECTED); the one before it passes", async () => {
+    const h = partitionHarness({ billing });
+    const worker = h.worker();
+    const first = await worker.plan([hugeUsage("u1", 0)]);
+    assert.deepEqual(first.deadLetters, []);
+    const [ledger] = first.ledgerWrites;
+    assert.equal(ledger?.body.billed_micros, 8_000_000_000_000_000_000n);
+    await h.flush(worker, first);
+    await assert.rejects(
+      () => worker.plan([hugeUsage("u2", 1)]),
+      (error) =>
+        isAgentmeterError(error, "RECORD_STORE_REJECTED") &&
+        /revenue ledger .*app_456.* billed_micros 16000000000000000000, past the signed 64-bit integer/.test(
+          error.message,
+        ),
+    );
+    // Why: what the driver would have stored.
+    const wrapped = BSON.deserialize(BSON.serialize({ v: 16_000_000_000_000_000_000n }), {
+      useBigInt64: true,
+    });
+    assert.equal(wrapped.v, -2_446_744_073_709_551_616n);
+  });
+});
+
 describe("account document size guard (checkSizes, 15 MiB)", () => {
   const base = accountOf(run([usage()]).state);
   const bsonSize = (body: AccountState) =>
