@@ -30,6 +30,7 @@ import { loadBillingConfig } from "../runtime/billing-config.ts";
 import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
 import { generateWorkload } from "../simulate/workload.ts";
 import { renderTable } from "../text-table.ts";
+import { withExitCodes } from "./audit.ts";
 import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io, progressLine } from "./io.ts";
 
 const USAGE = `Usage: agentmeter demo [--records N] [--apps N] [--users-per-app N]
@@ -128,7 +129,12 @@ export function parseDemoArgs(argv: readonly string[], io: Io): DemoCounts | num
  * the job of the entry that wants one (scripts/demo.ts, npm run demo), so this module, and the Docker
  * image that carries it, does not depend on deploy/local.
  */
-export async function runDemo(counts: DemoCounts, io: Io): Promise<number> {
+export function runDemo(counts: DemoCounts, io: Io): Promise<number> {
+  // A bad configuration value is one line and exit 2, as for every other command.
+  return withExitCodes("demo", io, () => demo(counts, io));
+}
+
+async function demo(counts: DemoCounts, io: Io): Promise<number> {
   const missing = DEMO_ENDPOINTS.filter((name) => !process.env[name]);
   if (missing.length > 0) {
     io.stderr.write(

@@ -55,6 +55,23 @@ describe("bad command-line arguments", () => {
     }
   });
 
+  test("demo with a bad configuration value: one line naming the variable, exit 2, no stack trace", async () => {
+    const saved = process.env.AGENTMETER_PARTITIONS;
+    process.env.AGENTMETER_PARTITIONS = "0";
+    try {
+      const { code, stdout, stderr } = await agentmeter(["demo", "--records", "10"]);
+      assert.equal(code, 2);
+      assert.equal(stdout, "");
+      assert.equal(
+        stderr,
+        'agentmeter demo: config: AGENTMETER_PARTITIONS="0" is invalid: expected a whole number from 1 to 1024\n',
+      );
+    } finally {
+      if (saved === undefined) delete process.env.AGENTMETER_PARTITIONS;
+      else process.env.AGENTMETER_PARTITIONS = saved;
+    }
+  });
+
   test("a value starting with '-' for any command's option: one line naming the option, exit 2", async () => {
     for (const [args, option] of [
       [["compute", "--format", "-x"], "--format"],
