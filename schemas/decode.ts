@@ -16,12 +16,27 @@ export const DEFAULT_MAX_RECORD_BYTES = 64 * 1024;
 
 /** One line per zod issue, each naming its path: `agent_usage.A.prompt_tokens: Too small: ...`. */
 export function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
-  return issues
-    .map((issue) => {
-      const path = issue.path.map(String).join(".");
-      return path === "" ? issue.message : `${path}: ${issue.message}`;
-    })
-    .join("; ");
+  return printable(
+    issues
+      .map((issue) => {
+        const path = issue.path.map(String).join(".");
+        return path === "" ? issue.message : `${path}: ${issue.message}`;
+      })
+      .join("; "),
+  );
+}
+
+/**
+ * A reason quotes the record (a key it refused, a piece of text JSON.parse choked on), and the reason is
+ * printed as one line (compute's stderr, logs, an operator's terminal): a line break, an escape sequence
+ * or a NUL in the record would otherwise forge lines or drive the terminal. They are written as \uXXXX.
+ */
+export function printable(text: string): string {
+  return text.replace(
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this finds.
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 /**
@@ -67,7 +82,7 @@ function decodeWith(
   try {
     json = JSON.parse(text);
   } catch (error) {
-    return { ok: false, code: "RECORD_NOT_JSON", reason: `not JSON: ${(error as Error).message}` };
+    return { ok: false, code: "RECORD_NOT_JSON", reason: printable(`not JSON: ${(error as Error).message}`) };
   }
   const falseInteger = firstFalseInteger(text);
   if (falseInteger !== undefined)

@@ -51,6 +51,30 @@ describe("decodeRecord", () => {
     const result = decodeRecord(Buffer.from("{nope"), { maxBytes: 10_000 });
     assert.deepEqual(result.ok ? null : result.code, "RECORD_NOT_JSON");
   });
+  test("Given control characters in what a reason quotes (a refused key, a piece of bad JSON), Then the reason stays one line, with them escaped", () => {
+    const forged = "a\nline 99: record_id FAKE: INJECTED\u001b[2J\u0000\u2028";
+    const key = decodeRecord(
+      line({ agent_usage: { [forged]: { prompt_tokens: 1, completion_tokens: 1 } } }),
+      {
+        maxBytes: 10_000,
+      },
+    );
+    const extra = decodeRecord(line({ [forged]: 1 }), { maxBytes: 10_000 });
+    const notJson = decodeRecord(`{"a": 1,\n\u001b[31m}`, { maxBytes: 10_000 });
+    for (const result of [key, extra, notJson]) {
+      assert.equal(result.ok, false);
+      const reason = result.ok ? "" : result.reason;
+      const control = [...reason].filter((char) => {
+        const code = char.codePointAt(0)!;
+        return code < 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x2028 || code === 0x2029;
+      });
+      assert.deepEqual(control, [], reason);
+    }
+    assert.match(
+      key.ok ? "" : key.reason,
+      /a\\u000aline 99: record_id FAKE: INJECTED\\u001b\[2J\\u0000\\u2028/,
+    );
+  });
   test("Given a record over maxBytes, Then RECORD_TOO_LARGE before parsing", () => {
     const result = decodeRecord("x".repeat(101), { maxBytes: 100 });
     assert.equal(result.ok ? null : result.code, "RECORD_TOO_LARGE");
