@@ -1,6 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { AgentmeterError, isAgentmeterError } from "../../schemas/errors.ts";
+import { epochMs, isoDateTimeSchema } from "../../schemas/time.ts";
 import { suffixedConfig } from "../audit/namespace.ts";
 import { parseOffsetSpec, type RangeRequest } from "../audit/range.ts";
 import { formatSummary, reportJson } from "../audit/report.ts";
@@ -49,11 +50,18 @@ export function usageError(message: string): AgentmeterError {
   return new AgentmeterError("CLI_USAGE", message);
 }
 
+/**
+ * Epoch milliseconds, or an ISO 8601 time with a zone as a record's `occurred_at` is written: Date.parse
+ * alone would take "March 7" (as 2001), "2025" and times without a zone (as local time), and roll
+ * 2025-02-30 over to March, and the audit would start somewhere else than asked, without a word.
+ */
 function parseTime(text: string): number {
-  const ms = /^[0-9]{1,15}$/.test(text) ? Number(text) : Date.parse(text);
-  if (!Number.isFinite(ms))
-    throw usageError(`--from-time '${text}' is not an ISO 8601 time or epoch milliseconds`);
-  return ms;
+  if (/^[0-9]{1,15}$/.test(text)) return Number(text);
+  if (!isoDateTimeSchema.safeParse(text).success)
+    throw usageError(
+      `--from-time '${text}' is not epoch milliseconds or an ISO 8601 time with a zone (e.g. 2026-11-01T00:00:00Z)`,
+    );
+  return epochMs(text);
 }
 
 type OptionValues = Record<string, string | boolean | undefined>;

@@ -55,6 +55,24 @@ describe("bad command-line arguments", () => {
     }
   });
 
+  test("audit --from-time that is not epoch ms or an ISO time with a zone: one line, exit 2, before any connection", async () => {
+    for (const time of [
+      "March 7",
+      "2025-07",
+      "2025-07-28 10:15",
+      "2025-07-28T10:15:00",
+      "2025-02-30T00:00:00Z",
+    ]) {
+      const { code, stdout, stderr } = await agentmeter(["audit", `--from-time=${time}`]);
+      assert.equal(code, 2, time);
+      assert.equal(stdout, "");
+      assert.equal(
+        stderr,
+        `agentmeter audit: --from-time '${time}' is not epoch milliseconds or an ISO 8601 time with a zone (e.g. 2026-11-01T00:00:00Z)\n`,
+      );
+    }
+  });
+
   test("demo with a bad configuration value: one line naming the variable, exit 2, no stack trace", async () => {
     const saved = process.env.AGENTMETER_PARTITIONS;
     process.env.AGENTMETER_PARTITIONS = "0";
