@@ -4,6 +4,7 @@ import { isAgentmeterError } from "../../schemas/errors.ts";
 import { accountKeyOf, type InputRecordJson } from "../../schemas/index.ts";
 import { Agentmeter } from "../../sdk/client.ts";
 import type { RecordInput } from "../../sdk/validate.ts";
+import { wholeNumber } from "../config.ts";
 import { generateWorkload } from "../simulate/workload.ts";
 import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io, progressLine } from "./io.ts";
 
@@ -110,21 +111,19 @@ export const simulateCommand: Command = {
       io.stdout.write(USAGE);
       return EXIT_OK;
     }
-    const counts = {
-      records: Number(values.records),
-      malformed: Number(values.malformed),
-      seed: Number(values.seed),
-      apps: Number(values.apps),
-      "users-per-app": Number(values["users-per-app"]),
-    };
-    for (const [name, value] of Object.entries(counts)) {
+    // Digits only, as the configuration's numbers (config.ts wholeNumber): Number() would take "0x10",
+    // "1e3" and "" (as 0).
+    const counts = { records: 0, malformed: 0, seed: 0, apps: 0, "users-per-app": 0 };
+    for (const name of Object.keys(counts) as (keyof typeof counts)[]) {
       const min = name === "malformed" || name === "seed" ? 0 : 1;
-      if (!Number.isInteger(value) || value < min || value > 10_000_000) {
+      const parsed = wholeNumber(min, 10_000_000).safeParse(values[name]);
+      if (!parsed.success) {
         io.stderr.write(
-          `agentmeter simulate: --${name} must be an integer from ${min} to 10000000, got ${String(values[name])}\n`,
+          `agentmeter simulate: --${name} must be an integer from ${min} to 10000000, got ${JSON.stringify(values[name])}\n`,
         );
         return EXIT_USAGE;
       }
+      counts[name] = parsed.data;
     }
     const rate = parseRate(values.rate as string | undefined);
     if (rate !== undefined && !(rate > 0)) {

@@ -73,6 +73,28 @@ describe("bad command-line arguments", () => {
     }
   });
 
+  test("simulate with a count that is not plain digits (hex, exponent, empty, blank): one line naming it, exit 2", async () => {
+    for (const [option, value] of [
+      ["--records", "0x10"],
+      ["--records", "1e3"],
+      ["--seed", ""],
+      ["--malformed", " "],
+      ["--apps", "1.5"],
+    ]) {
+      const { code, stdout, stderr } = await agentmeter(["simulate", "--dry-run", `${option}=${value}`]);
+      assert.equal(code, 2, `${option}=${value}`);
+      assert.equal(stdout, "");
+      assert.match(
+        stderr,
+        new RegExp(
+          `^agentmeter simulate: ${option} must be an integer from [01] to 10000000, got "${value.replace(".", "\\.")}"\n$`,
+        ),
+      );
+    }
+    const ok = await agentmeter(["simulate", "--dry-run", "--records=16", "--seed=0"]);
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+
   test("demo with a bad configuration value: one line naming the variable, exit 2, no stack trace", async () => {
     const saved = process.env.AGENTMETER_PARTITIONS;
     process.env.AGENTMETER_PARTITIONS = "0";
