@@ -1,7 +1,8 @@
+import { MongoClient } from "mongodb";
 import { z } from "zod";
 import { AgentmeterError } from "../schemas/errors.ts";
 import { ENTERPRISE_ID_PATTERN } from "../schemas/ids.ts";
-import { shownValue } from "./auth/redact.ts";
+import { redactText, shownValue } from "./auth/redact.ts";
 import { OPERATOR_SECRET_MIN_BYTES } from "./auth/signature.ts";
 
 /**
@@ -71,7 +72,26 @@ const brokers = z.string().transform((value, ctx) => {
   return entries;
 });
 
-const topicName = z.string().regex(/^[A-Za-z0-9._-]{1,200}$/, "expected a Kafka topic name ([A-Za-z0-9._-])");
+const topicName = z
+  .string()
+  .regex(/^[A-Za-z0-9._-]{1,200}$/, "expected a Kafka topic name ([A-Za-z0-9._-])")
+  // Kafka refuses these two names outright.
+  .refine((name) => name !== "." && name !== "..", "expected a Kafka topic name other than . and ..");
+
+/**
+ * What the MongoDB driver says of a URI before it connects (a port past 65535, no host, an option it
+ * does not know), or undefined: `new MongoClient` parses the URI and its options and connects nothing,
+ * so a bad URI is refused here, in one line, instead of when the first command that uses it connects.
+ * The driver's words may quote the URI, so they are passed through redactText.
+ */
+function mongoUriProblem(uri: string): string | undefined {
+  try {
+    new MongoClient(uri);
+    return undefined;
+  } catch (error) {
+    return redactText(error instanceof Error ? error.message : String(error));
+  }
+}
 const mongoDbName = z
   .string()
   .regex(/^[A-Za-z0-9_-]{1,40}$/, "expected a database name ([A-Za-z0-9_-], 1-40)");
@@ -148,6 +168,11 @@ export const ConfigSchema = z.object({
   MONGODB_URI: z
     .string()
     .regex(/^mongodb(\+srv)?:\/\//, "expected a mongodb:// URI")
+    .superRefine((uri, ctx) => {
+      const problem = mongoUriProblem(uri);
+      if (problem !== undefined)
+        ctx.addIssue({ code: "custom", message: `the MongoDB driver refuses it: ${problem}` });
+    })
     .default("mongodb://127.0.0.1:27117/"),
   AGENTMETER_PLATFORM_DB: mongoDbName.default("MozaiksPlatform"),
   AGENTMETER_APP_DB_PREFIX: z
@@ -241,7 +266,8 @@ export const ConfigSchema = z.object({
   AGENTMETER_METRICS_HOST: z
     .string()
     .regex(
-      /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|[0-9A-Fa-f:.]{2,45})$/,
+      // Labels of letters, digits and inner hyphens, joined by single dots; or an IPv4 or IPv6 address.
+      /^(?:(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|(?=[0-9A-Fa-f:.]*:)[0-9A-Fa-f:.]{2,45})$/,
       "expected a host name or IP address",
     )
     .default("0.0.0.0"),

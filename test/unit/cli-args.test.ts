@@ -74,13 +74,14 @@ describe("bad command-line arguments", () => {
   });
 
   test("simulate with a count that is not plain digits (hex, exponent, empty, blank): one line naming it, exit 2", async () => {
-    for (const [option, value] of [
+    const cases: [string, string][] = [
       ["--records", "0x10"],
       ["--records", "1e3"],
       ["--seed", ""],
       ["--malformed", " "],
       ["--apps", "1.5"],
-    ]) {
+    ];
+    for (const [option, value] of cases) {
       const { code, stdout, stderr } = await agentmeter(["simulate", "--dry-run", `${option}=${value}`]);
       assert.equal(code, 2, `${option}=${value}`);
       assert.equal(stdout, "");

@@ -95,3 +95,37 @@ describe("numeric configuration variables", () => {
     assert.equal(wholeNumber(0, 5).safeParse("-0").success, false);
   });
 });
+
+describe("addresses and names the servers would refuse", () => {
+  it("a MongoDB URI the driver cannot parse, a topic named . or .., a host with an empty label: one line at load, the password never shown", () => {
+    const cases: [Env, string][] = [
+      [
+        { MONGODB_URI: "mongodb://h:99999/" },
+        'MONGODB_URI="mongodb://h:99999/" is invalid: the MongoDB driver refuses it',
+      ],
+      [{ MONGODB_URI: "mongodb://" }, 'MONGODB_URI="mongodb://" is invalid: the MongoDB driver refuses it'],
+      [
+        { MONGODB_URI: "mongodb://h/?unknownOption=1" },
+        'MONGODB_URI="mongodb://h/?unknownOption=1" is invalid: the MongoDB driver refuses it: option unknownoption is not supported',
+      ],
+      [{ AGENTMETER_INPUT_TOPIC: "." }, 'AGENTMETER_INPUT_TOPIC="." is invalid'],
+      [{ AGENTMETER_DLQ_TOPIC: ".." }, 'AGENTMETER_DLQ_TOPIC=".." is invalid'],
+      [{ AGENTMETER_METRICS_HOST: "a..b" }, 'AGENTMETER_METRICS_HOST="a..b" is invalid'],
+    ];
+    for (const [env, expected] of cases) {
+      const message = refusal(loadConfig, env);
+      assert.ok(message.startsWith(`config: ${expected}`), `${JSON.stringify(env)}: ${message}`);
+      assert.equal(message.split("\n").length, 1, "one line");
+    }
+    const secret = refusal(loadConfig, { MONGODB_URI: "mongodb://user:s3cretpw@h:99999/" });
+    assert.doesNotMatch(secret, /s3cretpw/);
+    for (const env of [
+      { MONGODB_URI: "mongodb+srv://cluster0.example.net/" },
+      { MONGODB_URI: "mongodb://a:b@h1:1,h2:2/db?replicaSet=rs&authSource=admin" },
+      { AGENTMETER_INPUT_TOPIC: "a.b_c-1" },
+      { AGENTMETER_METRICS_HOST: "metrics.example.com" },
+      { AGENTMETER_METRICS_HOST: "::" },
+    ])
+      loadConfig(env);
+  });
+});
