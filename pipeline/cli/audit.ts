@@ -1,4 +1,6 @@
-import { writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, stat, writeFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { AgentmeterError, isAgentmeterError } from "../../schemas/errors.ts";
 import { epochMs, isoDateTimeSchema } from "../../schemas/time.ts";
@@ -55,6 +57,23 @@ export function usageError(message: string): AgentmeterError {
  * alone would take "March 7" (as 2001), "2025" and times without a zone (as local time), and roll
  * 2025-02-30 over to March, and the audit would start somewhere else than asked, without a word.
  */
+/**
+ * The report is written at the end of an audit that may read for hours: a directory that does not exist
+ * or cannot be written is said before it starts, not after.
+ */
+async function checkWritable(file: string): Promise<void> {
+  const dir = dirname(resolve(file));
+  try {
+    if (!(await stat(dir)).isDirectory())
+      throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" });
+    await access(dir, constants.W_OK);
+  } catch (error) {
+    throw usageError(
+      `--report ${file}: cannot write in ${dir} (${(error as NodeJS.ErrnoException).code ?? error})`,
+    );
+  }
+}
+
 function parseTime(text: string): number {
   if (/^[0-9]{1,15}$/.test(text)) return Number(text);
   if (!isoDateTimeSchema.safeParse(text).success)
@@ -170,6 +189,8 @@ async function audit(argv: readonly string[], io: Io): Promise<number> {
   }
   const range = rangeRequest(values);
   const workers = auditWorkers(values.workers as string | undefined);
+  const file = values.report as string;
+  await checkWritable(file);
   const { config, billing } = commandConfig(
     values.suffix as string | undefined,
     values["billing-config"] as string | undefined,
@@ -182,7 +203,6 @@ async function audit(argv: readonly string[], io: Io): Promise<number> {
     onProgress: progressPrinter(io, "audit"),
     workers,
   });
-  const file = values.report as string;
   try {
     await writeFile(file, reportJson(report));
   } catch (error) {

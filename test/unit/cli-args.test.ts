@@ -96,6 +96,20 @@ describe("bad command-line arguments", () => {
     assert.equal(ok.code, 0, ok.stderr);
   });
 
+  test("audit --report in a directory that does not exist: one line, exit 2, before the audit reads anything", async () => {
+    const { code, stdout, stderr } = await agentmeter([
+      "audit",
+      "--report",
+      "/nonexistent-agentmeter-dir/x.json",
+    ]);
+    assert.equal(code, 2);
+    assert.equal(stdout, "");
+    assert.equal(
+      stderr,
+      "agentmeter audit: --report /nonexistent-agentmeter-dir/x.json: cannot write in /nonexistent-agentmeter-dir (ENOENT)\n",
+    );
+  });
+
   test("demo with a bad configuration value: one line naming the variable, exit 2, no stack trace", async () => {
     const saved = process.env.AGENTMETER_PARTITIONS;
     process.env.AGENTMETER_PARTITIONS = "0";
