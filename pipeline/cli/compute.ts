@@ -225,7 +225,9 @@ async function computeStream(
   try {
     for await (const text of createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY })) {
       counts.lines += 1;
-      if (text.trim() === "") continue;
+      // Blank by JSON's whitespace only: trim() would also pass a line of a no-break space, U+2028 or a
+      // byte-order mark, which the processor dead-letters as RECORD_NOT_JSON.
+      if (/^[ \t\r]*$/.test(text)) continue;
       const decoded = decodeRecord(text, { maxBytes: DEFAULT_MAX_RECORD_BYTES });
       if (decoded.ok) {
         counts.records += 1;

@@ -76,6 +76,13 @@ describe("agentmeter compute", () => {
       },
     ]);
   });
+  test("Given lines of JSON whitespace, Then they are skipped; a line of a no-break space, U+2028 or a byte-order mark is malformed (RECORD_NOT_JSON), as the processor has it", async () => {
+    const { code, stdout, stderr } = await agentmeter(["compute", "-"], " \t\r\n\n\u00a0\n\u2028\n\ufeff\n");
+    assert.equal(code, 1);
+    const report = JSON.parse(stdout) as Report & { counts: { lines: number } };
+    assert.deepEqual([report.counts.records, report.counts.malformed_lines], [0, 3]);
+    assert.equal(stderr.match(/RECORD_NOT_JSON/g)?.length, 3, stderr);
+  });
   test("Given records on stdin, When FILE is -, Then the same result", async () => {
     const fromFile = await agentmeter(["compute", fixture]);
     const fromStdin = await agentmeter(["compute", "-"], readFileSync(`${root}${fixture}`, "utf8"));
