@@ -1,8 +1,7 @@
-import { MongoClient } from "mongodb";
 import { z } from "zod";
 import { AgentmeterError } from "../schemas/errors.ts";
 import { ENTERPRISE_ID_PATTERN } from "../schemas/ids.ts";
-import { redactText, shownValue } from "./auth/redact.ts";
+import { shownValue } from "./auth/redact.ts";
 import { OPERATOR_SECRET_MIN_BYTES } from "./auth/signature.ts";
 
 /**
@@ -79,18 +78,26 @@ const topicName = z
   .refine((name) => name !== "." && name !== "..", "expected a Kafka topic name other than . and ..");
 
 /**
- * What the MongoDB driver says of a URI before it connects (a port past 65535, no host, an option it
- * does not know), or undefined: `new MongoClient` parses the URI and its options and connects nothing,
- * so a bad URI is refused here, in one line, instead of when the first command that uses it connects.
- * The driver's words may quote the URI, so they are passed through redactText.
+ * What is wrong with a MongoDB URI's host list, or undefined: every host named, every port a number
+ * from 1 to 65535. The driver checks this (and its options) only when a command creates its client,
+ * which some do after minutes of other work; the driver itself is not loaded here, because the SDK
+ * reads this configuration and must not load a database driver (test/unit/sdk-entry.test.ts).
  */
-function mongoUriProblem(uri: string): string | undefined {
-  try {
-    new MongoClient(uri);
-    return undefined;
-  } catch (error) {
-    return redactText(error instanceof Error ? error.message : String(error));
+function mongoHostsProblem(uri: string): string | undefined {
+  const rest = uri.replace(/^mongodb(\+srv)?:\/\//, "");
+  const authority = rest.slice(rest.lastIndexOf("@", rest.search(/[/?]|$/)) + 1).split(/[/?]/, 1)[0] ?? "";
+  if (authority === "") return "expected a host after mongodb://";
+  for (const host of authority.split(",")) {
+    const port = /^(?:\[[0-9A-Fa-f:.]+\]|[^:]+)(?::([0-9]*))?$/.exec(host);
+    if (port === null) return `host ${JSON.stringify(host)} is not a host or host:port`;
+    const number = port[1];
+    if (
+      number !== undefined &&
+      !(/^[0-9]{1,5}$/.test(number) && Number(number) >= 1 && Number(number) <= 65_535)
+    )
+      return `host ${JSON.stringify(host)}: the port must be a number from 1 to 65535`;
   }
+  return undefined;
 }
 const mongoDbName = z
   .string()
@@ -169,9 +176,8 @@ export const ConfigSchema = z.object({
     .string()
     .regex(/^mongodb(\+srv)?:\/\//, "expected a mongodb:// URI")
     .superRefine((uri, ctx) => {
-      const problem = mongoUriProblem(uri);
-      if (problem !== undefined)
-        ctx.addIssue({ code: "custom", message: `the MongoDB driver refuses it: ${problem}` });
+      const problem = mongoHostsProblem(uri);
+      if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
     })
     .default("mongodb://127.0.0.1:27117/"),
   AGENTMETER_PLATFORM_DB: mongoDbName.default("MozaiksPlatform"),
