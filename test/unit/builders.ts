@@ -83,6 +83,22 @@ export function config(input: BillingConfigInput = {}): BillingConfig {
   return parseBillingConfig(input);
 }
 
+/**
+ * A price book of one entry for every model at 1e12 micros (a million currency units) a million tokens:
+ * the highest price the schema takes, for records whose money reaches int64.
+ */
+export const HUGE_PRICE_BOOK = {
+  entries: [
+    {
+      price_id: "huge",
+      model: "default",
+      effective_from: "2024-01-01T00:00:00Z",
+      prompt_micros_per_mtok: 1_000_000_000_000,
+      completion_micros_per_mtok: 1_000_000_000_000,
+    },
+  ],
+};
+
 /** Minutes after a fixed day, as an ISO time: keeps event times readable in tests. */
 export function at(minutes: number): string {
   return new Date(Date.parse("2025-07-28T00:00:00Z") + minutes * 60_000).toISOString();

@@ -248,15 +248,10 @@ describe("corrections: refund", () => {
   });
 
   test("Given a record refunded in full, When it is voided, Then its allowance tokens come back but no paid token (the money already did)", () => {
+    // The paid record's usage, on an allowance of 400 tokens: 400 drawn from it, 600 paid.
     const records = [
       credit({ record_id: "budget", kind: "budget_set", tokens: 400, occurred_at: at(0) }),
-      credit({ record_id: "top", tokens: 100_000, occurred_at: at(0) }),
-      usage({
-        record_id: "u-1",
-        model: "gpt-4o",
-        agent_usage: { A: { prompt_tokens: 333, completion_tokens: 667 } },
-        occurred_at: at(1),
-      }),
+      ...paidRecord.slice(1),
     ];
     const before = run(records);
     const outcome = ofKind(before.outputs, "usage_outcome")[0]!;

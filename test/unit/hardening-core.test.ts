@@ -22,6 +22,7 @@ import {
   at,
   config,
   credit,
+  HUGE_PRICE_BOOK,
   ofKind,
   PLATFORM_IDS,
   run,
@@ -328,21 +329,10 @@ describe("numbers within their storage types", () => {
   });
 
   test("Given one record whose cost alone passes int64 on a new account, Then it is rejected and no account is created", () => {
-    const book = {
-      entries: [
-        {
-          price_id: "huge",
-          model: "default",
-          effective_from: "2024-01-01T00:00:00Z",
-          prompt_micros_per_mtok: 1_000_000_000_000,
-          completion_micros_per_mtok: 1_000_000_000_000,
-        },
-      ],
-    };
     const agents = Object.fromEntries(
       Array.from({ length: 64 }, (_, i) => [`A${i}`, { prompt_tokens: 1e12, completion_tokens: 1e12 }]),
     );
-    const { state, outputs } = run([usage({ agent_usage: agents })], config({ price_book: book }));
+    const { state, outputs } = run([usage({ agent_usage: agents })], config({ price_book: HUGE_PRICE_BOOK }));
     assert.equal(rejection(outputs).code, "RECORD_OUT_OF_RANGE");
     assert.deepEqual(state.accounts, {});
   });

@@ -76,7 +76,7 @@ import { MONTHS_PER_INSERT, monthRuns as runsByMonth } from "../../sinks/clickho
 import { appendSessionSummaries } from "../../sinks/clickhouse/session-summaries.ts";
 import { BUGGY_MODEL, billingWithBug } from "../support/billing-bug.ts";
 import { cloneState } from "../support/clone-state.ts";
-import { accountOf, at, config, run, usage } from "./builders.ts";
+import { accountOf, at, config, HUGE_PRICE_BOOK, run, usage } from "./builders.ts";
 
 // kafkajs is CommonJS: Node sees its error classes only on the default export.
 const {
@@ -581,20 +581,7 @@ describe("an app's revenue ledger within int64 (checkSizes)", () => {
   // 4 agents x 2e12 tokens at 1e12 micros a million tokens: 8e18 micros billed a record, within int64
   // (9.22e18) on its own account, so the core takes it; two end users of one app on one partition sum
   // 1.6e19 in the app's ledger, which MongoDB would store wrapped (as -2.4e18).
-  const billing = config({
-    app_trial_tokens: { default: 0 },
-    price_book: {
-      entries: [
-        {
-          price_id: "huge",
-          model: "default",
-          effective_from: "2024-01-01T00:00:00Z",
-          prompt_micros_per_mtok: 1_000_000_000_000,
-          completion_micros_per_mtok: 1_000_000_000_000,
-        },
-      ],
-    },
-  });
+  const billing = config({ app_trial_tokens: { default: 0 }, price_book: HUGE_PRICE_BOOK });
   const agents = Object.fromEntries(
     ["a", "b", "c", "d"].map((name) => [name, { prompt_tokens: 1e12, completion_tokens: 1e12 }]),
   );
