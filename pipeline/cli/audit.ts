@@ -31,7 +31,7 @@ tokens, billed, creator share, platform fee, paused chats; every app's revenue l
 in the hourly and per-minute rollups). Never writes to the stores. Prints a summary and writes a JSON
 report listing every difference with the records that explain it.
 
-  --from-time TIME      start at the first record at or after TIME (ISO 8601 or epoch ms): delta audit
+  --from-time TIME      start at the first record at or after TIME (ISO 8601 with a zone, or epoch ms): delta audit
   --from-offset SPEC    start at these offsets: N (every partition) or P:N,P:N: delta audit
   --to-offset SPEC      stop before these offsets (default: the end at start)
   --report FILE         where to write the JSON report (default audit-report.json)
@@ -53,11 +53,6 @@ export function usageError(message: string): AgentmeterError {
 }
 
 /**
- * Epoch milliseconds, or an ISO 8601 time with a zone as a record's `occurred_at` is written: Date.parse
- * alone would take "March 7" (as 2001), "2025" and times without a zone (as local time), and roll
- * 2025-02-30 over to March, and the audit would start somewhere else than asked, without a word.
- */
-/**
  * The report is written at the end of an audit that may read for hours: a directory that does not exist
  * or cannot be written is said before it starts, not after.
  */
@@ -74,6 +69,11 @@ async function checkWritable(file: string): Promise<void> {
   }
 }
 
+/**
+ * Epoch milliseconds, or an ISO 8601 time with a zone as a record's `occurred_at` is written: Date.parse
+ * alone would take "March 7" (as 2001), "2025-07" and times without a zone (as local time), and roll
+ * 2025-02-30 over to March, and the audit would start somewhere else than asked, without a word.
+ */
 function parseTime(text: string): number {
   if (/^[0-9]{1,15}$/.test(text)) return Number(text);
   if (!isoDateTimeSchema.safeParse(text).success)
