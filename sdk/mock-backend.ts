@@ -11,18 +11,19 @@ import type { PreparedRecord } from "./validate.ts";
 export class MockBackend implements MeterBackend {
   readonly budgetSource = "mock";
   readonly ledger: MockLedger;
+  private closed = false;
 
   constructor(billing: BillingConfig) {
     this.ledger = new MockLedger(billing);
   }
 
   async send(prepared: PreparedRecord): Promise<void> {
-    this.ledger.apply(prepared.record);
+    this.apply(prepared);
   }
 
   /** The core decides as the record is applied: the decision is among its outputs, at once (no wait). */
   async reserve(prepared: PreparedRecord, _timeoutMs: number): Promise<HoldDecision> {
-    const outputs = this.ledger.apply(prepared.record);
+    const outputs = this.apply(prepared);
     const decision = outputs.find(
       (output): output is HoldDecision =>
         output.kind === "hold_decision" && output.record_id === prepared.record.record_id,
@@ -67,5 +68,13 @@ export class MockBackend implements MeterBackend {
 
   async flush(): Promise<void> {}
 
-  async close(): Promise<void> {}
+  /** As the Kafka backend's: a closed meter refuses new sends (SDK_CLOSED), so a test sees what production would. */
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  private apply(prepared: PreparedRecord) {
+    if (this.closed) throw new AgentmeterError("SDK_CLOSED", "the meter is closed");
+    return this.ledger.apply(prepared.record);
+  }
 }

@@ -10,6 +10,7 @@ import {
 } from "../pipeline/core/index.ts";
 import {
   type BudgetState,
+  epochMs,
   type InputRecord,
   type Output,
   type SessionSummary,
@@ -30,7 +31,7 @@ export class MockLedger {
   constructor(private readonly billing: BillingConfig) {}
 
   apply(record: InputRecord): Output[] {
-    const result = applyBatch(this.state, [{ record }], this.billing);
+    const result = applyBatch(this.state, [{ record, logTimeMs: this.logTimeOf(record) }], this.billing);
     this.state = result.state;
     const outputs = result.outputs.map(({ seq: _seq, ...output }) => output as Output);
     this.outputs.push(...outputs);
@@ -55,6 +56,18 @@ export class MockLedger {
     const outputs = result.outputs.map(({ seq: _seq, ...output }) => output as Output);
     this.outputs.push(...outputs);
     return outputs;
+  }
+
+  /**
+   * The log time the broker would give the record (the producer's clock: Kafka's CreateTime), for the
+   * bound on event times ahead of it: a record dated in the future is refused RECORD_TIME_SKEW here as the
+   * processor refuses it, instead of being applied and making the account's later records too late. The
+   * bound behind it is left out (the log time is never more than event_time.max_behind_seconds after the
+   * record's time): tests replay records of past dates, which a live producer would not send.
+   */
+  private logTimeOf(record: InputRecord): number {
+    const behindMs = this.billing.event_time.max_behind_seconds * 1000;
+    return Math.min(Date.now(), epochMs(record.occurred_at) + behindMs);
   }
 
   account(accountKey: string): AccountState | null {

@@ -21,6 +21,8 @@ import { AgentmeterError } from "../pipeline/errors.ts";
 import {
   type AgentUsage,
   accountKeyOf,
+  agentUsageMapSchema,
+  formatIssues,
   type Level,
   type SessionRecord,
   type SessionSummary,
@@ -29,7 +31,7 @@ import {
 import { type HoldGrant, runHeld } from "./holds.ts";
 import { uuidv7 } from "./record-id.ts";
 import type { AccountIds, BudgetStatus, SentRecord, SessionClient } from "./session-client.ts";
-import type { PreparedRecord, RecordInput } from "./validate.ts";
+import { type PreparedRecord, type RecordInput, RecordInvalidError } from "./validate.ts";
 
 /** A usage record's prices, once the price book knew every model of it. */
 type PricedRecord = Extract<ReturnType<typeof priceUsage>, { ok: true }>;
@@ -176,10 +178,22 @@ abstract class SessionMeter {
       mozaiks_user_id: session.mozaiks_user_id,
       ...(level === "app_usage" ? { platform_user_id: session.platform_user_id } : {}),
     };
+    const now = new Date().toISOString();
+    // The ids are checked now, as the session's first record will be (the record schema, through the
+    // meter): a manager of an account that cannot exist would otherwise answer canContinue() for it.
+    meter.prepare({
+      type: "session",
+      event: "start",
+      ...this.ids,
+      session_id: this.session_id,
+      chat_id: this.chat_id,
+      workflow_name: session.workflow_name,
+      occurred_at: now,
+    });
     this.chat = emptyChat({
       session_id: this.session_id,
       workflow_name: session.workflow_name,
-      started_at: new Date().toISOString(),
+      started_at: now,
     });
   }
 
@@ -347,8 +361,10 @@ abstract class SessionMeter {
 
   /** Adds a response time to the agent's next usage record (or to the one finalize sends). */
   trackAgentResponseTime(agentName: string, responseTimeMs: number): void {
-    const entry = this.pendingOf(agentName);
-    entry.response_time_ms += responseTimeMs;
+    const total = (this.pending.get(agentName)?.response_time_ms ?? 0) + responseTimeMs;
+    checkAgentFigure(agentName, "response_time_ms", responseTimeMs);
+    checkAgentFigure(agentName, "response_time_ms", total);
+    this.pendingOf(agentName).response_time_ms = total;
   }
 
   /**
@@ -356,7 +372,9 @@ abstract class SessionMeter {
    * the runtime's, not the billing pipeline's).
    */
   trackAgentMessage(agentName: string, _content?: string, _role?: string): void {
-    this.pendingOf(agentName).message_count += 1;
+    const total = (this.pending.get(agentName)?.message_count ?? 0) + 1;
+    checkAgentFigure(agentName, "message_count", total);
+    this.pendingOf(agentName).message_count = total;
   }
 
   /**
@@ -603,4 +621,25 @@ export class PlatformTokenManager extends SessionMeter {
     const enterprise = await this.meter.enterprise(this.ids.enterprise_id);
     return { enterprise, creator: await this.loadAccount() };
   }
+}
+
+/**
+ * An agent's analytics figure, checked by the record schema when it is given: kept unchecked until the
+ * agent's next usage record, a bad value (NaN, a negative time, a string, an agent name the schema
+ * refuses) would fail that record and every later one of the agent, with no way to clear it.
+ */
+function checkAgentFigure(
+  agentName: string,
+  field: "response_time_ms" | "message_count",
+  value: unknown,
+): void {
+  const parsed = agentUsageMapSchema.safeParse({
+    [agentName]: { prompt_tokens: 0, completion_tokens: 0, [field]: value },
+  });
+  if (!parsed.success)
+    throw new RecordInvalidError(
+      `${field} of agent ${JSON.stringify(agentName)} (${String(value)}): ${formatIssues(parsed.error.issues)}`,
+      [`agent_usage.${agentName}.${field}`],
+      parsed.error.issues,
+    );
 }

@@ -74,9 +74,20 @@ function ratioBp(current: bigint, total: bigint, count: bigint): number | null {
   return total === 0n ? null : Number((current * count * BASIS_POINTS_BIG) / total);
 }
 
+/** NaN would compare false against every count and so make any single session a baseline. */
+function checkedMinSessions(minSessions: number): number {
+  if (!Number.isSafeInteger(minSessions) || minSessions < 0) {
+    throw new AgentmeterError(
+      "CONFIG_INVALID",
+      `cost threshold minSessions must be a whole number from 0, got ${String(minSessions)}`,
+    );
+  }
+  return minSessions;
+}
+
 export function checkWorkflowCostThresholds(input: CostThresholdInput): CostThresholdAnalysis {
   const bp = multipleBp(input.multiple ?? DEFAULT_COST_MULTIPLE);
-  const minSessions = input.minSessions ?? DEFAULT_MIN_SESSIONS;
+  const minSessions = checkedMinSessions(input.minSessions ?? DEFAULT_MIN_SESSIONS);
   const averages = input.averages;
   const base = {
     multiple_bp: bp,

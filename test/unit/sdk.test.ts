@@ -168,3 +168,115 @@ describe("SDK mock mode: the billing core in process", () => {
     await meter.close();
   });
 });
+
+describe("SDK misuse answered at the call that makes it", () => {
+  const app = {
+    enterprise_id: "app-1",
+    mozaiks_user_id: "creator-1",
+    platform_user_id: "user-1",
+    workflow_name: "chat",
+  };
+
+  it("a bad response time or agent name is refused at trackAgentResponseTime / trackAgentMessage, and the session goes on", async () => {
+    const meter = await Agentmeter.connect({ mock: true, billing });
+    const manager = new TokenManager(meter, app);
+    await manager.initializeBudget();
+    for (const [agent, ms] of [
+      ["A", Number.NaN],
+      ["A", -5],
+      ["A", "100" as unknown as number],
+      ["A", 86_400_001],
+      ["Customer Agent", 10],
+      ["__proto__", 10],
+    ] as [string, number][]) {
+      assert.throws(
+        () => manager.trackAgentResponseTime(agent, ms),
+        (error) => error instanceof RecordInvalidError && error.code === "RECORD_INVALID",
+        `${agent} ${String(ms)}`,
+      );
+    }
+    assert.throws(() => manager.trackAgentMessage("Customer Agent"), RecordInvalidError);
+    // A sum past a day is refused at the call that passes it, the earlier figures kept.
+    manager.trackAgentResponseTime("A", 86_000_000);
+    assert.throws(() => manager.trackAgentResponseTime("A", 500_000), RecordInvalidError);
+    manager.trackAgentResponseTime("A", 400_000);
+    const receipt = await manager.trackUsage({ A: { prompt_tokens: 10, completion_tokens: 10 } });
+    assert.equal(receipt.tokens_used, 20);
+    assert.equal((await manager.finalizeSession()).agent_performance.A?.total_response_time_ms, 86_400_000);
+    await meter.close();
+  });
+
+  it("a manager without its account's ids is refused when it is made (typed), not answered for an account that cannot exist", async () => {
+    const meter = await Agentmeter.connect({ mock: true, billing });
+    const { platform_user_id: _user, ...noUser } = app;
+    const { mozaiks_user_id: _creator, ...noCreator } = app;
+    for (const make of [
+      () => new TokenManager(meter, noUser as never),
+      () => new TokenManager(meter, { ...app, enterprise_id: "App 1" }),
+      () => new PlatformTokenManager(meter, noCreator as never),
+    ])
+      assert.throws(make, (error) => error instanceof RecordInvalidError && error.code === "RECORD_INVALID");
+    await meter.close();
+  });
+
+  it("after close(), mock mode refuses new sends with SDK_CLOSED, as the Kafka backend does", async () => {
+    const meter = await Agentmeter.connect({ mock: true, billing });
+    const manager = new TokenManager(meter, app);
+    await manager.initializeBudget();
+    await meter.close();
+    await assert.rejects(
+      () => manager.trackUsage({ A: { prompt_tokens: 10, completion_tokens: 10 } }),
+      (error) => isAgentmeterError(error, "SDK_CLOSED"),
+    );
+    await assert.rejects(
+      () => manager.topUp(100, 1_000),
+      (error) => isAgentmeterError(error, "SDK_CLOSED"),
+    );
+    assert.equal(meter.mock!.outputs.filter((output) => output.kind === "usage_outcome").length, 0);
+  });
+
+  it("mock mode refuses a record dated in the future (RECORD_TIME_SKEW) as the processor does, so it cannot make the account's later records too late", async () => {
+    const meter = await Agentmeter.connect({ mock: true, billing });
+    const usageAt = (record_id: string, occurred_at: string) =>
+      meter.send({
+        type: "usage",
+        record_id,
+        level: "app_usage",
+        enterprise_id: "app-1",
+        mozaiks_user_id: "creator-1",
+        platform_user_id: "user-1",
+        workflow_type: "chat_interaction",
+        workflow_name: "chat",
+        session_id: "s1",
+        chat_id: "c1",
+        agent_usage: { A: { prompt_tokens: 10, completion_tokens: 10 } },
+        occurred_at,
+      });
+    await usageAt("u-future", "2999-01-01T00:00:00Z");
+    await usageAt("u-past", "2025-07-28T10:00:00Z");
+    const outputs = meter.mock!.outputs;
+    assert.deepEqual(
+      outputs.filter((o) => o.kind === "rejected").map((o) => [o.record_id, o.kind === "rejected" && o.code]),
+      [["u-future", "RECORD_TIME_SKEW"]],
+    );
+    assert.deepEqual(
+      outputs.filter((o) => o.kind === "usage_outcome").map((o) => o.record_id),
+      ["u-past"],
+      "a record of a past date is still applied (tests replay such records)",
+    );
+    await meter.close();
+  });
+
+  it("checkWorkflowCostThresholds with a minSessions that is not a whole number: CONFIG_INVALID, not a baseline of one session", async () => {
+    const meter = await Agentmeter.connect({ mock: true, billing });
+    const manager = new TokenManager(meter, app);
+    await manager.initializeBudget();
+    for (const minSessions of [Number.NaN, -1, 1.5])
+      await assert.rejects(
+        () => manager.checkWorkflowCostThresholds({ minSessions }),
+        (error) => isAgentmeterError(error, "CONFIG_INVALID"),
+        String(minSessions),
+      );
+    await meter.close();
+  });
+});
