@@ -159,7 +159,9 @@ abstract class SessionMeter {
   readonly chat_id: string;
   readonly session_id: string;
   protected readonly ids: AccountIds;
-  private readonly chat: ChatState;
+  private chat: ChatState;
+  /** Usage record ids tallied into this session: a record sent again (a retry) is counted once, as the core counts it. */
+  private readonly tallied = new Set<string>();
   private readonly pending = new Map<string, { response_time_ms: number; message_count: number }>();
   private lastSentAt: string | null = null;
   private started = false;
@@ -306,8 +308,11 @@ abstract class SessionMeter {
     const record = prepared.record as UsageRecord;
     await this.meter.sendPrepared(prepared);
     // Tallied only once the send succeeded: a failed send is not part of the session.
-    this.markStarted(record.occurred_at);
-    tallyUsage(this.chat, priced, record.occurred_at);
+    if (!this.tallied.has(record.record_id)) {
+      this.tallied.add(record.record_id);
+      this.markStarted(record.occurred_at);
+      tallyUsage(this.chat, priced, record.occurred_at);
+    }
     this.lastSentAt = record.occurred_at;
     return {
       record_id: record.record_id,
@@ -466,6 +471,15 @@ abstract class SessionMeter {
     const endedAt = new Date().toISOString();
     const sent = await this.sendSession("finalize", endedAt);
     const summary = summarizeChat(this.chat_id, this.chat, endedAt, outputBase(sent.record));
+    const costAnalysis = this.costAnalysis(averages, options);
+    // The core closes the chat at its finalize: usage after it opens a new one, whose summary starts
+    // from zero. The tally here does the same.
+    this.chat = emptyChat({
+      session_id: this.session_id,
+      workflow_name: this.session.workflow_name,
+      started_at: endedAt,
+    });
+    this.started = false;
     return {
       chat_id: this.chat_id,
       session_id: this.session_id,
@@ -476,7 +490,7 @@ abstract class SessionMeter {
       session_summary: sessionMetricsOf(summary),
       agent_performance: summary.agent_performance,
       workflow_averages: averages,
-      cost_analysis: this.costAnalysis(averages, options),
+      cost_analysis: costAnalysis,
       timestamp: endedAt,
       summary,
     };

@@ -267,6 +267,21 @@ describe("SDK misuse answered at the call that makes it", () => {
     await meter.close();
   });
 
+  it("the session summary stays the core's: a usage record sent again counts once, and usage after a finalize starts a new tally", async () => {
+    const meter = await Agentmeter.connect({ mock: true, billing });
+    const manager = new TokenManager(meter, app);
+    const turn = { A: { prompt_tokens: 100, completion_tokens: 100 } };
+    await manager.trackUsage(turn, { record_id: "turn-1" });
+    await manager.trackUsage(turn, { record_id: "turn-1" });
+    const first = await manager.finalizeSession();
+    await manager.trackUsage({ A: { prompt_tokens: 50, completion_tokens: 0 } });
+    const second = await manager.finalizeSession();
+    const core = meter.mock!.outputs.flatMap((o) => (o.kind === "session_summary" ? [o.total_tokens] : []));
+    assert.deepEqual(core, [200, 50]);
+    assert.deepEqual([first.session_summary.total_tokens, second.session_summary.total_tokens], core);
+    await meter.close();
+  });
+
   it("checkWorkflowCostThresholds with a minSessions that is not a whole number: CONFIG_INVALID, not a baseline of one session", async () => {
     const meter = await Agentmeter.connect({ mock: true, billing });
     const manager = new TokenManager(meter, app);
