@@ -29,7 +29,8 @@ const periodSchema = z
     path: ["rollover_min_tokens"],
   })
   .refine((p) => p.every !== "month" || new Date(Date.parse(p.anchor)).getUTCDate() <= 28, {
-    message: "a monthly anchor's day of month must be at most 28",
+    message:
+      "a monthly anchor's day of month, in UTC, must be at most 28 (periods are anchored at a UTC instant)",
     path: ["anchor"],
   });
 export type AllowancePeriod = z.infer<typeof periodSchema>;
