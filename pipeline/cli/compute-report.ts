@@ -47,6 +47,9 @@ function accountReport(account: AccountState) {
     credited_tokens: account.credited_tokens,
     paid_used_tokens: account.paid_used_tokens,
     paid_tokens: balance.paid_tokens,
+    // What can still be spent (allowance left + paid + grant tokens): the figure can_continue is decided on.
+    available_tokens: balance.available_tokens,
+    ...(balance.grant_tokens === undefined ? {} : { grant_tokens: balance.grant_tokens }),
     tokens_used: account.tokens_used,
     cost_micros: account.cost_micros,
     billed_micros: account.billed_micros,

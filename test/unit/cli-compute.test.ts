@@ -83,6 +83,26 @@ describe("agentmeter compute", () => {
     assert.deepEqual([report.counts.records, report.counts.malformed_lines], [0, 3]);
     assert.equal(stderr.match(/RECORD_NOT_JSON/g)?.length, 3, stderr);
   });
+  test("Given grant tokens left, Then the account's JSON shows them and what is available, not only the allowance and paid balance", async () => {
+    const records = [
+      `{"type": "credit", "record_id": "b0", "kind": "budget_set", "level": "app_usage", "enterprise_id": "app1", "mozaiks_user_id": "u1", "platform_user_id": "e1", "tokens": 0, "occurred_at": "2025-07-01T00:00:00Z"}`,
+      `{"type": "credit", "record_id": "g1", "kind": "grant", "level": "app_usage", "enterprise_id": "app1", "mozaiks_user_id": "u1", "platform_user_id": "e1", "tokens": 500, "occurred_at": "2025-07-01T00:00:00Z"}`,
+      `{"type": "usage", "record_id": "u1", "level": "app_usage", "enterprise_id": "app1", "mozaiks_user_id": "u1", "platform_user_id": "e1", "workflow_type": "wt", "workflow_name": "wf", "session_id": "s1", "chat_id": "c1", "agent_usage": {"A": {"prompt_tokens": 50, "completion_tokens": 50}}, "occurred_at": "2025-07-01T01:00:00Z"}`,
+    ].join("\n");
+    const { code, stdout, stderr } = await agentmeter(["compute", "-"], records);
+    assert.equal(code, 0, stderr);
+    const [account] = (JSON.parse(stdout) as Report).accounts;
+    // Budget 0, a grant of 500, 100 tokens used from it: 400 left in the grant, nothing else.
+    assert.deepEqual(
+      [
+        account?.trial_remaining_tokens,
+        account?.paid_tokens,
+        account?.grant_tokens,
+        account?.available_tokens,
+      ],
+      [0, 0, 400, 400],
+    );
+  });
   test("Given records on stdin, When FILE is -, Then the same result", async () => {
     const fromFile = await agentmeter(["compute", fixture]);
     const fromStdin = await agentmeter(["compute", "-"], readFileSync(`${root}${fixture}`, "utf8"));
