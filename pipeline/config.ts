@@ -84,8 +84,9 @@ const topicName = z
  * reads this configuration and must not load a database driver (test/unit/sdk-entry.test.ts).
  */
 function mongoHostsProblem(uri: string): string | undefined {
-  const rest = uri.replace(/^mongodb(\+srv)?:\/\//, "");
-  const authority = rest.slice(rest.lastIndexOf("@", rest.search(/[/?]|$/)) + 1).split(/[/?]/, 1)[0] ?? "";
+  // Up to the path or the options; a "/" or "?" in a password is percent-encoded, as the driver requires.
+  const userAndHosts = uri.replace(/^mongodb(\+srv)?:\/\//, "").split(/[/?]/, 1)[0] ?? "";
+  const authority = userAndHosts.slice(userAndHosts.lastIndexOf("@") + 1);
   if (authority === "") return "expected a host after mongodb://";
   for (const host of authority.split(",")) {
     const port = /^(?:\[[0-9A-Fa-f:.]+\]|[^:]+)(?::([0-9]*))?$/.exec(host);

@@ -58,15 +58,14 @@ export function usageError(message: string): AgentmeterError {
  */
 async function checkWritable(file: string): Promise<void> {
   const dir = dirname(resolve(file));
+  let problem: string | undefined;
   try {
-    if (!(await stat(dir)).isDirectory())
-      throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" });
-    await access(dir, constants.W_OK);
+    if ((await stat(dir)).isDirectory()) await access(dir, constants.W_OK);
+    else problem = "ENOTDIR";
   } catch (error) {
-    throw usageError(
-      `--report ${file}: cannot write in ${dir} (${(error as NodeJS.ErrnoException).code ?? error})`,
-    );
+    problem = (error as NodeJS.ErrnoException).code ?? String(error);
   }
+  if (problem !== undefined) throw usageError(`--report ${file}: cannot write in ${dir} (${problem})`);
 }
 
 /**

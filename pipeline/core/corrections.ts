@@ -150,7 +150,7 @@ function forgetOldest(corrections: CorrectionsState, config: BillingConfig): voi
  * the paid tokens, and the void returns only the rest, rounded down: the payer never gets a paid token
  * back twice, once as money and once as tokens. No refund: every paid token; all refunded: none.
  */
-export function paidTokensNotRefunded(memo: UsageMemo): number {
+function paidTokensNotRefunded(memo: UsageMemo): number {
   if (memo.refunded_micros === 0n || memo.billed_micros <= 0n) return memo.paid_tokens;
   const left = memo.billed_micros - memo.refunded_micros;
   return Number((BigInt(memo.paid_tokens) * left) / memo.billed_micros);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { parseBillingConfig } from "../../pipeline/core/index.ts";
 import { isAgentmeterError } from "../../pipeline/errors.ts";
+import type { AgentUsage } from "../../schemas/index.ts";
 import {
   Agentmeter,
   PlatformTokenManager,
@@ -10,6 +11,26 @@ import {
   uuidv7,
 } from "../../sdk/index.ts";
 import { uuidv7Time } from "../../sdk/record-id.ts";
+
+/** A usage record of the test's end user, with the fields a case sets. */
+function appUsage(fields: {
+  record_id?: string;
+  agent_usage: Record<string, AgentUsage>;
+  occurred_at: string;
+}) {
+  return {
+    type: "usage" as const,
+    level: "app_usage" as const,
+    enterprise_id: "app-1",
+    mozaiks_user_id: "creator-1",
+    platform_user_id: "user-1",
+    workflow_type: "chat_interaction",
+    workflow_name: "chat",
+    session_id: "s1",
+    chat_id: "c1",
+    ...fields,
+  };
+}
 
 const billing = parseBillingConfig({
   app_trial_tokens: { default: 3_000 },
@@ -30,19 +51,12 @@ describe("SDK validation", () => {
   it("a bad record is a thrown RecordInvalidError naming the field, and nothing is applied", async () => {
     const meter = await Agentmeter.connect({ mock: true, billing });
     await assert.rejects(
-      meter.send({
-        type: "usage",
-        level: "app_usage",
-        enterprise_id: "app-1",
-        mozaiks_user_id: "creator-1",
-        platform_user_id: "user-1",
-        workflow_type: "chat_interaction",
-        workflow_name: "chat",
-        session_id: "s1",
-        chat_id: "c1",
-        agent_usage: { CustomerAgent: { prompt_tokens: -5, completion_tokens: 1 } },
-        occurred_at: new Date().toISOString(),
-      }),
+      meter.send(
+        appUsage({
+          agent_usage: { CustomerAgent: { prompt_tokens: -5, completion_tokens: 1 } },
+          occurred_at: new Date().toISOString(),
+        }),
+      ),
       (error: unknown) =>
         error instanceof RecordInvalidError &&
         isAgentmeterError(error, "RECORD_INVALID") &&
@@ -238,20 +252,13 @@ describe("SDK misuse answered at the call that makes it", () => {
   it("mock mode refuses a record dated in the future (RECORD_TIME_SKEW) as the processor does, so it cannot make the account's later records too late", async () => {
     const meter = await Agentmeter.connect({ mock: true, billing });
     const usageAt = (record_id: string, occurred_at: string) =>
-      meter.send({
-        type: "usage",
-        record_id,
-        level: "app_usage",
-        enterprise_id: "app-1",
-        mozaiks_user_id: "creator-1",
-        platform_user_id: "user-1",
-        workflow_type: "chat_interaction",
-        workflow_name: "chat",
-        session_id: "s1",
-        chat_id: "c1",
-        agent_usage: { A: { prompt_tokens: 10, completion_tokens: 10 } },
-        occurred_at,
-      });
+      meter.send(
+        appUsage({
+          record_id,
+          agent_usage: { A: { prompt_tokens: 10, completion_tokens: 10 } },
+          occurred_at,
+        }),
+      );
     await usageAt("u-future", "2999-01-01T00:00:00Z");
     await usageAt("u-past", "2025-07-28T10:00:00Z");
     const outputs = meter.mock!.outputs;
