@@ -23,7 +23,13 @@ export const deadLetterSchema = z.strictObject({
      */
     stored_as: z.string().optional(),
   }),
+  /** The message key as text (null when the message had none). */
   key: z.string().nullable(),
+  /**
+   * The key's bytes, base64, when they are not valid UTF-8 (so `key`, which replaced them, does not keep
+   * them byte for byte). Absent for a key that is text, as every account key is.
+   */
+  key_base64: z.base64().optional(),
   failed_at: isoDateTimeSchema,
 });
 export type DeadLetter = z.infer<typeof deadLetterSchema>;

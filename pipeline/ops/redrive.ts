@@ -88,7 +88,8 @@ export function redriveDecision(
   const { type, occurredMs } = peek(original);
   if (type === "credit") return { send: false, skip: "credit" };
   if (type === "tick") return { send: false, skip: "tick" };
-  let key = letter.key;
+  let key: string | Buffer | null =
+    letter.key_base64 === undefined ? letter.key : Buffer.from(letter.key_base64, "base64");
   if (selection.rekey) {
     const decoded = decodeRecord(original, { maxBytes: selection.maxRecordBytes });
     if (!decoded.ok) return { send: false, skip: "no_account_key" };

@@ -1,9 +1,13 @@
+import { isUtf8 } from "node:buffer";
 import type { DeadLetter } from "../../schemas/index.ts";
 import { SCHEMA_VERSION } from "../../schemas/index.ts";
 import type { ErrorCode } from "../errors.ts";
 import type { LogPosition } from "./ports.ts";
 
-/** The dead-letter envelope keeps the original bytes, so a fixed record can be replayed byte for byte. */
+/**
+ * The dead-letter envelope keeps the original bytes (the value, and the key when it is not text), so a
+ * fixed record can be replayed byte for byte.
+ */
 export function deadLetter(
   position: LogPosition,
   key: Buffer | null,
@@ -26,6 +30,7 @@ export function deadLetter(
       ...(storedAs === position.topic ? {} : { stored_as: storedAs }),
     },
     key: key === null ? null : key.toString("utf8"),
+    ...(key === null || isUtf8(key) ? {} : { key_base64: key.toString("base64") }),
     failed_at: failedAt,
   };
 }

@@ -69,7 +69,10 @@ export class KafkaEventBus implements EventBus {
     if (deadLetters.length > 0) {
       topicMessages.push({
         topic: this.topics.deadLetter,
-        messages: deadLetters.map((letter) => ({ key: letter.key, value: json(letter) })),
+        messages: deadLetters.map((letter) => ({
+          key: letter.key_base64 === undefined ? letter.key : Buffer.from(letter.key_base64, "base64"),
+          value: json(letter),
+        })),
       });
     }
     if (budgetEvents.length > 0) {

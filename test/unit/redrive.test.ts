@@ -11,7 +11,7 @@ import {
 import { deadLetter } from "../../pipeline/processor/dead-letter.ts";
 import { generateWorkload } from "../../pipeline/simulate/workload.ts";
 import type { ErrorCode } from "../../schemas/errors.ts";
-import { accountKeyOf, type InputRecordJson, SCHEMA_VERSION } from "../../schemas/index.ts";
+import { accountKeyOf, deadLetterSchema, type InputRecordJson, SCHEMA_VERSION } from "../../schemas/index.ts";
 
 const records = [...generateWorkload({ seed: 5, records: 200, apps: 2, usersPerApp: 3, runId: "rd" })];
 const usage = records.find((record) => record.type === "usage")!;
@@ -24,7 +24,7 @@ const selection: RedriveSelection = {
 };
 const at = { topic: "dlq", partition: 2, offset: "17" };
 
-function letter(value: string | Buffer, code: ErrorCode, key: string | null, topic = "in"): Buffer {
+function letter(value: string | Buffer, code: ErrorCode, key: string | Buffer | null, topic = "in"): Buffer {
   const bytes = typeof value === "string" ? Buffer.from(value) : value;
   const envelope = deadLetter(
     { topic, partition: 0, offset: "5" },
@@ -53,6 +53,24 @@ describe("redrive: which dead letters go back to the input topic", () => {
       [REDRIVEN_FROM_HEADER]: "dlq/2/17",
       [REDRIVEN_REASON_HEADER]: "RECORD_WRONG_PARTITION",
     });
+  });
+
+  it("a key that is not UTF-8 is kept byte for byte and sent back as it came; a text key has no copy", () => {
+    const bytes = Buffer.from(JSON.stringify(usage));
+    const binaryKey = Buffer.from([0x61, 0xff, 0xfe, 0x00, 0xc3]);
+    const envelope = deadLetterSchema.parse(
+      JSON.parse(letter(bytes, "RECORD_KEY_MISMATCH", binaryKey).toString()),
+    );
+    assert.equal(envelope.key, binaryKey.toString("utf8"), "the text form, for reading");
+    assert.deepEqual(Buffer.from(envelope.key_base64!, "base64"), binaryKey);
+    const decision = redriveDecision(letter(bytes, "RECORD_KEY_MISMATCH", binaryKey), at, selection);
+    assert.ok(decision.send);
+    assert.deepEqual(decision.message.key, binaryKey);
+    const textual = deadLetterSchema.parse(
+      JSON.parse(letter(bytes, "RECORD_KEY_MISMATCH", "app_usage:é:ü").toString()),
+    );
+    assert.equal(textual.key, "app_usage:é:ü");
+    assert.equal("key_base64" in textual, false);
   });
 
   it("a letter names the incarnation its rows are stored under when the topic was created again, and the decision keeps it", () => {
