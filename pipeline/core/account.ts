@@ -161,6 +161,7 @@ export function newAccount(record: InputRecord, config: BillingConfig): AccountS
       max_event_ms: null,
       oldest_ms: null,
       forgotten_in_horizon: 0,
+      plain_operator_ids_through_ms: null,
     },
     last_event_at: null,
   };

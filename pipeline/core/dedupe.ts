@@ -27,6 +27,15 @@ export type DedupeState = {
    * be one of them, so it is refused as too late instead of counted again. Absent until the cap forgets.
    */
   forgotten_through_ms?: number;
+  /**
+   * Until 2026-12-07 an operator record's id was remembered as it is, among the runtimes' ids. A plain id
+   * remembered at or before this event time may be such an operator id (isDuplicateRecord); null when the
+   * account has none (created since, or first changed by this version before it had any record). Absent
+   * on an account stored by an earlier version, until this version first remembers a record of it: it is
+   * then set to the newest event time the earlier versions applied, so every id they remembered lies at or
+   * before it, and the ids remembered since (each past it, unless late) are runtime records.
+   */
+  plain_operator_ids_through_ms?: number | null;
 };
 
 function horizonMs(config: BillingConfig): number {
@@ -74,10 +83,12 @@ export function dedupeKey(record: { type: string; record_id: string }): string {
 }
 
 /**
- * Whether the record was applied before. Until 2026-12-07 an operator record's id was remembered as it
- * is, among the runtimes' ids, so a plain id is still read as an operator record applied then (a re-sent
- * one is never applied twice), unless `usageIds` holds it: only a usage record puts its id there (its
- * correction memo), so the id was a usage record's and the operator record is a new one.
+ * Whether the record was applied before. A plain id an earlier version may have remembered for an
+ * operator record (`plain_operator_ids_through_ms`) is still read as that operator record, so a re-sent
+ * one is never applied twice, unless `usageIds` holds it: only a usage record puts its id there (its
+ * correction memo), so the id was a usage record's and the operator record is a new one. A plain id
+ * remembered past the mark is a runtime record's, whatever the memos hold (corrections off, or the memo
+ * forgotten), and never hides an operator record.
  */
 export function isDuplicateRecord(
   dedupe: DedupeState,
@@ -86,7 +97,11 @@ export function isDuplicateRecord(
 ): boolean {
   if (!isOperatorRecord(record)) return dedupe.seen.has(record.record_id);
   if (dedupe.seen.has(OPERATOR_ID_KEY + record.record_id)) return true;
-  return dedupe.seen.has(record.record_id) && usageIds?.has(record.record_id) !== true;
+  const through = dedupe.plain_operator_ids_through_ms;
+  if (through === null) return false;
+  const at = dedupe.seen.get(record.record_id);
+  if (at === undefined || (through !== undefined && at > through)) return false;
+  return usageIds?.has(record.record_id) !== true;
 }
 
 /** Remembers an applied record, then forgets what can no longer matter. Mutates `dedupe`. */
@@ -96,6 +111,8 @@ export function remember(
   occurredMs: number,
   config: BillingConfig,
 ): void {
+  if (dedupe.plain_operator_ids_through_ms === undefined)
+    dedupe.plain_operator_ids_through_ms = dedupe.max_event_ms;
   dedupe.seen.set(recordId, occurredMs);
   dedupe.count += 1;
   dedupe.max_event_ms = dedupe.max_event_ms === null ? occurredMs : Math.max(dedupe.max_event_ms, occurredMs);

@@ -70,6 +70,7 @@ describe("dedupe", () => {
       const at0 = seen.get("op/c-7")!;
       seen.delete("op/c-7");
       seen.set("c-7", at0);
+      delete accountOf(first.state).dedupe.plain_operator_ids_through_ms;
       const again = applyBatch(
         first.state,
         [{ record: credit({ record_id: "c-7", tokens: 500, occurred_at: at(0) }) }],
@@ -80,6 +81,52 @@ describe("dedupe", () => {
         ["duplicate_ignored"],
       );
       assert.deepEqual(accountOf(again.state), accountOf(first.state));
+    });
+
+    test("Given corrections turned off (no usage memo), When a top-up carries a usage record's id, Then it is applied, and its re-send is ignored", () => {
+      const cfg = config({ corrections: { window_seconds: 0 } });
+      const { outputs, state } = run(
+        [
+          usage({ record_id: "7", ...tokens(100), occurred_at: at(1) }),
+          credit({ record_id: "7", tokens: 1_000, amount_micros: "1000000", occurred_at: at(2) }),
+          credit({ record_id: "7", tokens: 1_000, amount_micros: "1000000", occurred_at: at(2) }),
+        ],
+        cfg,
+      );
+      assert.deepEqual(
+        outputs.filter((o) => o.kind !== "budget_event").map((o) => o.kind),
+        ["usage_outcome", "credit_applied", "duplicate_ignored"],
+      );
+      assert.equal(accountOf(state).paid_amount_micros, 1_000_000n);
+    });
+
+    test("Given an account stored before the split, When this version first remembers a record of it, Then only the ids before that mark may hide an operator record", () => {
+      const cfg = config({ corrections: { window_seconds: 0 } });
+      const first = run([credit({ record_id: "c-7", tokens: 500, occurred_at: at(0) })], cfg);
+      const dedupe = accountOf(first.state).dedupe;
+      dedupe.seen.set("c-7", dedupe.seen.get("op/c-7")!);
+      dedupe.seen.delete("op/c-7");
+      delete dedupe.plain_operator_ids_through_ms;
+      const later = applyBatch(
+        first.state,
+        [
+          usage({ record_id: "u-1", ...tokens(10), occurred_at: at(5) }),
+          credit({ record_id: "u-1", tokens: 300, occurred_at: at(6) }),
+          credit({ record_id: "c-7", tokens: 500, occurred_at: at(0) }),
+        ].map((record) => ({ record })),
+        cfg,
+      );
+      assert.deepEqual(
+        later.outputs.filter((o) => o.kind !== "budget_event").map((o) => [o.kind, o.record_id]),
+        [
+          ["usage_outcome", "u-1"],
+          ["credit_applied", "u-1"],
+          ["duplicate_ignored", "c-7"],
+        ],
+      );
+      const account = accountOf(later.state);
+      assert.equal(account.dedupe.plain_operator_ids_through_ms, Date.parse(at(0)));
+      assert.equal(account.credited_tokens, 800);
     });
   });
   test("Given a duplicate 6 days later in event time, Then it is still ignored (7-day horizon)", () => {
