@@ -84,8 +84,16 @@ const topicName = z
  * reads this configuration and must not load a database driver (test/unit/sdk-entry.test.ts).
  */
 function mongoHostsProblem(uri: string): string | undefined {
-  // Up to the path or the options; a "/" or "?" in a password is percent-encoded, as the driver requires.
-  const userAndHosts = uri.replace(/^mongodb(\+srv)?:\/\//, "").split(/[/?]/, 1)[0] ?? "";
+  const afterScheme = uri.replace(/^mongodb(\+srv)?:\/\//, "");
+  // The driver ends the user name and password at the first "@", and refuses a "/", "?", "#" or "@" in
+  // them that is not percent-encoded. Said here without quoting them: the text before an "@" is a secret.
+  const at = afterScheme.indexOf("@");
+  if (at >= 0 && /[/?#]/.test(afterScheme.slice(0, at)))
+    return "the user name or password holds a '/', '?' or '#': percent-encode it (%2F, %3F, %23), as the MongoDB driver requires";
+  // Up to the path or the options.
+  const userAndHosts = afterScheme.split(/[/?]/, 1)[0] ?? "";
+  if (userAndHosts.indexOf("@") !== userAndHosts.lastIndexOf("@"))
+    return "the user name or password holds an '@': percent-encode it (%40), as the MongoDB driver requires";
   const authority = userAndHosts.slice(userAndHosts.lastIndexOf("@") + 1);
   if (authority === "") return "expected a host after mongodb://";
   for (const host of authority.split(",")) {

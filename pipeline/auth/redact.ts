@@ -12,13 +12,19 @@ const REDACTED = "***";
  * not parse as URLs (a config error shows the bad value), and on multi-host MongoDB URIs.
  */
 export function redactUrl(url: string): string {
-  let out = url.replace(
-    /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^/?#]*)@/,
-    (_whole, scheme: string, userinfo: string) => {
-      const colon = userinfo.indexOf(":");
-      return colon < 0 ? `${scheme}${userinfo}@` : `${scheme}${userinfo.slice(0, colon)}:${REDACTED}@`;
-    },
-  );
+  const userinfo = (_whole: string, scheme: string, info: string) => {
+    const colon = info.indexOf(":");
+    return colon < 0 ? `${scheme}${info}@` : `${scheme}${info.slice(0, colon)}:${REDACTED}@`;
+  };
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)/;
+  let out = url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^/?#]*)@/, userinfo);
+  // A password with a "/", "?" or "#" not percent-encoded (invalid, but what a refused value shows) ends
+  // the match above early: everything up to the last "@" goes instead, which may hide more than the
+  // password (an "@" further on), never less.
+  if (out === url && scheme.test(url) && url.indexOf("@") > 0)
+    out = url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)(.*)@/, (whole, prefix: string, info: string) =>
+      info.includes(":") ? userinfo(whole, prefix, info) : `${prefix}${REDACTED}@`,
+    );
   out = out.replace(/([?&;])([^=&;#]+)=([^&;#]*)/g, (whole, sep: string, key: string) =>
     SECRET_QUERY_KEYS.test(decodeURIComponentSafe(key)) ? `${sep}${key}=${REDACTED}` : whole,
   );

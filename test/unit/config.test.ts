@@ -121,6 +121,16 @@ describe("addresses and names the servers would refuse", () => {
     const secret = refusal(loadConfig, { MONGODB_URI: "mongodb://user:s3cretpw@h:99999/" });
     assert.doesNotMatch(secret, /s3cretpw/);
     assert.match(secret, /host "h:99999"/);
+    // A password holding "/", "?", "#" or "@" not percent-encoded: refused, and no part of it is shown.
+    for (const password of ["s3cr/etPW", "s3cr?etPW", "s3cr#etPW", "s3cr@etPW", "qq/zz@etPW"]) {
+      const uri = `mongodb://meter:${password}@mongo:27017/?authSource=admin`;
+      const message = refusal(loadConfig, { MONGODB_URI: uri });
+      assert.match(message, /percent-encode/, message);
+      for (const piece of password.split(/[/?#@]/))
+        assert.ok(!message.includes(piece), `${piece} in ${message}`);
+      assert.match(message, /meter:\*\*\*@/);
+    }
+    loadConfig({ MONGODB_URI: "mongodb://meter:s3cr%2Fet%40x@mongo:27017/?authSource=admin" });
     for (const env of [
       { MONGODB_URI: "mongodb+srv://cluster0.example.net/" },
       { MONGODB_URI: "mongodb://a:b@h1:1,h2:2/db?replicaSet=rs&authSource=admin" },

@@ -149,6 +149,12 @@ describe("redaction", () => {
       "https://ch:8443/?user=a&password=***&database=d",
     );
     assert.equal(redactUrl("http://127.0.0.1:18123"), "http://127.0.0.1:18123");
+    // A password whose "/" or "?" is not percent-encoded (a value the config refuses, shown in the refusal).
+    assert.equal(
+      redactUrl("mongodb://meter:s3/cr?et@mongo:27017/?a=b"),
+      "mongodb://meter:***@mongo:27017/?a=b",
+    );
+    assert.equal(redactUrl("mongodb://s3/cret@mongo/"), "mongodb://***@mongo/");
     assert.equal(
       redactText("connect ECONNREFUSED mongodb://u:pw@h:1/ then http://a:b@c/"),
       "connect ECONNREFUSED mongodb://u:***@h:1/ then http://a:***@c/",
