@@ -1,5 +1,5 @@
 import type { CreditRecord, InputRecord } from "../../schemas/index.ts";
-import { INT64_MAX } from "../../schemas/index.ts";
+import { epochMs, INT64_MAX } from "../../schemas/index.ts";
 import type { AccountState, ChatState } from "./account.ts";
 import type { BillingConfig } from "./billing-config.ts";
 import { ownValue } from "./own.ts";
@@ -15,6 +15,32 @@ export const MAX_TOKEN_COUNTER = Number.MAX_SAFE_INTEGER;
 
 function isoOrMs(ms: number): string {
   return Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? new Date(ms).toISOString() : `${ms} ms`;
+}
+
+/**
+ * The event times the analytics store can bucket: ClickHouse's DateTime, which the rollups' minute and
+ * hour buckets are (sinks/clickhouse/rollups.ts), holds 1970-01-01 to 2106-02-07T06:28:15Z, and a time
+ * outside wraps around (1969-12-31 lands in 2106), so a rollup would count it in a month its raw row is
+ * not in.
+ */
+export const MIN_EVENT_MS = 0;
+export const MAX_EVENT_MS = 4_294_967_295_999;
+
+/**
+ * A record's times (occurred_at; a usage record's started_at and ended_at too, which become its chat's
+ * and session's) outside MIN_EVENT_MS..MAX_EVENT_MS: RECORD_OUT_OF_RANGE. The Kafka log time bounds
+ * only how far from it the event may be, and a producer sets the log time.
+ */
+export function eventTimeRangeReason(record: InputRecord, occurredMs: number): string | undefined {
+  const times: [string, string | undefined][] = [["occurred_at", record.occurred_at]];
+  if (record.type === "usage") times.push(["started_at", record.started_at], ["ended_at", record.ended_at]);
+  for (const [field, value] of times) {
+    if (value === undefined) continue;
+    const ms = field === "occurred_at" ? occurredMs : epochMs(value);
+    if (!(ms >= MIN_EVENT_MS && ms <= MAX_EVENT_MS))
+      return `${field} ${value} is outside ${isoOrMs(MIN_EVENT_MS)}..${isoOrMs(MAX_EVENT_MS)}, the event times the analytics store can hold`;
+  }
+  return undefined;
 }
 
 /**

@@ -120,8 +120,8 @@ describe("event time bound against the log time (RECORD_TIME_SKEW)", () => {
     assert.deepEqual(again.state.accounts[APP_KEY], first.state.accounts[APP_KEY]);
   });
 
-  test("Given no log time (compute on a file), Then there is no check", () => {
-    const { outputs } = run([usage({ occurred_at: "9999-12-31T00:00:00Z" })]);
+  test("Given no log time (compute on a file), Then there is no skew check (the storable range still holds)", () => {
+    const { outputs } = run([usage({ occurred_at: "2106-02-07T06:28:15Z" })]);
     assert.equal(ofKind(outputs, "usage_outcome").length, 1);
   });
 
@@ -139,6 +139,60 @@ describe("event time bound against the log time (RECORD_TIME_SKEW)", () => {
     assert.equal(expected.counts.rejected, 1);
     assert.equal(expected.counts.usage_outcomes, 1);
     assert.equal(accountOf(expected.state).dedupe.max_event_ms, Date.parse(at(1)));
+  });
+});
+
+describe("event times the analytics store can hold (RECORD_OUT_OF_RANGE)", () => {
+  // A price in force since 1900, so that only the time range refuses (the default book starts in 2024).
+  const since1900 = config({
+    price_book: {
+      entries: [{ ...HUGE_PRICE_BOOK.entries[0]!, effective_from: "1900-01-01T00:00:00Z" }],
+    },
+  });
+
+  test("Given a record before 1970 or after 2106-02-07T06:28:15.999Z, Then it is refused and changes nothing; the bounds themselves apply", () => {
+    const cases: [string, boolean][] = [
+      ["1969-12-31T23:59:59.999Z", false],
+      ["1970-01-01T00:00:00.000Z", true],
+      ["1970-01-01T00:59:59.999+01:00", false],
+      ["2106-02-07T06:28:15.999Z", true],
+      ["2106-02-07T06:28:16.000Z", false],
+      ["2299-12-31T00:00:00Z", false],
+    ];
+    for (const [time, applies] of cases) {
+      const { outputs, state } = run(
+        [
+          usage({ record_id: "t", occurred_at: time, ...tokens(10) }),
+          credit({ record_id: "c", occurred_at: time, tokens: 5 }),
+          session({ record_id: "s", occurred_at: time }),
+        ],
+        since1900,
+      );
+      const refused = ofKind(outputs, "rejected");
+      if (applies) assert.equal(refused.length, 0, time);
+      else {
+        assert.deepEqual(
+          refused.map((r) => r.code),
+          ["RECORD_OUT_OF_RANGE", "RECORD_OUT_OF_RANGE", "RECORD_OUT_OF_RANGE"],
+          time,
+        );
+        assert.match(
+          refused[0]!.reason,
+          /occurred_at .* is outside 1970-01-01T00:00:00.000Z\.\.2106-02-07T06:28:15.999Z/,
+        );
+        assert.deepEqual(state.accounts, {}, "no account made");
+      }
+    }
+  });
+
+  test("Given a usage record whose started_at or ended_at is out of range, Then it is refused (they become the session's times)", () => {
+    for (const field of ["started_at", "ended_at"] as const) {
+      const outputs = run(
+        [usage({ occurred_at: at(0), [field]: "1969-07-20T20:17:00Z", ...tokens(10) })],
+        since1900,
+      ).outputs;
+      assert.match(rejection(outputs).reason, new RegExp(`^${field} 1969-07-20T20:17:00Z is outside`));
+    }
   });
 });
 
