@@ -31,6 +31,7 @@ import {
   StorePings,
 } from "../ops/readiness.ts";
 import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
+import { readTopicSettings, type TopicSettings, topicSettingProblems } from "../topic-settings.ts";
 import { ApplyFailureBudget } from "./apply-failures.ts";
 import { BatchLease } from "./batch-lease.ts";
 import { CostWatch } from "./cost-watch.ts";
@@ -269,6 +270,24 @@ export class Processor {
     return total;
   }
 
+  /**
+   * Refuses to start on topics an operator created without what the pipeline needs (topic-settings.ts),
+   * which would otherwise show only later: a partition stopped for good by a dead letter the broker
+   * refuses. Brokers that do not let this client read topic settings (an ACL without DescribeConfigs)
+   * leave them unchecked, said in the log.
+   */
+  private async checkTopicSettings(admin: Admin): Promise<void> {
+    let settings: TopicSettings;
+    try {
+      settings = await readTopicSettings(admin, this.config);
+    } catch (error) {
+      this.logger.warn({ err: error }, "topic settings not checked: the brokers did not describe them");
+      return;
+    }
+    const problems = topicSettingProblems(settings, this.config);
+    if (problems.length > 0) throw new AgentmeterError("CONFIG_INVALID", problems.join("; "));
+  }
+
   async start(): Promise<void> {
     const wait: StartupWait = {
       deadlineMs: Date.now() + this.config.AGENTMETER_STARTUP_WAIT_MS,
@@ -282,6 +301,7 @@ export class Processor {
         await admin.connect();
         try {
           await ensureTopics(admin, this.config);
+          await this.checkTopicSettings(admin);
         } finally {
           await admin.disconnect().catch(() => undefined);
         }

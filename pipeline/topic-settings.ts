@@ -1,0 +1,70 @@
+import kafkajs, { type Admin } from "kafkajs";
+import type { Config } from "./config.ts";
+
+type TopicNames = Pick<Config, "AGENTMETER_INPUT_TOPIC" | "AGENTMETER_DLQ_TOPIC" | "AGENTMETER_STATE_TOPIC">;
+
+/** Each topic's settings as the broker applies them (its own, else the broker's defaults), by name. */
+export type TopicSettings = ReadonlyMap<string, ReadonlyMap<string, string>>;
+
+/**
+ * Room in a dead letter beside the record's bytes: the envelope's fields, the reason (which may quote
+ * the record's fields) and the key, twice when it is not text.
+ */
+export const LETTER_OVERHEAD_BYTES = 64 * 1024;
+
+/** The largest dead letter of a record of `inputBytes`: its bytes go in base64, a third larger. */
+export function letterBytesFor(inputBytes: number): number {
+  return 4 * Math.ceil(inputBytes / 3) + LETTER_OVERHEAD_BYTES;
+}
+
+/**
+ * What the pipeline needs of topics it did not create (an operator's, in production) and would not
+ * otherwise notice until it is too late, one line each:
+ *  - the dead-letter topic takes a letter of the largest record the input topic takes. A letter the
+ *    broker refuses as too large is a batch that can never be finished: the partition stops for good.
+ *  - the budget-state topic is compacted: budget views read it from the start, and an idle account's
+ *    state deleted by retention is an account the views no longer know.
+ */
+export function topicSettingProblems(settings: TopicSettings, topics: TopicNames): string[] {
+  const problems: string[] = [];
+  const input = Number(settings.get(topics.AGENTMETER_INPUT_TOPIC)?.get("max.message.bytes"));
+  const letters = Number(settings.get(topics.AGENTMETER_DLQ_TOPIC)?.get("max.message.bytes"));
+  if (Number.isSafeInteger(input) && Number.isSafeInteger(letters) && letters < letterBytesFor(input)) {
+    problems.push(
+      `topic ${topics.AGENTMETER_DLQ_TOPIC}: max.message.bytes is ${letters}, but a dead letter of the largest record ` +
+        `${topics.AGENTMETER_INPUT_TOPIC} takes (max.message.bytes ${input}) needs ${letterBytesFor(input)}: ` +
+        `raise it (kafka-configs.sh --alter --entity-type topics --entity-name ${topics.AGENTMETER_DLQ_TOPIC} ` +
+        `--add-config max.message.bytes=${Math.max(letterBytesFor(input), 8 * 1024 * 1024)})`,
+    );
+  }
+  const policy = settings.get(topics.AGENTMETER_STATE_TOPIC)?.get("cleanup.policy");
+  if (policy !== undefined && !policy.split(",").includes("compact")) {
+    problems.push(
+      `topic ${topics.AGENTMETER_STATE_TOPIC}: cleanup.policy is ${policy}, but budget states must be compacted ` +
+        `(an idle account's state deleted by retention is lost to every budget view): ` +
+        `kafka-configs.sh --alter --entity-type topics --entity-name ${topics.AGENTMETER_STATE_TOPIC} --add-config cleanup.policy=compact`,
+    );
+  }
+  return problems;
+}
+
+/** The settings topicSettingProblems reads, from the brokers (DescribeConfigs on each topic). */
+export async function readTopicSettings(admin: Admin, topics: TopicNames): Promise<TopicSettings> {
+  const names = [topics.AGENTMETER_INPUT_TOPIC, topics.AGENTMETER_DLQ_TOPIC, topics.AGENTMETER_STATE_TOPIC];
+  const { resources } = await admin.describeConfigs({
+    includeSynonyms: false,
+    resources: [...new Set(names)].map((name) => ({
+      // A property of the default export: node's ESM view of kafkajs (CommonJS) does not name it.
+      type: kafkajs.ConfigResourceTypes.TOPIC,
+      name,
+      configNames: ["max.message.bytes", "cleanup.policy"],
+    })),
+  });
+  const settings = new Map<string, Map<string, string>>();
+  for (const resource of resources) {
+    const entries = new Map<string, string>();
+    for (const entry of resource.configEntries) entries.set(entry.configName, entry.configValue);
+    settings.set(resource.resourceName, entries);
+  }
+  return settings;
+}

@@ -1,0 +1,61 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { letterBytesFor, type TopicSettings, topicSettingProblems } from "../../pipeline/topic-settings.ts";
+
+const topics = {
+  AGENTMETER_INPUT_TOPIC: "in",
+  AGENTMETER_DLQ_TOPIC: "dlq",
+  AGENTMETER_STATE_TOPIC: "state",
+};
+
+function settings(input: string, letters: string, policy: string): TopicSettings {
+  return new Map([
+    ["in", new Map([["max.message.bytes", input]])],
+    ["dlq", new Map([["max.message.bytes", letters]])],
+    ["state", new Map([["cleanup.policy", policy]])],
+  ]);
+}
+
+describe("topic settings an operator's topics must have", () => {
+  it("a dead-letter topic that takes a letter of the largest input record, and a compacted state topic, pass", () => {
+    assert.deepEqual(
+      topicSettingProblems(settings("1048588", String(8 * 1024 * 1024), "compact"), topics),
+      [],
+    );
+    assert.deepEqual(topicSettingProblems(settings("1048588", "8388608", "compact,delete"), topics), []);
+    assert.deepEqual(
+      topicSettingProblems(settings("1048588", String(letterBytesFor(1_048_588)), "compact"), topics),
+      [],
+      "exactly enough",
+    );
+  });
+
+  it("a dead-letter topic at the broker's default 1 MiB, or a state topic with deletion only: one line each, with the fix", () => {
+    const problems = topicSettingProblems(settings("1048588", "1048588", "delete"), topics);
+    assert.equal(problems.length, 2);
+    assert.match(problems[0]!, /^topic dlq: max\.message\.bytes is 1048588, .* needs 1463656: raise it/);
+    assert.match(problems[0]!, /--add-config max\.message\.bytes=8388608\)$/);
+    assert.match(problems[1]!, /^topic state: cleanup\.policy is delete, .*cleanup\.policy=compact$/);
+    assert.equal(
+      topicSettingProblems(settings("1048588", String(letterBytesFor(1_048_588) - 1), "compact"), topics)
+        .length,
+      1,
+      "one byte short",
+    );
+    // An input topic raised past what the processor's own 8 MiB covers needs a larger dead-letter topic.
+    assert.match(
+      topicSettingProblems(settings(String(10 * 1024 * 1024), "8388608", "compact"), topics)[0]!,
+      /needs 14046552: raise it .*max\.message\.bytes=14046552\)$/,
+    );
+  });
+
+  it("a letter of n bytes of input is its base64 and the envelope's room", () => {
+    assert.equal(letterBytesFor(3), 4 + 65_536);
+    assert.equal(letterBytesFor(4), 8 + 65_536);
+    assert.equal(letterBytesFor(0), 65_536);
+  });
+
+  it("settings the brokers did not give are not guessed at", () => {
+    assert.deepEqual(topicSettingProblems(new Map(), topics), []);
+  });
+});
