@@ -99,6 +99,22 @@ function shownIds(difference: Difference): string[] {
 }
 
 /** The summary for a person: per store what was checked and how many differ, then the first differences. */
+/**
+ * Why a delta audit of the topic's own incarnation compares less than a complete one. When no range was
+ * asked for, the log's start has moved past offset 0: the topic's retention removed records, so no
+ * complete audit of it is possible any more. Said, not left to the `(delta)` in the title.
+ */
+function deltaNote(report: AuditReport): string[] {
+  if (report.mode !== "delta" || report.incarnation > 0) return [];
+  const started = report.partitions.filter((partition) => partition.from !== "0");
+  if (started.length === 0) return [];
+  const where = started.map((partition) => `${partition.partition} at ${partition.from}`).join(", ");
+  return [
+    `Delta audit: partitions ${where} are read from past offset 0, so the records before are not recomputed and balances, ledgers and rollups are not compared (only the rows of the records read). ` +
+      "Without --from-time or --from-offset this means the topic's retention has removed its first records: a complete audit needs the input topic kept whole (retention.ms=-1 or tiered storage, docs/operations.md).",
+  ];
+}
+
 export function formatSummary(report: AuditReport, title = "Audit"): string {
   const c = report.counts;
   const lines = [
@@ -110,6 +126,7 @@ export function formatSummary(report: AuditReport, title = "Audit"): string {
           `${report.topic} was created again (incarnation ${report.incarnation}): balances, ledgers and billed amounts carry records of the topic before, which no log holds; only the rows stored as ${report.source} are compared (records, tokens, cost). See docs/audit.md.`,
         ]
       : []),
+    ...deltaNote(report),
     ...(report.holds !== undefined && report.holds.unverifiable + report.holds.undecodable > 0
       ? [
           `${report.holds.topic}: ${report.holds.unverifiable} decisions not comparable (the topic's retention removed messages), ${report.holds.undecodable} messages that are not a decision`,

@@ -234,4 +234,32 @@ describe("audit of a re-created topic: its incarnation", () => {
     assert.equal(first.source, "usage");
     assert.doesNotMatch(formatSummary(first), /incarnation/);
   });
+
+  it("a delta audit whose log starts past offset 0 says what is not compared and why it may be so", () => {
+    const input = {
+      namespace: { mongodb_platform_db: "P", mongodb_app_db_prefix: "A_", clickhouse_database: "c" },
+      billing: parseBillingConfig({}),
+      counts: zeroCounts(),
+      checked: {},
+      differences: [],
+    };
+    const trimmed: TopicRange = {
+      topic: "usage",
+      partitions: [
+        { partition: 0, from: "0", to: "9" },
+        { partition: 1, from: "4", to: "9" },
+      ],
+      complete: false,
+    };
+    const summary = formatSummary(buildAuditReport({ ...input, range: trimmed }));
+    assert.match(summary, /^Delta audit: partitions 1 at 4 are read from past offset 0, .*retention\.ms=-1/m);
+    assert.doesNotMatch(formatSummary(buildAuditReport({ ...input, range: whole })), /Delta audit/);
+    // A re-created topic has its own line; a range ending early is not past offset 0.
+    assert.doesNotMatch(
+      formatSummary(buildAuditReport({ ...input, range: ofIncarnation(whole, 2) })),
+      /Delta audit/,
+    );
+    const early: TopicRange = { ...trimmed, partitions: [{ partition: 0, from: "0", to: "3" }] };
+    assert.doesNotMatch(formatSummary(buildAuditReport({ ...input, range: early })), /Delta audit/);
+  });
 });
