@@ -119,6 +119,7 @@ export class ProcessorMetrics {
   private readonly budgetEvents: Counter<"event">;
   private readonly lag: Gauge<"partition">;
   private readonly lagPollFailures: Counter;
+  private readonly tickFailures: Counter;
   private readonly cycleSeconds: Histogram;
   private readonly decisionSeconds: Histogram<"stage">;
   private readonly written: Counter<"store">;
@@ -182,6 +183,11 @@ export class ProcessorMetrics {
     this.lagPollFailures = new Counter({
       name: "agentmeter_consumer_lag_poll_failures_total",
       help: "Consumer lag polls that failed (the lag gauges keep their last values).",
+      registers,
+    });
+    this.tickFailures = new Counter({
+      name: "agentmeter_tick_write_failures_total",
+      help: "Tick records the processor could not append to its input partitions: holds on idle partitions do not expire while they fail.",
       registers,
     });
     this.cycleSeconds = new Histogram({
@@ -332,6 +338,11 @@ export class ProcessorMetrics {
   /** A store call failed (whether or not it will be retried). */
   storeError(store: FailingStore): void {
     this.storeErrors.inc({ store });
+  }
+
+  /** A tick record was not written (the next interval tries again). */
+  tickFailed(): void {
+    this.tickFailures.inc();
   }
 
   /** A failed store call is about to be retried. */
@@ -487,6 +498,7 @@ export class DisabledMetrics extends ProcessorMetrics {
   override decisionAge(): void {}
   override storeError(): void {}
   override storeRetry(): void {}
+  override tickFailed(): void {}
   override pending(): void {}
   override consumerLag(): void {}
   override partitionsAssigned(): void {}

@@ -241,6 +241,7 @@ export class Processor {
         partitionCount: this.partitionCount,
       }),
       logger,
+      onFailure: () => this.metrics.tickFailed(),
     });
     this.costWatch = new CostWatch(
       this.clickhouse,

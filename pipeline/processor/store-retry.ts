@@ -28,15 +28,17 @@ export function retryStores<T>(
     action,
     { firstDelayMs: FIRST_DELAY_MS, maxDelayMs: MAX_DELAY_MS },
     (error, attempt, delayMs) => {
+      // Lost ownership is another member's turn, not a store failing.
+      if (isAgentmeterError(error, "OWNERSHIP_LOST")) throw error;
+      const store = storeOfError(error);
+      // Every failed call is an error, retried or not (a refusal for good included); the retries apart.
+      observers.metrics.storeError(store);
       if (
-        isAgentmeterError(error, "OWNERSHIP_LOST") ||
         isDeterministicStoreError(error) ||
         (scope.stopping() && scope.evenWhileStopping !== true) ||
         !scope.stillOurs()
       )
         throw error;
-      const store = storeOfError(error);
-      observers.metrics.storeError(store);
       observers.metrics.storeRetry(store);
       observers.logger.warn(
         { err: error, attempt, retryInMs: delayMs },

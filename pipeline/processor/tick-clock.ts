@@ -19,6 +19,8 @@ export interface TickClockDeps {
   /** The partitions to tick now, and the topic's partition count their keys must land under. */
   targets: () => { partitions: readonly number[]; partitionCount: number };
   logger: Logger;
+  /** Called for each interval whose ticks were not written (the metrics count it). */
+  onFailure?: () => void;
 }
 
 export class TickClock {
@@ -68,6 +70,7 @@ export class TickClock {
       await this.deps.producer.send({ topic: this.deps.topic, acks: -1, messages });
       this.sent += messages.length;
     } catch (error) {
+      this.deps.onFailure?.();
       this.deps.logger.warn({ err: error }, "tick not written; the next interval tries again");
     } finally {
       this.inFlight = false;

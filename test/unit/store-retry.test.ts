@@ -24,11 +24,14 @@ function flaky(failures: number, error: () => Error) {
   };
 }
 
-async function retriesCounted(metrics: ProcessorMetrics): Promise<number> {
+async function counted(metrics: ProcessorMetrics, name: string): Promise<number> {
   const text = await metrics.registry.metrics();
-  const line = text.split("\n").find((l) => l.startsWith('agentmeter_store_retries_total{store="mongodb"}'));
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{store="mongodb"}`));
   return Number(line?.split(" ")[1] ?? 0);
 }
+
+const retriesCounted = (metrics: ProcessorMetrics) => counted(metrics, "agentmeter_store_retries_total");
+const errorsCounted = (metrics: ProcessorMetrics) => counted(metrics, "agentmeter_store_errors_total");
 
 const ours = { stillOurs: () => true, stopping: () => false };
 
@@ -39,6 +42,21 @@ describe("retryStores: a failing store is retried while the work is ours", () =>
     assert.equal(await retryStores(store.action, ours, { metrics, logger }), "written");
     assert.equal(store.calls.count, 3);
     assert.equal(await retriesCounted(metrics), 2);
+    assert.equal(await errorsCounted(metrics), 2);
+  });
+
+  test("Given a refusal a retry cannot cure, Then it is thrown at once and counted as an error, not a retry", async () => {
+    const metrics = new ProcessorMetrics({ defaultMetrics: false });
+    // MongoDB's document-too-large: deterministic (store-errors.ts).
+    const tooLarge = Object.assign(new Error("object to insert too large"), {
+      name: "MongoServerError",
+      code: 10334,
+    });
+    const store = flaky(5, () => tooLarge);
+    await assert.rejects(retryStores(store.action, ours, { metrics, logger }));
+    assert.equal(store.calls.count, 1);
+    assert.equal(await errorsCounted(metrics), 1);
+    assert.equal(await retriesCounted(metrics), 0);
   });
 
   test("Given lost ownership, a partition no longer ours, or a stopping processor, Then the first failure is thrown", async () => {
@@ -53,6 +71,8 @@ describe("retryStores: a failing store is retried while the work is ours", () =>
       await assert.rejects(retryStores(store.action, scope, { metrics, logger }));
       assert.equal(store.calls.count, 1);
       assert.equal(await retriesCounted(metrics), 0);
+      // A failed store call not retried is still an error; lost ownership is no store failing.
+      assert.equal(await errorsCounted(metrics), scope === ours ? 0 : 1);
     }
   });
 
