@@ -180,6 +180,7 @@ describe("helm chart: rendered by helm", () => {
           "kafkaCa:",
           "  existingSecret: kafka-ca",
           "metrics:",
+          '  host: "::"',
           "  serviceMonitor:",
           "    enabled: true",
           "",
@@ -204,6 +205,8 @@ describe("helm chart: rendered by helm", () => {
       }
       for (const key of [...Object.keys(data), ...envNames]) assert.ok(configKeys.has(key), key);
       assert.equal(data.AGENTMETER_METRICS_PORT, "9464");
+      // An IPv6-only cluster's kubelet probes the pod's IPv6 address: the host is the chart user's.
+      assert.equal(data.AGENTMETER_METRICS_HOST, "::");
       assert.equal(data.AGENTMETER_BILLING_CONFIG, "/etc/agentmeter/billing/billing.json");
       assert.equal(data.KAFKA_SSL_CA_FILE, "/etc/agentmeter/kafka-ca/ca.crt");
       // KAFKA_SSL_CA_FILE needs KAFKA_SSL=true: with it, what the chart renders loads.

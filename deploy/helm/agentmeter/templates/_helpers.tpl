@@ -76,7 +76,7 @@ app.kubernetes.io/component: processor
 {{- end -}}
 {{- range $key := list "AGENTMETER_METRICS_PORT" "AGENTMETER_METRICS_HOST" "AGENTMETER_BILLING_CONFIG" "KAFKA_SSL_CA_FILE" -}}
 {{- if hasKey $.Values.config $key -}}
-{{- fail (printf "config.%s is set by the chart (metrics.port, billingConfig, kafkaCa): remove it from config" $key) -}}
+{{- fail (printf "config.%s is set by the chart (metrics.port, metrics.host, billingConfig, kafkaCa): remove it from config" $key) -}}
 {{- end -}}
 {{- end -}}
 {{- range $key, $value := .Values.secret.values -}}
