@@ -6,6 +6,7 @@ import {
   type InputRecordJson,
   microsToDecimalString,
 } from "../../schemas/index.ts";
+import { signatureHeaders } from "../../sdk/producer.ts";
 import type { ClickHouseClient } from "../../sinks/clickhouse/client.ts";
 import { totalsByLevel } from "../../sinks/clickhouse/totals.ts";
 import { accountAddress } from "../../sinks/mongo/accounts.ts";
@@ -64,11 +65,16 @@ async function produce(config: Config, records: readonly InputRecordJson[], io: 
   const producer = idempotentProducer(kafka);
   await producer.connect();
   const chunk = 1_000;
+  const secret = config.AGENTMETER_OPERATOR_SECRET === "" ? undefined : config.AGENTMETER_OPERATOR_SECRET;
   const progress = progressLine(io.stderr, 1_000);
   for (let start = 0; start < records.length; start += chunk) {
-    const messages = records
-      .slice(start, start + chunk)
-      .map((record) => ({ key: accountKeyOf(record), value: JSON.stringify(record) }));
+    const messages = records.slice(start, start + chunk).map((record) => {
+      const value = JSON.stringify(record);
+      // Where the processor requires signed operator records, the demo signs its top-ups as the
+      // operator's tooling would (else they are dead-lettered RECORD_UNAUTHORIZED and the balances differ).
+      const headers = signatureHeaders(secret, record, value);
+      return { key: accountKeyOf(record), value, ...(headers === undefined ? {} : { headers }) };
+    });
     await producer.send({ topic: config.AGENTMETER_INPUT_TOPIC, acks: -1, messages });
     progress.update(`demo: produced ${Math.min(start + chunk, records.length)}/${records.length} records`);
   }
@@ -129,20 +135,31 @@ export function parseDemoArgs(argv: readonly string[], io: Io): DemoCounts | num
  * the job of the entry that wants one (scripts/demo.ts, npm run demo), so this module, and the Docker
  * image that carries it, does not depend on deploy/local.
  */
-export function runDemo(counts: DemoCounts, io: Io): Promise<number> {
+export function runDemo(
+  counts: DemoCounts,
+  io: Io,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<number> {
   // A bad configuration value is one line and exit 2, as for every other command.
-  return withExitCodes("demo", io, () => demo(counts, io));
+  return withExitCodes("demo", io, () => demo(counts, io, env));
 }
 
-async function demo(counts: DemoCounts, io: Io): Promise<number> {
-  const missing = DEMO_ENDPOINTS.filter((name) => !process.env[name]);
+/** The exit code of a demo whose stores do not hold what the billing core computed. */
+export const EXIT_MISMATCH = 1;
+
+async function demo(
+  counts: DemoCounts,
+  io: Io,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<number> {
+  const missing = DEMO_ENDPOINTS.filter((name) => !env[name]);
   if (missing.length > 0) {
     io.stderr.write(
       `agentmeter demo: set ${missing.join(", ")} (or run npm run demo, which starts the local stack)\n`,
     );
     return EXIT_USAGE;
   }
-  const config = loadConfig({ ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "warn" });
+  const config = loadConfig({ ...env, LOG_LEVEL: env.LOG_LEVEL ?? "warn" });
   const billing = loadBillingConfig(config);
   // Each run bills apps and users of its own, so its figures can be checked against the core alone.
   const run = `d${Date.now().toString(36)}`;
@@ -158,7 +175,7 @@ async function demo(counts: DemoCounts, io: Io): Promise<number> {
   try {
     const layout = mongoLayoutFor(mongo, config);
     const accounts = Object.values(expected.accounts);
-    const stored = await waitForAccounts(layout, accounts, io);
+    const stored = await waitForAccounts(layout, accounts, io, config.AGENTMETER_DLQ_TOPIC);
     const elapsed = (Date.now() - started) / 1000;
     io.stderr.write(`demo: ${records.length} records produced and billed in ${elapsed.toFixed(1)} s\n\n`);
     io.stdout.write(
@@ -167,7 +184,7 @@ async function demo(counts: DemoCounts, io: Io): Promise<number> {
         "left in the stores.\n\n",
     );
     const usageRecords = records.filter((record) => record.type === "usage").length;
-    await printReport(io, {
+    const agrees = await printReport(io, {
       layout,
       clickhouse,
       config,
@@ -178,6 +195,7 @@ async function demo(counts: DemoCounts, io: Io): Promise<number> {
       records: records.length,
       usageRecords,
     });
+    if (!agrees) return EXIT_MISMATCH;
   } finally {
     // Leaving the consumer group takes a few seconds: say so rather than sit silent after the report.
     io.stderr.write(
@@ -199,13 +217,22 @@ export const demoCommand: Command = {
 };
 
 /** Waits until every account document carries the figures the core computed (the processor is asynchronous). */
-async function waitForAccounts(layout: MongoLayout, accounts: readonly AccountState[], io: Io) {
+async function waitForAccounts(
+  layout: MongoLayout,
+  accounts: readonly AccountState[],
+  io: Io,
+  deadLetters: string,
+) {
   const deadline = Date.now() + 120_000;
   const progress = progressLine(io.stderr, 2_000);
   for (;;) {
     const stored = await Promise.all(accounts.map((account) => readAccount(layout, accountAddress(account))));
+    // Usage and credits both: an account's last record may be a top-up.
     const done = stored.filter(
-      (doc, index) => doc !== null && doc.tokens_used === accounts[index]!.tokens_used,
+      (doc, index) =>
+        doc !== null &&
+        doc.tokens_used === accounts[index]!.tokens_used &&
+        doc.credited_tokens === accounts[index]!.credited_tokens,
     ).length;
     const line = `demo: ${done}/${accounts.length} accounts up to date in MongoDB`;
     if (done === accounts.length) {
@@ -215,7 +242,9 @@ async function waitForAccounts(layout: MongoLayout, accounts: readonly AccountSt
     progress.update(line);
     if (Date.now() > deadline) {
       progress.end();
-      throw new Error(`only ${done}/${accounts.length} accounts were billed within 120 s`);
+      throw new Error(
+        `only ${done}/${accounts.length} accounts hold what the billing core computed within 120 s (dead letters: ${deadLetters})`,
+      );
     }
     await sleep(300);
   }
@@ -234,7 +263,7 @@ async function printReport(
     records: number;
     usageRecords: number;
   },
-): Promise<void> {
+): Promise<boolean> {
   const { accounts, stored } = ctx;
   const endUsers = accounts
     .map((account, index) => ({ account, doc: stored[index]! }))
@@ -337,11 +366,21 @@ async function printReport(
   const splitOk = revenue.every(
     (app) => app.creator_share_micros + app.platform_fee_micros === app.billed_micros,
   );
-  const ok = expectedBilled === storedBilled && expectedBilled === clickhouseBilled && splitOk;
+  // Paid top-ups as well as billing: a top-up the processor refused (an unsigned one where signatures are
+  // required) changes no billed amount, only what was paid.
+  const expectedPaid = sum((account) => account.paid_amount_micros);
+  const storedPaid = stored.reduce((total, doc) => total + BigInt(doc!.paid_amount_micros), 0n);
+  const ok =
+    expectedBilled === storedBilled &&
+    expectedBilled === clickhouseBilled &&
+    expectedPaid === storedPaid &&
+    splitOk;
   io.stdout.write(
     `Check: billed ${money(expectedBilled)} by the billing core offline, ${money(storedBilled)} in MongoDB, ${money(clickhouseBilled)} in ClickHouse; ` +
+      `paid ${money(expectedPaid)} offline, ${money(storedPaid)} in MongoDB; ` +
       `app revenue ${money(appBilled)} split exactly into creator + platform: ${ok ? "OK" : "MISMATCH"}\n`,
   );
+  return ok;
 }
 
 async function waitForTotals(
