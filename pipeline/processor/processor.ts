@@ -260,7 +260,10 @@ export class Processor {
   async readiness(): Promise<Readiness> {
     const group: Readiness = this.inGroup
       ? { ready: true, reasons: [] }
-      : { ready: false, reasons: ["not in the consumer group (not joined yet, its consumer crashed, or stopping)"] };
+      : {
+          ready: false,
+          reasons: ["not in the consumer group (not joined yet, its consumer crashed, or stopping)"],
+        };
     return combineReadiness(group, await this.pings.check());
   }
 
