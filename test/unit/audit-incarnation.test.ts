@@ -211,15 +211,17 @@ describe("audit of a re-created topic: its incarnation", () => {
     );
   });
 
+  /** What a report needs besides its range: nothing compared, nothing found. */
+  const reportInput = {
+    namespace: { mongodb_platform_db: "P", mongodb_app_db_prefix: "A_", clickhouse_database: "c" },
+    billing: parseBillingConfig({}),
+    counts: zeroCounts(),
+    checked: {},
+    differences: [],
+  };
+
   it("the report says which incarnation it audited and the name its rows are stored under", () => {
-    const input = {
-      namespace: { mongodb_platform_db: "P", mongodb_app_db_prefix: "A_", clickhouse_database: "c" },
-      billing: parseBillingConfig({}),
-      counts: zeroCounts(),
-      checked: {},
-      differences: [],
-    };
-    const recreated = buildAuditReport({ ...input, range: ofIncarnation(whole, 3) });
+    const recreated = buildAuditReport({ ...reportInput, range: ofIncarnation(whole, 3) });
     assert.equal(recreated.mode, "delta");
     assert.equal(recreated.incarnation, 3);
     assert.equal(recreated.source, "usage~3");
@@ -228,7 +230,7 @@ describe("audit of a re-created topic: its incarnation", () => {
     const summary = formatSummary(recreated);
     assert.match(summary, /^Audit of usage incarnation 3 \(stored as usage~3\) \(delta\)/);
     assert.match(summary, /usage was created again \(incarnation 3\)/);
-    const first = buildAuditReport({ ...input, range: whole });
+    const first = buildAuditReport({ ...reportInput, range: whole });
     assert.equal(first.mode, "complete");
     assert.equal(first.incarnation, 0);
     assert.equal(first.source, "usage");
@@ -236,30 +238,21 @@ describe("audit of a re-created topic: its incarnation", () => {
   });
 
   it("a delta audit whose log starts past offset 0 says what is not compared and why it may be so", () => {
-    const input = {
-      namespace: { mongodb_platform_db: "P", mongodb_app_db_prefix: "A_", clickhouse_database: "c" },
-      billing: parseBillingConfig({}),
-      counts: zeroCounts(),
-      checked: {},
-      differences: [],
-    };
+    // Retention removed partition 1's first records: it starts at 4.
     const trimmed: TopicRange = {
-      topic: "usage",
-      partitions: [
-        { partition: 0, from: "0", to: "9" },
-        { partition: 1, from: "4", to: "9" },
-      ],
+      ...whole,
+      partitions: whole.partitions.map((p) => (p.partition === 1 ? { ...p, from: "4" } : p)),
       complete: false,
     };
-    const summary = formatSummary(buildAuditReport({ ...input, range: trimmed }));
+    const summary = formatSummary(buildAuditReport({ ...reportInput, range: trimmed }));
     assert.match(summary, /^Delta audit: partitions 1 at 4 are read from past offset 0, .*retention\.ms=-1/m);
-    assert.doesNotMatch(formatSummary(buildAuditReport({ ...input, range: whole })), /Delta audit/);
+    assert.doesNotMatch(formatSummary(buildAuditReport({ ...reportInput, range: whole })), /Delta audit/);
     // A re-created topic has its own line; a range ending early is not past offset 0.
     assert.doesNotMatch(
-      formatSummary(buildAuditReport({ ...input, range: ofIncarnation(whole, 2) })),
+      formatSummary(buildAuditReport({ ...reportInput, range: ofIncarnation(whole, 2) })),
       /Delta audit/,
     );
     const early: TopicRange = { ...trimmed, partitions: [{ partition: 0, from: "0", to: "3" }] };
-    assert.doesNotMatch(formatSummary(buildAuditReport({ ...input, range: early })), /Delta audit/);
+    assert.doesNotMatch(formatSummary(buildAuditReport({ ...reportInput, range: early })), /Delta audit/);
   });
 });
