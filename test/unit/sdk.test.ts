@@ -66,6 +66,27 @@ describe("SDK validation", () => {
     await meter.close();
   });
 
+  it("an event time the analytics store cannot hold (before 1970, after 2106-02-07) is refused at the call, naming the field", async () => {
+    const meter = await Agentmeter.connect({ mock: true, billing });
+    const usage = { CustomerAgent: { prompt_tokens: 5, completion_tokens: 1 } };
+    await assert.rejects(
+      meter.send(appUsage({ agent_usage: usage, occurred_at: "1969-12-31T23:59:59Z" })),
+      (error: unknown) =>
+        error instanceof RecordInvalidError &&
+        error.fields.includes("occurred_at") &&
+        /occurred_at 1969-12-31T23:59:59Z is outside 1970-01-01T00:00:00.000Z\.\.2106/.test(error.message),
+    );
+    await assert.rejects(
+      meter.send({
+        ...appUsage({ agent_usage: usage, occurred_at: new Date().toISOString() }),
+        started_at: "2200-01-01T00:00:00Z",
+      }),
+      (error: unknown) => error instanceof RecordInvalidError && error.fields.includes("started_at"),
+    );
+    assert.equal(meter.mock!.outputs.length, 0);
+    await meter.close();
+  });
+
   it("an unknown model is refused before sending", async () => {
     const meter = await Agentmeter.connect({ mock: true, billing });
     const manager = new TokenManager(meter, {
@@ -259,7 +280,7 @@ describe("SDK misuse answered at the call that makes it", () => {
           occurred_at,
         }),
       );
-    await usageAt("u-future", "2999-01-01T00:00:00Z");
+    await usageAt("u-future", "2100-01-01T00:00:00Z");
     await usageAt("u-past", "2025-07-28T10:00:00Z");
     const outputs = meter.mock!.outputs;
     assert.deepEqual(
