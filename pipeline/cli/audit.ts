@@ -79,7 +79,14 @@ function parseTime(text: string): number {
     throw usageError(
       `--from-time '${text}' is not epoch milliseconds or an ISO 8601 time with a zone (e.g. 2026-11-01T00:00:00Z)`,
     );
-  return epochMs(text);
+  const ms = epochMs(text);
+  // Kafka reads a negative timestamp as "latest" (-1) or "earliest" (-2), or refuses it: a time before
+  // the epoch would audit nothing, or fail, as if it were a time.
+  if (ms < 0)
+    throw usageError(
+      `--from-time '${text}' is before 1970-01-01T00:00:00Z: no record is older (every record's time is from 1970 on)`,
+    );
+  return ms;
 }
 
 type OptionValues = Record<string, string | boolean | undefined>;

@@ -28,12 +28,16 @@ export const MAX_EVENT_MS = 4_294_967_295_999;
 
 /**
  * A record's times (occurred_at; a usage record's started_at and ended_at too, which become its chat's
- * and session's) outside MIN_EVENT_MS..MAX_EVENT_MS: RECORD_OUT_OF_RANGE. The Kafka log time bounds
+ * and session's; a hold's expires_at) outside MIN_EVENT_MS..MAX_EVENT_MS: RECORD_OUT_OF_RANGE. The Kafka log time bounds
  * only how far from it the event may be, and a producer sets the log time.
  */
 export function eventTimeRangeReason(record: InputRecord, occurredMs: number): string | undefined {
   if (!(occurredMs >= MIN_EVENT_MS && occurredMs <= MAX_EVENT_MS))
     return outsideReason("occurred_at", record.occurred_at);
+  // A hold expires when event time passes its expires_at: past the range, no record could ever pass it,
+  // and the tokens would stay held for good.
+  if (record.type === "hold" && !storableTime(record.expires_at))
+    return outsideReason("expires_at", record.expires_at);
   if (record.type !== "usage") return undefined;
   if (record.started_at !== undefined && !storableTime(record.started_at))
     return outsideReason("started_at", record.started_at);
@@ -74,6 +78,10 @@ export function timeSkewReason(
   config: BillingConfig,
 ): string | undefined {
   if (logTimeMs === undefined || !Number.isFinite(logTimeMs)) return undefined;
+  // Kafka's "no timestamp" (-1): not read as "no log time", which would let any producer skip this check
+  // and date a record far ahead (every later record of its account would then be too late).
+  if (logTimeMs < 0)
+    return `the record's Kafka timestamp is ${logTimeMs} (none): the producer must set one (CreateTime), or the topic must use LogAppendTime`;
   const { max_ahead_seconds: ahead, max_behind_seconds: behind } = config.event_time;
   const diffMs = occurredMs - logTimeMs;
   if (diffMs > ahead * 1000) {

@@ -73,6 +73,18 @@ describe("bad command-line arguments", () => {
     }
   });
 
+  test("audit --from-time before 1970 (Kafka reads a negative time as latest or earliest): one line, exit 2", async () => {
+    for (const time of ["1969-12-31T23:59:59.999Z", "1970-01-01T00:59:59+01:00", "1900-01-01T00:00:00Z"]) {
+      const { code, stdout, stderr } = await agentmeter(["audit", `--from-time=${time}`]);
+      assert.equal(code, 2, time);
+      assert.equal(stdout, "");
+      assert.equal(
+        stderr,
+        `agentmeter audit: --from-time '${time}' is before 1970-01-01T00:00:00Z: no record is older (every record's time is from 1970 on)\n`,
+      );
+    }
+  });
+
   test("simulate with a count that is not plain digits (hex, exponent, empty, blank): one line naming it, exit 2", async () => {
     const cases: [string, string][] = [
       ["--records", "0x10"],

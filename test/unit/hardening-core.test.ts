@@ -74,6 +74,20 @@ describe("event time bound against the log time (RECORD_TIME_SKEW)", () => {
     assert.equal(accountOf(state).tokens_used, 200);
   });
 
+  test("Given Kafka's no-timestamp (-1) or any negative log time, Then the record is refused as skew, never applied unchecked", () => {
+    for (const logTimeMs of [-1, -86_400_000]) {
+      const { outputs, state } = applyBatch(
+        emptyState(),
+        [{ record: usage({ record_id: "u-none", occurred_at: "2100-01-01T00:00:00Z" }), logTimeMs }],
+        defaultBillingConfig,
+      );
+      const refused = rejection(outputs);
+      assert.equal(refused.code, "RECORD_TIME_SKEW");
+      assert.match(refused.reason, new RegExp(`Kafka timestamp is ${logTimeMs} \\(none\\)`));
+      assert.deepEqual(state.accounts, {});
+    }
+  });
+
   test("Given the bounds, Then 900 s ahead and 35 days behind pass and one more millisecond is rejected", () => {
     const cases: [number, boolean][] = [
       [900_000, true],

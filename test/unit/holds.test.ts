@@ -183,6 +183,29 @@ describe("holds: decisions", () => {
     assert.equal(decisions(after.outputs)[0]?.reason, "insufficient_tokens");
   });
 
+  test("Given a hold expiring after 2106-02-07T06:28:15.999Z (no record could ever pass it), Then it is refused RECORD_OUT_OF_RANGE and nothing is held", () => {
+    // Dated just before the range's end, so that the expiry is within the longest a hold may last.
+    const occurred_at = "2106-02-07T06:28:00Z";
+    const { outputs, state } = runTopic([
+      hold({ hold_id: "forever", occurred_at, expires_at: "2106-02-07T06:40:00Z" }),
+      hold({ hold_id: "last", occurred_at, expires_at: "2106-02-07T06:28:15.999Z" }),
+    ]);
+    const refused = ofKind(accountOutputs(outputs), "rejected");
+    assert.deepEqual(
+      refused.map((r) => [r.record_id, r.code]),
+      [["h-forever", "RECORD_OUT_OF_RANGE"]],
+    );
+    assert.match(refused[0]!.reason, /^expires_at 2106-02-07T06:40:00Z is outside/);
+    assert.deepEqual(
+      decisions(outputs).map((d) => [d.hold_id, d.granted, d.reason]),
+      [
+        ["forever", false, "record_rejected"],
+        ["last", true, null],
+      ],
+    );
+    assert.equal(heldTokens(accountOf(state)), 1_000);
+  });
+
   test("Given a hold of 6,000, When the usage naming it used 1,500, Then 1,500 is billed and 4,500 released", () => {
     const { outputs, state } = runTopic([
       hold({ hold_id: "a", tokens: 6_000 }),
