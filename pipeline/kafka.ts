@@ -14,6 +14,7 @@ import type { Config } from "./config.ts";
 import { murmur2Partitioner } from "./kafka-partitioner.ts";
 import { kafkaLogCreator, type Logger } from "./log.ts";
 import { RenewingProducer } from "./renewing-producer.ts";
+import { DEAD_LETTER_TOPIC_MAX_BYTES } from "./topic-settings.ts";
 
 export type KafkaSecurityConfig = Partial<
   Pick<
@@ -128,7 +129,7 @@ export async function ensureTopics(admin: Admin, config: TopicsConfig): Promise<
       topic: config.AGENTMETER_DLQ_TOPIC,
       numPartitions: 1,
       // A dead letter carries its record's bytes in base64 (a third larger): room for the largest input.
-      configEntries: [{ name: "max.message.bytes", value: String(8 * 1024 * 1024) }],
+      configEntries: [{ name: "max.message.bytes", value: String(DEAD_LETTER_TOPIC_MAX_BYTES) }],
     },
     { topic: config.AGENTMETER_EVENTS_TOPIC, numPartitions: config.AGENTMETER_PARTITIONS },
     // Replies are read only by the runtime waiting for them, within seconds: a day of retention is ample.

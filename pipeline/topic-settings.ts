@@ -6,6 +6,9 @@ type TopicNames = Pick<Config, "AGENTMETER_INPUT_TOPIC" | "AGENTMETER_DLQ_TOPIC"
 /** Each topic's settings as the broker applies them (its own, else the broker's defaults), by name. */
 export type TopicSettings = ReadonlyMap<string, ReadonlyMap<string, string>>;
 
+/** max.message.bytes of the dead-letter topic the processor creates (kafka.ts): room for the largest input. */
+export const DEAD_LETTER_TOPIC_MAX_BYTES = 8 * 1024 * 1024;
+
 /**
  * Room in a dead letter beside the record's bytes: the envelope's fields, the reason (which may quote
  * the record's fields) and the key, twice when it is not text.
@@ -34,7 +37,7 @@ export function topicSettingProblems(settings: TopicSettings, topics: TopicNames
       `topic ${topics.AGENTMETER_DLQ_TOPIC}: max.message.bytes is ${letters}, but a dead letter of the largest record ` +
         `${topics.AGENTMETER_INPUT_TOPIC} takes (max.message.bytes ${input}) needs ${letterBytesFor(input)}: ` +
         `raise it (kafka-configs.sh --alter --entity-type topics --entity-name ${topics.AGENTMETER_DLQ_TOPIC} ` +
-        `--add-config max.message.bytes=${Math.max(letterBytesFor(input), 8 * 1024 * 1024)})`,
+        `--add-config max.message.bytes=${Math.max(letterBytesFor(input), DEAD_LETTER_TOPIC_MAX_BYTES)})`,
     );
   }
   const policy = settings.get(topics.AGENTMETER_STATE_TOPIC)?.get("cleanup.policy");

@@ -33,3 +33,8 @@ export const deadLetterSchema = z.strictObject({
   failed_at: isoDateTimeSchema,
 });
 export type DeadLetter = z.infer<typeof deadLetterSchema>;
+
+/** The message key a letter was refused with, byte for byte: key_base64's bytes when it has them. */
+export function letterKey(letter: Pick<DeadLetter, "key" | "key_base64">): string | Buffer | null {
+  return letter.key_base64 === undefined ? letter.key : Buffer.from(letter.key_base64, "base64");
+}

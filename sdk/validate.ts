@@ -1,4 +1,4 @@
-import { eventTimeRangeReason } from "../pipeline/core/limits.ts";
+import { eventTimeOutOfRange } from "../pipeline/core/limits.ts";
 import { AgentmeterError } from "../pipeline/errors.ts";
 import {
   bigintReplacer,
@@ -52,11 +52,13 @@ export function prepareRecord(input: RecordInput, maxBytes = DEFAULT_MAX_RECORD_
   }
   // The processor refuses a time the analytics store cannot hold (RECORD_OUT_OF_RANGE): said here, at
   // the call, as a schema error is.
-  const outOfTime = eventTimeRangeReason(parsed.data, epochMs(parsed.data.occurred_at));
-  if (outOfTime !== undefined) {
-    const field = outOfTime.slice(0, outOfTime.indexOf(" "));
-    throw new RecordInvalidError(`record ${parsed.data.record_id} is invalid: ${outOfTime}`, [field], []);
-  }
+  const outOfTime = eventTimeOutOfRange(parsed.data, epochMs(parsed.data.occurred_at));
+  if (outOfTime !== undefined)
+    throw new RecordInvalidError(
+      `record ${parsed.data.record_id} is invalid: ${outOfTime.reason}`,
+      [outOfTime.field],
+      [],
+    );
   // The record as the schema returns it (its fields in the schema's order, defaults filled in, amounts as
   // decimal strings), not the caller's object: the processor's decoder takes such a record as it is,
   // without a copy (schemas/fast-record.ts), and the bytes do not depend on how the caller built it.

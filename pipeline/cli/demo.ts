@@ -145,7 +145,7 @@ export function runDemo(
 }
 
 /** The exit code of a demo whose stores do not hold what the billing core computed. */
-export const EXIT_MISMATCH = 1;
+const EXIT_MISMATCH = 1;
 
 async function demo(
   counts: DemoCounts,

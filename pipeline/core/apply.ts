@@ -26,7 +26,7 @@ import {
   releaseHold,
   settleHold,
 } from "./holds.ts";
-import { creatorMismatchReason, creditRangeReason, eventTimeRangeReason, timeSkewReason } from "./limits.ts";
+import { creatorMismatchReason, creditRangeReason, eventTimeOutOfRange, timeSkewReason } from "./limits.ts";
 import { type OutputBase, outputBase } from "./output-base.ts";
 import { copyMap, ownValue } from "./own.ts";
 import { advancePeriod, nextPeriodBoundary } from "./periods.ts";
@@ -119,9 +119,9 @@ function applyInPlace(
   // so must not make every later record of the account too late), duplicate or not.
   const skew = timeSkewReason(record.occurred_at, occurredMs, logTimeMs, config);
   if (skew !== undefined) return rejected(account, outputs, base, "RECORD_TIME_SKEW", skew, record, config);
-  const outOfTime = eventTimeRangeReason(record, occurredMs);
+  const outOfTime = eventTimeOutOfRange(record, occurredMs);
   if (outOfTime !== undefined)
-    return rejected(account, outputs, base, "RECORD_OUT_OF_RANGE", outOfTime, record, config);
+    return rejected(account, outputs, base, "RECORD_OUT_OF_RANGE", outOfTime.reason, record, config);
   // Too-late is checked before duplicates: a too-late id may already be forgotten, and the answer
   // must not depend on when ids are swept.
   const late =

@@ -28,10 +28,11 @@ export const MAX_EVENT_MS = 4_294_967_295_999;
 
 /**
  * A record's times (occurred_at; a usage record's started_at and ended_at too, which become its chat's
- * and session's; a hold's expires_at) outside MIN_EVENT_MS..MAX_EVENT_MS: RECORD_OUT_OF_RANGE. The Kafka log time bounds
- * only how far from it the event may be, and a producer sets the log time.
+ * and session's; a hold's expires_at) outside MIN_EVENT_MS..MAX_EVENT_MS: RECORD_OUT_OF_RANGE, with the
+ * field (the SDK names it). The Kafka log time bounds only how far from it the event may be, and a
+ * producer sets the log time.
  */
-export function eventTimeRangeReason(record: InputRecord, occurredMs: number): string | undefined {
+export function eventTimeOutOfRange(record: InputRecord, occurredMs: number): OutOfRange | undefined {
   if (!(occurredMs >= MIN_EVENT_MS && occurredMs <= MAX_EVENT_MS))
     return outsideReason("occurred_at", record.occurred_at);
   // A hold expires when event time passes its expires_at: past the range, no record could ever pass it,
@@ -46,8 +47,13 @@ export function eventTimeRangeReason(record: InputRecord, occurredMs: number): s
   return undefined;
 }
 
-function outsideReason(field: string, value: string): string {
-  return `${field} ${value} is outside ${isoOrMs(MIN_EVENT_MS)}..${isoOrMs(MAX_EVENT_MS)}, the event times the analytics store can hold`;
+export type OutOfRange = { field: string; reason: string };
+
+function outsideReason(field: string, value: string): OutOfRange {
+  return {
+    field,
+    reason: `${field} ${value} is outside ${isoOrMs(MIN_EVENT_MS)}..${isoOrMs(MAX_EVENT_MS)}, the event times the analytics store can hold`,
+  };
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { Kafka, Message } from "kafkajs";
 import { AgentmeterError, type ErrorCode } from "../../schemas/errors.ts";
-import { accountKeyOf, deadLetterSchema, decodeRecord } from "../../schemas/index.ts";
+import { accountKeyOf, deadLetterSchema, decodeRecord, letterKey } from "../../schemas/index.ts";
 import { quoteIdent } from "../../sinks/clickhouse/client.ts";
 import { type RangeRequest, resolveRange, type TopicRange } from "../audit/range.ts";
 import { reach } from "../audit/reach.ts";
@@ -88,8 +88,7 @@ export function redriveDecision(
   const { type, occurredMs } = peek(original);
   if (type === "credit") return { send: false, skip: "credit" };
   if (type === "tick") return { send: false, skip: "tick" };
-  let key: string | Buffer | null =
-    letter.key_base64 === undefined ? letter.key : Buffer.from(letter.key_base64, "base64");
+  let key = letterKey(letter);
   if (selection.rekey) {
     const decoded = decodeRecord(original, { maxBytes: selection.maxRecordBytes });
     if (!decoded.ok) return { send: false, skip: "no_account_key" };

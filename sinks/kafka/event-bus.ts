@@ -1,7 +1,7 @@
 /** The Kafka adapter of the processor's event bus (pipeline/processor/ports.ts). */
 import type { Producer } from "kafkajs";
 import type { Decisions, EventBus } from "../../pipeline/processor/ports.ts";
-import { bigintReplacer, budgetEventIdOf } from "../../schemas/index.ts";
+import { bigintReplacer, budgetEventIdOf, letterKey } from "../../schemas/index.ts";
 import { type TopicMessages, TopicSends } from "./grouped-sends.ts";
 
 /** Brokers refuse a request over message.max.bytes (1 MiB by default): send at most this much at once. */
@@ -69,10 +69,7 @@ export class KafkaEventBus implements EventBus {
     if (deadLetters.length > 0) {
       topicMessages.push({
         topic: this.topics.deadLetter,
-        messages: deadLetters.map((letter) => ({
-          key: letter.key_base64 === undefined ? letter.key : Buffer.from(letter.key_base64, "base64"),
-          value: json(letter),
-        })),
+        messages: deadLetters.map((letter) => ({ key: letterKey(letter), value: json(letter) })),
       });
     }
     if (budgetEvents.length > 0) {
