@@ -120,16 +120,25 @@ type TopicsConfig = Pick<
   | "AGENTMETER_PARTITIONS"
 >;
 
+const KEEP_WHOLE = { name: "retention.ms", value: "-1" };
+
 /** Creates the pipeline's topics if missing; the budget-state topic is compacted because only the latest state per account matters. */
 export async function ensureTopics(admin: Admin, config: TopicsConfig): Promise<void> {
   const existing = new Set(await admin.listTopics());
   const wanted: ITopicConfig[] = [
-    { topic: config.AGENTMETER_INPUT_TOPIC, numPartitions: config.AGENTMETER_PARTITIONS },
+    // Kept whole: retention counts from each record's log time, which a producer may set to when the usage
+    // happened (a backfill), and a complete audit or replay reads from offset 0 (topic-settings.ts).
+    {
+      topic: config.AGENTMETER_INPUT_TOPIC,
+      numPartitions: config.AGENTMETER_PARTITIONS,
+      configEntries: [KEEP_WHOLE],
+    },
     {
       topic: config.AGENTMETER_DLQ_TOPIC,
       numPartitions: 1,
       // A dead letter carries its record's bytes in base64 (a third larger): room for the largest input.
-      configEntries: [{ name: "max.message.bytes", value: String(DEAD_LETTER_TOPIC_MAX_BYTES) }],
+      // Kept until re-driven: a letter deleted is a record never billed.
+      configEntries: [{ name: "max.message.bytes", value: String(DEAD_LETTER_TOPIC_MAX_BYTES) }, KEEP_WHOLE],
     },
     { topic: config.AGENTMETER_EVENTS_TOPIC, numPartitions: config.AGENTMETER_PARTITIONS },
     // Replies are read only by the runtime waiting for them, within seconds: a day of retention is ample.

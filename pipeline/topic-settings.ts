@@ -51,7 +51,43 @@ export function topicSettingProblems(settings: TopicSettings, topics: TopicNames
   return problems;
 }
 
-/** The settings topicSettingProblems reads, from the brokers (DescribeConfigs on each topic). */
+/**
+ * Settings that lose records only in some deployments, one line each, logged as warnings at start (not
+ * refused: an operator may keep the input topic in tiered storage, or audit ranges only):
+ *  - the input topic's retention is shorter than the lateness the core accepts
+ *    (`event_time.max_behind_seconds`). Retention counts from each record's log time, which a producer
+ *    may set to when the usage happened: a backfill inside the accepted lateness can be deleted before a
+ *    lagging processor reads it, and such a record is never billed.
+ *  - the dead-letter topic's retention is finite: a letter deleted before it is re-driven is a record
+ *    never billed.
+ */
+export function topicSettingWarnings(
+  settings: TopicSettings,
+  topics: TopicNames,
+  maxBehindMs: number,
+): string[] {
+  const warnings: string[] = [];
+  const input = Number(settings.get(topics.AGENTMETER_INPUT_TOPIC)?.get("retention.ms"));
+  if (Number.isSafeInteger(input) && input >= 0 && input < maxBehindMs) {
+    warnings.push(
+      `topic ${topics.AGENTMETER_INPUT_TOPIC}: retention.ms is ${input}, shorter than the ${maxBehindMs} ms a record's ` +
+        "occurred_at may lie before its log time (event_time.max_behind_seconds): a late record can be deleted " +
+        "before it is billed, and no complete audit reaches past it: " +
+        `kafka-configs.sh --alter --entity-type topics --entity-name ${topics.AGENTMETER_INPUT_TOPIC} --add-config retention.ms=-1`,
+    );
+  }
+  const letters = Number(settings.get(topics.AGENTMETER_DLQ_TOPIC)?.get("retention.ms"));
+  if (Number.isSafeInteger(letters) && letters >= 0) {
+    warnings.push(
+      `topic ${topics.AGENTMETER_DLQ_TOPIC}: retention.ms is ${letters}: a dead letter deleted before it is re-driven ` +
+        "is a record never billed: " +
+        `kafka-configs.sh --alter --entity-type topics --entity-name ${topics.AGENTMETER_DLQ_TOPIC} --add-config retention.ms=-1`,
+    );
+  }
+  return warnings;
+}
+
+/** The settings topicSettingProblems and topicSettingWarnings read, from the brokers (DescribeConfigs on each topic). */
 export async function readTopicSettings(admin: Admin, topics: TopicNames): Promise<TopicSettings> {
   const names = [topics.AGENTMETER_INPUT_TOPIC, topics.AGENTMETER_DLQ_TOPIC, topics.AGENTMETER_STATE_TOPIC];
   const { resources } = await admin.describeConfigs({
@@ -60,7 +96,7 @@ export async function readTopicSettings(admin: Admin, topics: TopicNames): Promi
       // A property of the default export: node's ESM view of kafkajs (CommonJS) does not name it.
       type: kafkajs.ConfigResourceTypes.TOPIC,
       name,
-      configNames: ["max.message.bytes", "cleanup.policy"],
+      configNames: ["max.message.bytes", "cleanup.policy", "retention.ms"],
     })),
   });
   const settings = new Map<string, Map<string, string>>();

@@ -31,7 +31,12 @@ import {
   StorePings,
 } from "../ops/readiness.ts";
 import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
-import { readTopicSettings, type TopicSettings, topicSettingProblems } from "../topic-settings.ts";
+import {
+  readTopicSettings,
+  type TopicSettings,
+  topicSettingProblems,
+  topicSettingWarnings,
+} from "../topic-settings.ts";
 import { ApplyFailureBudget } from "./apply-failures.ts";
 import { BatchLease } from "./batch-lease.ts";
 import { CostWatch } from "./cost-watch.ts";
@@ -290,6 +295,8 @@ export class Processor {
     }
     const problems = topicSettingProblems(settings, this.config);
     if (problems.length > 0) throw new AgentmeterError("CONFIG_INVALID", problems.join("; "));
+    const maxBehindMs = this.billing.event_time.max_behind_seconds * 1000;
+    for (const warning of topicSettingWarnings(settings, this.config, maxBehindMs)) this.logger.warn(warning);
   }
 
   async start(): Promise<void> {

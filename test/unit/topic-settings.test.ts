@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { letterBytesFor, type TopicSettings, topicSettingProblems } from "../../pipeline/topic-settings.ts";
+import {
+  letterBytesFor,
+  type TopicSettings,
+  topicSettingProblems,
+  topicSettingWarnings,
+} from "../../pipeline/topic-settings.ts";
 
 const topics = {
   AGENTMETER_INPUT_TOPIC: "in",
@@ -57,5 +62,36 @@ describe("topic settings an operator's topics must have", () => {
 
   it("settings the brokers did not give are not guessed at", () => {
     assert.deepEqual(topicSettingProblems(new Map(), topics), []);
+  });
+
+  it("an input topic kept shorter than the accepted lateness, or dead letters kept finitely: a warning each, with the fix", () => {
+    const day = 86_400_000;
+    const kept = (input: string, letters: string): TopicSettings =>
+      new Map([
+        ["in", new Map([["retention.ms", input]])],
+        ["dlq", new Map([["retention.ms", letters]])],
+      ]);
+    assert.deepEqual(topicSettingWarnings(kept("-1", "-1"), topics, 35 * day), []);
+    assert.deepEqual(
+      topicSettingWarnings(kept(String(35 * day), "-1"), topics, 35 * day),
+      [],
+      "exactly the lateness",
+    );
+    const warnings = topicSettingWarnings(kept(String(7 * day), String(7 * day)), topics, 35 * day);
+    assert.equal(warnings.length, 2);
+    assert.match(
+      warnings[0]!,
+      /^topic in: retention\.ms is 604800000, shorter than the 3024000000 ms .*--add-config retention\.ms=-1$/,
+    );
+    assert.match(
+      warnings[1]!,
+      /^topic dlq: retention\.ms is 604800000: a dead letter deleted .*--entity-name dlq --add-config retention\.ms=-1$/,
+    );
+    assert.equal(
+      topicSettingWarnings(kept(String(35 * day - 1), "-1"), topics, 35 * day).length,
+      1,
+      "a millisecond short",
+    );
+    assert.deepEqual(topicSettingWarnings(new Map(), topics, 35 * day), [], "not given, not guessed");
   });
 });
