@@ -808,6 +808,9 @@ export class Processor {
         { partition: ctx.partition, offset: message.offset, err: error.cause },
         "the billing core failed on a record some stores already hold in part: not dead-lettered, retried until a fix",
       );
+      // Counted as the over-budget apply failures are (store "other"), so AgentmeterStoreFailing fires.
+      this.metrics.storeError("other");
+      this.metrics.storeRetry("other");
       await sleep(APPLY_FAILURE_RETRY_MS);
       if (!ctx.stillOurs() || this.stopping)
         throw new AgentmeterError("OWNERSHIP_LOST", `partition ${ctx.partition}: lost while retrying`);

@@ -124,6 +124,17 @@ describe("a billing core that fails on valid records: parked within a budget, no
         await assert.rejects(own.caughtUp(8_000), "its partition waits");
         assert.equal(started.totals.deadLettered, 0, "nothing dead-lettered");
         assert.equal(started.totals.applyFailed, 0);
+        // Every retry is counted as store "other" (AgentmeterStoreFailing), not only the first from memory.
+        const retries = async () =>
+          (await started.metrics.registry.getSingleMetric("agentmeter_store_retries_total")?.get())?.values
+            .filter((value) => value.labels.store === "other")
+            .reduce((sum, value) => sum + value.value, 0) ?? 0;
+        const before = await retries();
+        await eventually(
+          "another retry counted",
+          async () => ((await retries()) > before ? true : undefined),
+          20_000,
+        );
         // The fix: the row that stood for the earlier flush goes, the core bills again.
         await clickhouse.command({
           query: `ALTER TABLE ${table} DELETE WHERE record_id = 'stored-in-part'`,
