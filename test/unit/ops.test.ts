@@ -5,7 +5,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Admin } from "kafkajs";
-import { loadConfig } from "../../pipeline/config.ts";
+import { ConfigSchema, loadConfig } from "../../pipeline/config.ts";
 import { HEALTH_PATHS, HealthServer } from "../../pipeline/ops/health-server.ts";
 import {
   consumerLag,
@@ -621,7 +621,7 @@ describe("ops: dashboard, alert rules and the operations page against the metric
       for (const target of panel.targets!) {
         assert.equal(target.datasource.type, "grafana-clickhouse-datasource", panel.title);
         assert.match(target.rawSql!, /\$__timeFilter\((hour|occurred_at)\)/, panel.title);
-        for (const [, table] of target.rawSql!.matchAll(/\bFROM agentmeter\.(\w+)/g))
+        for (const [, table] of target.rawSql!.matchAll(/\$\{database\}\.(\w+)/g))
           assert.ok(analytics.includes(`\`${table}\``), `${panel.title}: ${table} is documented`);
       }
   });
@@ -668,5 +668,44 @@ describe("ops: dashboard, alert rules and the operations page against the metric
     assert.deepEqual(missing, []);
     for (const [, alert] of alerts.matchAll(/- alert: (\w+)/g))
       assert.ok(doc.includes(`\`${alert}\``), alert);
+  });
+});
+
+/**
+ * The Grafana dashboard's ClickHouse panels: the database is a dashboard variable (CLICKHOUSE_DATABASE
+ * need not be `agentmeter`), never named in the SQL.  */
+describe("grafana dashboard: the ClickHouse database", () => {
+  const root = new URL("../../", import.meta.url).pathname;
+  const dashboard = JSON.parse(readFileSync(join(root, "deploy/grafana/agentmeter.json"), "utf8")) as {
+    panels: Array<{ title: string; targets?: Array<{ rawSql?: string }> }>;
+    templating: {
+      list: Array<{ name: string; type: string; query?: unknown; current?: { value?: unknown } }>;
+    };
+  };
+  const sql = dashboard.panels.flatMap((panel) =>
+    (panel.targets ?? []).flatMap((target) =>
+      target.rawSql === undefined ? [] : [[panel.title, target.rawSql]],
+    ),
+  );
+
+  it("has a `database` variable defaulting to CLICKHOUSE_DATABASE's default", () => {
+    const variable = dashboard.templating.list.find((v) => v.name === "database");
+    assert.ok(variable, "templating has database");
+    assert.ok(["textbox", "constant"].includes(variable.type), variable.type);
+    const fallback = ConfigSchema.shape.CLICKHOUSE_DATABASE.parse(undefined);
+    assert.equal(variable.query, fallback);
+    assert.equal(variable.current?.value, fallback);
+  });
+
+  it("every table of every query is qualified by the database variable, and none names the database", () => {
+    assert.ok(sql.length >= 7, `${sql.length} queries`);
+    for (const [title, query] of sql) {
+      assert.doesNotMatch(query!, /\bagentmeter\./, `${title} names the database`);
+      const tables = [...query!.matchAll(/\b(?:FROM|(?<!ARRAY\s)JOIN)\s+(?!\()([\w${}.]+)/g)].map(
+        (match) => match[1]!,
+      );
+      assert.ok(tables.length > 0, title);
+      for (const table of tables) assert.match(table, /^\$\{database\}\.\w+$/, `${title}: ${table}`);
+    }
   });
 });

@@ -30,6 +30,28 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/component: processor
 {{- end -}}
 
+{{/*
+The API's resources: release-chart-api, and labels of their own. Its pods must not carry the processor's
+selector labels (name and instance; the processor's Deployment selector cannot change on upgrade), or
+the processor's Deployment, metrics Service and PodDisruptionBudget would count them: so another name.
+*/}}
+{{- define "agentmeter.apiFullname" -}}
+{{- printf "%s-api" (include "agentmeter.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "agentmeter.apiSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-api" (include "agentmeter.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "agentmeter.apiLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "agentmeter.apiSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: api
+{{- end -}}
+
 {{- define "agentmeter.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "agentmeter.fullname" .) .Values.serviceAccount.name -}}
@@ -50,6 +72,77 @@ app.kubernetes.io/component: processor
 {{- else if .Values.secret.values -}}
 {{- include "agentmeter.fullname" . -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The API's own variables the chart takes from api.config (pipeline/api/config.ts ServeConfigSchema;
+AGENTMETER_API_HOST and AGENTMETER_API_PORT come from api.host and api.port, AGENTMETER_API_KEYS from a
+Secret). */}}
+{{- define "agentmeter.apiConfigKeys" -}}
+{{- list "AGENTMETER_API_MAX_BATCH" "AGENTMETER_API_BODY_LIMIT" "AGENTMETER_API_SHUTDOWN_MS" "AGENTMETER_API_APP_OWNERS" | toJson -}}
+{{- end -}}
+
+{{/* The Secret AGENTMETER_API_KEYS comes from: api.keysSecret, else the credentials' Secret, else none
+(the API then answers 401 on every /v1 route, and says so in its log and the NOTES). */}}
+{{- define "agentmeter.apiKeysSecretName" -}}
+{{- default (include "agentmeter.secretName" .) .Values.api.keysSecret -}}
+{{- end -}}
+
+{{/* env entries for the credentials' Secret keys, each optional (a missing one leaves the default).
+Takes (dict "root" $ "keys" (list ...)); renders nothing without a Secret. */}}
+{{- define "agentmeter.secretEnv" -}}
+{{- $secretName := include "agentmeter.secretName" .root -}}
+{{- if $secretName -}}
+{{- range $key := .keys }}
+- name: {{ $key }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secretName }}
+      key: {{ $key }}
+      optional: true
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod annotations: a changed ConfigMap or chart-made Secret rolls the pods (environment is read once
+at start). */}}
+{{- define "agentmeter.checksums" -}}
+checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256sum }}
+{{- end -}}
+
+{{/* The container's mounts and the pod's volumes: /tmp, the billing rules, the Kafka CA. */}}
+{{- define "agentmeter.volumeMounts" -}}
+# tsx compiles the TypeScript into a cache under the temporary directory.
+- name: tmp
+  mountPath: /tmp
+{{- if .Values.billingConfig }}
+- name: billing
+  mountPath: {{ dir (include "agentmeter.billingConfigPath" .) }}
+  readOnly: true
+{{- end }}
+{{- if .Values.kafkaCa.existingSecret }}
+- name: kafka-ca
+  mountPath: {{ dir (include "agentmeter.kafkaCaPath" .) }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "agentmeter.volumes" -}}
+- name: tmp
+  emptyDir: {}
+{{- if .Values.billingConfig }}
+- name: billing
+  configMap:
+    name: {{ include "agentmeter.fullname" . }}-billing
+{{- end }}
+{{- if .Values.kafkaCa.existingSecret }}
+- name: kafka-ca
+  secret:
+    secretName: {{ .Values.kafkaCa.existingSecret }}
+    items:
+      - key: {{ .Values.kafkaCa.key }}
+        path: {{ base (include "agentmeter.kafkaCaPath" .) }}
+{{- end }}
 {{- end -}}
 
 {{/* Where the billing rules and the Kafka CA are mounted. */}}
@@ -79,9 +172,34 @@ app.kubernetes.io/component: processor
 {{- fail (printf "config.%s is set by the chart (metrics.port, metrics.host, billingConfig, kafkaCa): remove it from config" $key) -}}
 {{- end -}}
 {{- end -}}
-{{- range $key, $value := .Values.secret.values -}}
-{{- if not (has $key (include "agentmeter.secretKeys" $ | fromJsonArray)) -}}
-{{- fail (printf "secret.values.%s is not a credential the processor reads" $key) -}}
+{{- range $key, $value := .Values.config -}}
+{{- if hasPrefix "AGENTMETER_API_" $key -}}
+{{- fail (printf "config.%s is the API's: set it under api (api.config, api.host, api.port; AGENTMETER_API_KEYS in a Secret)" $key) -}}
 {{- end -}}
+{{- end -}}
+{{- range $key, $value := .Values.secret.values -}}
+{{- if not (or (has $key (include "agentmeter.secretKeys" $ | fromJsonArray)) (eq $key "AGENTMETER_API_KEYS")) -}}
+{{- fail (printf "secret.values.%s is not a credential the processor or the API reads" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.api.enabled -}}
+{{- include "agentmeter.validateApi" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The API's refusals, when api.enabled. */}}
+{{- define "agentmeter.validateApi" -}}
+{{- $port := int .Values.api.port -}}
+{{- if or (lt $port 1) (gt $port 65535) -}}
+{{- fail "api.port must be 1-65535: the Service and the probes use it" -}}
+{{- end -}}
+{{- range $key, $value := .Values.api.config -}}
+{{- if not (has $key (include "agentmeter.apiConfigKeys" $ | fromJsonArray)) -}}
+{{- fail (printf "api.config.%s is not a setting the chart takes there (AGENTMETER_API_HOST and AGENTMETER_API_PORT: api.host and api.port; AGENTMETER_API_KEYS: a Secret; the pipeline's variables: config)" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- $shutdownMs := int (default "15000" (get .Values.api.config "AGENTMETER_API_SHUTDOWN_MS")) -}}
+{{- if le (mul (int .Values.api.terminationGracePeriodSeconds) 1000) $shutdownMs -}}
+{{- fail (printf "api.terminationGracePeriodSeconds must be more than api.config.AGENTMETER_API_SHUTDOWN_MS (%d ms): the API waits that long for requests in flight after SIGTERM" $shutdownMs) -}}
 {{- end -}}
 {{- end -}}
