@@ -1,5 +1,5 @@
 import type { Command } from "../cli/io.ts";
-import { EXIT_OK, EXIT_USAGE } from "../cli/io.ts";
+import { EXIT_OK, EXIT_USAGE, withExitCodes } from "../cli/io.ts";
 import { keysCommand } from "../cli/keys.ts";
 import { createLogger } from "../log.ts";
 import { loadServeConfig } from "./config.ts";
@@ -40,8 +40,10 @@ export const serveCommand: Command = {
       return EXIT_USAGE;
     }
     const logger = createLogger(config.pipeline.LOG_LEVEL, "agentmeter-api");
-    const server = await startServer(config, logger);
-    await server.stopped;
-    return EXIT_OK;
+    return withExitCodes("serve", io, async () => {
+      const server = await startServer(config, logger);
+      await server.stopped;
+      return EXIT_OK;
+    });
   },
 };

@@ -1,3 +1,5 @@
+import { AgentmeterError } from "../../schemas/errors.ts";
+import { reach } from "../audit/reach.ts";
 import type { Logger } from "../log.ts";
 import { startBudgetView } from "./budgets.ts";
 import type { ServeConfig } from "./config.ts";
@@ -22,12 +24,27 @@ export interface RunningServer {
 export async function startServer(config: ServeConfig, logger: Logger): Promise<RunningServer> {
   const { pipeline, serve, billing } = config;
   if (serve.keys.length === 0) logger.warn("AGENTMETER_API_KEYS is empty: every /v1 route answers 401");
-  const producer = await IngestProducer.connect(pipeline, logger);
-  const budgets = await startBudgetView(pipeline, logger);
-  const stores = ReadStores.open(pipeline, logger);
-  const owners = new AppOwnership(billing.apps, stores.layout, serve.AGENTMETER_API_APP_OWNERS);
-  const app = await buildApi({ pipeline, settings: serve, producer, stores, owners, budgets, logger });
-  const url = await app.listen({ host: serve.AGENTMETER_API_HOST, port: serve.AGENTMETER_API_PORT });
+  const brokers = pipeline.KAFKA_BROKERS.join(",");
+  const producer = await reach("Kafka", brokers, () => IngestProducer.connect(pipeline, logger));
+  // What is open is closed again when a later step fails, so the command's one line is its last word.
+  const opened: { close(): Promise<unknown> }[] = [producer];
+  let budgets: Awaited<ReturnType<typeof startBudgetView>>;
+  let stores: ReadStores;
+  let app: Awaited<ReturnType<typeof buildApi>>;
+  let url: string;
+  try {
+    budgets = await reach("Kafka", brokers, () => startBudgetView(pipeline, logger));
+    opened.unshift({ close: () => budgets.stop() });
+    stores = ReadStores.open(pipeline, logger);
+    opened.unshift(stores);
+    const owners = new AppOwnership(billing.apps, stores.layout, serve.AGENTMETER_API_APP_OWNERS);
+    app = await buildApi({ pipeline, settings: serve, producer, stores, owners, budgets, logger });
+    opened.unshift(app);
+    url = await listen(app, serve.AGENTMETER_API_HOST, serve.AGENTMETER_API_PORT);
+  } catch (error) {
+    for (const client of opened) await client.close().catch(() => undefined);
+    throw error;
+  }
 
   let stopping: Promise<void> | undefined;
   let markStopped: () => void = () => undefined;
@@ -65,4 +82,25 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     "api listening",
   );
   return { url, stopped, stop };
+}
+
+/** Listens; an address another process holds is the operator's to change, said in one line. */
+async function listen(
+  app: Awaited<ReturnType<typeof buildApi>>,
+  host: string,
+  port: number,
+): Promise<string> {
+  try {
+    return await app.listen({ host, port });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== "EADDRINUSE" && code !== "EADDRNOTAVAIL" && code !== "EACCES") throw error;
+    throw new AgentmeterError(
+      "CONFIG_INVALID",
+      `config: AGENTMETER_API_HOST=${host} AGENTMETER_API_PORT=${port}: cannot listen there (${code}${
+        code === "EADDRINUSE" ? ": another process holds it" : ""
+      })`,
+      { cause: error },
+    );
+  }
 }

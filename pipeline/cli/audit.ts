@@ -15,11 +15,10 @@ import { type Config, loadConfig } from "../config.ts";
 import type { BillingConfig } from "../core/index.ts";
 import { createLogger } from "../log.ts";
 import { loadBillingConfig } from "../runtime/billing-config.ts";
-import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io } from "./io.ts";
+import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io, withExitCodes } from "./io.ts";
 
 /** Exit codes of audit and replay: 0 no difference, 1 differences, 2 usage or config, 3 a store does not answer. */
 export const EXIT_DIFFERENCES = 1;
-const EXIT_UNREACHABLE = 3;
 
 const USAGE = `Usage: agentmeter audit [--from-time TIME | --from-offset SPEC] [--to-offset SPEC]
                        [--report FILE] [--suffix NAME] [--billing-config FILE] [--workers N]
@@ -217,24 +216,6 @@ async function audit(argv: readonly string[], io: Io): Promise<number> {
   io.stdout.write(formatSummary(report));
   io.stdout.write(`Report: ${file} (${report.differences.length} differences)\n`);
   return report.differences.length > 0 ? EXIT_DIFFERENCES : EXIT_OK;
-}
-
-/** Maps the typed errors of audit and replay to their exit codes, one line on stderr each. */
-export async function withExitCodes(name: string, io: Io, action: () => Promise<number>): Promise<number> {
-  try {
-    return await action();
-  } catch (error) {
-    if (isAgentmeterError(error, "CLI_USAGE") || isAgentmeterError(error, "CONFIG_INVALID")) {
-      io.stderr.write(`agentmeter ${name}: ${redactText(error.message)}\n`);
-      return EXIT_USAGE;
-    }
-    if (isAgentmeterError(error, "SERVICE_UNAVAILABLE")) {
-      // The driver's own message may quote the address it was given, credentials and all.
-      io.stderr.write(`agentmeter ${name}: ${redactText(error.message)}\n`);
-      return EXIT_UNREACHABLE;
-    }
-    throw error;
-  }
 }
 
 export const auditCommand: Command = {

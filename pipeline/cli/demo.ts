@@ -31,8 +31,15 @@ import { loadBillingConfig } from "../runtime/billing-config.ts";
 import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
 import { generateWorkload } from "../simulate/workload.ts";
 import { renderTable } from "../text-table.ts";
-import { withExitCodes } from "./audit.ts";
-import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io, progressLine } from "./io.ts";
+import {
+  argsErrorLine,
+  type Command,
+  EXIT_OK,
+  EXIT_USAGE,
+  type Io,
+  progressLine,
+  withExitCodes,
+} from "./io.ts";
 
 const USAGE = `Usage: agentmeter demo [--records N] [--apps N] [--users-per-app N]
 

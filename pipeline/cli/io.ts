@@ -1,3 +1,6 @@
+import { isAgentmeterError } from "../../schemas/errors.ts";
+import { redactText } from "../auth/redact.ts";
+
 /** Where a command reads and writes, so tests can run commands in-process with fake streams. */
 export type Io = {
   stdin: NodeJS.ReadableStream;
@@ -59,6 +62,8 @@ export const EXIT_OK = 0;
 export const EXIT_BAD_INPUT = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_REJECTED = 3;
+/** A server a command needs did not answer (audit, redrive, replay, demo, simulate, serve). */
+export const EXIT_UNREACHABLE = 3;
 
 /**
  * node:util parseArgs' error as one line. Its words for `--records -1` (a value that starts with '-')
@@ -98,4 +103,26 @@ export function argsErrorLine(
  */
 export function shownName(text: string): string {
   return /^-{0,2}[a-z][a-z-]{0,39}$/.test(text) ? `'${text}'` : "(not shown: it is not a name)";
+}
+
+/**
+ * Maps the typed errors of the commands that reach servers to their exit codes, one line on stderr each:
+ * a bad argument or configuration 2, a server that does not answer 3 (reach.ts names it). Other errors
+ * (bugs) keep their stack.
+ */
+export async function withExitCodes(name: string, io: Io, action: () => Promise<number>): Promise<number> {
+  try {
+    return await action();
+  } catch (error) {
+    if (isAgentmeterError(error, "CLI_USAGE") || isAgentmeterError(error, "CONFIG_INVALID")) {
+      io.stderr.write(`agentmeter ${name}: ${redactText(error.message)}\n`);
+      return EXIT_USAGE;
+    }
+    if (isAgentmeterError(error, "SERVICE_UNAVAILABLE")) {
+      // The driver's own message may quote the address it was given, credentials and all.
+      io.stderr.write(`agentmeter ${name}: ${redactText(error.message)}\n`);
+      return EXIT_UNREACHABLE;
+    }
+    throw error;
+  }
 }

@@ -4,8 +4,8 @@ import { reach } from "../audit/reach.ts";
 import { loadConfig } from "../config.ts";
 import { createKafka } from "../kafka.ts";
 import { type RedriveResult, redrive } from "../ops/redrive.ts";
-import { cliLogger, parseCliOptions, progressPrinter, usageError, withExitCodes } from "./audit.ts";
-import { type Command, EXIT_OK, type Io } from "./io.ts";
+import { cliLogger, parseCliOptions, progressPrinter, usageError } from "./audit.ts";
+import { type Command, EXIT_OK, type Io, withExitCodes } from "./io.ts";
 
 const USAGE = `Usage: agentmeter redrive --reason CODE[,CODE...] [--rekey] [--from-offset SPEC] [--to-offset SPEC]
                          [--dry-run]

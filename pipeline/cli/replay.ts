@@ -10,9 +10,8 @@ import {
   parseCliOptions,
   progressPrinter,
   usageError,
-  withExitCodes,
 } from "./audit.ts";
-import { type Command, EXIT_OK, type Io } from "./io.ts";
+import { type Command, EXIT_OK, type Io, withExitCodes } from "./io.ts";
 
 const USAGE = `Usage: agentmeter replay --suffix NAME [--billing-config FILE]
        agentmeter replay --dry-run [--billing-config FILE] [--suffix NAME] [--report FILE]

@@ -1,12 +1,20 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
-import { isAgentmeterError } from "../../schemas/errors.ts";
 import { accountKeyOf, type InputRecordJson } from "../../schemas/index.ts";
 import { Agentmeter } from "../../sdk/client.ts";
 import type { RecordInput } from "../../sdk/validate.ts";
-import { wholeNumber } from "../config.ts";
+import { reach } from "../audit/reach.ts";
+import { loadConfig, wholeNumber } from "../config.ts";
 import { generateWorkload } from "../simulate/workload.ts";
-import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io, progressLine } from "./io.ts";
+import {
+  argsErrorLine,
+  type Command,
+  EXIT_OK,
+  EXIT_USAGE,
+  type Io,
+  progressLine,
+  withExitCodes,
+} from "./io.ts";
 
 const USAGE = `Usage: agentmeter simulate [--records N] [--rate N/s] [--malformed N] [--seed N]
                           [--apps N] [--users-per-app N] [--run-id ID] [--dry-run]
@@ -152,7 +160,7 @@ export const simulateCommand: Command = {
       for (const item of items(records, counts.malformed, runId)) io.stdout.write(`${item.value}\n`);
       return EXIT_OK;
     }
-    return produce(records, counts.malformed, runId, rate, total, io);
+    return withExitCodes("simulate", io, () => produce(records, counts.malformed, runId, rate, total, io));
   },
 };
 
@@ -164,17 +172,10 @@ async function produce(
   total: number,
   io: Io,
 ): Promise<number> {
-  let meter: Agentmeter;
-  try {
-    // Strict: the simulator never asks canContinue, so it needs no budget view.
-    meter = await Agentmeter.connect({ strict: true });
-  } catch (error) {
-    if (isAgentmeterError(error, "CONFIG_INVALID")) {
-      io.stderr.write(`agentmeter simulate: ${error.message}\n`);
-      return EXIT_USAGE;
-    }
-    throw error;
-  }
+  // Read here only to name the brokers should they not answer; connect reads the same environment.
+  const brokers = loadConfig().KAFKA_BROKERS.join(",");
+  // Strict: the simulator never asks canContinue, so it needs no budget view.
+  const meter = await reach("Kafka", brokers, () => Agentmeter.connect({ strict: true }));
   const started = Date.now();
   let sent = 0;
   let lastDraw = 0;

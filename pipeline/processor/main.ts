@@ -84,8 +84,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       process.stderr.write(`${redactText(error.message)}\n`);
       process.exit(2);
     }
+    // A server that did not answer is the operator's to fix: one line naming it. Anything else is a
+    // bug, and its stack is where the fix starts.
+    const unavailable = isAgentmeterError(error, "SERVICE_UNAVAILABLE");
     process.stderr.write(
-      `processor failed to start: ${redactText((error as Error).stack ?? String(error))}\n`,
+      `processor failed to start: ${redactText(unavailable ? error.message : ((error as Error).stack ?? String(error)))}\n`,
     );
     process.exit(1);
   });

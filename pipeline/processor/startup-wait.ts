@@ -33,7 +33,12 @@ export function untilAvailable<T>(step: string, action: () => Promise<T>, wait: 
       if (wait.stopping())
         throw new AgentmeterError("SERVICE_UNAVAILABLE", `stopped while waiting for ${step}`);
       const left = wait.deadlineMs - now();
-      if (left <= 0) throw error;
+      if (left <= 0)
+        throw new AgentmeterError(
+          "SERVICE_UNAVAILABLE",
+          `${step}: no answer before the start deadline (AGENTMETER_STARTUP_WAIT_MS): ${(error as Error).message ?? String(error)}`,
+          { cause: error },
+        );
       const retryInMs = Math.min(delayMs, left);
       wait.logger.warn(
         { err: error, step, attempt, retryInMs },

@@ -1197,3 +1197,49 @@ describe("agentmeter serve killed mid-burst: every acknowledged record is on the
     );
   });
 });
+
+describe("agentmeter serve on a port another process holds", () => {
+  let pipeline: TestPipeline;
+  const holder = createServer();
+
+  before(async () => {
+    pipeline = await TestPipeline.create();
+    await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+  });
+
+  after(async () => {
+    await new Promise((resolve) => holder.close(resolve));
+    await pipeline?.close();
+  });
+
+  it("says so in one line naming the variables, exits 2, and leaves no client open to hold the process", async () => {
+    const address = holder.address();
+    assert.ok(typeof address === "object" && address !== null);
+    const child = spawn(process.execPath, ["bin/agentmeter.mjs", "serve"], {
+      env: {
+        ...process.env,
+        ...configEnv(pipeline.config),
+        AGENTMETER_API_PORT: String(address.port),
+        LOG_LEVEL: "silent",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill("SIGKILL");
+        reject(new Error(`still running after 90 s: ${stderr}`));
+      }, 90_000);
+      child.on("exit", (exitCode) => {
+        clearTimeout(timer);
+        resolve(exitCode);
+      });
+    });
+    assert.equal(code, 2, stderr);
+    assert.equal(
+      stderr,
+      `agentmeter serve: config: AGENTMETER_API_HOST=127.0.0.1 AGENTMETER_API_PORT=${address.port}: cannot listen there (EADDRINUSE: another process holds it)\n`,
+    );
+  });
+});

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import pino from "pino";
-import { AgentmeterError } from "../../pipeline/errors.ts";
+import { AgentmeterError, isAgentmeterError } from "../../pipeline/errors.ts";
 import { untilAvailable } from "../../pipeline/processor/startup-wait.ts";
 
 /** A clock that moves only when the step waits, so the backoff and the deadline are exact. */
@@ -39,7 +39,7 @@ describe("untilAvailable: a start step waits for its server", () => {
     assert.deepEqual(c.waits, [250, 500, 1_000]);
   });
 
-  test("Given a server that never answers, Then the step fails with the server's error once the deadline has passed", async () => {
+  test("Given a server that never answers, Then the step fails naming itself and the server's error once the deadline has passed", async () => {
     const c = clock();
     await assert.rejects(
       untilAvailable("mongodb", async () => Promise.reject(refused()), {
@@ -48,7 +48,11 @@ describe("untilAvailable: a start step waits for its server", () => {
         logger,
         ...c,
       }),
-      /ECONNREFUSED/,
+      (error: unknown) =>
+        isAgentmeterError(error, "SERVICE_UNAVAILABLE") &&
+        /^mongodb: no answer before the start deadline \(AGENTMETER_STARTUP_WAIT_MS\): .*ECONNREFUSED/.test(
+          error.message,
+        ),
     );
     assert.equal(
       c.waits.reduce((sum, ms) => sum + ms, 0),
