@@ -45,6 +45,14 @@ export function createLogger(
 const ROUTINE_KAFKA_ERRORS =
   /rebalancing|not the correct coordinator|coordinator is (loading|not available)|not aware of this member|leadership election|Connection (error|timeout)|ECONNREFUSED|Closed connection/i;
 
+/**
+ * kafkajs warns that an idempotent producer with bounded retries "may invalidate EoS guarantees" on
+ * every connect. agentmeter does not rest on kafkajs' exactly-once: a send that exhausts its retries
+ * fails, its caller sends the same record again, and the billing core counts a record id once. Logged
+ * at debug, so a newcomer's first log does not warn of a risk that is not there.
+ */
+const NOT_OUR_GUARANTEE = /^Limiting retries for the idempotent producer may invalidate EoS guarantees/;
+
 /** Routes kafkajs' own logs into pino, one level lower: kafkajs logs recoverable retries as errors. */
 export function kafkaLogCreator(logger: Logger): logCreator {
   return () =>
@@ -54,7 +62,8 @@ export function kafkaLogCreator(logger: Logger): logCreator {
       const routine =
         !message.startsWith("Crash") &&
         ("retryCount" in extra || ROUTINE_KAFKA_ERRORS.test(`${message} ${String(extra.error ?? "")}`));
-      if (routine && level <= logLevel.WARN) logger.debug(child, message);
+      if ((routine && level <= logLevel.WARN) || NOT_OUR_GUARANTEE.test(message))
+        logger.debug(child, message);
       else if (level === logLevel.ERROR) logger.warn(child, message);
       else if (level === logLevel.WARN) logger.info(child, message);
       else logger.debug(child, message);

@@ -8,12 +8,19 @@ import {
   type RecordInput,
   RecordInvalidError,
 } from "../../sdk/validate.ts";
+import { type BillingConfig, priceUsage } from "../core/index.ts";
 
 export interface IngestPolicy {
   /** The processor's record size bound (AGENTMETER_MAX_RECORD_BYTES). */
   maxRecordBytes: number;
   /** Credit records move money: only an admin key may send them. */
   mayCredit: boolean;
+  /**
+   * The processor's billing rules: a usage record its price book cannot price (UNKNOWN_MODEL,
+   * UNPRICED_TOKEN_CLASS) would be dead-lettered after a 202, so it is refused here, as the SDK's
+   * TokenManager refuses it at the call.
+   */
+  billing: BillingConfig;
 }
 
 export type Checked =
@@ -65,7 +72,12 @@ function checkOne(element: unknown, index: number, policy: IngestPolicy): Checke
   if (!policy.mayCredit && typeof input.type === "string" && isOperatorRecord({ type: input.type }))
     return reject(recordId, "RECORD_UNAUTHORIZED", ["type"], `${input.type} records need an admin key`);
   try {
-    return { index, ok: true, prepared: prepareRecord(input as RecordInput, policy.maxRecordBytes) };
+    const prepared = prepareRecord(input as RecordInput, policy.maxRecordBytes);
+    if (prepared.record.type === "usage") {
+      const priced = priceUsage(prepared.record, policy.billing);
+      if (!priced.ok) return reject(recordId, priced.code, ["agent_usage"], priced.reason);
+    }
+    return { index, ok: true, prepared };
   } catch (error) {
     if (error instanceof RecordInvalidError)
       return reject(recordId, error.code, [...error.fields], error.message);

@@ -38,7 +38,7 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
     stores = ReadStores.open(pipeline, logger);
     opened.unshift(stores);
     const owners = new AppOwnership(billing.apps, stores.layout, serve.AGENTMETER_API_APP_OWNERS);
-    app = await buildApi({ pipeline, settings: serve, producer, stores, owners, budgets, logger });
+    app = await buildApi({ pipeline, settings: serve, producer, stores, owners, budgets, billing, logger });
     opened.unshift(app);
     url = await listen(app, serve.AGENTMETER_API_HOST, serve.AGENTMETER_API_PORT);
   } catch (error) {

@@ -7,6 +7,7 @@ import {
   type ZodTypeProvider,
 } from "fastify-type-provider-zod";
 import type { Config } from "../config.ts";
+import type { BillingConfig } from "../core/index.ts";
 import type { Logger } from "../log.ts";
 import type { BudgetStates } from "./budgets.ts";
 import type { ServeSettings } from "./config.ts";
@@ -27,6 +28,8 @@ export interface ApiDependencies {
   owners: AppOwners;
   /** The budget-state topic's view (budgets.ts). */
   budgets: BudgetStates;
+  /** The processor's billing rules: a usage record the price book cannot price is refused at ingest. */
+  billing: BillingConfig;
   logger: Logger;
 }
 
@@ -63,6 +66,7 @@ export async function buildApi(deps: ApiDependencies): Promise<FastifyInstance> 
     producer: deps.producer,
     maxBatch: deps.settings.AGENTMETER_API_MAX_BATCH,
     maxRecordBytes: deps.pipeline.AGENTMETER_MAX_RECORD_BYTES,
+    billing: deps.billing,
   });
   await app.register(readRoutes, {
     keys: deps.settings.keys,

@@ -82,6 +82,9 @@ export function argsErrorLine(
   // parseArgs' line quotes the argument, which may be a key pasted without its option.
   if ((error as { code?: unknown } | null)?.code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL")
     return "an argument is neither an option nor an option's value (not shown, in case it is a key or password): this command takes no positional arguments";
+  // parseArgs' own line runs on about positional arguments and quotes the option unbalanced.
+  const unknown = /^Unknown option '([^']*)'/.exec(message)?.[1];
+  if (unknown !== undefined) return `unknown option ${shownName(unknown)} (--help lists the options)`;
   const option = /^Option '(?:-[^-], )?(--[^' ]+)' argument is ambiguous/.exec(message)?.[1];
   const at = argv.findIndex((arg, index) => arg === option && argv[index + 1]?.startsWith("-"));
   if (option === undefined || at < 0) return message.split("\n")[0]!;

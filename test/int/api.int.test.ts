@@ -310,6 +310,7 @@ describe("agentmeter serve on the real servers", () => {
       stores,
       owners,
       budgets,
+      billing,
       logger,
     });
     base = await app.listen({ host: "127.0.0.1", port: 0 });

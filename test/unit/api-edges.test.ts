@@ -10,6 +10,7 @@ import { monthPeriod } from "../../pipeline/api/reads/statement.ts";
 import { buildApi } from "../../pipeline/api/server.ts";
 import type { ReadStores } from "../../pipeline/api/stores.ts";
 import { loadConfig } from "../../pipeline/config.ts";
+import { parseBillingConfig } from "../../pipeline/core/index.ts";
 import { createLogger } from "../../pipeline/log.ts";
 import type { IngestResponse, StatementResponse } from "../../schemas/api.ts";
 import type { PreparedRecord } from "../../sdk/validate.ts";
@@ -80,6 +81,7 @@ async function server(options: ServerOptions = {}) {
     stores: { layout, clickhouse, database: "agentmeter" } as unknown as ReadStores,
     owners: new AppOwnership(options.pins ?? {}, layout, options.policy ?? "pinned_then_projection"),
     budgets: {} as BudgetStates,
+    billing: parseBillingConfig({}),
     logger: createLogger("silent"),
   });
   return { app, sent };

@@ -62,7 +62,7 @@ const credit = {
 };
 
 describe("POST /v1/records: each record checked on its own", () => {
-  const policy = { maxRecordBytes: 65_536, mayCredit: false };
+  const policy = { maxRecordBytes: 65_536, mayCredit: false, billing: parseBillingConfig({}) };
 
   it("accepts a valid record and fills a missing record_id", () => {
     const { record_id: _, ...withoutId } = usage;
@@ -94,6 +94,27 @@ describe("POST /v1/records: each record checked on its own", () => {
     assert.equal(refused.result.code, "RECORD_UNAUTHORIZED");
     assert.deepEqual(refused.result.fields, ["type"]);
     assert.equal(checkRecords(credit, { ...policy, mayCredit: true })[0]?.ok, true);
+  });
+
+  it("refuses a usage record the price book cannot price, which the processor would dead-letter after a 202", () => {
+    const unpriced = { ...usage, model: "api-model" };
+    const [refused] = checkRecords(unpriced, policy);
+    assert.ok(refused !== undefined && !refused.ok);
+    assert.equal(refused.result.code, "UNKNOWN_MODEL");
+    assert.deepEqual(refused.result.fields, ["agent_usage"]);
+    assert.match(refused.result.message, /model api-model has no price at 2026-11-03T10:00:00Z/);
+    const audio = {
+      ...usage,
+      model: "gpt-4o-mini",
+      agent_usage: { A: { prompt_tokens: 1, completion_tokens: 0, audio_tokens: 1 } },
+    };
+    assert.equal(
+      (checkRecords(audio, policy)[0] as { result: { code: string } }).result.code,
+      "UNPRICED_TOKEN_CLASS",
+    );
+    // Priced as the default model where the rules say so: accepted, as the processor would bill it.
+    const fallback = { ...policy, billing: parseBillingConfig({ unknown_model: "default_price" }) };
+    assert.equal(checkRecords(unpriced, fallback)[0]?.ok, true);
   });
 
   it("refuses a record over the processor's size bound", () => {
@@ -452,6 +473,7 @@ describe("the server refuses malformed requests before reading any store", () =>
       stores: untouched as ReadStores,
       owners: untouched as AppOwners,
       budgets: untouched as BudgetStates,
+      billing: parseBillingConfig({}),
       logger: createLogger("silent"),
     });
   });

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { describe, test } from "node:test";
@@ -155,6 +156,23 @@ describe("bad command-line arguments", () => {
   });
 });
 
+describe("an option a command does not take", () => {
+  test("one line naming it (a name only) and where the options are listed, exit 2", async () => {
+    for (const command of ["compute", "simulate", "audit", "redrive", "replay"]) {
+      const { code, stdout, stderr } = await agentmeter([command, "--formt", "table"]);
+      assert.equal(code, 2, command);
+      assert.equal(stdout, "");
+      assert.equal(stderr, `agentmeter ${command}: unknown option '--formt' (--help lists the options)\n`);
+    }
+    const pasted = "--sk_live_4eC39HqLyjWDarjtT1zdp7dc";
+    const { stderr } = await agentmeter(["compute", pasted]);
+    assert.equal(
+      stderr,
+      "agentmeter compute: unknown option (not shown: it is not a name) (--help lists the options)\n",
+    );
+  });
+});
+
 describe("values that may be secrets are never echoed", () => {
   // What a user may paste by mistake: an API key, a password, a connection string.
   const secrets = [
@@ -229,5 +247,23 @@ describe("values that may be secrets are never echoed", () => {
     const secret = "mongodb://admin:hunter2pass@db.internal:27017/";
     for (const command of ["audit", "redrive", "replay", "simulate", "demo"])
       refusedQuietly(await agentmeter([command, secret]), "hunter2pass");
+  });
+});
+
+describe("npm run demo with a bad variable", () => {
+  test("is refused in one line before the local stack starts: exit 2, naming the variable and the cache it would use", () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, AGENTMETER_PARTITIONS: "abc" };
+    for (const name of ["KAFKA_BROKERS", "MONGODB_URI", "CLICKHOUSE_URL"]) delete env[name];
+    const started = Date.now();
+    const run = spawnSync(process.execPath, ["--import", "tsx", "scripts/demo.ts"], {
+      env,
+      encoding: "utf8",
+    });
+    assert.equal(run.status, 2, run.stderr);
+    assert.equal(
+      run.stderr,
+      'agentmeter demo: config: AGENTMETER_PARTITIONS="abc" is invalid: expected a whole number from 1 to 1024\n',
+    );
+    assert.ok(Date.now() - started < 30_000, "no server was started");
   });
 });

@@ -9,6 +9,7 @@ import {
 } from "../../../schemas/api.ts";
 import { isAgentmeterError } from "../../../schemas/errors.ts";
 import { falseIntegerReason, firstFalseInteger } from "../../../schemas/exact-numbers.ts";
+import type { BillingConfig } from "../../core/index.ts";
 import { callerOf, guard } from "../auth.ts";
 import type { IngestProducer } from "../ingest-producer.ts";
 import { checkRecords } from "../ingest-validate.ts";
@@ -40,6 +41,7 @@ export interface IngestRouteOptions {
   producer: IngestProducer;
   maxBatch: number;
   maxRecordBytes: number;
+  billing: BillingConfig;
 }
 
 /**
@@ -70,6 +72,7 @@ export const ingestRoutes: FastifyPluginAsyncZod<IngestRouteOptions> = async (ap
       const checked = checkRecords(request.body, {
         maxRecordBytes: options.maxRecordBytes,
         mayCredit: key.scope.kind === "admin",
+        billing: options.billing,
       });
       const results: RecordResult[] = await Promise.all(
         checked.map(async (item): Promise<RecordResult> => {
