@@ -78,9 +78,16 @@ export async function runAudit(options: AuditOptions): Promise<AuditReport> {
       await admin.disconnect();
     }
   });
+  // Minutes of reading the topic are not spent before learning that a store it needs does not answer.
+  await clickHouseAnswers(config);
   const placement = await topicPlacement(config, offsets.partitions.length, options.logger);
   // The stores keep this incarnation's rows under its own name; a re-created topic is never complete.
   const range = ofIncarnation(offsets, placement.incarnation);
+  if (range.complete && placement.mongoError !== undefined)
+    throw new AgentmeterError(
+      "SERVICE_UNAVAILABLE",
+      `MongoDB at ${redactUrl(config.MONGODB_URI)} does not answer: ${placement.mongoError}`,
+    );
   const setup: RecomputeSetup = {
     billing,
     maxRecordBytes: config.AGENTMETER_MAX_RECORD_BYTES,
@@ -220,6 +227,8 @@ interface Placement {
   partitionCounts: number[];
   /** The topic's incarnation: its rows are stored under sourceName(topic, incarnation). */
   incarnation: number;
+  /** Why MongoDB could not be read, if it could not: a complete audit needs it, a delta audit does not. */
+  mongoError?: string;
 }
 
 /**
@@ -247,7 +256,7 @@ async function topicPlacement(config: Config, current: number, logger: Logger): 
       { err: redactText((error as Error).message), incarnation },
       "MongoDB unreachable: checking partitions against the topic's current count only, and auditing the newest incarnation of the topic ClickHouse holds rows of",
     );
-    return { partitionCounts: [current], incarnation };
+    return { partitionCounts: [current], incarnation, mongoError: redactText((error as Error).message) };
   } finally {
     await mongo.close().catch(() => {});
   }
@@ -268,6 +277,19 @@ async function newestStoredIncarnation(config: Config): Promise<number> {
  */
 function rowScope(range: TopicRange): RowScope {
   return range.complete ? { source: sourceOf(range) } : { source: sourceOf(range), offsets: range };
+}
+
+/** Throws SERVICE_UNAVAILABLE when ClickHouse, which every audit reads, does not answer a ping. */
+async function clickHouseAnswers(config: Config): Promise<void> {
+  const clickhouse = clickHouseFor(config);
+  try {
+    // A query, not ping(): the client logs a failed ping itself, a second line beside the command's one.
+    await reach("ClickHouse", redactUrl(config.CLICKHOUSE_URL), () =>
+      clickhouse.command({ query: "SELECT 1" }),
+    );
+  } finally {
+    await clickhouse.close();
+  }
 }
 
 async function readStores(config: Config, expected: Expected, range: TopicRange): Promise<ActualStores> {

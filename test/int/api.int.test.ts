@@ -1102,6 +1102,7 @@ describe("agentmeter serve on the real servers", () => {
 describe("agentmeter serve killed mid-burst: every acknowledged record is on the topic exactly once", () => {
   let pipeline: TestPipeline;
   let child: ChildProcess | undefined;
+  let rulesDir: string | undefined;
 
   before(async () => {
     pipeline = await TestPipeline.create();
@@ -1110,15 +1111,21 @@ describe("agentmeter serve killed mid-burst: every acknowledged record is on the
   after(async () => {
     child?.kill("SIGKILL");
     await pipeline?.close();
+    if (rulesDir !== undefined) await rm(rulesDir, { recursive: true, force: true });
   });
 
   it("SIGKILL while batches are in flight", async () => {
     const key = createApiKey("burst", { kind: "ingest" });
     const port = await freePort();
+    // The server prices what it takes: the same rules as the records' (api-model is theirs).
+    rulesDir = await mkdtemp(join(tmpdir(), "agentmeter-api-burst-"));
+    const rules = join(rulesDir, "billing.json");
+    await writeFile(rules, JSON.stringify(billingJson));
     child = spawn(process.execPath, ["bin/agentmeter.mjs", "serve"], {
       env: {
         ...process.env,
         ...configEnv(pipeline.config),
+        AGENTMETER_BILLING_CONFIG: rules,
         AGENTMETER_API_KEYS: key.entry,
         AGENTMETER_API_PORT: String(port),
         LOG_LEVEL: "warn",
@@ -1152,6 +1159,9 @@ describe("agentmeter serve killed mid-burst: every acknowledged record is on the
         try {
           const answer = await call<IngestResponse>(base, "/v1/records", key.secret, records);
           if (answer.status !== 202) continue;
+          // A server that refuses every record would keep this loop going for ever.
+          if (answer.body.accepted === 0 && acked.size === 0 && n >= 20)
+            throw new Error(`every record refused: ${JSON.stringify(answer.body.results[0])}`);
           for (const r of answer.body.results) if (r.status === "accepted") acked.add(r.record_id);
         } catch {
           return; // the connection died with the server: this batch was never acknowledged

@@ -106,6 +106,38 @@ describe("audit and replay on a real topic and real stores", () => {
     assert.equal(await readFile(second, "utf8"), await readFile(first, "utf8"));
   });
 
+  it("given a store that does not answer, the audit says which in one line before reading the topic (exit 3); a delta audit needs no MongoDB", async () => {
+    const saved = { mongo: process.env.MONGODB_URI, clickhouse: process.env.CLICKHOUSE_URL };
+    try {
+      process.env.CLICKHOUSE_URL = "http://127.0.0.1:1";
+      const noClickHouse = await run(auditCommand, ["--report", path.join(dir, "no-clickhouse.json")]);
+      assert.equal(noClickHouse.code, 3);
+      assert.equal(
+        noClickHouse.err,
+        "agentmeter audit: ClickHouse at http://127.0.0.1:1 does not answer: connect ECONNREFUSED 127.0.0.1:1\n",
+      );
+      process.env.CLICKHOUSE_URL = saved.clickhouse;
+      process.env.MONGODB_URI = "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=1000";
+      const noMongo = await run(auditCommand, ["--report", path.join(dir, "no-mongo.json")]);
+      assert.equal(noMongo.code, 3);
+      assert.match(
+        noMongo.err,
+        /^agentmeter audit: MongoDB at mongodb:\/\/127\.0\.0\.1:1\/.* does not answer: .+\n$/,
+      );
+      assert.doesNotMatch(noMongo.err, /\d+ records? read/, "answered before reading the topic");
+      const delta = await run(auditCommand, [
+        "--from-offset",
+        "0:10",
+        "--report",
+        path.join(dir, "delta.json"),
+      ]);
+      assert.equal(delta.code, 0, delta.err);
+    } finally {
+      process.env.MONGODB_URI = saved.mongo;
+      process.env.CLICKHOUSE_URL = saved.clickhouse;
+    }
+  });
+
   it("given 1, 3 or 0 (main thread) worker threads, in process or from bin/agentmeter.mjs, the report is byte-identical", async () => {
     const one = path.join(dir, "workers-1.json");
     assert.equal((await run(auditCommand, ["--report", one, "--workers", "1"])).code, 0);
