@@ -5,11 +5,13 @@ import { Readable } from "node:stream";
 import { describe, test } from "node:test";
 import { main } from "../../pipeline/cli/main.ts";
 
-// Every case is refused before any connection; should one slip through, it finds no server here.
+// No server listens on port 1: every connection is refused, as after `npm run stack:down`. Every case
+// but the last suite's is refused before any connection.
 Object.assign(process.env, {
   KAFKA_BROKERS: "127.0.0.1:1",
   MONGODB_URI: "mongodb://127.0.0.1:1/",
   CLICKHOUSE_URL: "http://127.0.0.1:1",
+  LOG_LEVEL: "silent",
 });
 
 /** Runs the CLI in-process. */
@@ -266,4 +268,26 @@ describe("npm run demo with a bad variable", () => {
     );
     assert.ok(Date.now() - started < 30_000, "no server was started");
   });
+});
+
+/**
+ * A command that needs Kafka and does not find it says so in one line naming the brokers, and exits 3,
+ * as audit and redrive do: no stack trace (kafkajs gives up after its retries, about 30 s).
+ */
+describe("commands whose Kafka does not answer", { concurrency: true, timeout: 120_000 }, () => {
+  for (const [command, args] of [
+    ["simulate", ["simulate", "--records", "1"]],
+    ["serve", ["serve"]],
+  ] as const) {
+    test(`${command}: one line naming Kafka and its address, exit 3`, async () => {
+      const { code, stdout, stderr } = await agentmeter([...args]);
+      assert.equal(code, 3, stderr);
+      assert.equal(stdout, "");
+      assert.match(
+        stderr,
+        new RegExp(`^agentmeter ${command}: Kafka at 127\\.0\\.0\\.1:1 does not answer: .+\\n$`),
+      );
+      assert.doesNotMatch(stderr, /\n\s+at /, "no stack trace");
+    });
+  }
 });
