@@ -1,6 +1,6 @@
 import { AgentmeterError } from "../../schemas/errors.ts";
-import { reach } from "../audit/reach.ts";
 import type { Logger } from "../log.ts";
+import { reach } from "../runtime/reach.ts";
 import { startBudgetView } from "./budgets.ts";
 import type { ServeConfig } from "./config.ts";
 import { IngestProducer } from "./ingest-producer.ts";

@@ -10,8 +10,8 @@ import type { Logger } from "../log.ts";
 import { Processor } from "../processor/processor.ts";
 import type { ProcessorTotals } from "../processor/totals.ts";
 import { clickHouseFor } from "../runtime/clients.ts";
+import { reach } from "../runtime/reach.ts";
 import { suffixedConfig } from "./namespace.ts";
-import { reach } from "./reach.ts";
 import { type NamespaceContents, outputTopics, refusalOfReads, type TopicOffsets } from "./replay-refusal.ts";
 
 export interface ReplayProgress {

@@ -8,6 +8,7 @@ import type { BillingConfig } from "../core/index.ts";
 import { createKafka } from "../kafka.ts";
 import type { Logger } from "../log.ts";
 import { clickHouseFor, mongoLayoutFor } from "../runtime/clients.ts";
+import { reach } from "../runtime/reach.ts";
 import { type ActualStores, type Difference, diffStores, rowEvidence, type Store } from "./diff.ts";
 import { RecomputeFeed } from "./feed.ts";
 import { USAGE_FIELDS, type UsageField } from "./figures.ts";
@@ -20,7 +21,6 @@ import {
 } from "./hold-decisions.ts";
 import { auditNamespaceOf } from "./namespace.ts";
 import { ofIncarnation, type RangeRequest, resolveRange, sourceOf, type TopicRange } from "./range.ts";
-import { reach } from "./reach.ts";
 import {
   type ClickHouseSource,
   type RowScope,

@@ -1,9 +1,9 @@
 import { ERROR_CODES, type ErrorCode } from "../../schemas/errors.ts";
 import { parseOffsetSpec, type RangeRequest } from "../audit/range.ts";
-import { reach } from "../audit/reach.ts";
 import { loadConfig } from "../config.ts";
 import { createKafka } from "../kafka.ts";
 import { type RedriveResult, redrive } from "../ops/redrive.ts";
+import { reach } from "../runtime/reach.ts";
 import { cliLogger, parseCliOptions, progressPrinter, usageError } from "./audit.ts";
 import { type Command, EXIT_OK, type Io, withExitCodes } from "./io.ts";
 

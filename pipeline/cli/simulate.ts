@@ -3,8 +3,8 @@ import { parseArgs } from "node:util";
 import { accountKeyOf, type InputRecordJson } from "../../schemas/index.ts";
 import { Agentmeter } from "../../sdk/client.ts";
 import type { RecordInput } from "../../sdk/validate.ts";
-import { reach } from "../audit/reach.ts";
 import { loadConfig, wholeNumber } from "../config.ts";
+import { reach } from "../runtime/reach.ts";
 import { generateWorkload } from "../simulate/workload.ts";
 import {
   argsErrorLine,

@@ -3,13 +3,13 @@ import { AgentmeterError, type ErrorCode } from "../../schemas/errors.ts";
 import { accountKeyOf, deadLetterSchema, decodeRecord, letterKey } from "../../schemas/index.ts";
 import { quoteIdent } from "../../sinks/clickhouse/client.ts";
 import { type RangeRequest, resolveRange, type TopicRange } from "../audit/range.ts";
-import { reach } from "../audit/reach.ts";
 import { type ReadProgress, readTopicBatches } from "../audit/topic-reader.ts";
 import { redactUrl } from "../auth/redact.ts";
 import type { Config } from "../config.ts";
 import { idempotentProducer } from "../kafka.ts";
 import type { Logger } from "../log.ts";
 import { clickHouseFor } from "../runtime/clients.ts";
+import { reach } from "../runtime/reach.ts";
 
 /** Headers a re-driven record carries: where its dead letter was, and why the record was refused. */
 export const REDRIVEN_FROM_HEADER = "agentmeter-redriven-from";
