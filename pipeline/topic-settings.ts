@@ -27,6 +27,8 @@ export function letterBytesFor(inputBytes: number): number {
  *    broker refuses as too large is a batch that can never be finished: the partition stops for good.
  *  - the budget-state topic is compacted: budget views read it from the start, and an idle account's
  *    state deleted by retention is an account the views no longer know.
+ *  - the input and dead-letter topics are not compacted: their messages are keyed by account, so
+ *    compaction would keep only each account's latest record or letter.
  */
 export function topicSettingProblems(settings: TopicSettings, topics: TopicNames): string[] {
   const problems: string[] = [];
@@ -39,6 +41,18 @@ export function topicSettingProblems(settings: TopicSettings, topics: TopicNames
         `raise it (kafka-configs.sh --alter --entity-type topics --entity-name ${topics.AGENTMETER_DLQ_TOPIC} ` +
         `--add-config max.message.bytes=${Math.max(letterBytesFor(input), DEAD_LETTER_TOPIC_MAX_BYTES)})`,
     );
+  }
+  for (const [topic, what] of [
+    [topics.AGENTMETER_INPUT_TOPIC, "usage records"],
+    [topics.AGENTMETER_DLQ_TOPIC, "dead letters"],
+  ] as const) {
+    const kept = settings.get(topic)?.get("cleanup.policy");
+    if (kept !== undefined && kept.split(",").includes("compact"))
+      problems.push(
+        `topic ${topic}: cleanup.policy is ${kept}, but compaction keeps only the latest message of each key ` +
+          `(an account's): its earlier ${what} would be deleted unbilled: ` +
+          `kafka-configs.sh --alter --entity-type topics --entity-name ${topic} --add-config cleanup.policy=delete`,
+      );
   }
   const policy = settings.get(topics.AGENTMETER_STATE_TOPIC)?.get("cleanup.policy");
   if (policy !== undefined && !policy.split(",").includes("compact")) {
@@ -60,6 +74,7 @@ export function topicSettingProblems(settings: TopicSettings, topics: TopicNames
  *    lagging processor reads it, and such a record is never billed.
  *  - the dead-letter topic's retention is finite: a letter deleted before it is re-driven is a record
  *    never billed.
+ *  - either has a finite retention.bytes: past it the oldest records go, whatever their time.
  */
 export function topicSettingWarnings(
   settings: TopicSettings,
@@ -84,6 +99,15 @@ export function topicSettingWarnings(
         `kafka-configs.sh --alter --entity-type topics --entity-name ${topics.AGENTMETER_DLQ_TOPIC} --add-config retention.ms=-1`,
     );
   }
+  for (const topic of [topics.AGENTMETER_INPUT_TOPIC, topics.AGENTMETER_DLQ_TOPIC]) {
+    const bytes = Number(settings.get(topic)?.get("retention.bytes"));
+    if (Number.isSafeInteger(bytes) && bytes >= 0)
+      warnings.push(
+        `topic ${topic}: retention.bytes is ${bytes}: past it a partition's oldest records are deleted, billed or ` +
+          "not: " +
+          `kafka-configs.sh --alter --entity-type topics --entity-name ${topic} --add-config retention.bytes=-1`,
+      );
+  }
   return warnings;
 }
 
@@ -96,7 +120,7 @@ export async function readTopicSettings(admin: Admin, topics: TopicNames): Promi
       // A property of the default export: node's ESM view of kafkajs (CommonJS) does not name it.
       type: kafkajs.ConfigResourceTypes.TOPIC,
       name,
-      configNames: ["max.message.bytes", "cleanup.policy", "retention.ms"],
+      configNames: ["max.message.bytes", "cleanup.policy", "retention.ms", "retention.bytes"],
     })),
   });
   const settings = new Map<string, Map<string, string>>();

@@ -10,6 +10,7 @@ import { loadStackConfig } from "../deploy/local/stack-config.ts";
 import { DEMO_ENDPOINTS, parseDemoArgs, runDemo } from "../pipeline/cli/demo.ts";
 import { processIo, withExitCodes } from "../pipeline/cli/io.ts";
 import { loadConfig } from "../pipeline/config.ts";
+import { loadBillingConfig } from "../pipeline/runtime/billing-config.ts";
 
 async function main(argv: readonly string[]): Promise<number> {
   const counts = parseDemoArgs(argv, processIo);
@@ -18,7 +19,7 @@ async function main(argv: readonly string[]): Promise<number> {
     const given = DEMO_ENDPOINTS.every((name) => process.env[name]);
     if (!given) {
       // A bad variable is refused in one line before minutes of starting servers, not after them.
-      loadConfig(process.env);
+      loadBillingConfig(loadConfig(process.env));
       const { cacheDir } = loadStackConfig();
       process.stderr.write(
         `demo: starting the local stack (first run installs Kafka, ClickHouse and FerretDB into ${cacheDir})\n`,

@@ -4,6 +4,7 @@ import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 import type { ApiError } from "../../schemas/api.ts";
 import { isAgentmeterError } from "../../schemas/errors.ts";
 import { redactText } from "../auth/redact.ts";
+import { looksUnreachable } from "../runtime/reach.ts";
 import { ApiProblem } from "./problem.ts";
 
 /**
@@ -87,6 +88,9 @@ function toProblem(error: FastifyError): ApiProblem {
   // Unknown table or database: no processor has created the analytics tables yet.
   if (error instanceof ClickHouseError && (error.code === "60" || error.code === "81"))
     return new ApiProblem("SERVICE_UNAVAILABLE", "the analytics tables do not exist yet: start a processor");
+  // A store that does not answer is the server's state, not the request's: 503, worth retrying.
+  if (looksUnreachable(error))
+    return new ApiProblem("SERVICE_UNAVAILABLE", "a store this route reads does not answer: try again later");
   if (isAgentmeterError(error, "PRODUCE_FAILED"))
     return new ApiProblem(
       "PRODUCE_FAILED",

@@ -84,6 +84,9 @@ export async function startServer(config: ServeConfig, logger: Logger): Promise<
   return { url, stopped, stop };
 }
 
+/** Why a listen fails that only another AGENTMETER_API_HOST or AGENTMETER_API_PORT can cure. */
+const LISTEN_CONFIG_ERRORS = new Set(["EADDRINUSE", "EADDRNOTAVAIL", "EACCES", "ENOTFOUND", "EAI_AGAIN"]);
+
 /** Listens; an address another process holds is the operator's to change, said in one line. */
 async function listen(
   app: Awaited<ReturnType<typeof buildApi>>,
@@ -94,7 +97,7 @@ async function listen(
     return await app.listen({ host, port });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code !== "EADDRINUSE" && code !== "EADDRNOTAVAIL" && code !== "EACCES") throw error;
+    if (code === undefined || !LISTEN_CONFIG_ERRORS.has(code)) throw error;
     throw new AgentmeterError(
       "CONFIG_INVALID",
       `config: AGENTMETER_API_HOST=${host} AGENTMETER_API_PORT=${port}: cannot listen there (${code}${

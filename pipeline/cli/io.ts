@@ -121,6 +121,11 @@ export async function withExitCodes(name: string, io: Io, action: () => Promise<
       io.stderr.write(`agentmeter ${name}: ${redactText(error.message)}\n`);
       return EXIT_USAGE;
     }
+    const refused = driverRefusal(error);
+    if (refused !== undefined) {
+      io.stderr.write(`agentmeter ${name}: ${redactText(refused)}\n`);
+      return EXIT_USAGE;
+    }
     if (isAgentmeterError(error, "SERVICE_UNAVAILABLE")) {
       // The driver's own message may quote the address it was given, credentials and all.
       io.stderr.write(`agentmeter ${name}: ${redactText(error.message)}\n`);
@@ -128,4 +133,18 @@ export async function withExitCodes(name: string, io: Io, action: () => Promise<
     }
     throw error;
   }
+}
+
+/**
+ * A connection string the configuration's check took but a driver refuses when its client is made (an
+ * empty user name, an option it does not know): a configuration error, named by its variable.
+ */
+function driverRefusal(error: unknown): string | undefined {
+  const { name, message } = (error ?? {}) as { name?: unknown; message?: unknown };
+  if (typeof message !== "string") return undefined;
+  if (name === "MongoParseError" || name === "MongoAPIError" || name === "MongoInvalidArgumentError")
+    return `config: MONGODB_URI is not accepted by the MongoDB driver: ${message}`;
+  if (/^Unknown URL parameters/.test(message))
+    return `config: CLICKHOUSE_URL is not accepted by the ClickHouse client: ${message}`;
+  return undefined;
 }

@@ -293,10 +293,11 @@ export class Processor {
       this.logger.warn({ err: error }, "topic settings not checked: the brokers did not describe them");
       return;
     }
-    const problems = topicSettingProblems(settings, this.config);
-    if (problems.length > 0) throw new AgentmeterError("CONFIG_INVALID", problems.join("; "));
+    // Warnings first: an operator fixing a refusal learns everything else in the same restart.
     const maxBehindMs = this.billing.event_time.max_behind_seconds * 1000;
     for (const warning of topicSettingWarnings(settings, this.config, maxBehindMs)) this.logger.warn(warning);
+    const problems = topicSettingProblems(settings, this.config);
+    if (problems.length > 0) throw new AgentmeterError("CONFIG_INVALID", problems.join("; "));
   }
 
   async start(): Promise<void> {

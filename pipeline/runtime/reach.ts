@@ -19,7 +19,8 @@ const UNREACHABLE_CODES = new Set([
   "EPIPE",
 ]);
 
-function looksUnreachable(error: unknown, depth = 0): boolean {
+/** Whether the error says a server did not answer (refused, reset, timed out, not found), not that it refused the work. */
+export function looksUnreachable(error: unknown, depth = 0): boolean {
   if (depth > 4 || error === null || typeof error !== "object") return false;
   const { name, code, message, cause, originalError } = error as Record<string, unknown>;
   if (typeof name === "string" && UNREACHABLE_NAMES.has(name)) return true;

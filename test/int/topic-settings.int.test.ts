@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
 import { after, describe, it } from "node:test";
+import { isAgentmeterError } from "../../pipeline/errors.ts";
 import { ensureTopics } from "../../pipeline/kafka.ts";
 import { createLogger } from "../../pipeline/log.ts";
 import { Processor } from "../../pipeline/processor/processor.ts";
@@ -90,5 +91,51 @@ describe("topic retention: what the processor creates, and what it warns of", { 
       new RegExp(`^topic ${config.AGENTMETER_INPUT_TOPIC}: .* 3024000000 ms .*retention\\.ms=-1$`),
     );
     assert.match(warnings[1]!, new RegExp(`^topic ${config.AGENTMETER_DLQ_TOPIC}: .*retention\\.ms=-1$`));
+  });
+
+  it("on an operator's compacted input topic, the processor refuses to start in one line with the fix, after its warnings", async () => {
+    const config = await isolatedConfig();
+    const admin = testKafka(config).admin();
+    admins.push(admin);
+    await admin.connect();
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [
+        {
+          topic: config.AGENTMETER_INPUT_TOPIC,
+          numPartitions: 2,
+          configEntries: [
+            { name: "cleanup.policy", value: "compact" },
+            { name: "retention.bytes", value: "1000000" },
+          ],
+        },
+      ],
+    });
+    const lines: string[] = [];
+    const sink = new PassThrough();
+    sink.on("data", (chunk: Buffer) => lines.push(...chunk.toString("utf8").split("\n").filter(Boolean)));
+    const processor = new Processor(
+      config,
+      loadBillingConfig(config),
+      createLogger("warn", "agentmeter", sink),
+    );
+    try {
+      await assert.rejects(
+        processor.start(),
+        (error: unknown) =>
+          isAgentmeterError(error, "CONFIG_INVALID") &&
+          new RegExp(
+            `^topic ${config.AGENTMETER_INPUT_TOPIC}: cleanup\\.policy is compact, .*cleanup\\.policy=delete$`,
+          ).test(error.message),
+      );
+    } finally {
+      await processor.stop();
+    }
+    assert.ok(
+      lines.some((line) =>
+        line.includes(`topic ${config.AGENTMETER_INPUT_TOPIC}: retention.bytes is 1000000`),
+      ),
+      lines.join("\n"),
+    );
   });
 });

@@ -386,3 +386,24 @@ describe("AGENTMETER_API_KEYS never prints a key pasted into it", () => {
     assert.throws(() => createApiKey("amk_abc", { kind: "read" }), /starts with amk_/);
   });
 });
+
+describe("a store that does not answer", () => {
+  it("is a 503 SERVICE_UNAVAILABLE, worth retrying, with no driver message; not a 500", async () => {
+    const { app } = await server({
+      rows: () => {
+        throw Object.assign(new Error("connect ECONNREFUSED 10.0.0.9:8123 (user:secret)"), {
+          code: "ECONNREFUSED",
+        });
+      },
+    });
+    try {
+      const url = "/v1/apps/free-app/usage?from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z";
+      const answer = await app.inject({ method: "GET", url, headers: bearer(keys.read.secret) });
+      assert.equal(answer.statusCode, 503, answer.body);
+      assert.equal(answer.json().error.code, "SERVICE_UNAVAILABLE");
+      assert.doesNotMatch(answer.body, /ECONNREFUSED|secret|10\.0\.0\.9/);
+    } finally {
+      await app.close();
+    }
+  });
+});

@@ -3,6 +3,7 @@ import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { describe, test } from "node:test";
+import { withExitCodes } from "../../pipeline/cli/io.ts";
 import { main } from "../../pipeline/cli/main.ts";
 
 // No server listens on port 1: every connection is refused, as after `npm run stack:down`. Every case
@@ -290,4 +291,37 @@ describe("commands whose Kafka does not answer", { concurrency: true, timeout: 1
       assert.doesNotMatch(stderr, /\n\s+at /, "no stack trace");
     });
   }
+});
+
+describe("a connection string the configuration takes but a driver refuses", () => {
+  test("is one line naming its variable, exit 2, its secret not shown", async () => {
+    const { MongoClient } = await import("mongodb");
+    const { createClient } = await import("@clickhouse/client");
+    const cases: [() => unknown, RegExp][] = [
+      [
+        () => new MongoClient("mongodb://:secretonly@127.0.0.1:1/"),
+        /^agentmeter x: config: MONGODB_URI is not accepted by the MongoDB driver: /,
+      ],
+      [
+        () => createClient({ url: "http://127.0.0.1:1/?password=secretonly" }),
+        /^agentmeter x: config: CLICKHOUSE_URL is not accepted by the ClickHouse client: /,
+      ],
+    ];
+    for (const [make, line] of cases) {
+      let stderr = "";
+      const io = {
+        stdin: Readable.from([""]),
+        stdout: { write: () => true },
+        stderr: { write: (t: string) => (stderr += t) },
+      };
+      const code = await withExitCodes("x", io, async () => {
+        make();
+        return 0;
+      });
+      assert.equal(code, 2, stderr);
+      assert.match(stderr, line);
+      assert.equal(stderr.split("\n").length, 2, stderr);
+      assert.ok(!stderr.includes("secretonly"), stderr);
+    }
+  });
 });

@@ -340,6 +340,27 @@ describe("helm chart: rendered by helm", () => {
     );
   });
 
+  it("with api.enabled and the longest release name or names, the API's name and selector never become the processor's", {
+    skip,
+  }, () => {
+    for (const args of [
+      ["--set", `fullnameOverride=${"f".repeat(63)}`],
+      ["--set", `nameOverride=${"n".repeat(62)}`],
+    ]) {
+      const text = render("--set", "api.enabled=true", ...args);
+      const named = (kind: string) =>
+        [...text.matchAll(new RegExp(`^kind: ${kind}\\nmetadata:\\n  name: (\\S+)`, "gm"))].map((m) => m[1]!);
+      const deployments = named("Deployment");
+      assert.equal(deployments.length, 2, text);
+      assert.notEqual(deployments[0], deployments[1], args.join(" "));
+      assert.ok(deployments.every((name) => name.length <= 63));
+      const selectors = [...text.matchAll(/matchLabels:\n\s+app\.kubernetes\.io\/name: (\S+)/g)].map(
+        (m) => m[1]!,
+      );
+      assert.equal(new Set(selectors).size, 2, `${args.join(" ")}: ${selectors.join(", ")}`);
+    }
+  });
+
   it("without api.enabled, nothing of the API is rendered", { skip }, () => {
     const text = render("--set", "secret.values.AGENTMETER_API_KEYS=ops:00:admin");
     assert.deepEqual(renderedFrom(text, "api-deployment.yaml"), []);

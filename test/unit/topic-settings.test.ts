@@ -94,4 +94,36 @@ describe("topic settings an operator's topics must have", () => {
     );
     assert.deepEqual(topicSettingWarnings(new Map(), topics, 35 * day), [], "not given, not guessed");
   });
+
+  it("an input or dead-letter topic that is compacted is refused, with the fix; delete alone passes", () => {
+    const policies = (input: string, letters: string): TopicSettings =>
+      new Map([
+        ["in", new Map([["cleanup.policy", input]])],
+        ["dlq", new Map([["cleanup.policy", letters]])],
+      ]);
+    assert.deepEqual(topicSettingProblems(policies("delete", "delete"), topics), []);
+    const problems = topicSettingProblems(policies("compact", "compact,delete"), topics);
+    assert.equal(problems.length, 2);
+    assert.match(
+      problems[0]!,
+      /^topic in: cleanup\.policy is compact, .*earlier usage records would be deleted unbilled: .*--entity-name in --add-config cleanup\.policy=delete$/,
+    );
+    assert.match(
+      problems[1]!,
+      /^topic dlq: cleanup\.policy is compact,delete, .*earlier dead letters .*cleanup\.policy=delete$/,
+    );
+  });
+
+  it("a finite retention.bytes on the input or dead-letter topic: a warning each, with the fix", () => {
+    const bytes = (input: string, letters: string): TopicSettings =>
+      new Map([
+        ["in", new Map([["retention.bytes", input]])],
+        ["dlq", new Map([["retention.bytes", letters]])],
+      ]);
+    assert.deepEqual(topicSettingWarnings(bytes("-1", "-1"), topics, 1000), []);
+    const warnings = topicSettingWarnings(bytes("1000", "0"), topics, 1000);
+    assert.equal(warnings.length, 2);
+    assert.match(warnings[0]!, /^topic in: retention\.bytes is 1000: .*--add-config retention\.bytes=-1$/);
+    assert.match(warnings[1]!, /^topic dlq: retention\.bytes is 0: /);
+  });
 });

@@ -34,13 +34,15 @@ app.kubernetes.io/component: processor
 The API's resources: release-chart-api, and labels of their own. Its pods must not carry the processor's
 selector labels (name and instance; the processor's Deployment selector cannot change on upgrade), or
 the processor's Deployment, metrics Service and PodDisruptionBudget would count them: so another name.
+The base is cut to 59 characters before "-api" is added, so a long release name cannot cut the suffix
+off and give the API the processor's name.
 */}}
 {{- define "agentmeter.apiFullname" -}}
-{{- printf "%s-api" (include "agentmeter.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-api" (include "agentmeter.fullname" . | trunc 59 | trimSuffix "-") -}}
 {{- end -}}
 
 {{- define "agentmeter.apiSelectorLabels" -}}
-app.kubernetes.io/name: {{ printf "%s-api" (include "agentmeter.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ printf "%s-api" (include "agentmeter.name" . | trunc 59 | trimSuffix "-") }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
