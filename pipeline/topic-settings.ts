@@ -47,7 +47,7 @@ export function topicSettingProblems(settings: TopicSettings, topics: TopicNames
     [topics.AGENTMETER_DLQ_TOPIC, "dead letters"],
   ] as const) {
     const kept = settings.get(topic)?.get("cleanup.policy");
-    if (kept !== undefined && kept.split(",").includes("compact"))
+    if (kept?.split(",").includes("compact"))
       problems.push(
         `topic ${topic}: cleanup.policy is ${kept}, but compaction keeps only the latest message of each key ` +
           `(an account's): its earlier ${what} would be deleted unbilled: ` +

@@ -2,7 +2,7 @@ import { constants } from "node:fs";
 import { access, stat, writeFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { AgentmeterError, isAgentmeterError } from "../../schemas/errors.ts";
+import { AgentmeterError } from "../../schemas/errors.ts";
 import { epochMs, isoDateTimeSchema } from "../../schemas/time.ts";
 import { suffixedConfig } from "../audit/namespace.ts";
 import { parseOffsetSpec, type RangeRequest } from "../audit/range.ts";
@@ -10,12 +10,11 @@ import { formatSummary, reportJson } from "../audit/report.ts";
 import { runAudit } from "../audit/run-audit.ts";
 import type { ReadProgress } from "../audit/topic-reader.ts";
 import { auditWorkers } from "../audit/workers.ts";
-import { redactText } from "../auth/redact.ts";
 import { type Config, loadConfig } from "../config.ts";
 import type { BillingConfig } from "../core/index.ts";
 import { createLogger } from "../log.ts";
 import { loadBillingConfig } from "../runtime/billing-config.ts";
-import { argsErrorLine, type Command, EXIT_OK, EXIT_USAGE, type Io, withExitCodes } from "./io.ts";
+import { argsErrorLine, type Command, EXIT_OK, type Io, withExitCodes } from "./io.ts";
 
 /** Exit codes of audit and replay: 0 no difference, 1 differences, 2 usage or config, 3 a store does not answer. */
 export const EXIT_DIFFERENCES = 1;
