@@ -110,8 +110,8 @@ export function shownName(text: string): string {
 
 /**
  * Maps the typed errors of the commands that reach servers to their exit codes, one line on stderr each:
- * a bad argument or configuration 2, a server that does not answer 3 (reach.ts names it). Other errors
- * (bugs) keep their stack.
+ * a bad argument or configuration 2, a server that does not answer 3 (reach.ts names it), or stops
+ * answering mid-run (a send that failed past its retries) 3. Other errors (bugs) keep their stack.
  */
 export async function withExitCodes(name: string, io: Io, action: () => Promise<number>): Promise<number> {
   try {
@@ -126,7 +126,8 @@ export async function withExitCodes(name: string, io: Io, action: () => Promise<
       io.stderr.write(`agentmeter ${name}: ${redactText(refused)}\n`);
       return EXIT_USAGE;
     }
-    if (isAgentmeterError(error, "SERVICE_UNAVAILABLE")) {
+    // PRODUCE_FAILED: the brokers stopped answering mid-run (a send past its retries).
+    if (isAgentmeterError(error, "SERVICE_UNAVAILABLE") || isAgentmeterError(error, "PRODUCE_FAILED")) {
       // The driver's own message may quote the address it was given, credentials and all.
       io.stderr.write(`agentmeter ${name}: ${redactText(error.message)}\n`);
       return EXIT_UNREACHABLE;

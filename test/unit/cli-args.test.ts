@@ -5,6 +5,7 @@ import { Readable } from "node:stream";
 import { describe, test } from "node:test";
 import { withExitCodes } from "../../pipeline/cli/io.ts";
 import { main } from "../../pipeline/cli/main.ts";
+import { AgentmeterError } from "../../pipeline/errors.ts";
 
 // No server listens on port 1: every connection is refused, as after `npm run stack:down`. Every case
 // but the last suite's is refused before any connection.
@@ -323,5 +324,21 @@ describe("a connection string the configuration takes but a driver refuses", () 
       assert.equal(stderr.split("\n").length, 2, stderr);
       assert.ok(!stderr.includes("secretonly"), stderr);
     }
+  });
+});
+
+describe("a send that fails past its retries mid-run", () => {
+  test("is one line, exit 3, as a server that does not answer", async () => {
+    let stderr = "";
+    const io = {
+      stdin: Readable.from([""]),
+      stdout: { write: () => true },
+      stderr: { write: (t: string) => (stderr += t) },
+    };
+    const code = await withExitCodes("simulate", io, async () => {
+      throw new AgentmeterError("PRODUCE_FAILED", "record r-1 was not written to Kafka: Connection error");
+    });
+    assert.equal(code, 3);
+    assert.equal(stderr, "agentmeter simulate: record r-1 was not written to Kafka: Connection error\n");
   });
 });
