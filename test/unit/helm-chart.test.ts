@@ -331,6 +331,14 @@ describe("helm chart: rendered by helm", () => {
     refused([...api, "--set", "api.config.OTHER=1"], /api.config.OTHER is not/);
     refused([...api, "--set", "api.port=0"], /api.port must be 1-65535/);
     refused(
+      [...api, "--set", "api.config.AGENTMETER_API_SHUTDOWN_MS=abc"],
+      /api.config.AGENTMETER_API_SHUTDOWN_MS must be a whole number/,
+    );
+    refused(
+      [...api, "--set", "api.podLabels.app\\.kubernetes\\.io/name=agentmeter"],
+      /api.podLabels.app.kubernetes.io\/name is set by the chart/,
+    );
+    refused(
       [...api, "--set", "api.terminationGracePeriodSeconds=15"],
       /api.terminationGracePeriodSeconds must be more than api.config.AGENTMETER_API_SHUTDOWN_MS \(15000 ms\)/,
     );

@@ -196,8 +196,16 @@ checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256
 {{- fail "api.port must be 1-65535: the Service and the probes use it" -}}
 {{- end -}}
 {{- range $key, $value := .Values.api.config -}}
+{{- if and (ne $key "AGENTMETER_API_APP_OWNERS") (not (regexMatch "^[0-9]+$" (toString $value))) -}}
+{{- fail (printf "api.config.%s must be a whole number, as a string (e.g. \"15000\"): the API refuses anything else at start" $key) -}}
+{{- end -}}
 {{- if not (has $key (include "agentmeter.apiConfigKeys" $ | fromJsonArray)) -}}
 {{- fail (printf "api.config.%s is not a setting the chart takes there (AGENTMETER_API_HOST and AGENTMETER_API_PORT: api.host and api.port; AGENTMETER_API_KEYS: a Secret; the pipeline's variables: config)" $key) -}}
+{{- end -}}
+{{- end -}}
+{{- range $key := list "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/component" -}}
+{{- if hasKey $.Values.api.podLabels $key -}}
+{{- fail (printf "api.podLabels.%s is set by the chart (the API's selector, kept apart from the processor's)" $key) -}}
 {{- end -}}
 {{- end -}}
 {{- $shutdownMs := int (default "15000" (get .Values.api.config "AGENTMETER_API_SHUTDOWN_MS")) -}}
