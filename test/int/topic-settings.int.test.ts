@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
 import { after, describe, it } from "node:test";
+import type { Config } from "../../pipeline/config.ts";
 import { isAgentmeterError } from "../../pipeline/errors.ts";
 import { ensureTopics } from "../../pipeline/kafka.ts";
 import { createLogger } from "../../pipeline/log.ts";
@@ -15,6 +16,19 @@ import {
 import { isolatedConfig, testKafka } from "../support/pipeline.ts";
 
 const DAY_MS = 86_400_000;
+
+/** A processor of `config` logging at warn level, and the lines it logs. */
+function loggedProcessor(config: Config): { processor: Processor; lines: string[] } {
+  const lines: string[] = [];
+  const sink = new PassThrough();
+  sink.on("data", (chunk: Buffer) => lines.push(...chunk.toString("utf8").split("\n").filter(Boolean)));
+  const processor = new Processor(
+    config,
+    loadBillingConfig(config),
+    createLogger("warn", "agentmeter", sink),
+  );
+  return { processor, lines };
+}
 
 /**
  * Retention counts from each record's log time, which a producer may set to when the usage happened: the
@@ -68,14 +82,7 @@ describe("topic retention: what the processor creates, and what it warns of", { 
         },
       ],
     });
-    const lines: string[] = [];
-    const sink = new PassThrough();
-    sink.on("data", (chunk: Buffer) => lines.push(...chunk.toString("utf8").split("\n").filter(Boolean)));
-    const processor = new Processor(
-      config,
-      loadBillingConfig(config),
-      createLogger("warn", "agentmeter", sink),
-    );
+    const { processor, lines } = loggedProcessor(config);
     try {
       await processor.start();
     } finally {
@@ -111,14 +118,7 @@ describe("topic retention: what the processor creates, and what it warns of", { 
         },
       ],
     });
-    const lines: string[] = [];
-    const sink = new PassThrough();
-    sink.on("data", (chunk: Buffer) => lines.push(...chunk.toString("utf8").split("\n").filter(Boolean)));
-    const processor = new Processor(
-      config,
-      loadBillingConfig(config),
-      createLogger("warn", "agentmeter", sink),
-    );
+    const { processor, lines } = loggedProcessor(config);
     try {
       await assert.rejects(
         processor.start(),

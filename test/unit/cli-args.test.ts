@@ -16,6 +16,21 @@ Object.assign(process.env, {
   LOG_LEVEL: "silent",
 });
 
+/** withExitCodes around `action`, with captured standard error. */
+async function withCapturedExit(name: string, action: () => Promise<number>) {
+  let stderr = "";
+  const code = await withExitCodes(
+    name,
+    {
+      stdin: Readable.from([""]),
+      stdout: { write: () => true },
+      stderr: { write: (t: string) => (stderr += t) },
+    },
+    action,
+  );
+  return { code, stderr };
+}
+
 /** Runs the CLI in-process. */
 async function agentmeter(args: string[]) {
   let stdout = "";
@@ -309,13 +324,7 @@ describe("a connection string the configuration takes but a driver refuses", () 
       ],
     ];
     for (const [make, line] of cases) {
-      let stderr = "";
-      const io = {
-        stdin: Readable.from([""]),
-        stdout: { write: () => true },
-        stderr: { write: (t: string) => (stderr += t) },
-      };
-      const code = await withExitCodes("x", io, async () => {
+      const { code, stderr } = await withCapturedExit("x", async () => {
         make();
         return 0;
       });
@@ -329,13 +338,7 @@ describe("a connection string the configuration takes but a driver refuses", () 
 
 describe("a send that fails past its retries mid-run", () => {
   test("is one line, exit 3, as a server that does not answer", async () => {
-    let stderr = "";
-    const io = {
-      stdin: Readable.from([""]),
-      stdout: { write: () => true },
-      stderr: { write: (t: string) => (stderr += t) },
-    };
-    const code = await withExitCodes("simulate", io, async () => {
+    const { code, stderr } = await withCapturedExit("simulate", async () => {
       throw new AgentmeterError("PRODUCE_FAILED", "record r-1 was not written to Kafka: Connection error");
     });
     assert.equal(code, 3);
